@@ -1,11 +1,14 @@
 module github.com/gm2-init/gm2-init
 
-go 1.24
+go 1.26.0
 
 require (
-	github.com/kelseyhightower/envconfig v1.4.0 // indirect
+	github.com/kelseyhightower/envconfig v1.4.0
+	github.com/rs/zerolog v1.35.1
+	golang.org/x/sys v0.50.0
+)
+
+require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 )

@@ -1,0 +1,362 @@
+// Package e2e tests the real gm2-init binary as PID 1 of a new PID
+// namespace, with real sockets, signals and child processes.
+//
+// Tests wait on gm2-init's own JSON log lines (worker started, worker ready,
+// reload finished …) instead of sleeping: each log line is an event, and
+// every wait has a deadline.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/procfs"
+)
+
+// Binaries built once by TestMain.
+var bins struct {
+	init, worker, goapp string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gm2-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.init = filepath.Join(dir, "gm2-init")
+	bins.worker = filepath.Join(dir, "testworker")
+	bins.goapp = filepath.Join(dir, "goapp")
+	for _, b := range []struct{ out, pkg string }{{bins.init, ".."}, {bins.worker, "./testworker"}, {bins.goapp, "../examples/goapp"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// namespaceCmd returns the command prefix that runs a program as PID 1 of a
+// new PID namespace with its own /proc: directly as root, through a user
+// namespace otherwise.
+func namespaceCmd(t *testing.T) []string {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) not installed")
+	}
+	if os.Geteuid() == 0 {
+		return []string{"unshare", "--pid", "--fork", "--mount-proc"}
+	}
+	return []string{"unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"}
+}
+
+// logLine is one JSON line of gm2-init's log.
+type logLine map[string]any
+
+func (l logLine) msg() string { s, _ := l["message"].(string); return s }
+func (l logLine) str(k string) string {
+	switch v := l[k].(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
+}
+func (l logLine) int(k string) int { f, _ := l[k].(float64); return int(f) }
+
+// Init is a running gm2-init.
+type Init struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	Pid    int // host pid of gm2-init (PID 1 inside its namespace)
+	mu     sync.Mutex
+	cond   *sync.Cond
+	lines  []logLine
+	raw    bytes.Buffer
+	exited bool
+	code   int
+	stdout bytes.Buffer
+}
+
+// startInit runs gm2-init with args in a new PID namespace. Extra
+// environment variables are added to the test's environment.
+func startInit(t *testing.T, env []string, args ...string) *Init {
+	t.Helper()
+	argv := append(namespaceCmd(t), bins.init)
+	argv = append(argv, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in := &Init{t: t, cmd: cmd}
+	in.cond = sync.NewCond(&in.mu)
+	cmd.Stdout = &in.stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go in.readLog(stderr)
+	t.Cleanup(func() {
+		if !in.hasExited() {
+			cmd.Process.Kill()
+			in.Wait(10 * time.Second)
+		}
+		if t.Failed() {
+			in.mu.Lock()
+			t.Logf("gm2-init log:\n%s", in.raw.String())
+			in.mu.Unlock()
+		}
+	})
+	// gm2-init is the only child of unshare.
+	deadline := time.Now().Add(10 * time.Second)
+	for in.Pid == 0 {
+		if c := childrenOf(cmd.Process.Pid); len(c) > 0 {
+			in.Pid = c[0]
+			break
+		}
+		if time.Now().After(deadline) || in.hasExited() {
+			t.Fatalf("gm2-init did not start; log:\n%s", in.rawLog())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return in
+}
+
+func (in *Init) readLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l logLine
+		line := sc.Bytes()
+		in.mu.Lock()
+		in.raw.Write(line)
+		in.raw.WriteByte('\n')
+		if json.Unmarshal(line, &l) == nil {
+			in.lines = append(in.lines, l)
+		}
+		in.cond.Broadcast()
+		in.mu.Unlock()
+	}
+	err := in.cmd.Wait()
+	in.mu.Lock()
+	in.exited = true
+	in.code = in.cmd.ProcessState.ExitCode()
+	if ws, ok := in.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		in.code = 128 + int(ws.Signal())
+	}
+	_ = err
+	in.cond.Broadcast()
+	in.mu.Unlock()
+}
+
+func (in *Init) hasExited() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.exited
+}
+
+func (in *Init) rawLog() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.raw.String()
+}
+
+// waitFor blocks until cond holds (checked under the lock at every log line
+// and at exit) or the timeout passes.
+func (in *Init) waitFor(timeout time.Duration, what string, cond func() bool) {
+	in.t.Helper()
+	timer := time.AfterFunc(timeout, func() {
+		in.mu.Lock()
+		in.cond.Broadcast()
+		in.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for !cond() {
+		if time.Now().After(deadline) {
+			in.t.Fatalf("timed out after %v waiting for %s; log:\n%s", timeout, what, in.raw.String())
+		}
+		in.cond.Wait()
+	}
+}
+
+// WaitLog waits for the n-th log line (counting from index from) that
+// matches, and returns it with the index after it.
+func (in *Init) WaitLog(timeout time.Duration, from int, msg string, match func(logLine) bool) (logLine, int) {
+	in.t.Helper()
+	var found logLine
+	next := from
+	in.waitFor(timeout, fmt.Sprintf("log %q", msg), func() bool {
+		for ; next < len(in.lines); next++ {
+			l := in.lines[next]
+			if l.msg() == msg && (match == nil || match(l)) {
+				found = l
+				next++
+				return true
+			}
+		}
+		if in.exited {
+			in.t.Fatalf("gm2-init exited (%d) before log %q; log:\n%s", in.code, msg, in.raw.String())
+		}
+		return false
+	})
+	return found, next
+}
+
+// CountLog counts the lines with msg so far.
+func (in *Init) CountLog(msg string) int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := 0
+	for _, l := range in.lines {
+		if l.msg() == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// Lines returns a copy of the log lines so far.
+func (in *Init) Lines() []logLine {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]logLine(nil), in.lines...)
+}
+
+// Wait waits for gm2-init to exit and returns its exit status.
+func (in *Init) Wait(timeout time.Duration) int {
+	in.t.Helper()
+	in.waitFor(timeout, "gm2-init to exit", func() bool { return in.exited })
+	return in.code
+}
+
+// Signal sends sig to gm2-init.
+func (in *Init) Signal(sig syscall.Signal) {
+	in.t.Helper()
+	if err := syscall.Kill(in.Pid, sig); err != nil {
+		in.t.Fatalf("kill %d %v: %v", in.Pid, sig, err)
+	}
+}
+
+// Addr waits for the "listening" line of the named listener (or the first
+// one when name is "") and returns its address.
+func (in *Init) Addr(name string) string {
+	l, _ := in.WaitLog(10*time.Second, 0, "listening", func(l logLine) bool { return name == "" || l.str("name") == name })
+	return l.str("address")
+}
+
+// HealthAddr waits for the health endpoint line and returns its address.
+func (in *Init) HealthAddr() string {
+	l, _ := in.WaitLog(10*time.Second, 0, "health endpoints", nil)
+	return l.str("address")
+}
+
+// WaitReady waits until n "worker ready" lines have been logged in total.
+func (in *Init) WaitReady(n int, timeout time.Duration) {
+	in.t.Helper()
+	in.waitFor(timeout, fmt.Sprintf("%d ready workers", n), func() bool {
+		c := 0
+		for _, l := range in.lines {
+			if l.msg() == "worker ready" {
+				c++
+			}
+		}
+		if in.exited {
+			in.t.Fatalf("gm2-init exited (%d) early; log:\n%s", in.code, in.raw.String())
+		}
+		return c >= n
+	})
+}
+
+// Children lists the host pids of gm2-init's children.
+func (in *Init) Children() []int { return childrenOf(in.Pid) }
+
+// childrenOf scans /proc for the children of pid (not every kernel has
+// /proc/PID/task/TID/children).
+func childrenOf(pid int) []int {
+	return procfs.Children("/proc", pid)
+}
+
+// FDs counts gm2-init's open descriptors.
+func (in *Init) FDs() int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", in.Pid))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// workerInfo is what testworker answers.
+type workerInfo struct {
+	Pid       string `json:"pid"`
+	ListenPid string `json:"listen_pid"`
+	ListenFDs string `json:"listen_fds"`
+	FDNames   string `json:"fdnames"`
+	Instance  string `json:"instance"`
+	Instances string `json:"instances"`
+	NodeApp   string `json:"node_app"`
+}
+
+// client makes one request per connection, so that the kernel spreads them
+// over the workers, with a bounded timeout.
+var noKeepAlive = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func getInfo(t *testing.T, addr string) workerInfo {
+	t.Helper()
+	resp, err := noKeepAlive.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("GET %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	var wi workerInfo
+	if err := json.NewDecoder(resp.Body).Decode(&wi); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return wi
+}
+
+func httpGet(addr, path string) (int, string, error) {
+	resp, err := noKeepAlive.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// procState returns the state letter of a host pid ("" if gone).
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}

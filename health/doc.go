@@ -1,0 +1,21 @@
+// Package health serves gm2-init's probe, status and metrics endpoints on a
+// listener of its own (--health-addr, default ":9000"), separate from the
+// application's ports so that a saturated or misbehaving app cannot starve
+// the kubelet's probes, and so that probes never reach the workers.
+//
+// Every answer is computed from the supervisor's last published
+// status.Snapshot; the only round trip is the liveness ping through the
+// supervisor's loop, which is bounded and coalesced. gm2-init shares the CFS
+// quota of its workers, so a probe must stay cheap when the CPU is exhausted.
+//
+// Endpoints (GET and HEAD only):
+//
+//	/livez    200 "ok" while the supervisor loop answers and no slot is errored
+//	/readyz   200 "ok" while at least MinReady workers are ready and not shutting down
+//	/healthz  alias of /livez (see handleProbe for why)
+//	/status   JSON view of the snapshot, with uptimes computed at request time
+//	/metrics  Prometheus text exposition format 0.0.4
+//
+// The package also provides Check, an HTTP client for a Docker HEALTHCHECK in
+// images that have no curl.
+package health

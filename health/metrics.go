@@ -1,0 +1,194 @@
+package health
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gm2-init/gm2-init/status"
+)
+
+// metricsContentType is the text exposition format 0.0.4. Prometheus 3 fails
+// a scrape whose Content-Type is missing or unknown, so it must be exact.
+const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// The exposition is written by hand: client_golang would add megabytes to a
+// binary that must stay small, for a dozen metrics that change only when the
+// snapshot does.
+
+// label is one name="value" pair of a sample.
+type label struct{ name, value string }
+
+// exposition accumulates a text exposition. Each family is written whole
+// (HELP, TYPE, then its samples) so that a family's samples are contiguous
+// and its HELP and TYPE appear once, as the format requires.
+type exposition struct{ buf bytes.Buffer }
+
+func (e *exposition) family(name, typ, help string) {
+	e.buf.WriteString("# HELP ")
+	e.buf.WriteString(name)
+	e.buf.WriteByte(' ')
+	e.buf.WriteString(escapeHelp(help))
+	e.buf.WriteString("\n# TYPE ")
+	e.buf.WriteString(name)
+	e.buf.WriteByte(' ')
+	e.buf.WriteString(typ)
+	e.buf.WriteByte('\n')
+}
+
+// sample writes one line; value is already formatted (see formatUint and
+// formatFloat) so that integer counters stay exact.
+func (e *exposition) sample(name, value string, labels ...label) {
+	e.buf.WriteString(name)
+	if len(labels) > 0 {
+		e.buf.WriteByte('{')
+		for i, l := range labels {
+			if i > 0 {
+				e.buf.WriteByte(',')
+			}
+			e.buf.WriteString(l.name)
+			e.buf.WriteString(`="`)
+			e.buf.WriteString(escapeLabelValue(l.value))
+			e.buf.WriteByte('"')
+		}
+		e.buf.WriteByte('}')
+	}
+	e.buf.WriteByte(' ')
+	e.buf.WriteString(value)
+	e.buf.WriteByte('\n')
+}
+
+// gauge and counter write a family of a single unlabelled sample.
+func (e *exposition) gauge(name, help, value string) {
+	e.family(name, "gauge", help)
+	e.sample(name, value)
+}
+
+func (e *exposition) counter(name, help, value string) {
+	e.family(name, "counter", help)
+	e.sample(name, value)
+}
+
+// escapeHelp escapes a HELP text: backslash and line feed only, as the
+// format specifies (a '"' stays as is there). Invalid UTF-8 is replaced
+// because Prometheus rejects the whole scrape for it.
+func escapeHelp(s string) string {
+	return escape(s, false)
+}
+
+// escapeLabelValue escapes a label value: backslash, double quote and line
+// feed. Label values come from outside (the version string today), so they
+// are the place where a hostile byte could break the exposition.
+func escapeLabelValue(s string) string {
+	return escape(s, true)
+}
+
+func escape(s string, quote bool) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if !strings.ContainsAny(s, "\\\n\"") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '"' && quote:
+			b.WriteString(`\"`)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func formatUint(v uint64) string { return strconv.FormatUint(v, 10) }
+func formatInt(v int) string     { return strconv.Itoa(v) }
+
+// formatFloat writes the shortest representation that parses back to v;
+// Go's "+Inf", "-Inf" and "NaN" are the spellings the format uses.
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func formatBool(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// writeMetrics renders snap and gm2-init's own process usage.
+func writeMetrics(e *exposition, snap *status.Snapshot, u procUsage, procStart float64) {
+	e.family("gm2_info", "gauge", "Always 1; the version label tells which gm2-init runs.")
+	e.sample("gm2_info", "1", label{"version", snap.Version})
+
+	e.gauge("gm2_instances_wanted", "Number of worker instances gm2-init keeps running (-i).", formatInt(snap.Instances))
+	e.gauge("gm2_min_ready_workers", "Ready workers required for /readyz to pass.", formatInt(snap.MinReady))
+	e.gauge("gm2_ready_workers", "Worker processes ready to serve, across slots (a slot has two during a reload).", formatInt(snap.ReadyWorkers()))
+
+	// Slots by state, every known state included at 0 so that a
+	// dashboard's series do not appear and vanish; a state the supervisor
+	// added later is still reported.
+	counts := make(map[status.State]int, len(status.AllStates))
+	for _, sl := range snap.Slots {
+		counts[sl.State]++
+	}
+	states := append([]status.State(nil), status.AllStates...)
+	var extra []status.State
+	for st := range counts {
+		if !slices.Contains(status.AllStates, st) {
+			extra = append(extra, st)
+		}
+	}
+	sort.Slice(extra, func(i, j int) bool { return extra[i] < extra[j] })
+	states = append(states, extra...)
+	e.family("gm2_workers", "gauge", "Worker slots by state; the values sum to the number of instances.")
+	for _, st := range states {
+		e.sample("gm2_workers", formatInt(counts[st]), label{"state", string(st)})
+	}
+
+	e.gauge("gm2_shutting_down", "1 once gm2-init has begun shutting down (/readyz fails from then on).", formatBool(snap.ShuttingDown))
+	e.gauge("gm2_reload_in_progress", "1 while a rolling reload runs.", formatBool(snap.Reload.InProgress))
+	e.gauge("gm2_reload_generation", "Generation of the last rolling reload pass (0 before the first).", formatUint(snap.Reload.Generation))
+
+	e.counter("gm2_restarts_total", "Worker restarts after an exit, since gm2-init started.", formatUint(snap.Counters.Restarts))
+	e.family("gm2_reloads_total", "counter", "Rolling reloads by result.")
+	for _, res := range reloadResults(snap.Counters.Reloads) {
+		e.sample("gm2_reloads_total", formatUint(snap.Counters.Reloads[res]), label{"result", res})
+	}
+	e.counter("gm2_orphans_reaped_total", "Orphaned processes (not workers) reaped by gm2-init as PID 1.", formatUint(snap.Counters.OrphansReaped))
+	e.counter("gm2_workers_started_total", "Worker processes started, first starts, restarts and reloads included.", formatUint(snap.Counters.WorkersStarted))
+
+	// The standard process_* families, for gm2-init itself (workers are
+	// separate processes with metrics of their own).
+	if u.statErr == nil {
+		e.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", formatFloat(u.cpuSeconds))
+	}
+	if u.statmErr == nil {
+		e.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", formatUint(u.residentBytes))
+		e.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", formatUint(u.virtualBytes))
+	}
+	if u.fdErr == nil {
+		e.gauge("process_open_fds", "Number of open file descriptors.", formatInt(u.openFDs))
+	}
+	if procStart > 0 {
+		e.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", formatFloat(procStart))
+	}
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+	u := readProcUsage(s.opts.procRoot)
+	for what, err := range map[string]error{"stat": u.statErr, "statm": u.statmErr, "fd": u.fdErr} {
+		if err != nil {
+			s.log.Debug().Err(err).Str("proc", what).Msg("process metric unavailable")
+		}
+	}
+	var e exposition
+	writeMetrics(&e, s.snapshot(), u, s.procStart)
+	writeBody(w, http.StatusOK, metricsContentType, e.buf.Bytes())
+}

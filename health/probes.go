@@ -1,0 +1,149 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gm2-init/gm2-init/status"
+)
+
+// check is one named condition of a probe, named as in kube-apiserver's
+// "[+]name ok" lines.
+type check struct {
+	name string
+	run  func(ctx context.Context, snap *status.Snapshot) error
+}
+
+// livezChecks decide whether the kubelet should restart the container. They
+// look only at gm2-init itself, never at the app's downstream services: a
+// database outage must not restart every pod at once.
+func (s *Server) livezChecks() []check {
+	return []check{
+		{name: "ping", run: func(ctx context.Context, _ *status.Snapshot) error {
+			err := s.pinger.ping(ctx)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, context.DeadlineExceeded):
+				return fmt.Errorf("supervisor loop did not answer within %s", s.opts.pingTimeout)
+			default:
+				return fmt.Errorf("supervisor loop: %w", err)
+			}
+		}},
+		{name: "slots", run: func(_ context.Context, snap *status.Snapshot) error {
+			if bad := snap.ErroredSlots(); len(bad) > 0 {
+				return fmt.Errorf("slot(s) %s errored (crash-looped past --max-restarts)", joinInts(bad))
+			}
+			return nil
+		}},
+	}
+}
+
+// readyzChecks decide whether the Service sends traffic to this pod. They
+// read only the snapshot, so readiness costs nothing.
+func readyzChecks() []check {
+	return []check{
+		{name: "shutdown", run: func(_ context.Context, snap *status.Snapshot) error {
+			if snap.ShuttingDown {
+				return errors.New("shutting down")
+			}
+			return nil
+		}},
+		{name: "workers", run: func(_ context.Context, snap *status.Snapshot) error {
+			// A MinReady below 1 would call a pod with no ready worker
+			// ready, and the Service would send it traffic that nothing
+			// can serve.
+			want := max(snap.MinReady, 1)
+			if got := snap.ReadyWorkers(); got < want {
+				return fmt.Errorf("%d worker(s) ready, %d required", got, want)
+			}
+			return nil
+		}},
+	}
+}
+
+// handleProbe runs checks and answers as kube-apiserver does: "ok" when all
+// pass; with ?verbose, one "[+]name ok" / "[-]name failed: reason" line per
+// check and a last "<probe> check passed|failed" line.
+//
+// Without ?verbose a failure lists only the failed checks, so that the first
+// line of the body is the reason (Check and most probe logs show only that).
+// kube-apiserver withholds reasons because its endpoint is public; ours only
+// tells what /status already tells.
+//
+// /healthz runs the liveness checks. It is deprecated in kube-apiserver but
+// many Helm charts still probe it, mostly as a livenessProbe; were it an
+// alias of /readyz, every shutdown and every dip below MinReady would count
+// toward restarting the container. As liveness, the worst a chart that uses it
+// for readiness gets is a weaker readiness check, never a restart.
+func (s *Server) handleProbe(w http.ResponseWriter, r *http.Request, probe string, checks []check) {
+	snap := s.snapshot()
+	verbose := r.URL.Query().Has("verbose")
+
+	var out bytes.Buffer
+	var failed []string
+	for _, c := range checks {
+		err := c.run(r.Context(), snap)
+		if err != nil {
+			failed = append(failed, c.name+": "+err.Error())
+			fmt.Fprintf(&out, "[-]%s failed: %s\n", c.name, oneLine(err.Error()))
+		} else if verbose {
+			fmt.Fprintf(&out, "[+]%s ok\n", c.name)
+		}
+	}
+	s.logTransition(probe, failed)
+
+	code := http.StatusOK
+	switch {
+	case len(failed) > 0:
+		code = http.StatusServiceUnavailable
+		fmt.Fprintf(&out, "%s check failed\n", probe)
+	case verbose:
+		fmt.Fprintf(&out, "%s check passed\n", probe)
+	default:
+		out.WriteString("ok")
+	}
+	writeBody(w, code, "text/plain; charset=utf-8", out.Bytes())
+}
+
+// logTransition logs when a probe starts or stops failing, not at every
+// probe: the kubelet probes every few seconds.
+func (s *Server) logTransition(probe string, failed []string) {
+	ok := len(failed) == 0
+	s.probeMu.Lock()
+	prev, seen := s.probeState[probe]
+	s.probeState[probe] = ok
+	s.probeMu.Unlock()
+	if seen && prev == ok || !seen && ok {
+		return
+	}
+	if ok {
+		s.log.Info().Str("probe", probe).Msg("probe passing again")
+		return
+	}
+	ev := s.log.Info()
+	if probe != "readyz" {
+		// Failing liveness gets the container restarted: worth a warning.
+		// Failing readiness is routine at start and during shutdown.
+		ev = s.log.Warn()
+	}
+	ev.Str("probe", probe).Strs("failed", failed).Msg("probe failing")
+}
+
+// oneLine keeps a reason on its "[-]name failed: reason" line whatever the
+// error text contains.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func joinInts(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,161 @@
+package health
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/gm2-init/gm2-init/status"
+)
+
+// statusView is the JSON document of GET /status. It is a view built from the
+// snapshot rather than the snapshot itself so that it can carry uptimes
+// computed at request time (a snapshot is published at changes only, so its
+// own timestamps are all it can hold) and so that its shape is this
+// endpoint's contract, not a side effect of the supervisor's struct tags.
+type statusView struct {
+	Version       string         `json:"version"`
+	StartedAt     time.Time      `json:"started_at,omitzero"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	Instances     int            `json:"instances"`
+	MinReady      int            `json:"min_ready"`
+	ReadyWorkers  int            `json:"ready_workers"`
+	ShuttingDown  bool           `json:"shutting_down"`
+	Slots         []slotView     `json:"slots"`
+	Reload        status.Reload  `json:"reload"`
+	Counters      countersView   `json:"counters"`
+	States        map[string]int `json:"slots_by_state"`
+	Errored       []int          `json:"errored_slots"`
+}
+
+type slotView struct {
+	Instance      int          `json:"instance"`
+	State         status.State `json:"state"`
+	Pid           int          `json:"pid"`
+	Restarts      int          `json:"restarts"`
+	StartedAt     time.Time    `json:"started_at,omitzero"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	LastExit      string       `json:"last_exit"`
+	LastStatus    string       `json:"last_status"`
+	Workers       []workerView `json:"workers"`
+}
+
+type workerView struct {
+	Pid           int          `json:"pid"`
+	State         status.State `json:"state"`
+	Generation    uint64       `json:"generation"`
+	StartedAt     time.Time    `json:"started_at,omitzero"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	Status        string       `json:"status"`
+}
+
+// countersView always lists both reload results, so that a consumer does not
+// have to tell "no reload yet" from "field missing".
+type countersView struct {
+	Restarts       uint64            `json:"restarts_total"`
+	Reloads        map[string]uint64 `json:"reloads_total"`
+	OrphansReaped  uint64            `json:"orphans_reaped_total"`
+	WorkersStarted uint64            `json:"workers_started_total"`
+}
+
+// uptime is the time since t in seconds, rounded to the millisecond; 0 for a
+// zero t (not started) or a t in the future (clock stepped back).
+func uptime(now, t time.Time) float64 {
+	if t.IsZero() || now.Before(t) {
+		return 0
+	}
+	return math.Round(now.Sub(t).Seconds()*1000) / 1000
+}
+
+func buildStatusView(snap *status.Snapshot, now time.Time) statusView {
+	v := statusView{
+		Version:       snap.Version,
+		StartedAt:     snap.StartedAt,
+		UptimeSeconds: uptime(now, snap.StartedAt),
+		Instances:     snap.Instances,
+		MinReady:      snap.MinReady,
+		ReadyWorkers:  snap.ReadyWorkers(),
+		ShuttingDown:  snap.ShuttingDown,
+		Slots:         make([]slotView, 0, len(snap.Slots)),
+		Reload:        snap.Reload,
+		Counters: countersView{
+			Restarts:       snap.Counters.Restarts,
+			Reloads:        reloadCounts(snap.Counters.Reloads),
+			OrphansReaped:  snap.Counters.OrphansReaped,
+			WorkersStarted: snap.Counters.WorkersStarted,
+		},
+		States:  make(map[string]int, len(status.AllStates)),
+		Errored: snap.ErroredSlots(),
+	}
+	if v.Errored == nil {
+		v.Errored = []int{}
+	}
+	for _, st := range status.AllStates {
+		v.States[string(st)] = 0
+	}
+	for _, sl := range snap.Slots {
+		v.States[string(sl.State)]++
+		sv := slotView{
+			Instance:      sl.Index,
+			State:         sl.State,
+			Pid:           sl.Pid,
+			Restarts:      sl.Restarts,
+			StartedAt:     sl.StartedAt,
+			UptimeSeconds: uptime(now, sl.StartedAt),
+			LastExit:      sl.LastExit,
+			LastStatus:    sl.LastStatus,
+			Workers:       make([]workerView, 0, len(sl.Workers)),
+		}
+		for _, w := range sl.Workers {
+			sv.Workers = append(sv.Workers, workerView{
+				Pid:           w.Pid,
+				State:         w.State,
+				Generation:    w.Generation,
+				StartedAt:     w.StartedAt,
+				UptimeSeconds: uptime(now, w.StartedAt),
+				Status:        w.Status,
+			})
+		}
+		v.Slots = append(v.Slots, sv)
+	}
+	return v
+}
+
+// reloadCounts copies the reload counters with "ok" and "failed" always
+// present.
+func reloadCounts(m map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{"ok": 0, "failed": 0}
+	for k, n := range m {
+		out[k] = n
+	}
+	return out
+}
+
+// reloadResults lists the result labels of gm2_reloads_total: "ok" and
+// "failed" first and always, then any other the supervisor reported, sorted
+// so that the output is stable between scrapes.
+func reloadResults(m map[string]uint64) []string {
+	out := []string{"ok", "failed"}
+	var extra []string
+	for k := range m {
+		if k != "ok" && k != "failed" {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	body, err := json.MarshalIndent(buildStatusView(s.snapshot(), time.Now()), "", "  ")
+	if err != nil {
+		// Only an unencodable value could get here (none is in the
+		// view); say so rather than send half a document.
+		s.log.Error().Err(err).Msg("encode /status")
+		http.Error(w, "encode status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeBody(w, http.StatusOK, "application/json", append(body, '\n'))
+}

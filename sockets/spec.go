@@ -1,0 +1,156 @@
+// Package sockets parses --listen addresses, binds them once, and describes
+// them for the workers that inherit them.
+//
+// gm2-init binds every listener itself, before any worker starts, and keeps
+// its copy of each descriptor open for its whole life. That is what makes
+// reloads lossless: the kernel keeps one accept queue per socket, and a
+// connection that arrives while no worker is accepting waits in that queue
+// instead of being refused. Workers receive the descriptors with the systemd
+// socket-activation protocol (fd 3, 4, …; LISTEN_FDS, LISTEN_FDNAMES,
+// LISTEN_PID).
+package sockets
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Network is the kind of socket a Spec binds.
+type Network string
+
+const (
+	TCP      Network = "tcp"      // stream, IPv4 and/or IPv6
+	UDP      Network = "udp"      // datagram, IPv4 and/or IPv6
+	Unix     Network = "unix"     // stream, unix domain (a path)
+	Unixgram Network = "unixgram" // datagram, unix domain
+)
+
+// Spec is one parsed --listen value.
+type Spec struct {
+	Name    string  // LISTEN_FDNAMES entry
+	Network Network // what to bind
+	// Family narrows TCP/UDP: "" (both, dual-stack where the host allows),
+	// "4" or "6" (from tcp4://, udp6://…).
+	Family string
+	// Addr is host:port for TCP/UDP (host may be empty: every interface), or
+	// the socket path for Unix/Unixgram.
+	Addr string
+	// Raw is the value as the user wrote it, for messages.
+	Raw string
+}
+
+// String renders the spec in the canonical URL-ish form used in logs.
+func (s Spec) String() string {
+	switch s.Network {
+	case Unix, Unixgram:
+		return string(s.Network) + "://" + s.Addr
+	}
+	return string(s.Network) + s.Family + "://" + s.Addr
+}
+
+// Port returns the TCP/UDP port number, or 0 for unix sockets.
+func (s Spec) Port() int {
+	if s.Network == Unix || s.Network == Unixgram {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Accepted is the list of forms, for error messages.
+const Accepted = "[NAME=]ADDR with ADDR one of :PORT, HOST:PORT, [IPv6]:PORT, tcp://HOST:PORT, tcp4://…, tcp6://…, udp://HOST:PORT, udp4://…, udp6://…, unix:///path or unixgram:///path (PORT 0–65535)"
+
+// ParseSpec parses one --listen value. The error text names the value and
+// the accepted forms; the caller adds the flag or variable name.
+func ParseSpec(raw string) (Spec, error) {
+	s := Spec{Raw: raw}
+	v := strings.TrimSpace(raw)
+	if v == "" {
+		return s, fmt.Errorf("empty address; accepted: %s", Accepted)
+	}
+	// NAME=ADDR. An address never contains '=' before its scheme, so the
+	// first '=' (if it comes before any '/' or ':') separates a name.
+	if i := strings.IndexByte(v, '='); i >= 0 && !strings.ContainsAny(v[:i], ":/[") {
+		s.Name = v[:i]
+		v = v[i+1:]
+		if err := checkName(s.Name); err != nil {
+			return s, fmt.Errorf("address %q: %w", raw, err)
+		}
+	}
+	scheme := "tcp"
+	if i := strings.Index(v, "://"); i >= 0 {
+		scheme, v = strings.ToLower(v[:i]), v[i+3:]
+	}
+	switch scheme {
+	case "tcp", "tcp4", "tcp6":
+		s.Network, s.Family = TCP, strings.TrimPrefix(scheme, "tcp")
+	case "udp", "udp4", "udp6":
+		s.Network, s.Family = UDP, strings.TrimPrefix(scheme, "udp")
+	case "unix", "unixgram":
+		s.Network = Network(scheme)
+		if !strings.HasPrefix(v, "/") {
+			return s, fmt.Errorf("address %q: a unix socket needs an absolute path (unix:///run/app.sock)", raw)
+		}
+		s.Addr = filepath.Clean(v)
+		if s.Addr == "/" {
+			return s, fmt.Errorf("address %q: %q is not a socket path", raw, v)
+		}
+		if len(s.Addr) > 107 {
+			return s, fmt.Errorf("address %q: unix socket path longer than 107 bytes", raw)
+		}
+		if s.Name == "" {
+			s.Name = string(s.Network) + "-" + filepath.Base(s.Addr)
+		}
+		return s, nil
+	default:
+		return s, fmt.Errorf("address %q: unknown scheme %q; accepted: %s", raw, scheme, Accepted)
+	}
+	if !strings.Contains(v, ":") {
+		// A bare port: "8080".
+		v = ":" + v
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return s, fmt.Errorf("address %q: %v; accepted: %s", raw, strings.TrimPrefix(err.Error(), "address "+v+": "), Accepted)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || port == "" {
+		return s, fmt.Errorf("address %q: port %q is not a number from 0 to 65535", raw, port)
+	}
+	if host != "" {
+		ip := net.ParseIP(host)
+		if ip == nil && host != "localhost" {
+			return s, fmt.Errorf("address %q: host %q is not an IP address (use 0.0.0.0, ::, 127.0.0.1, ::1 or localhost)", raw, host)
+		}
+		if ip != nil && ((s.Family == "4" && ip.To4() == nil) || (s.Family == "6" && ip.To4() != nil && !strings.Contains(host, ":"))) {
+			return s, fmt.Errorf("address %q: host %s does not match the %s scheme", raw, host, scheme)
+		}
+	}
+	s.Addr = net.JoinHostPort(host, strconv.Itoa(n))
+	if s.Name == "" {
+		s.Name = fmt.Sprintf("%s-%d", s.Network, n)
+	}
+	return s, nil
+}
+
+// checkName enforces what LISTEN_FDNAMES can carry: the list is
+// colon-separated and systemd limits names to 255 printable characters.
+func checkName(name string) error {
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("name %q must be 1 to 255 characters", name)
+	}
+	for _, r := range name {
+		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return fmt.Errorf("name %q may only hold letters, digits, '-', '_' and '.'", name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,734 @@
+// Package spawn starts the workers and owns the supervisor's state: which
+// process serves which slot, which is starting, draining or backing off, and
+// what happens on every exit, signal and readiness message.
+//
+// All of that state belongs to one goroutine, the loop in Run. Everything
+// else — the reaper, the signal channel, timers, the notify socket, the
+// per-worker readiness pipes — reaches the state only by sending the loop an
+// event. There are no locks around the state and no decision is taken by a
+// poller; the order of events is the order in which they are applied. After
+// every event the loop publishes an immutable status.Snapshot, which is what
+// the health endpoints read.
+package spawn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/notify"
+	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/reaper"
+	"github.com/gm2-init/gm2-init/status"
+)
+
+// Options configures a Supervisor.
+type Options struct {
+	Path string   // the command, resolved through PATH
+	Args []string // its argv; Args[0] as the user wrote it
+	Env  []string // environment every worker inherits (os.Environ())
+	Self string   // gm2-init's own executable, for the LISTEN_PID re-exec
+
+	Instances int
+
+	Listeners     []*os.File // passed as fds 3, 4, …
+	ListenFDNames string     // LISTEN_FDNAMES
+	ListenersDesc string     // GM2_LISTENERS, for the Node preload ("" when none)
+	NodeOptions   string     // NODE_OPTIONS with the preload; "" = preload off
+
+	Notify *notify.Socket // NOTIFY_SOCKET for workers; nil = none
+
+	StopSignal    syscall.Signal
+	KillTimeout   time.Duration
+	MinUptime     time.Duration
+	ListenTimeout time.Duration
+	ShutdownDelay time.Duration
+	Restart       RestartPolicy
+	MaxRestarts   int
+	WaitReady     bool
+	ReloadBatch   int
+	MinReady      int // 0 = every slot
+
+	Version string
+	Log     zerolog.Logger
+}
+
+// Supervisor runs the workers. Create it with New, run it with Run.
+type Supervisor struct {
+	opt    Options
+	log    zerolog.Logger
+	events chan func()
+	done   chan struct{} // closed when Run returns
+	snap   atomic.Pointer[status.Snapshot]
+
+	// Everything below is owned by the loop goroutine.
+	baseEnv   []string
+	startedAt time.Time
+	slots     []*slot
+	byPid     map[int]*worker
+	reload    reloadState
+	counters  status.Counters
+	down      shutdownState
+	finished  bool
+	// firstFailure is the exit code of the first worker that failed, for
+	// --restart never|on-failure.
+	firstFailure int
+}
+
+type shutdownState struct {
+	requested bool // a TERM/INT (or QUIT) asked for it
+	active    bool // /readyz fails from now on
+	stopping  bool // the stop signal has been sent
+	delay     *time.Timer
+	killedAny bool // some worker needed SIGKILL
+	exitCode  int  // forced exit code (1 when every slot errored); -1 = none
+}
+
+// slot is one of the N instances; its index is GM2_INSTANCE.
+type slot struct {
+	index     int
+	current   *worker   // serving or starting
+	candidate *worker   // its replacement during a reload
+	draining  []*worker // stopped, not yet exited
+	state     status.State
+	restarts  int
+	// consecutive counts exits in a row that lived less than --min-uptime.
+	consecutive int
+	restart     *time.Timer // pending restart (backoff)
+	lastExit    string
+	retiring    bool // removed by TTOU; gone once its workers are
+	// reloadAttempts counts failed replacements in the current reload pass.
+	reloadAttempts int
+	reloadRetry    *time.Timer
+}
+
+// worker is one process.
+type worker struct {
+	slot       *slot
+	pid        int
+	proc       *os.Process
+	gen        uint64
+	started    time.Time
+	state      status.State // Starting, Ready or Draining
+	alive      bool
+	killed     bool // we sent SIGKILL
+	timers     []*time.Timer
+	statusText string
+	// preload readiness
+	hello     bool
+	listening map[int]bool
+	closers   []*os.File // our ends of the readiness channels
+}
+
+// New prepares a supervisor; nothing is started before Run.
+func New(opt Options) *Supervisor {
+	s := &Supervisor{
+		opt:    opt,
+		log:    opt.Log,
+		events: make(chan func(), 64),
+		done:   make(chan struct{}),
+		byPid:  map[int]*worker{},
+	}
+	s.down.exitCode = -1
+	s.counters.Reloads = map[string]uint64{"ok": 0, "failed": 0}
+	s.baseEnv = workerBaseEnv(opt)
+	s.startedAt = time.Now()
+	for i := 0; i < opt.Instances; i++ {
+		s.slots = append(s.slots, &slot{index: i, state: status.Starting})
+	}
+	s.publish()
+	return s
+}
+
+// workerEnvKeys are the variables gm2-init sets per worker; inherited values
+// of them (from a parent init, a shell) are dropped first.
+var workerEnvKeys = []string{
+	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+	"GM2_INSTANCE", "GM2_INSTANCES", "NODE_APP_INSTANCE",
+	"GM2_LISTENERS", "GM2_PRELOAD_FD", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE",
+}
+
+func workerBaseEnv(opt Options) []string {
+	drop := map[string]bool{}
+	for _, k := range workerEnvKeys {
+		drop[k] = true
+	}
+	if opt.NodeOptions != "" {
+		drop["NODE_OPTIONS"] = true
+	}
+	var env []string
+	for _, kv := range opt.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	if n := len(opt.Listeners); n > 0 {
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(n), "LISTEN_FDNAMES="+opt.ListenFDNames)
+	}
+	if opt.ListenersDesc != "" {
+		env = append(env, "GM2_LISTENERS="+opt.ListenersDesc)
+	}
+	if opt.NodeOptions != "" {
+		env = append(env, "NODE_OPTIONS="+opt.NodeOptions)
+	}
+	if opt.Notify != nil {
+		env = append(env, "NOTIFY_SOCKET="+opt.Notify.Env())
+	}
+	return env
+}
+
+// Snapshot returns the last published state; it never blocks.
+func (s *Supervisor) Snapshot() *status.Snapshot { return s.snap.Load() }
+
+// Ping makes a round trip through the loop: the liveness check that the
+// supervisor still takes events.
+func (s *Supervisor) Ping(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case s.events <- func() { close(reply) }:
+	case <-ctx.Done():
+		return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
+	case <-s.done:
+		return errors.New("supervisor stopped")
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
+	}
+}
+
+// post hands fn to the loop; it gives up once Run has returned.
+func (s *Supervisor) post(fn func()) {
+	select {
+	case s.events <- fn:
+	case <-s.done:
+	}
+}
+
+// after runs fn in the loop after d.
+func (s *Supervisor) after(d time.Duration, fn func()) *time.Timer {
+	return time.AfterFunc(d, func() { s.post(fn) })
+}
+
+// Run starts the workers and supervises them until gm2-init must exit; it
+// returns the exit status. sigs carries every signal gm2-init handles except
+// SIGCHLD, which drives the reaper whose batches arrive on exits.
+func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int {
+	defer close(s.done)
+	if s.opt.Notify != nil {
+		go s.readNotify()
+	}
+	s.log.Info().Int("instances", len(s.slots)).Str("command", strings.Join(s.opt.Args, " ")).Msg("starting workers")
+	for _, sl := range s.slots {
+		s.startCurrent(sl)
+	}
+	s.publish()
+	for !s.finished {
+		select {
+		case b := <-exits:
+			s.onExits(b)
+		case sig := <-sigs:
+			s.onSignal(sig)
+		case fn := <-s.events:
+			fn()
+		}
+		s.checkEnd()
+		s.publish()
+	}
+	code := s.exitCode()
+	s.sweep(exits)
+	s.log.Info().Int("exit_code", code).Msg("gm2-init exiting")
+	return code
+}
+
+// readNotify forwards NOTIFY_SOCKET datagrams to the loop. It ends when the
+// socket is closed (by main, after Run).
+func (s *Supervisor) readNotify() {
+	for {
+		m, err := s.opt.Notify.Receive()
+		if err != nil {
+			return
+		}
+		s.post(func() { s.onNotify(m) })
+	}
+}
+
+func (s *Supervisor) onNotify(m notify.Message) {
+	w := s.byPid[m.Pid]
+	if w == nil {
+		if pid, ok := procfs.FindAncestor("/proc", m.Pid, func(p int) bool { return s.byPid[p] != nil }); ok {
+			w = s.byPid[pid]
+		}
+	}
+	if w == nil {
+		s.log.Warn().Int("sender_pid", m.Pid).Msg("notify message from a process that is not a worker nor a descendant of one; dropped")
+		return
+	}
+	if m.HasStatus {
+		w.statusText = m.Status
+	}
+	if m.Stopping {
+		s.log.Debug().Int("slot", w.slot.index).Int("pid", w.pid).Msg("worker reports STOPPING=1")
+	}
+	if m.Ready {
+		s.markReady(w, "READY=1")
+	}
+}
+
+// instances is the wanted count: every slot not being removed.
+func (s *Supervisor) instances() int {
+	n := 0
+	for _, sl := range s.slots {
+		if !sl.retiring {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Supervisor) onSignal(sig os.Signal) {
+	switch sig {
+	case unix.SIGTERM, unix.SIGINT:
+		s.log.Info().Str("signal", unix.SignalName(sig.(syscall.Signal))).Msg("shutdown requested")
+		s.beginShutdown(-1)
+	case unix.SIGQUIT:
+		s.forward(unix.SIGQUIT)
+		s.log.Info().Msg("SIGQUIT forwarded; shutting down")
+		s.beginShutdown(-1)
+		s.skipDelay()
+	case unix.SIGHUP:
+		s.startReload()
+	case unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH:
+		s.forward(sig.(syscall.Signal))
+	case unix.SIGTTIN:
+		s.scaleUp()
+	case unix.SIGTTOU:
+		s.scaleDown()
+	}
+}
+
+// forward sends sig to every live worker's process group.
+func (s *Supervisor) forward(sig syscall.Signal) {
+	for _, w := range s.byPid {
+		unix.Kill(-w.pid, sig)
+	}
+	s.log.Debug().Str("signal", unix.SignalName(sig)).Int("workers", len(s.byPid)).Msg("signal forwarded")
+}
+
+// startCurrent starts the serving worker of a slot that has none.
+func (s *Supervisor) startCurrent(sl *slot) {
+	if sl.current != nil || sl.candidate != nil || sl.retiring || s.down.active {
+		return
+	}
+	w, err := s.startWorker(sl)
+	if err != nil {
+		s.log.Error().Err(err).Int("slot", sl.index).Msg("cannot start worker")
+		s.afterExit(sl, 1, "start failed: "+err.Error(), 0)
+		return
+	}
+	sl.current = w
+}
+
+// startWorker forks one process for sl.
+func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	files = append(files, s.opt.Listeners...)
+	env := append(s.baseEnv[:len(s.baseEnv):len(s.baseEnv)],
+		"GM2_INSTANCE="+strconv.Itoa(sl.index),
+		"NODE_APP_INSTANCE="+strconv.Itoa(sl.index),
+		"GM2_INSTANCES="+strconv.Itoa(s.instances()),
+	)
+	var mine, theirs []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	if s.opt.NodeOptions != "" {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("preload pipe: %w", err)
+		}
+		env = append(env, "GM2_PRELOAD_FD="+strconv.Itoa(len(files)))
+		files = append(files, w)
+		mine, theirs = append(mine, r), append(theirs, w)
+	}
+	if s.opt.WaitReady {
+		parent, child, err := notify.NodeChannel()
+		if err != nil {
+			closeAll(mine)
+			closeAll(theirs)
+			return nil, fmt.Errorf("node IPC channel: %w", err)
+		}
+		env = append(env, "NODE_CHANNEL_FD="+strconv.Itoa(len(files)), "NODE_CHANNEL_SERIALIZATION_MODE=json")
+		files = append(files, child)
+		mine, theirs = append(mine, parent), append(theirs, child)
+	}
+	argv := append([]string{s.opt.Args[0], ExecArg, s.opt.Path}, s.opt.Args...)
+	proc, err := os.StartProcess(s.opt.Self, argv, &os.ProcAttr{
+		Env:   env,
+		Files: files,
+		// Its own process group, so that the stop signal reaches what a
+		// wrapper (sh -c, npm start) started too.
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	closeAll(theirs)
+	if err != nil {
+		closeAll(mine)
+		return nil, fmt.Errorf("start %s: %w", s.opt.Path, err)
+	}
+	w := &worker{
+		slot: sl, pid: proc.Pid, proc: proc, gen: s.reload.generation,
+		started: time.Now(), state: status.Starting, alive: true,
+		listening: map[int]bool{}, closers: mine,
+	}
+	s.byPid[w.pid] = w
+	s.counters.WorkersStarted++
+	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Uint64("generation", w.gen).Msg("worker started")
+	if s.opt.NodeOptions != "" {
+		go s.readPreload(w, mine[0])
+	}
+	if s.opt.WaitReady {
+		go s.readNodeIPC(w, mine[len(mine)-1])
+	}
+	s.armReadiness(w)
+	return w, nil
+}
+
+// armReadiness sets the timers that make a worker ready when it says
+// nothing: after --min-uptime for apps that have no way to say it, and after
+// --listen-timeout (with a warning) for apps that should have said it.
+func (s *Supervisor) armReadiness(w *worker) {
+	if !s.opt.WaitReady {
+		w.timers = append(w.timers, s.after(s.opt.MinUptime, func() {
+			// A worker whose preload announced itself becomes ready when its
+			// servers listen, not by the clock.
+			if !w.hello {
+				s.markReady(w, "min-uptime")
+			}
+		}))
+	}
+	if s.opt.WaitReady || s.opt.NodeOptions != "" {
+		w.timers = append(w.timers, s.after(s.opt.ListenTimeout, func() {
+			if w.alive && w.state == status.Starting {
+				s.log.Warn().Int("slot", w.slot.index).Int("pid", w.pid).Dur("listen_timeout", s.opt.ListenTimeout).
+					Msg("worker did not report ready in time; treating it as ready")
+				s.markReady(w, "listen-timeout")
+			}
+		}))
+	}
+}
+
+func (s *Supervisor) markReady(w *worker, how string) {
+	if !w.alive || w.state != status.Starting {
+		return
+	}
+	w.state = status.Ready
+	sl := w.slot
+	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Str("by", how).Dur("after", time.Since(w.started)).Msg("worker ready")
+	if sl.candidate == w {
+		s.promote(sl)
+	}
+}
+
+// stop asks a worker to exit: the stop signal to its process group, SIGKILL
+// to the group after the kill timeout.
+func (s *Supervisor) stop(w *worker, why string) {
+	if !w.alive || w.state == status.Draining {
+		return
+	}
+	w.state = status.Draining
+	sl := w.slot
+	if sl.current == w {
+		sl.current = nil
+	}
+	if sl.candidate == w {
+		sl.candidate = nil
+	}
+	sl.draining = append(sl.draining, w)
+	unix.Kill(-w.pid, s.opt.StopSignal)
+	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Str("signal", unix.SignalName(s.opt.StopSignal)).Str("why", why).Msg("stopping worker")
+	w.timers = append(w.timers, s.after(s.opt.KillTimeout, func() {
+		if w.alive {
+			s.log.Warn().Int("slot", sl.index).Int("pid", w.pid).Dur("kill_timeout", s.opt.KillTimeout).Msg("worker still running after the kill timeout; sending SIGKILL")
+			w.killed = true
+			unix.Kill(-w.pid, unix.SIGKILL)
+		}
+	}))
+}
+
+func (s *Supervisor) onExits(batch []reaper.Exit) {
+	for _, e := range batch {
+		w := s.byPid[e.Pid]
+		if w == nil {
+			s.counters.OrphansReaped++
+			continue
+		}
+		s.onWorkerExit(w, e)
+	}
+}
+
+func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
+	delete(s.byPid, w.pid)
+	w.alive = false
+	for _, t := range w.timers {
+		t.Stop()
+	}
+	for _, f := range w.closers {
+		f.Close()
+	}
+	w.proc.Release()
+	sl := w.slot
+	lived := time.Since(w.started)
+	code := e.Code()
+	ev := s.log.Info()
+	if code != 0 && w.state != status.Draining {
+		ev = s.log.Warn()
+	}
+	ev.Int("slot", sl.index).Int("pid", w.pid).Str("status", e.String()).Int("code", code).Dur("lived", lived).Msg("worker exited")
+	s.stopGroupRemains(w)
+
+	switch {
+	case w.state == status.Draining:
+		sl.draining = removeWorker(sl.draining, w)
+		if w.killed {
+			s.down.killedAny = true
+		}
+		if sl.retiring && sl.current == nil && sl.candidate == nil && len(sl.draining) == 0 {
+			s.removeSlot(sl)
+		}
+	case sl.candidate == w:
+		sl.candidate = nil
+		s.candidateFailed(sl, e.String())
+	case sl.current == w:
+		sl.current = nil
+		if sl.candidate != nil {
+			// Its replacement is on the way and takes over when ready.
+			sl.lastExit = e.String()
+			return
+		}
+		s.afterExit(sl, code, e.String(), lived)
+	}
+}
+
+// stopGroupRemains stops what is left of a worker's process group once its
+// leader is gone: children of a wrapper that died, which would otherwise go
+// on serving the old code next to the replacement.
+func (s *Supervisor) stopGroupRemains(w *worker) {
+	if unix.Kill(-w.pid, 0) != nil {
+		return
+	}
+	s.log.Warn().Int("slot", w.slot.index).Int("pgid", w.pid).Msg("processes left in the exited worker's group; stopping them")
+	unix.Kill(-w.pid, s.opt.StopSignal)
+	pgid := w.pid
+	time.AfterFunc(s.opt.KillTimeout, func() { unix.Kill(-pgid, unix.SIGKILL) })
+}
+
+// afterExit decides what follows the exit of a slot's serving worker.
+func (s *Supervisor) afterExit(sl *slot, code int, desc string, lived time.Duration) {
+	sl.lastExit = desc
+	if code != 0 && s.firstFailure == 0 {
+		s.firstFailure = code
+	}
+	if s.down.active || sl.retiring {
+		if sl.retiring && len(sl.draining) == 0 {
+			s.removeSlot(sl)
+		}
+		return
+	}
+	if !s.opt.Restart.restarts(code) {
+		sl.state = status.Stopped
+		s.log.Info().Int("slot", sl.index).Str("restart", string(s.opt.Restart)).Msg("slot stopped; not restarted")
+		return
+	}
+	if lived < s.opt.MinUptime {
+		sl.consecutive++
+	} else {
+		sl.consecutive = 0
+	}
+	if sl.consecutive > s.opt.MaxRestarts {
+		sl.state = status.Errored
+		s.log.Error().Int("slot", sl.index).Int("max_restarts", s.opt.MaxRestarts).Str("last_exit", desc).
+			Msg("worker keeps crashing on start; slot errored and not restarted")
+		return
+	}
+	d := backoff(max(1, sl.consecutive))
+	sl.state = status.Backoff
+	sl.restarts++
+	s.counters.Restarts++
+	s.log.Info().Int("slot", sl.index).Dur("delay", d).Int("consecutive", sl.consecutive).Msg("restarting worker")
+	if sl.restart != nil {
+		sl.restart.Stop()
+	}
+	sl.restart = s.after(d, func() {
+		sl.restart = nil
+		if sl.state == status.Backoff {
+			sl.state = status.Starting
+			s.startCurrent(sl)
+		}
+	})
+}
+
+// checkEnd decides whether gm2-init has nothing left to supervise.
+func (s *Supervisor) checkEnd() {
+	if s.down.stopping {
+		if len(s.byPid) == 0 {
+			s.finished = true
+		}
+		return
+	}
+	if s.down.active {
+		return
+	}
+	pending, errored := false, 0
+	for _, sl := range s.slots {
+		switch {
+		case sl.current != nil || sl.candidate != nil || len(sl.draining) > 0 || sl.restart != nil:
+			pending = true
+		case sl.state == status.Errored:
+			errored++
+		}
+	}
+	if pending {
+		return
+	}
+	if errored > 0 && errored == len(s.slots) {
+		s.log.Error().Msg("every slot has errored; shutting down")
+		s.beginShutdown(1)
+		return
+	}
+	if errored == 0 || s.opt.Restart != Always {
+		// --restart never|on-failure: every slot ended.
+		if errored > 0 {
+			s.down.exitCode = 1
+		}
+		s.finished = true
+	}
+}
+
+func (s *Supervisor) exitCode() int {
+	switch {
+	case s.down.exitCode >= 0:
+		return s.down.exitCode
+	case s.down.requested && s.down.killedAny:
+		return 128 + int(unix.SIGKILL)
+	case s.down.requested:
+		return 0
+	}
+	return s.firstFailure
+}
+
+// beginShutdown starts the graceful shutdown. code ≥ 0 forces the exit
+// status (every slot errored); -1 means a requested shutdown.
+func (s *Supervisor) beginShutdown(code int) {
+	if s.down.active {
+		if code < 0 {
+			// A second TERM/INT: the operator is in a hurry; stop waiting.
+			s.skipDelay()
+		}
+		return
+	}
+	s.down.active = true
+	if code >= 0 {
+		s.down.exitCode = code
+	} else {
+		s.down.requested = true
+	}
+	s.reload.queue, s.reload.pending = nil, false
+	for _, sl := range s.slots {
+		if sl.restart != nil {
+			sl.restart.Stop()
+			sl.restart = nil
+		}
+		if sl.reloadRetry != nil {
+			sl.reloadRetry.Stop()
+			sl.reloadRetry = nil
+		}
+	}
+	if s.opt.ShutdownDelay > 0 && code < 0 && len(s.byPid) > 0 {
+		s.log.Info().Dur("shutdown_delay", s.opt.ShutdownDelay).Msg("not ready any more; workers keep serving until the shutdown delay ends")
+		s.down.delay = s.after(s.opt.ShutdownDelay, s.stopAll)
+		return
+	}
+	s.stopAll()
+}
+
+func (s *Supervisor) skipDelay() {
+	if s.down.delay != nil && s.down.delay.Stop() {
+		s.stopAll()
+	}
+}
+
+func (s *Supervisor) stopAll() {
+	if s.down.stopping {
+		return
+	}
+	s.down.stopping = true
+	s.down.delay = nil
+	for _, w := range s.byPid {
+		s.stop(w, "shutdown")
+	}
+}
+
+// sweep runs after the last worker is gone: with PID 1, every process left in
+// the namespace (double-forked daemons, orphans) gets SIGTERM, a short grace,
+// then SIGKILL, and is reaped, so that nothing is left to the kernel's
+// SIGKILL when PID 1 exits. Without PID 1 the same is done to gm2-init's
+// direct children (it is their subreaper).
+func (s *Supervisor) sweep(exits <-chan []reaper.Exit) {
+	if !reaper.SignalAll(unix.SIGTERM) {
+		return
+	}
+	s.log.Info().Msg("stopping the processes left behind by the workers")
+	grace := min(s.opt.KillTimeout, 2*time.Second)
+	if s.waitEmpty(exits, grace) {
+		return
+	}
+	s.log.Warn().Msg("processes left after the grace period; sending SIGKILL")
+	reaper.SignalAll(unix.SIGKILL)
+	if !s.waitEmpty(exits, 5*time.Second) {
+		s.log.Error().Msg("processes still present after SIGKILL")
+	}
+}
+
+// waitEmpty waits, reaping, until no process is left to stop or d has
+// passed. Exits reach it through the reaper; the slow re-check covers
+// processes that are not gm2-init's to reap (a `docker exec` session).
+func (s *Supervisor) waitEmpty(exits <-chan []reaper.Exit, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	recheck := time.NewTicker(250 * time.Millisecond)
+	defer recheck.Stop()
+	for reaper.SignalAll(0) {
+		select {
+		case b := <-exits:
+			s.counters.OrphansReaped += uint64(len(b))
+		case <-recheck.C:
+		case <-deadline.C:
+			return !reaper.SignalAll(0)
+		}
+	}
+	return true
+}
+
+func removeWorker(ws []*worker, w *worker) []*worker {
+	out := ws[:0]
+	for _, x := range ws {
+		if x != w {
+			out = append(out, x)
+		}
+	}
+	return out
+}
