@@ -221,12 +221,22 @@ func lookPathReason(err error) string {
 func flagError(err error) string {
 	msg := err.Error()
 	if strings.HasPrefix(msg, "flag provided but not defined: ") {
-		return "unknown flag " + strings.TrimPrefix(msg, "flag provided but not defined: ") + " (see gm2-init -h; put the command after --)"
+		name := strings.TrimLeft(strings.TrimPrefix(msg, "flag provided but not defined: "), "-")
+		return "unknown flag " + dashed(name) + " (see gm2-init -h; put the command after --)"
 	}
 	if strings.HasPrefix(msg, "flag needs an argument: ") {
-		return "flag " + strings.TrimPrefix(msg, "flag needs an argument: ") + " needs a value (see gm2-init -h)"
+		name := strings.TrimLeft(strings.TrimPrefix(msg, "flag needs an argument: "), "-")
+		return "flag " + dashed(name) + " needs a value (see gm2-init -h)"
 	}
 	return msg + " (see gm2-init -h)"
+}
+
+// dashed spells a flag name the way the help does: -i, --instances.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 func resolve(cfg *Config, o *Options, opts []option, org origin) error {

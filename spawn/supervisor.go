@@ -607,6 +607,7 @@ func (s *Supervisor) checkEnd() {
 	if errored > 0 && errored == len(s.slots) {
 		s.log.Error().Msg("every slot has errored; shutting down")
 		s.beginShutdown(1)
+		s.finished = len(s.byPid) == 0
 		return
 	}
 	if errored == 0 || s.opt.Restart != Always {
