@@ -118,6 +118,11 @@ func startInit(t *testing.T, env []string, args ...string) *Init {
 	go in.readLog(stderr)
 	t.Cleanup(func() {
 		if !in.hasExited() {
+			// SIGKILL to PID 1 of the namespace ends every process in it;
+			// unshare then exits.
+			if in.Pid > 0 {
+				syscall.Kill(in.Pid, syscall.SIGKILL)
+			}
 			cmd.Process.Kill()
 			in.Wait(10 * time.Second)
 		}
@@ -134,7 +139,10 @@ func startInit(t *testing.T, env []string, args ...string) *Init {
 			in.Pid = c[0]
 			break
 		}
-		if time.Now().After(deadline) || in.hasExited() {
+		if in.hasExited() {
+			break // it already ran to its end; Wait tells how
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("gm2-init did not start; log:\n%s", in.rawLog())
 		}
 		time.Sleep(time.Millisecond)
@@ -255,6 +263,9 @@ func (in *Init) Wait(timeout time.Duration) int {
 // Signal sends sig to gm2-init.
 func (in *Init) Signal(sig syscall.Signal) {
 	in.t.Helper()
+	if in.Pid <= 0 {
+		in.t.Fatalf("gm2-init exited before it could be signalled; log:\n%s", in.rawLog())
+	}
 	if err := syscall.Kill(in.Pid, sig); err != nil {
 		in.t.Fatalf("kill %d %v: %v", in.Pid, sig, err)
 	}

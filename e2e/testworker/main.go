@@ -12,6 +12,7 @@
 //
 //	TW_CRASH=N             exit with status N at once
 //	TW_CRASH_IF=FILE       exit 3 at once if FILE exists (a broken new version)
+//	TW_CRASH_SLOT=N        exit 3 at once when GM2_INSTANCE is N (one bad slot)
 //	TW_IGNORE_TERM=1       ignore the stop signals (TERM, INT)
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
@@ -33,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/examples/goapp/drain"
 )
 
 func main() {
@@ -47,6 +50,16 @@ func main() {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 			if err := cmd.Start(); err != nil {
 				fail(err)
+			}
+			// Return only once the grandchild handles SIGTERM, so that a
+			// test that stops everything right away sees it react.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				if _, err := os.Stat(os.Args[2]); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					fail(fmt.Errorf("grandchild did not start"))
+				}
 			}
 			os.Exit(0)
 		case "grandchild":
@@ -97,6 +110,9 @@ func serve() {
 			os.Exit(3)
 		}
 	}
+	if n, ok := os.LookupEnv("TW_CRASH_SLOT"); ok && n == os.Getenv("GM2_INSTANCE") {
+		os.Exit(3)
+	}
 	stop := make(chan os.Signal, 1)
 	if os.Getenv("TW_IGNORE_TERM") == "1" {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
@@ -139,7 +155,7 @@ func serve() {
 			"node_app":   os.Getenv("NODE_APP_INSTANCE"),
 		})
 	})
-	srv := &http.Server{Handler: mux}
+	srv := drain.New(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 	go srv.Serve(ln)
 	if os.Getenv("TW_NO_READY") != "1" {
 		if d, err := time.ParseDuration(os.Getenv("TW_READY_DELAY")); err == nil {
@@ -153,7 +169,7 @@ func serve() {
 	<-stop
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv.Shutdown(ctx)
+	srv.Drain(ctx)
 }
 
 func sdNotify(msg string) {

@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/gm2-init/gm2-init/examples/goapp/drain"
 )
 
 func main() {
@@ -42,7 +44,7 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "%d", os.Getpid())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := drain.New(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -58,9 +60,10 @@ func main() {
 	notify("STOPPING=1")
 	// Finish the requests in flight, then exit 0. Connections still queued
 	// in the shared socket's backlog are not ours: another worker takes them.
+	// (Why not plain srv.Shutdown: see package drain.)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Drain(ctx); err != nil {
 		log.Fatal(err)
 	}
 }
