@@ -41,8 +41,14 @@ func TestMain(m *testing.M) {
 	bins.worker = filepath.Join(dir, "testworker")
 	bins.goapp = filepath.Join(dir, "goapp")
 	for _, b := range []struct{ out, pkg string }{{bins.init, ".."}, {bins.worker, "./testworker"}, {bins.goapp, "../examples/goapp"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		args := []string{"build", "-o", b.out}
+		env := append(os.Environ(), "CGO_ENABLED=0")
+		if raceEnabled && b.out == bins.init {
+			args = append(args, "-race")
+			env = append(os.Environ(), "CGO_ENABLED=1")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
+		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
 			os.Exit(1)
@@ -125,6 +131,9 @@ func startInit(t *testing.T, env []string, args ...string) *Init {
 			}
 			cmd.Process.Kill()
 			in.Wait(10 * time.Second)
+		}
+		if strings.Contains(in.rawLog(), "WARNING: DATA RACE") {
+			t.Error("the race detector found a data race in gm2-init")
 		}
 		if t.Failed() {
 			in.mu.Lock()
