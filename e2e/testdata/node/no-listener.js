@@ -1,0 +1,10 @@
+'use strict';
+// A Node program without any server (a batch job): it prints what it sees
+// and ends by itself. With or without the preload the output must be the same.
+const net = require('net');
+process.stdout.write(JSON.stringify({
+  argv: process.argv.slice(2),
+  exec_argv: process.execArgv,
+  preload_patched: net.Server.prototype.listen[Symbol.for('gm2-init.preload')] === true,
+  sigterm_listeners: process.listenerCount('SIGTERM'),
+}) + '\n');
