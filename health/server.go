@@ -124,7 +124,6 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 		// carry gm2-init's marker and stay JSON.
 		ErrorLog: log.New(httpErrorWriter{logger}, "", 0),
 	}
-	logger.Info().Str("addr", ln.Addr().String()).Msg("health endpoints listening")
 	return s, nil
 }
 
