@@ -8,12 +8,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
@@ -153,6 +156,48 @@ func (v *stringValue) IsBoolFlag() bool { return v.isBool }
 // Parse reads the environment (through envconfig) and then args (without the
 // program name). A *UsageError means exit status 2.
 func Parse(args []string) (*Config, error) {
+	cfg, err := parse(args)
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		// Messages quote the values they show, but some come from other
+		// packages (flag, os/exec): whatever a user typed, the message
+		// stays one line.
+		ue.Msg = oneLine(ue.Msg)
+	}
+	return cfg, err
+}
+
+// oneLine escapes the characters that would break a message over lines or
+// garble a terminal: control characters, line separators, invalid UTF-8.
+func oneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func parse(args []string) (*Config, error) {
 	var o Options
 	if err := envconfig.Process(Prefix, &o); err != nil {
 		return nil, &UsageError{Msg: err.Error()}
@@ -197,20 +242,33 @@ func Parse(args []string) (*Config, error) {
 	}
 	path, err := exec.LookPath(cfg.Command[0])
 	if err != nil {
-		return nil, &UsageError{Msg: fmt.Sprintf("command %q: %s", cfg.Command[0], lookPathReason(err))}
+		return nil, &UsageError{Msg: fmt.Sprintf("command %q: %s", cfg.Command[0], lookPathReason(cfg.Command[0], err))}
 	}
 	cfg.Path = path
 	cfg.Warnings = append(cfg.Warnings, unknownVars(opts)...)
 	return cfg, nil
 }
 
-func lookPathReason(err error) string {
+func lookPathReason(name string, err error) string {
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
+		// LookPath skips the files it cannot execute: say so when that is
+		// why nothing was found.
+		if !strings.Contains(name, "/") {
+			for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+				if dir == "" {
+					continue
+				}
+				p := filepath.Join(dir, name)
+				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+					return fmt.Sprintf("found as %q in PATH, but it is not executable (chmod +x, or run it through its interpreter)", p)
+				}
+			}
+		}
 		return "not found in PATH (give a path or install it in the image)"
 	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EACCES):
 		return "is not executable (chmod +x, or run it through its interpreter)"
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return "no such file"
 	}
 	return err.Error()
@@ -220,6 +278,9 @@ func lookPathReason(err error) string {
 // points at the help.
 func flagError(err error) string {
 	msg := err.Error()
+	if arg, ok := strings.CutPrefix(msg, "bad flag syntax: "); ok {
+		return fmt.Sprintf("bad flag syntax %q (see gm2-init -h; put the command after --)", arg)
+	}
 	if strings.HasPrefix(msg, "flag provided but not defined: ") {
 		name := strings.TrimLeft(strings.TrimPrefix(msg, "flag provided but not defined: "), "-")
 		return "unknown flag " + dashed(name) + " (see gm2-init -h; put the command after --)"
@@ -231,12 +292,17 @@ func flagError(err error) string {
 	return msg + " (see gm2-init -h)"
 }
 
-// dashed spells a flag name the way the help does: -i, --instances.
+// dashed spells a flag name the way the help does: -i, --instances. A name
+// that is not plain text (it comes from the command line) is quoted.
 func dashed(name string) string {
+	d := "--" + name
 	if len(name) == 1 {
-		return "-" + name
+		d = "-" + name
 	}
-	return "--" + name
+	if q := strconv.Quote(d); q[1:len(q)-1] != d {
+		return q
+	}
+	return d
 }
 
 func resolve(cfg *Config, o *Options, opts []option, org origin) error {
@@ -313,6 +379,10 @@ func resolve(cfg *Config, o *Options, opts []option, org origin) error {
 	if cfg.HealthAddr, err = parseHealthAddr(o.HealthAddr); err != nil {
 		return bad("health-addr", o.HealthAddr, err.Error())
 	}
+	if l, clash := checkHealthAddr(cfg.HealthAddr, cfg.Listen); clash {
+		return &UsageError{Msg: fmt.Sprintf("%s %q and %s %q bind the same address; give one of them another port (or --health-addr off)",
+			org.of(byName["health-addr"]), cfg.HealthAddr, org.of(byName["listen"]), l.Raw)}
+	}
 	switch v := strings.ToLower(strings.TrimSpace(o.MinReady)); v {
 	case "all":
 		cfg.MinReady = 0
@@ -339,18 +409,84 @@ func resolve(cfg *Config, o *Options, opts []option, org origin) error {
 	return nil
 }
 
-// checkDistinct rejects two listeners on the same address: the second bind
-// would fail with a confusing EADDRINUSE.
+// checkDistinct rejects two listeners whose addresses overlap: the second
+// bind would fail with a confusing EADDRINUSE ("another process listens
+// there") when the other listener is gm2-init's own.
 func checkDistinct(specs []sockets.Spec) error {
-	seen := map[string]string{}
-	for _, s := range specs {
-		k := s.String()
-		if prev, ok := seen[k]; ok {
-			return fmt.Errorf("%q and %q bind the same address", prev, s.Raw)
+	for i, a := range specs {
+		for _, b := range specs[:i] {
+			if overlap(a, b) {
+				return fmt.Errorf("%q and %q bind the same address", b.Raw, a.Raw)
+			}
 		}
-		seen[k] = s.Raw
 	}
 	return nil
+}
+
+func isUnix(s sockets.Spec) bool {
+	return s.Network == sockets.Unix || s.Network == sockets.Unixgram
+}
+
+// overlap tells whether binding both specs fails with EADDRINUSE: the same
+// socket path, or the same network and port (not 0, which the kernel picks)
+// on addresses that intersect. It follows how sockets.Bind binds: :PORT is
+// dual-stack, an explicit [::] is IPv6 only, localhost is one loopback.
+func overlap(a, b sockets.Spec) bool {
+	switch {
+	case isUnix(a) || isUnix(b):
+		return isUnix(a) && isUnix(b) && a.Addr == b.Addr
+	case a.Network != b.Network || a.Port() == 0 || a.Port() != b.Port():
+		return false
+	}
+	a4, a6 := coverage(a)
+	b4, b6 := coverage(b)
+	return meet(a4, b4) || meet(a6, b6)
+}
+
+// coverage returns the local address a TCP/UDP spec binds in each family:
+// nil for none, the unspecified address for every one.
+func coverage(s sockets.Spec) (v4, v6 net.IP) {
+	host, _, _ := net.SplitHostPort(s.Addr)
+	switch {
+	case host == "localhost" && s.Family == "6":
+		return nil, net.IPv6loopback
+	case host == "localhost":
+		return net.IPv4(127, 0, 0, 1).To4(), nil
+	case host == "" && s.Family == "4":
+		return net.IPv4zero.To4(), nil
+	case host == "" && s.Family == "6":
+		return nil, net.IPv6unspecified
+	case host == "":
+		return net.IPv4zero.To4(), net.IPv6unspecified
+	}
+	ip := net.ParseIP(host)
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4, nil
+	}
+	return nil, ip
+}
+
+func meet(x, y net.IP) bool {
+	return x != nil && y != nil && (x.IsUnspecified() || y.IsUnspecified() || x.Equal(y))
+}
+
+// checkHealthAddr rejects a health endpoint on a port a TCP listener
+// already takes (--listen :9000 with the default --health-addr :9000),
+// which would otherwise fail only after the workers started.
+func checkHealthAddr(addr string, listen []sockets.Spec) (sockets.Spec, bool) {
+	if addr == "" {
+		return sockets.Spec{}, false
+	}
+	h, err := sockets.ParseSpec("tcp://" + addr)
+	if err != nil {
+		return sockets.Spec{}, false
+	}
+	for _, l := range listen {
+		if overlap(h, l) {
+			return l, true
+		}
+	}
+	return sockets.Spec{}, false
 }
 
 func parseHealthAddr(v string) (string, error) {
@@ -375,17 +511,46 @@ func parseHealthAddr(v string) (string, error) {
 
 // ParseDuration accepts Go durations ("8s", "1m30s", "500ms"). A bare number
 // is refused with a hint, because PM2's kill_timeout is in milliseconds and
-// a silent guess in either direction would be wrong.
+// a silent guess in either direction would be wrong. Zero needs no unit.
 func ParseDuration(s string) (time.Duration, error) {
+	const accepted = "accepted: a duration such as 500ms, 8s or 1m30s"
 	v := strings.TrimSpace(s)
-	if _, err := strconv.ParseFloat(v, 64); err == nil && v != "0" {
-		return 0, fmt.Errorf("accepted: a duration with a unit, such as %ss or %sms", v, v)
+	if isDecimal(v) {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f == 0 {
+			return 0, nil
+		}
+		var forms []string
+		for _, unit := range []string{"s", "ms"} {
+			if _, err := time.ParseDuration(v + unit); err == nil {
+				forms = append(forms, v+unit)
+			}
+		}
+		if len(forms) == 0 {
+			return 0, errors.New(accepted)
+		}
+		return 0, fmt.Errorf("accepted: a duration with a unit, such as %s", strings.Join(forms, " or "))
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return 0, errors.New("accepted: a duration such as 500ms, 8s or 1m30s")
+		return 0, errors.New(accepted)
 	}
 	return d, nil
+}
+
+// isDecimal tells a bare unsigned number: digits with at most one '.'.
+func isDecimal(v string) bool {
+	digits, dots := 0, 0
+	for _, r := range v {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && dots <= 1
 }
 
 // ParseBool accepts the usual spellings of a switch.

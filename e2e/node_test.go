@@ -32,10 +32,12 @@ import (
 
 // noClockReadiness is passed where a test checks that the preload, not the
 // clock, made the workers ready. gm2-init marks a worker whose preload has
-// not said hello yet ready after --min-uptime (1s by default), and a cold
-// node under the race detector and a dozen parallel tests can take longer
-// than that to load the preload: see TestNodeSlowStartReadiness.
-var noClockReadiness = []string{"--min-uptime", "30s"}
+// not said hello yet ready after --min-uptime (1s by default; see
+// TestNodeSlowStartReadiness), and one that said hello but does not listen
+// yet after --listen-timeout (10s). A cold node on a busy 2-CPU machine
+// (the race detector, parallel tests, other jobs) was seen to need more
+// than both.
+var noClockReadiness = []string{"--min-uptime", "50s", "--listen-timeout", "50s"}
 
 // nodeTimeout bounds every wait for Node processes: a cold node or npm
 // start under the race detector and parallel tests takes a few seconds.
@@ -577,7 +579,7 @@ for d in / /tmp /dev/shm; do
 done
 exec "$0" "$@"`
 	argv := []string{"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
-		"sh", "-c", script, bins.init, "--min-uptime", "30s",
+		"sh", "-c", script, bins.init, "--min-uptime", "50s", "--listen-timeout", "50s",
 		"--health-addr", "off", "-i", "2", "--listen", addr, "--", "node", repoPath(t, "examples/node/http-server.js")}
 	in := startInitArgv(t, []string{"PORT=" + strconv.Itoa(port)}, argv)
 	in.WaitReady(2, nodeTimeout)

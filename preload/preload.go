@@ -109,6 +109,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -149,16 +150,19 @@ func ImportOption() string {
 	return importPrefix + base64.StdEncoding.EncodeToString([]byte(importHeader+preloadSource))
 }
 
+// errRequirePath is wrapped by RequireOption's errors.
+var errRequirePath = errors.New("path not usable in NODE_OPTIONS")
+
 // RequireOption returns the NODE_OPTIONS tokens that load the preload file
 // at path ("--require PATH", two tokens, as every Node since 8 parses them).
 // NODE_OPTIONS is split at spaces and only newer Nodes understand quotes, so
 // a path with whitespace, quotes or backslashes is refused.
 func RequireOption(path string) (string, error) {
 	if !filepath.IsAbs(path) {
-		return "", fmt.Errorf("preload: require path %q is not absolute", path)
+		return "", fmt.Errorf("preload: require path %q is not absolute: %w", path, errRequirePath)
 	}
 	if strings.ContainsAny(path, " \t\n\r\v\f\"'\\\x00") {
-		return "", fmt.Errorf("preload: require path %q cannot be written in NODE_OPTIONS", path)
+		return "", fmt.Errorf("preload: require path %q cannot be written in NODE_OPTIONS: %w", path, errRequirePath)
 	}
 	return "--require " + path, nil
 }

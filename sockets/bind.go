@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -228,7 +229,12 @@ func bindUnix(s Spec) (*Listener, error) {
 	}
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: s.Addr}); err != nil {
 		unix.Close(fd)
-		return nil, &BindError{Spec: s, Err: explain(err)}
+		if errors.Is(err, unix.EACCES) {
+			err = fmt.Errorf("permission denied (the directory %s is not writable by this user): %w", dir, err)
+		} else {
+			err = explain(err)
+		}
+		return nil, &BindError{Spec: s, Err: err}
 	}
 	fail := func(err error) (*Listener, error) {
 		unix.Close(fd)
@@ -259,16 +265,32 @@ func removeStale(s Spec) error {
 	if st.Mode()&os.ModeSocket == 0 {
 		return &BindError{Spec: s, Err: fmt.Errorf("%s exists and is not a socket; refusing to remove it", s.Addr), Usage: true}
 	}
-	network := "unix"
-	if s.Network == Unixgram {
-		network = "unixgram"
+	// Only a refused connection proves that nobody is behind the file. A
+	// socket of the other type (EPROTOTYPE), a full backlog (EAGAIN) or a
+	// permission error all mean that it may well be alive.
+	alive := fmt.Errorf("%s is in use by another process (a live socket); refusing to remove it", s.Addr)
+	for _, network := range []string{"unix", "unixgram"} {
+		c, err := net.DialTimeout(network, s.Addr, time.Second)
+		switch {
+		case err == nil:
+			c.Close()
+			return &BindError{Spec: s, Err: alive}
+		case errors.Is(err, unix.EPROTOTYPE):
+			// Try the other type: a live socket of one type refuses the
+			// other with EPROTOTYPE, and a stale one refuses both.
+			continue
+		case errors.Is(err, unix.ECONNREFUSED):
+			if err := os.Remove(s.Addr); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return &BindError{Spec: s, Err: fmt.Errorf("remove stale socket: %w", err)}
+			}
+			return nil
+		case errors.Is(err, unix.EAGAIN):
+			return &BindError{Spec: s, Err: alive}
+		case errors.Is(err, os.ErrNotExist):
+			return nil // removed meanwhile
+		default:
+			return &BindError{Spec: s, Err: fmt.Errorf("cannot tell whether the socket %s is stale: %w", s.Addr, err)}
+		}
 	}
-	if c, err := net.Dial(network, s.Addr); err == nil {
-		c.Close()
-		return &BindError{Spec: s, Err: fmt.Errorf("%s is in use by another process", s.Addr)}
-	}
-	if err := os.Remove(s.Addr); err != nil {
-		return &BindError{Spec: s, Err: fmt.Errorf("remove stale socket: %w", err)}
-	}
-	return nil
+	return &BindError{Spec: s, Err: alive}
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Network is the kind of socket a Spec binds.
@@ -38,7 +39,8 @@ type Spec struct {
 	// Addr is host:port for TCP/UDP (host may be empty: every interface), or
 	// the socket path for Unix/Unixgram.
 	Addr string
-	// Raw is the value as the user wrote it, for messages.
+	// Raw is the value as the user wrote it (without surrounding white
+	// space, which a multi-line GM2_LISTEN adds), for messages.
 	Raw string
 }
 
@@ -70,8 +72,8 @@ const Accepted = "[NAME=]ADDR with ADDR one of :PORT, HOST:PORT, [IPv6]:PORT, tc
 // ParseSpec parses one --listen value. The error text names the value and
 // the accepted forms; the caller adds the flag or variable name.
 func ParseSpec(raw string) (Spec, error) {
-	s := Spec{Raw: raw}
 	v := strings.TrimSpace(raw)
+	s := Spec{Raw: v}
 	if v == "" {
 		return s, fmt.Errorf("empty address; accepted: %s", Accepted)
 	}
@@ -102,11 +104,14 @@ func ParseSpec(raw string) (Spec, error) {
 		if s.Addr == "/" {
 			return s, fmt.Errorf("address %q: %q is not a socket path", raw, v)
 		}
+		if strings.ContainsFunc(s.Addr, unicode.IsControl) {
+			return s, fmt.Errorf("address %q: a socket path cannot hold control characters (NUL, newline …)", raw)
+		}
 		if len(s.Addr) > 107 {
 			return s, fmt.Errorf("address %q: unix socket path longer than 107 bytes", raw)
 		}
 		if s.Name == "" {
-			s.Name = string(s.Network) + "-" + filepath.Base(s.Addr)
+			s.Name = defaultName(string(s.Network) + "-" + filepath.Base(s.Addr))
 		}
 		return s, nil
 	default:
@@ -114,6 +119,9 @@ func ParseSpec(raw string) (Spec, error) {
 	}
 	if !strings.Contains(v, ":") {
 		// A bare port: "8080".
+		if _, err := strconv.Atoi(v); err != nil {
+			return s, fmt.Errorf("address %q: missing port; accepted: %s", raw, Accepted)
+		}
 		v = ":" + v
 	}
 	host, port, err := net.SplitHostPort(v)
@@ -140,6 +148,17 @@ func ParseSpec(raw string) (Spec, error) {
 	return s, nil
 }
 
+// defaultName makes a name derived from a socket path fit what checkName
+// accepts: a ':' in the path would otherwise split LISTEN_FDNAMES.
+func defaultName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if nameChar(r) {
+			return r
+		}
+		return '_'
+	}, name)
+}
+
 // checkName enforces what LISTEN_FDNAMES can carry: the list is
 // colon-separated and systemd limits names to 255 printable characters.
 func checkName(name string) error {
@@ -147,10 +166,13 @@ func checkName(name string) error {
 		return fmt.Errorf("name %q must be 1 to 255 characters", name)
 	}
 	for _, r := range name {
-		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
-		if !ok {
+		if !nameChar(r) {
 			return fmt.Errorf("name %q may only hold letters, digits, '-', '_' and '.'", name)
 		}
 	}
 	return nil
+}
+
+func nameChar(r rune) bool {
+	return r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
 }
