@@ -107,6 +107,10 @@ func ParseSpec(raw string) (Spec, error) {
 		if strings.ContainsFunc(s.Addr, unicode.IsControl) {
 			return s, fmt.Errorf("address %q: a socket path cannot hold control characters (NUL, newline …)", raw)
 		}
+		if strings.TrimSpace(s.Addr) != s.Addr {
+			// "unix:/// /" would be "/ ", which no message shows legibly.
+			return s, fmt.Errorf("address %q: a socket path cannot end in white space", raw)
+		}
 		if len(s.Addr) > 107 {
 			return s, fmt.Errorf("address %q: unix socket path longer than 107 bytes", raw)
 		}
