@@ -83,25 +83,26 @@
 // alive (events are written with fs.writeSync), process.env and process.argv
 // untouched. It runs in the main thread only.
 //
-// # Loading: a file with --require, or a data: URL with --import
+// # Loading: a data: URL with --import, or a file with --require
 //
-// RequireOption(path) loads the preload from a file written by WriteFile.
-// This is the preferred way: --require is accepted in NODE_OPTIONS by every
-// Node since 8, so no Node version refuses to start because of it, and it
-// leaves Node's loading of the app as it is. ImportOption loads the same code
-// as a data: URL, which needs no file and so works on a read-only root
-// filesystem without any tmpfs, but needs Node ≥ 18.19 and has a cost on
-// Node 20: with --import, Node loads a CommonJS main file through its ESM
-// loader, so a main file with an extension that only a --require hook
-// understands (node -r ts-node/register app.ts) fails with
-// ERR_UNKNOWN_FILE_EXTENSION, and crash stack traces show other internal
-// frames. gm2-init therefore writes the file (a directory it can write, for
-// example TMPDIR or a tmpfs such as /dev/shm, which Docker mounts writable
-// even with --read-only), falls back to the data: URL when it cannot, and
-// runs Probe once with the option it chose: a Node older than 18.19 refuses
-// --import in NODE_OPTIONS outright (exit status 9), and a worker must never
-// be broken by the preload, so then the preload is off and an app has to
-// listen({fd: 3}) itself.
+// ImportOption loads the preload as a data: URL (NodeOptions appends it to
+// the user's NODE_OPTIONS). No file is written anywhere, so a read-only root
+// filesystem (Kubernetes readOnlyRootFilesystem) needs nothing else. It
+// needs a Node with --import (18.18+, 19+); an older Node refuses it in
+// NODE_OPTIONS and exits at once (status 9). Choose probes the node that
+// will run (Probe, `node -p process.version`) and falls back to
+// RequireOption: the preload written by WriteFile into a new directory of
+// gm2-init's own (TMPDIR, /dev/shm, /run, /tmp: the tmpfs mounts stay
+// writable with a read-only root), loaded with --require, which every Node
+// since 8 accepts. When node takes neither, the preload is off and Choose
+// says why, for the log: a worker must never be broken by the preload.
+//
+// The data: URL has one cost, seen on Node 20: with any --import, Node
+// loads a CommonJS main file through its ESM loader, so a main file whose
+// extension only a --require hook understands (node -r ts-node/register
+// app.ts) fails with ERR_UNKNOWN_FILE_EXTENSION. Such apps run with
+// --node-preload off (and listen on fd 3 themselves) or load TypeScript
+// the ESM way (node --import tsx app.ts).
 package preload
 
 import (
