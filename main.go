@@ -136,9 +136,19 @@ func run() int {
 		notifySock = s
 		defer notifySock.Close()
 	}
+	// The Node preload: how this node can load it (a data: URL needs no
+	// file; Node < 18.18 gets a --require file, or nothing and a reason).
+	// Choose waits for its probe, so it runs before the reaper starts.
 	nodeOptions := ""
 	if cfg.NodePreload == "on" || (cfg.NodePreload == "auto" && len(listeners) > 0) {
-		nodeOptions = preload.NodeOptions(os.Getenv("NODE_OPTIONS"))
+		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.Command, preload.DefaultDirs())
+		defer ch.Cleanup()
+		ev := log.Info()
+		if ch.Mode == preload.ModeOff {
+			ev = log.Warn()
+		}
+		ev.Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
+		nodeOptions = ch.NodeOptions
 	}
 
 	self, err := os.Executable()
@@ -148,24 +158,25 @@ func run() int {
 	}
 	sup := spawn.New(spawn.Options{
 		Path: cfg.Path, Args: cfg.Command, Env: os.Environ(), Self: self,
-		Instances:     instances,
-		Listeners:     sockets.Files(listeners),
-		ListenFDNames: sockets.Names(listeners),
-		ListenersDesc: preload.ListenersEnv(preloadListeners(listeners)),
-		NodeOptions:   nodeOptions,
-		Notify:        notifySock,
-		StopSignal:    cfg.StopSignal,
-		KillTimeout:   cfg.KillTimeout,
-		MinUptime:     cfg.MinUptime,
-		ListenTimeout: cfg.ListenTimeout,
-		ShutdownDelay: cfg.ShutdownDelay,
-		Restart:       cfg.Restart,
-		MaxRestarts:   cfg.MaxRestarts,
-		WaitReady:     cfg.WaitReady,
-		ReloadBatch:   cfg.ReloadBatch,
-		MinReady:      cfg.MinReady,
-		Version:       version,
-		Log:           log,
+		Instances:        instances,
+		Listeners:        sockets.Files(listeners),
+		ListenFDNames:    sockets.Names(listeners),
+		ListenersDesc:    preload.ListenersEnv(preloadListeners(listeners)),
+		NodeOptions:      nodeOptions,
+		PreloadListeners: preloadCapable(listeners),
+		Notify:           notifySock,
+		StopSignal:       cfg.StopSignal,
+		KillTimeout:      cfg.KillTimeout,
+		MinUptime:        cfg.MinUptime,
+		ListenTimeout:    cfg.ListenTimeout,
+		ShutdownDelay:    cfg.ShutdownDelay,
+		Restart:          cfg.Restart,
+		MaxRestarts:      cfg.MaxRestarts,
+		WaitReady:        cfg.WaitReady,
+		ReloadBatch:      cfg.ReloadBatch,
+		MinReady:         cfg.MinReady,
+		Version:          version,
+		Log:              log,
 	})
 
 	// 8. Health endpoints, answered from the supervisor's snapshots.
@@ -193,6 +204,18 @@ func run() int {
 	exits := make(chan []reaper.Exit, 16)
 	go reaper.Run(stopReaper, sigchld, reaper.SafetyInterval, exits)
 	return sup.Run(sigs, exits)
+}
+
+// preloadCapable counts the listeners a Node app can take over: all but
+// unixgram sockets, which Node has no API for.
+func preloadCapable(ls []*sockets.Listener) int {
+	n := 0
+	for _, l := range ls {
+		if l.Spec.Network != "unixgram" {
+			n++
+		}
+	}
+	return n
 }
 
 func preloadListeners(ls []*sockets.Listener) []preload.Listener {

@@ -634,9 +634,6 @@ func startInitArgv(t *testing.T, env, argv []string) *Init {
 // server listens: during a reload the old worker is stopped at that moment.
 func TestNodeSlowStartReadiness(t *testing.T) {
 	needNode(t)
-	if os.Getenv("GM2_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bug in spawn (Supervisor.armReadiness marks the worker ready by min-uptime before its preload says hello); set GM2_E2E_KNOWN_BUGS=1 to run")
-	}
 	t.Parallel()
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
@@ -653,9 +650,6 @@ func TestNodeSlowStartReadiness(t *testing.T) {
 // still get --kill-timeout, not the 2 s grace of gm2-init's final sweep.
 func TestNodeWrapperGracefulStop(t *testing.T) {
 	needNode(t)
-	if os.Getenv("GM2_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bug in spawn (Supervisor.checkEnd ends the shutdown when the wrappers exit; sweep SIGKILLs the apps still stopping after 2 s); set GM2_E2E_KNOWN_BUGS=1 to run")
-	}
 	t.Parallel()
 	mark := filepath.Join(t.TempDir(), "stopped")
 	in, _, _ := runHTTPApp(t, httpApp{
@@ -676,9 +670,6 @@ func TestNodeWrapperGracefulStop(t *testing.T) {
 // preload's automatic readiness.
 func TestNodeUnixgramListenerDoesNotDelayReadiness(t *testing.T) {
 	needNode(t)
-	if os.Getenv("GM2_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bug in spawn (Supervisor.onPreload waits for every passed listener, unixgram too); set GM2_E2E_KNOWN_BUGS=1 to run")
-	}
 	t.Parallel()
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)

@@ -92,6 +92,15 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 	if err == nil {
 		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v}
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// A node too slow to answer (a throttled container) says nothing
+		// about its version: keep the data: URL every supported Node takes,
+		// rather than turn the preload off and break listen(PORT).
+		return Choice{
+			NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node,
+			Reason: "probe of " + node + " timed out; the data: URL is added unprobed",
+		}
+	}
 	why := []error{fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err)}
 	for _, dir := range dirs {
 		path, cleanup, werr := WriteFile(dir)

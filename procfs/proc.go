@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // maxAncestorSteps bounds the walk up the parent chain. Real wrapper chains
@@ -80,22 +81,34 @@ var errBadStat = errors.New("malformed stat line")
 // spaces, '(' and ')', so the fields are counted after the LAST ')' — the
 // kernel writes nothing after comm that could contain one.
 func parseStatPPid(data []byte) (int, error) {
+	ppid, _, err := parseStatIDs(data)
+	return ppid, err
+}
+
+// parseStatIDs extracts fields 4 and 5 (ppid and pgrp) of a stat line.
+func parseStatIDs(data []byte) (ppid, pgrp int, err error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%w: no ')' after comm", errBadStat)
+		return 0, 0, fmt.Errorf("%w: no ')' after comm", errBadStat)
 	}
 	fields := bytes.Fields(data[i+1:])
 	if len(fields) < 2 {
-		return 0, fmt.Errorf("%w: no ppid field", errBadStat)
+		return 0, 0, fmt.Errorf("%w: no ppid field", errBadStat)
 	}
 	if len(fields[0]) != 1 {
-		return 0, fmt.Errorf("%w: state %q is not one letter", errBadStat, fields[0])
+		return 0, 0, fmt.Errorf("%w: state %q is not one letter", errBadStat, fields[0])
 	}
 	ppid, ok := ParseDecimal(fields[1])
 	if !ok {
-		return 0, fmt.Errorf("%w: ppid %q", errBadStat, fields[1])
+		return 0, 0, fmt.Errorf("%w: ppid %q", errBadStat, fields[1])
 	}
-	return ppid, nil
+	pgrp = -1
+	if len(fields) > 2 {
+		if g, ok := ParseDecimal(fields[2]); ok {
+			pgrp = g
+		}
+	}
+	return ppid, pgrp, nil
 }
 
 // MaxPid bounds parsed pids: pid_t is a 32-bit signed integer on Linux.
@@ -139,4 +152,39 @@ func Children(procRoot string, pid int) []int {
 		}
 	}
 	return out
+}
+
+// GroupMembers lists the pids whose process group is pgid, by scanning
+// procRoot. gm2-init starts every worker as the leader of its own group, so
+// this is the worker and what its wrapper started (sh -c, npm start).
+func GroupMembers(procRoot string, pgid int) []int {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		p, ok := ParseDecimal([]byte(e.Name()))
+		if !ok || p == 0 {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "stat"))
+		if err != nil || len(data) > maxStatSize {
+			continue
+		}
+		if _, g, err := parseStatIDs(data); err == nil && g == pgid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ExeName returns the base name of the executable pid runs ("" when it
+// cannot be read: the process is gone, or belongs to another user).
+func ExeName(procRoot string, pid int) string {
+	target, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(strings.TrimSuffix(target, " (deleted)"))
 }

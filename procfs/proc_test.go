@@ -252,3 +252,45 @@ func TestFindAncestorRealProc(t *testing.T) {
 		}
 	})
 }
+
+func TestGroupMembersAndExeName(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skipf("no procfs: %v", err)
+	}
+	// sh is not a group leader here (it inherits the test's group), so
+	// start it in a group of its own, as gm2-init starts workers.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", `sleep 30 & echo $!; wait`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start sh: %v", err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper, _ := strconv.Atoi(strings.TrimSpace(line))
+	got := GroupMembers("/proc", cmd.Process.Pid)
+	want := []int{cmd.Process.Pid, sleeper}
+	if len(got) != 2 || !(got[0] == want[0] && got[1] == want[1] || got[0] == want[1] && got[1] == want[0]) {
+		t.Errorf("GroupMembers(%d) = %v, want %v", cmd.Process.Pid, got, want)
+	}
+	if n := ExeName("/proc", sleeper); n != "sleep" {
+		t.Errorf("ExeName(sleep) = %q", n)
+	}
+	if n := ExeName("/proc", 1<<30); n != "" {
+		t.Errorf("ExeName(no such pid) = %q", n)
+	}
+	if g := GroupMembers("/proc", 1<<30); len(g) != 0 {
+		t.Errorf("GroupMembers(no such group) = %v", g)
+	}
+}

@@ -271,7 +271,7 @@ func (s *Supervisor) onPreload(w *worker, ev preload.Event) {
 	case "listening":
 		w.hello = true
 		w.listening[ev.FD] = true
-		if len(w.listening) >= len(s.opt.Listeners) && !s.opt.WaitReady {
+		if len(w.listening) >= s.opt.PreloadListeners && !s.opt.WaitReady {
 			s.markReady(w, "preload: every listener listening")
 		}
 	}

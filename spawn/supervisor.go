@@ -44,6 +44,10 @@ type Options struct {
 	ListenFDNames string     // LISTEN_FDNAMES
 	ListenersDesc string     // GM2_LISTENERS, for the Node preload ("" when none)
 	NodeOptions   string     // NODE_OPTIONS with the preload; "" = preload off
+	// PreloadListeners is how many of Listeners the Node preload can take
+	// (every kind but unixgram, which Node cannot use): a worker whose
+	// preload reports that many listening is ready.
+	PreloadListeners int
 
 	Notify *notify.Socket // NOTIFY_SOCKET for workers; nil = none
 
@@ -75,6 +79,7 @@ type Supervisor struct {
 	startedAt time.Time
 	slots     []*slot
 	byPid     map[int]*worker
+	lingering map[int]*group // process groups that outlived their worker
 	reload    reloadState
 	counters  status.Counters
 	down      shutdownState
@@ -120,13 +125,25 @@ type worker struct {
 	started    time.Time
 	state      status.State // Starting, Ready or Draining
 	alive      bool
-	killed     bool // we sent SIGKILL
+	killed     bool      // we sent SIGKILL
+	stopAt     time.Time // when the stop signal was sent
 	timers     []*time.Timer
 	statusText string
 	// preload readiness
 	hello     bool
 	listening map[int]bool
 	closers   []*os.File // our ends of the readiness channels
+}
+
+// group is a worker's process group whose leader exited while other
+// members live on: the app behind a wrapper (npm start, sh -c) that died of
+// the stop signal first, or children of a worker that crashed. gm2-init
+// waits for them as for a worker, up to the kill timeout.
+type group struct {
+	pgid   int
+	slot   int
+	timer  *time.Timer
+	killed bool
 }
 
 // New prepares a supervisor; nothing is started before Run.
@@ -138,6 +155,7 @@ func New(opt Options) *Supervisor {
 		done:   make(chan struct{}),
 		byPid:  map[int]*worker{},
 	}
+	s.lingering = map[int]*group{}
 	s.down.exitCode = -1
 	s.counters.Reloads = map[string]uint64{"ok": 0, "failed": 0}
 	s.baseEnv = workerBaseEnv(opt)
@@ -414,10 +432,19 @@ func (s *Supervisor) armReadiness(w *worker) {
 	if !s.opt.WaitReady {
 		w.timers = append(w.timers, s.after(s.opt.MinUptime, func() {
 			// A worker whose preload announced itself becomes ready when its
-			// servers listen, not by the clock.
-			if !w.hello {
-				s.markReady(w, "min-uptime")
+			// servers listen, not by the clock. So does a Node worker whose
+			// preload has not spoken yet: a cold or throttled node can take
+			// more than --min-uptime to load, and calling it ready before it
+			// listens would stop the old worker of a reload too early.
+			// --listen-timeout still bounds the wait.
+			if w.hello || !w.alive || w.state != status.Starting {
+				return
 			}
+			if s.opt.NodeOptions != "" && groupRunsNode(w.pid) {
+				s.log.Debug().Int("slot", w.slot.index).Int("pid", w.pid).Msg("node worker: ready when its servers listen")
+				return
+			}
+			s.markReady(w, "min-uptime")
 		}))
 	}
 	if s.opt.WaitReady || s.opt.NodeOptions != "" {
@@ -443,6 +470,17 @@ func (s *Supervisor) markReady(w *worker, how string) {
 	}
 }
 
+// groupRunsNode tells whether a process of the worker's group runs node
+// (the app itself, or npm/yarn, which are node too).
+func groupRunsNode(pgid int) bool {
+	for _, p := range procfs.GroupMembers("/proc", pgid) {
+		if strings.HasPrefix(procfs.ExeName("/proc", p), "node") {
+			return true
+		}
+	}
+	return false
+}
+
 // stop asks a worker to exit: the stop signal to its process group, SIGKILL
 // to the group after the kill timeout.
 func (s *Supervisor) stop(w *worker, why string) {
@@ -458,6 +496,7 @@ func (s *Supervisor) stop(w *worker, why string) {
 		sl.candidate = nil
 	}
 	sl.draining = append(sl.draining, w)
+	w.stopAt = time.Now()
 	unix.Kill(-w.pid, s.opt.StopSignal)
 	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Str("signal", unix.SignalName(s.opt.StopSignal)).Str("why", why).Msg("stopping worker")
 	w.timers = append(w.timers, s.after(s.opt.KillTimeout, func() {
@@ -478,6 +517,7 @@ func (s *Supervisor) onExits(batch []reaper.Exit) {
 		}
 		s.onWorkerExit(w, e)
 	}
+	s.recheckLingering()
 }
 
 func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
@@ -523,17 +563,64 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 	}
 }
 
-// stopGroupRemains stops what is left of a worker's process group once its
-// leader is gone: children of a wrapper that died, which would otherwise go
-// on serving the old code next to the replacement.
+// stopGroupRemains deals with what is left of a worker's process group once
+// its leader is gone. After a stop, the rest of the group got the stop
+// signal too and is draining (the app behind npm or sh -c): gm2-init waits
+// for it, up to the kill timeout counted from the stop signal. After a crash,
+// the leftovers would go on serving the old code next to the replacement:
+// they get the stop signal now. Either way the group is SIGKILLed when its
+// time is up, and shutdown waits for it as for a worker.
 func (s *Supervisor) stopGroupRemains(w *worker) {
-	if unix.Kill(-w.pid, 0) != nil {
+	pgid := w.pid
+	if unix.Kill(-pgid, 0) == unix.ESRCH {
 		return
 	}
-	s.log.Warn().Int("slot", w.slot.index).Int("pgid", w.pid).Msg("processes left in the exited worker's group; stopping them")
-	unix.Kill(-w.pid, s.opt.StopSignal)
-	pgid := w.pid
-	time.AfterFunc(s.opt.KillTimeout, func() { unix.Kill(-pgid, unix.SIGKILL) })
+	deadline := time.Now().Add(s.opt.KillTimeout)
+	if w.state == status.Draining {
+		deadline = w.stopAt.Add(s.opt.KillTimeout)
+		s.log.Debug().Int("slot", w.slot.index).Int("pgid", pgid).Msg("the worker's group drains on after its leader exited")
+	} else {
+		s.log.Warn().Int("slot", w.slot.index).Int("pgid", pgid).Msg("processes left in the exited worker's group; stopping them")
+		unix.Kill(-pgid, s.opt.StopSignal)
+	}
+	g := &group{pgid: pgid, slot: w.slot.index}
+	s.lingering[pgid] = g
+	g.timer = s.after(time.Until(deadline), func() { s.killGroup(g) })
+}
+
+// killGroup SIGKILLs a lingering group whose time is up.
+func (s *Supervisor) killGroup(g *group) {
+	if s.lingering[g.pgid] != g {
+		return
+	}
+	if unix.Kill(-g.pgid, 0) == unix.ESRCH {
+		delete(s.lingering, g.pgid)
+		return
+	}
+	if g.killed {
+		// SIGKILL cannot be ignored; the members are gone or about to be
+		// reaped. Stop waiting for them.
+		delete(s.lingering, g.pgid)
+		return
+	}
+	s.log.Warn().Int("slot", g.slot).Int("pgid", g.pgid).Dur("kill_timeout", s.opt.KillTimeout).
+		Msg("processes of a stopped worker's group still running after the kill timeout; sending SIGKILL")
+	unix.Kill(-g.pgid, unix.SIGKILL)
+	g.killed = true
+	if s.down.active {
+		s.down.killedAny = true
+	}
+	g.timer = s.after(time.Second, func() { s.killGroup(g) })
+}
+
+// recheckLingering forgets the groups whose last member has been reaped.
+func (s *Supervisor) recheckLingering() {
+	for pgid, g := range s.lingering {
+		if unix.Kill(-pgid, 0) == unix.ESRCH {
+			g.timer.Stop()
+			delete(s.lingering, pgid)
+		}
+	}
 }
 
 // afterExit decides what follows the exit of a slot's serving worker.
@@ -584,9 +671,7 @@ func (s *Supervisor) afterExit(sl *slot, code int, desc string, lived time.Durat
 // checkEnd decides whether gm2-init has nothing left to supervise.
 func (s *Supervisor) checkEnd() {
 	if s.down.stopping {
-		if len(s.byPid) == 0 {
-			s.finished = true
-		}
+		s.finished = len(s.byPid) == 0 && len(s.lingering) == 0
 		return
 	}
 	if s.down.active {
@@ -607,8 +692,11 @@ func (s *Supervisor) checkEnd() {
 	if errored > 0 && errored == len(s.slots) {
 		s.log.Error().Msg("every slot has errored; shutting down")
 		s.beginShutdown(1)
-		s.finished = len(s.byPid) == 0
+		s.finished = len(s.byPid) == 0 && len(s.lingering) == 0
 		return
+	}
+	if len(s.lingering) > 0 {
+		return // what the last workers left behind is still draining
 	}
 	if errored == 0 || s.opt.Restart != Always {
 		// --restart never|on-failure: every slot ended.
