@@ -1,0 +1,80 @@
+package reaper
+
+import (
+	"os"
+	"os/signal"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// start runs a shell command as a real child that nobody Wait()s for.
+func start(t *testing.T, script string) int {
+	t.Helper()
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", script}, &os.ProcAttr{})
+	if err != nil {
+		t.Skipf("no /bin/sh: %v", err)
+	}
+	return p.Pid
+}
+
+// TestRunReapsRealChildren runs the reaper goroutine on real children: an
+// exit status, a death by signal, and a SIGCHLD that arrives for several
+// exits at once (signals coalesce).
+func TestRunReapsRealChildren(t *testing.T) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	defer signal.Stop(sigchld)
+	stop := make(chan struct{})
+	out := make(chan []Exit, 16)
+	done := make(chan struct{})
+	go func() { Run(stop, sigchld, time.Hour, out); close(done) }()
+	defer func() { close(stop); <-done }()
+
+	type outcome struct {
+		code int
+		desc string
+	}
+	want := map[int]outcome{}
+	want[start(t, "exit 3")] = outcome{3, "exit status 3"}
+	want[start(t, "kill -KILL $$")] = outcome{137, "killed by SIGKILL"}
+	for i := 0; i < 20; i++ {
+		want[start(t, "exit 0")] = outcome{0, "exit status 0"}
+	}
+	deadline := time.After(20 * time.Second)
+	for len(want) > 0 {
+		select {
+		case batch := <-out:
+			for _, e := range batch {
+				w, ok := want[e.Pid]
+				if !ok {
+					continue // a child of another test
+				}
+				if e.Code() != w.code || e.String() != w.desc {
+					t.Errorf("pid %d: %d %q, want %d %q", e.Pid, e.Code(), e.String(), w.code, w.desc)
+				}
+				delete(want, e.Pid)
+			}
+		case <-deadline:
+			t.Fatalf("not reaped: %v", want)
+		}
+	}
+}
+
+func TestExitStrings(t *testing.T) {
+	for _, tc := range []struct {
+		ws   unix.WaitStatus
+		code int
+		desc string
+	}{
+		{unix.WaitStatus(7 << 8), 7, "exit status 7"},
+		{unix.WaitStatus(15), 143, "killed by SIGTERM"},
+		{unix.WaitStatus(11 | 0x80), 139, "killed by SIGSEGV (core dumped)"},
+	} {
+		e := Exit{Pid: 1, Status: tc.ws}
+		if e.Code() != tc.code || e.String() != tc.desc {
+			t.Errorf("%#x: %d %q, want %d %q", int(tc.ws), e.Code(), e.String(), tc.code, tc.desc)
+		}
+	}
+}
