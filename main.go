@@ -165,6 +165,7 @@ func run() int {
 		NodeOptions:      nodeOptions,
 		PreloadListeners: preloadCapable(listeners),
 		Notify:           notifySock,
+		Foreground:       instances == 1 && isTerminal(os.Stdin),
 		StopSignal:       cfg.StopSignal,
 		KillTimeout:      cfg.KillTimeout,
 		MinUptime:        cfg.MinUptime,
@@ -204,6 +205,12 @@ func run() int {
 	exits := make(chan []reaper.Exit, 16)
 	go reaper.Run(stopReaper, sigchld, reaper.SafetyInterval, exits)
 	return sup.Run(sigs, exits)
+}
+
+// isTerminal tells whether f is a terminal (docker run -it).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // preloadCapable counts the listeners a Node app can take over: all but
@@ -282,18 +289,26 @@ func minReadyString(n int) string {
 }
 
 // healthcheck probes gm2-init's own health endpoint: `gm2-init healthcheck
-// [PATH]` (default /readyz) against GM2_HEALTH_ADDR (default :9000). Exit 0
-// when healthy, 1 otherwise: what Docker's HEALTHCHECK expects.
+// [PATH [ADDR]]` (default /readyz) against ADDR, else GM2_HEALTH_ADDR, else
+// :9000. Exit 0 when healthy, 1 otherwise: what Docker's HEALTHCHECK
+// expects. (An image that sets --health-addr as a flag passes ADDR.)
 func healthcheck(args []string) int {
 	path := "/readyz"
 	if len(args) > 0 {
 		path = args[0]
+	}
+	if len(args) > 2 {
+		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: usage: gm2-init healthcheck [PATH [ADDR]]")
+		return exitUsage
 	}
 	if !strings.HasPrefix(path, "/") {
 		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: PATH must start with / (e.g. /livez or /readyz)")
 		return exitUsage
 	}
 	addr := os.Getenv("GM2_HEALTH_ADDR")
+	if len(args) > 1 {
+		addr = args[1]
+	}
 	if addr == "" {
 		addr = ":9000"
 	}

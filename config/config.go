@@ -587,7 +587,7 @@ func unknownVars(opts []option) []string {
 // Usage writes the help text.
 func Usage(w io.Writer, version string) {
 	fmt.Fprintf(w, "gm2-init %s — PID 1 for containers, with PM2-style cluster mode for any language\n\n", version)
-	fmt.Fprintf(w, "Usage: gm2-init [flags] -- COMMAND [ARGS...]\n       gm2-init healthcheck [PATH]   (probe the health endpoint, for Docker HEALTHCHECK)\n\n")
+	fmt.Fprintf(w, "Usage: gm2-init [flags] -- COMMAND [ARGS...]\n       gm2-init healthcheck [PATH [ADDR]]   (probe the health endpoint, for Docker HEALTHCHECK)\n\n")
 	fmt.Fprintf(w, "Flags (each also read from the environment variable shown; a flag wins over the variable):\n")
 	for _, o := range describe() {
 		name := "    --" + o.name

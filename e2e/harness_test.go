@@ -68,9 +68,9 @@ func namespaceCmd(t *testing.T) []string {
 		t.Skip("unshare (util-linux) not installed")
 	}
 	if os.Geteuid() == 0 {
-		return []string{"unshare", "--pid", "--fork", "--mount-proc"}
+		return []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
 	}
-	return []string{"unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"}
+	return []string{"unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount-proc"}
 }
 
 // logLine is one JSON line of gm2-init's log.

@@ -275,3 +275,32 @@ func TestHealthMethodsAndSlowClients(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--", bins.worker)...)
+	health := in.HealthAddr()
+	in.WaitReady(1, 10*time.Second)
+	waitHTTP(t, health, "/readyz", 200, 5*time.Second)
+	run := func(env []string, args ...string) (int, string) {
+		cmd := exec.Command(bins.init, append([]string{"healthcheck"}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := run(nil, "/readyz", health); code != 0 {
+		t.Errorf("healthcheck /readyz %s: %d %s", health, code, out)
+	}
+	if code, out := run([]string{"GM2_HEALTH_ADDR=" + health}); code != 0 {
+		t.Errorf("healthcheck with GM2_HEALTH_ADDR: %d %s", code, out)
+	}
+	if code, out := run(nil, "/no-such-endpoint", health); code != 1 || !strings.Contains(out, "404") {
+		t.Errorf("healthcheck of a missing path: %d %s", code, out)
+	}
+	if code, _ := run(nil, "readyz", health); code != 2 {
+		t.Errorf("healthcheck with a bad PATH: %d, want 2", code)
+	}
+}

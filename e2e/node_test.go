@@ -578,7 +578,7 @@ for d in / /tmp /dev/shm; do
   if touch "$d/.gm2-ro-probe" 2>/dev/null; then echo "$d is still writable" >&2; exit 98; fi
 done
 exec "$0" "$@"`
-	argv := []string{"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
+	argv := []string{"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
 		"sh", "-c", script, bins.init, "--min-uptime", "50s", "--listen-timeout", "50s",
 		"--health-addr", "off", "-i", "2", "--listen", addr, "--", "node", repoPath(t, "examples/node/http-server.js")}
 	in := startInitArgv(t, []string{"PORT=" + strconv.Itoa(port)}, argv)

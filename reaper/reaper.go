@@ -125,8 +125,9 @@ func BecomeSubreaper() error {
 // SignalAll sends sig to every process gm2-init may stop at the end: with
 // PID 1, every process of the namespace (kill(-1) skips the caller); else
 // every direct child (workers are gone by then, so these are adopted
-// orphans and their process groups). It reports whether any process was
-// there to be signalled.
+// orphans; their own children come to gm2-init, the subreaper, when they
+// die, and are signalled by the next call). It reports whether any process
+// was there to be signalled.
 //
 // kill(-1) is only right for PID 1: in a shared process namespace it would
 // hit the sidecars too.

@@ -104,9 +104,9 @@ func (s *Supervisor) promote(sl *slot) {
 		s.stop(old, "replaced by reload")
 	}
 	r := &s.reload
-	r.replaced++
-	r.active--
 	if r.inProgress {
+		r.replaced++
+		s.reloadSlotDone()
 		s.pumpReload()
 	}
 }
@@ -120,8 +120,18 @@ func (s *Supervisor) candidateFailed(sl *slot, why string) {
 	sl.reloadAttempts++
 	sl.lastExit = why
 	if s.down.active || !r.inProgress {
-		r.active--
+		s.reloadSlotDone()
 		s.reviveIfEmpty(sl)
+		return
+	}
+	if sl.current == nil {
+		// The old worker is gone too (it crashed meanwhile): nothing keeps
+		// serving, so the slot restarts at once, as after any crash, and
+		// the pass goes on with the other slots.
+		s.log.Warn().Int("slot", sl.index).Str("exit", why).Msg("replacement worker failed before ready and the old one is gone; restarting the slot")
+		s.reloadSlotDone()
+		s.afterExit(sl, 1, why, 0)
+		s.pumpReload()
 		return
 	}
 	if sl.reloadAttempts > s.opt.MaxRestarts {
@@ -144,12 +154,20 @@ func (s *Supervisor) candidateFailed(sl *slot, why string) {
 			s.startCandidate(sl)
 			return
 		}
-		r.active--
+		s.reloadSlotDone()
 		s.reviveIfEmpty(sl)
-		if r.inProgress && r.active == 0 {
-			s.finishReload()
+		if r.inProgress {
+			s.pumpReload()
 		}
 	})
+}
+
+// reloadSlotDone releases the place a slot held in the reload pass (its
+// replacement is gone, or the slot is).
+func (s *Supervisor) reloadSlotDone() {
+	if s.reload.inProgress && s.reload.active > 0 {
+		s.reload.active--
+	}
 }
 
 // reviveIfEmpty restarts a slot left without any worker (its old worker
@@ -224,10 +242,29 @@ func (s *Supervisor) scaleDown() {
 			break
 		}
 	}
+	// Slots are numbered 0…N-1, so the highest goes. Never when it is the
+	// last one that works: the rest errored, and gm2-init would exit.
+	working := false
+	for _, o := range s.slots {
+		if o != sl && !o.retiring && o.state != status.Errored && o.state != status.Stopped {
+			working = true
+		}
+	}
+	if !working {
+		s.log.Warn().Int("slot", sl.index).Msg("SIGTTOU ignored: the other slots have errored or stopped")
+		return
+	}
 	sl.retiring = true
 	if sl.restart != nil {
 		sl.restart.Stop()
 		sl.restart = nil
+	}
+	if sl.reloadRetry != nil {
+		sl.reloadRetry.Stop()
+		sl.reloadRetry = nil
+		s.reloadSlotDone()
+	} else if sl.candidate != nil {
+		s.reloadSlotDone()
 	}
 	for _, w := range []*worker{sl.candidate, sl.current} {
 		if w != nil {
@@ -238,6 +275,9 @@ func (s *Supervisor) scaleDown() {
 		s.removeSlot(sl)
 	}
 	s.log.Info().Int("instances", s.instances()).Msg("scaled down (SIGTTOU)")
+	if s.reload.inProgress {
+		s.pumpReload() // finishes the pass if this slot was its last
+	}
 }
 
 // removeSlot drops retired slots from the end of the list once they hold no

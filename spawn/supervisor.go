@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -51,6 +52,11 @@ type Options struct {
 
 	Notify *notify.Socket // NOTIFY_SOCKET for workers; nil = none
 
+	// Foreground gives the terminal on stdin to the worker's process group,
+	// as tini does, so that an interactive program (docker run -it … bash)
+	// can read it and gets the terminal's Ctrl-C. Only for one worker.
+	Foreground bool
+
 	StopSignal    syscall.Signal
 	KillTimeout   time.Duration
 	MinUptime     time.Duration
@@ -84,6 +90,7 @@ type Supervisor struct {
 	counters  status.Counters
 	down      shutdownState
 	finished  bool
+	noFg      bool // the terminal could not be handed over once: stop trying
 	// firstFailure is the exit code of the first worker that failed, for
 	// --restart never|on-failure.
 	firstFailure int
@@ -224,6 +231,8 @@ func (s *Supervisor) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
+	case <-s.done:
+		return errors.New("supervisor stopped")
 	}
 }
 
@@ -276,8 +285,19 @@ func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int 
 func (s *Supervisor) readNotify() {
 	for {
 		m, err := s.opt.Notify.Receive()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// A transient failure (a truncated datagram, ENOBUFS) must not
+			// end readiness for good; the next datagram may be fine.
+			s.log.Debug().Err(err).Msg("notify socket")
+			select {
+			case <-s.done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
 		}
 		s.post(func() { s.onNotify(m) })
 	}
@@ -395,13 +415,20 @@ func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
 		mine, theirs = append(mine, parent), append(theirs, child)
 	}
 	argv := append([]string{s.opt.Args[0], ExecArg, s.opt.Path}, s.opt.Args...)
-	proc, err := os.StartProcess(s.opt.Self, argv, &os.ProcAttr{
-		Env:   env,
-		Files: files,
-		// Its own process group, so that the stop signal reaches what a
-		// wrapper (sh -c, npm start) started too.
-		Sys: &syscall.SysProcAttr{Setpgid: true},
-	})
+	// Its own process group, so that the stop signal reaches what a
+	// wrapper (sh -c, npm start) started too.
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if s.opt.Foreground && !s.noFg {
+		sys.Foreground, sys.Ctty = true, 0
+	}
+	attr := &os.ProcAttr{Env: env, Files: files, Sys: sys}
+	proc, err := os.StartProcess(s.opt.Self, argv, attr)
+	if err != nil && sys.Foreground {
+		s.noFg = true
+		s.log.Warn().Err(err).Msg("cannot give the terminal to the worker; it runs in the background")
+		sys.Foreground = false
+		proc, err = os.StartProcess(s.opt.Self, argv, attr)
+	}
 	closeAll(theirs)
 	if err != nil {
 		closeAll(mine)
@@ -462,12 +489,24 @@ func (s *Supervisor) markReady(w *worker, how string) {
 	if !w.alive || w.state != status.Starting {
 		return
 	}
+	if exited(w.pid) {
+		// Its exit is queued behind this event: promoting it would stop
+		// the old worker for a replacement that is already dead.
+		return
+	}
 	w.state = status.Ready
 	sl := w.slot
 	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Str("by", how).Dur("after", time.Since(w.started)).Msg("worker ready")
 	if sl.candidate == w {
 		s.promote(sl)
 	}
+}
+
+// exited tells, without reaping it, whether the child pid has exited.
+func exited(pid int) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err == nil && info.Signo != 0
 }
 
 // groupRunsNode tells whether a process of the worker's group runs node
@@ -503,6 +542,9 @@ func (s *Supervisor) stop(w *worker, why string) {
 		if w.alive {
 			s.log.Warn().Int("slot", sl.index).Int("pid", w.pid).Dur("kill_timeout", s.opt.KillTimeout).Msg("worker still running after the kill timeout; sending SIGKILL")
 			w.killed = true
+			if s.down.active {
+				s.down.killedAny = true
+			}
 			unix.Kill(-w.pid, unix.SIGKILL)
 		}
 	}))
@@ -543,9 +585,6 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 	switch {
 	case w.state == status.Draining:
 		sl.draining = removeWorker(sl.draining, w)
-		if w.killed {
-			s.down.killedAny = true
-		}
 		if sl.retiring && sl.current == nil && sl.candidate == nil && len(sl.draining) == 0 {
 			s.removeSlot(sl)
 		}
@@ -557,6 +596,10 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 		if sl.candidate != nil {
 			// Its replacement is on the way and takes over when ready.
 			sl.lastExit = e.String()
+			if code != 0 && s.firstFailure == 0 {
+				s.firstFailure = code
+			}
+			s.log.Warn().Int("slot", sl.index).Int("candidate", sl.candidate.pid).Msg("worker exited during its replacement; the new one takes over when ready")
 			return
 		}
 		s.afterExit(sl, code, e.String(), lived)
@@ -680,7 +723,7 @@ func (s *Supervisor) checkEnd() {
 	pending, errored := false, 0
 	for _, sl := range s.slots {
 		switch {
-		case sl.current != nil || sl.candidate != nil || len(sl.draining) > 0 || sl.restart != nil:
+		case sl.current != nil || sl.candidate != nil || len(sl.draining) > 0 || sl.restart != nil || sl.reloadRetry != nil:
 			pending = true
 		case sl.state == status.Errored:
 			errored++
@@ -699,10 +742,8 @@ func (s *Supervisor) checkEnd() {
 		return // what the last workers left behind is still draining
 	}
 	if errored == 0 || s.opt.Restart != Always {
-		// --restart never|on-failure: every slot ended.
-		if errored > 0 {
-			s.down.exitCode = 1
-		}
+		// --restart never|on-failure: every slot ended; the exit status is
+		// the first failure's (exitCode).
 		s.finished = true
 	}
 }
@@ -736,6 +777,12 @@ func (s *Supervisor) beginShutdown(code int) {
 		s.down.requested = true
 	}
 	s.reload.queue, s.reload.pending = nil, false
+	if s.reload.inProgress {
+		// The pass ends here; its replacements are stopped with the rest.
+		s.reload.failed = "interrupted by shutdown"
+		s.reload.active = 0
+		s.finishReload()
+	}
 	for _, sl := range s.slots {
 		if sl.restart != nil {
 			sl.restart.Stop()

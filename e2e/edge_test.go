@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Edge cases of the supervisor's state machine: reloads that meet crashes,
+// scaling and shutdown. Each ran into a defect once.
+
+// switchable returns a flag file and a shell script that behaves as the
+// broken version while the file exists (runs `broken`, then fails), and
+// execs the test worker otherwise.
+func switchable(t *testing.T, broken string) (string, string) {
+	flag := filepath.Join(t.TempDir(), "flag")
+	return flag, fmt.Sprintf(`if [ -e %s ]; then %s; fi; exec %s`, flag, broken, bins.worker)
+}
+
+func touch(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadWhenOldWorkerAndReplacementBothDie(t *testing.T) {
+	t.Parallel()
+	flag, script := switchable(t, "sleep 1; exit 3")
+	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--", "sh", "-c", script)...)
+	health := in.HealthAddr()
+	in.WaitReady(1, 10*time.Second)
+	old := in.waitChildren(1, 10*time.Second)
+	touch(t, flag)
+	in.Signal(syscall.SIGHUP)
+	in.waitChildren(2, 10*time.Second)
+	syscall.Kill(old[0], syscall.SIGKILL)
+	_, pos := in.WaitLog(10*time.Second, 0, "replacement worker failed before ready and the old one is gone; restarting the slot", nil)
+	// The fixed version comes back in the same slot; gm2-init never left.
+	os.Remove(flag)
+	in.WaitLog(20*time.Second, pos, "worker ready", nil)
+	waitHTTP(t, health, "/readyz", 200, 5*time.Second)
+	if in.hasExited() {
+		t.Fatal("gm2-init exited")
+	}
+	l, _ := in.WaitLog(10*time.Second, 0, "reload finished", nil)
+	t.Logf("reload result: %v", l.str("result"))
+}
+
+func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
+	t.Parallel()
+	flag, script := switchable(t, "sleep 1")
+	in := startInit(t, nil, baseArgs("-i", "2", "--reload-batch", "2", "--wait-ready", "--", "sh", "-c", script)...)
+	health := in.HealthAddr()
+	in.WaitReady(2, 10*time.Second)
+	touch(t, flag)
+	in.Signal(syscall.SIGHUP)
+	in.waitChildren(4, 10*time.Second) // both replacements are starting
+	in.Signal(syscall.SIGTTOU)
+	in.WaitLog(10*time.Second, 0, "scaled down (SIGTTOU)", nil)
+	l, _ := in.WaitLog(20*time.Second, 0, "reload finished", nil)
+	if l.str("result") != "ok" {
+		t.Errorf("reload: %v", l)
+	}
+	in.waitChildren(1, 15*time.Second)
+	if st := getStatus(t, health); st.Reload.InProgress || st.Instances != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+	// Later reloads still run.
+	os.Remove(flag)
+	if l, _ := in.reload(0); l.int("replaced") < 1 {
+		t.Errorf("next reload: %v", l)
+	}
+}
+
+func TestKillDuringReloadDoesNotSpoilTheExitStatus(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := filepath.Join(dir, "first")
+	// The first worker ignores TERM and is SIGKILLed when the reload
+	// replaces it; its replacement stops cleanly.
+	script := fmt.Sprintf(`if [ ! -e %s ]; then : > %s; TW_IGNORE_TERM=1 exec %s; fi; exec %s`, first, first, bins.worker, bins.worker)
+	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--kill-timeout", "300ms", "--", "sh", "-c", script)...)
+	in.WaitReady(1, 10*time.Second)
+	_, pos := in.reload(0)
+	in.WaitLog(10*time.Second, pos, "worker still running after the kill timeout; sending SIGKILL", nil)
+	in.waitChildren(1, 10*time.Second)
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after a clean shutdown, want 0", code)
+	}
+}
+
+func TestShutdownDuringReloadEndsTheReload(t *testing.T) {
+	t.Parallel()
+	flag, script := switchable(t, "exit 3")
+	in := startInit(t, nil, baseArgs("-i", "2", "--wait-ready", "--shutdown-delay", "500ms", "--", "sh", "-c", script)...)
+	in.WaitReady(2, 10*time.Second)
+	touch(t, flag)
+	in.Signal(syscall.SIGHUP)
+	in.WaitLog(10*time.Second, 0, "replacement worker failed before ready; the old one keeps serving", nil)
+	in.Signal(syscall.SIGTERM)
+	l, _ := in.WaitLog(10*time.Second, 0, "reload finished", nil)
+	if !strings.Contains(l.str("result"), "interrupted by shutdown") {
+		t.Errorf("reload result %q", l.str("result"))
+	}
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+func TestScaleDownKeepsTheLastWorkingSlot(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"TW_CRASH_SLOT=0"}, baseArgs("-i", "2", "--wait-ready", "--max-restarts", "1", "--", bins.worker)...)
+	health := in.HealthAddr()
+	in.WaitLog(20*time.Second, 0, "worker keeps crashing on start; slot errored and not restarted", nil)
+	in.WaitReady(1, 10*time.Second)
+	in.Signal(syscall.SIGTTOU)
+	in.WaitLog(10*time.Second, 0, "SIGTTOU ignored: the other slots have errored or stopped", nil)
+	waitHTTP(t, health, "/readyz", 200, 5*time.Second)
+	if st := getStatus(t, health); st.Instances != 2 {
+		t.Fatalf("status after the refused TTOU: %+v", st)
+	}
+}
+
+// TestInteractiveProgramGetsTheTerminal: in `docker run -it`, a single
+// worker must own the terminal (as under tini), or it stops on SIGTTIN when
+// it reads. script(1) gives gm2-init a real pseudo-terminal.
+func TestInteractiveProgramGetsTheTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script (bsdutils) not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	inner := strings.Join(append(namespaceCmd(t), bins.init,
+		"--restart", "never", "--health-addr", "off", "--log-level", "warn", "--",
+		"sh", "-c", `'read x; echo "got $x"'`), " ")
+	cmd := exec.CommandContext(ctx, script, "-qec", inner, "/dev/null")
+	cmd.Stdin = strings.NewReader("hello\n")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the interactive worker hung (stopped in the background?); output:\n%s", out)
+	}
+	if err != nil || !strings.Contains(string(out), "got hello") {
+		t.Fatalf("%v; output:\n%s", err, out)
+	}
+}
