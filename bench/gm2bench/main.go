@@ -1,0 +1,310 @@
+// Command gm2bench runs gm2-init's benchmark suite (issue 8) and writes
+// BENCHMARKS.md. It is started by bench/run, which installs the tools and
+// builds the binaries it expects in -tools; run that, not this.
+//
+// Every benchmark runs gm2-init next to its alternatives in the same run,
+// interleaved (A B A B … over several rounds), and reports medians, the
+// spread (min–max) and ratios. All load goes to 127.0.0.1, every load tool
+// runs for a fixed duration or count, and every process the driver starts is
+// stopped by its pid.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Params are the sizes of one run.
+type Params struct {
+	Quick bool `json:"quick"`
+
+	IdleRounds int     `json:"idle_rounds"`
+	IdleSettle float64 `json:"idle_settle_s"`
+	IdleWindow float64 `json:"idle_window_s"`
+
+	DataRounds int     `json:"data_rounds"`
+	DataDur    float64 `json:"data_duration_s"`
+	DataWarm   float64 `json:"data_warmup_s"`
+	DataKAConn int     `json:"data_keepalive_connections"`
+	DataNCConn int     `json:"data_newconn_connections"`
+
+	StartRounds int `json:"start_rounds"`
+
+	ReapRounds int `json:"reap_rounds"`
+	ReapTotal  int `json:"reap_orphans"`
+	ReapBatch  int `json:"reap_batch"`
+
+	ScaleRounds int   `json:"scale_rounds"`
+	ScaleNs     []int `json:"scale_ns"`
+
+	ReloadRounds  int `json:"reload_rounds"`
+	ReloadCount   int `json:"reloads"`
+	ReloadClients int `json:"reload_clients"`
+}
+
+func params(quick bool) Params {
+	p := Params{
+		Quick:      quick,
+		IdleRounds: 3, IdleSettle: 12, IdleWindow: 60,
+		DataRounds: 12, DataDur: 5, DataWarm: 3, DataKAConn: 64, DataNCConn: 32,
+		StartRounds: 10,
+		ReapRounds:  3, ReapTotal: 100000, ReapBatch: 10000,
+		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
+		ReloadRounds: 1, ReloadCount: 20, ReloadClients: 20,
+	}
+	if quick {
+		p.IdleRounds, p.IdleWindow = 1, 15
+		p.DataRounds, p.DataDur, p.DataWarm = 5, 2, 1
+		p.StartRounds = 5
+		p.ReapRounds = 1
+		p.ScaleRounds = 1
+		p.ReloadCount = 10
+	}
+	return p
+}
+
+// Env is where everything is.
+type Env struct {
+	Root, Tools, Out, Logs, Tmp string
+
+	GM2, Ideal, Trivial, Reap string
+	Tini, DumbInit, Wrk       string
+	Node, PM2Runtime, PM2     string
+	Unshare                   string
+	Hello, Cluster            string
+
+	P Params
+}
+
+// Results is everything one run measured; summary.json is this.
+type Results struct {
+	Meta      Meta             `json:"meta"`
+	Params    Params           `json:"params"`
+	Footprint *FootprintResult `json:"footprint_idle,omitempty"`
+	DataPath  *DataPathResult  `json:"data_path,omitempty"`
+	Start     *StartResult     `json:"start,omitempty"`
+	Reap      *ReapResult      `json:"reap,omitempty"`
+	Scale     *ScaleResult     `json:"scale,omitempty"`
+	Reload    *ReloadResult    `json:"reload,omitempty"`
+	Errors    []string         `json:"errors,omitempty"`
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func main() {
+	root := flag.String("root", ".", "repository root")
+	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
+	quick := flag.Bool("quick", false, "short run (a few minutes)")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload")
+	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
+	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
+	flag.Parse()
+
+	started := time.Now().UTC()
+	e := &Env{P: params(*quick)}
+	var err error
+	if e.Root, err = filepath.Abs(*root); err != nil {
+		fatal(err)
+	}
+	e.Tools = abs(e.Root, *tools)
+	if *out == "" {
+		name := started.Format("2006-01-02T1504Z")
+		if *quick {
+			name += "-quick"
+		}
+		*out = filepath.Join(e.Root, "bench", "results", name)
+	}
+	e.Out = abs(e.Root, *out)
+	e.Logs = filepath.Join(e.Out, "logs")
+	for _, d := range []string{e.Out, e.Logs, filepath.Join(e.Out, "raw")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fatal(err)
+		}
+	}
+	// Short: PM2's unix sockets live under PM2_HOME (sun_path ≤ 107 bytes).
+	if e.Tmp, err = os.MkdirTemp("", "gm2b"); err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(e.Tmp)
+
+	e.GM2 = filepath.Join(e.Tools, "gm2-init")
+	e.Ideal = filepath.Join(e.Tools, "ideal")
+	e.Trivial = filepath.Join(e.Tools, "trivial")
+	e.Reap = filepath.Join(e.Tools, "reap")
+	e.PM2Runtime = filepath.Join(e.Tools, "pm2", "node_modules", ".bin", "pm2-runtime")
+	e.PM2 = filepath.Join(e.Tools, "pm2", "node_modules", ".bin", "pm2")
+	e.Hello = filepath.Join(e.Root, "bench", "apps", "hello.js")
+	e.Cluster = filepath.Join(e.Root, "bench", "apps", "cluster.js")
+	e.Tini = lookPath("tini-static")
+	e.DumbInit = lookPath("dumb-init")
+	e.Wrk = lookPath("wrk")
+	e.Node = lookPath("node")
+	e.Unshare = lookPath("unshare")
+	for _, f := range []string{e.GM2, e.Ideal, e.Trivial, e.Reap, e.PM2Runtime, e.PM2, e.Hello, e.Cluster} {
+		if _, err := os.Stat(f); err != nil {
+			fatal(fmt.Errorf("%s missing: run bench/run, which builds and installs everything", f))
+		}
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		logf("%v: stopping every process started", s)
+		stopAll()
+		os.Exit(130)
+	}()
+
+	want := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
+	run := func(name string) bool { return len(want) == 0 || want[name] }
+
+	res := &Results{Params: e.P}
+	res.Meta = collectMeta(e, started)
+	logf("results in %s", e.Out)
+	step := func(name string, f func() error) {
+		if !run(name) {
+			return
+		}
+		t := time.Now()
+		logf("== %s", name)
+		if err := f(); err != nil {
+			logf("%s: ERROR %v", name, err)
+			res.Errors = append(res.Errors, name+": "+err.Error())
+		}
+		stopAll()
+		logf("== %s done in %s", name, time.Since(t).Round(time.Second))
+	}
+	step("footprint", func() (err error) { res.Footprint, err = benchFootprint(e); return })
+	step("datapath", func() (err error) { res.DataPath, err = benchDataPath(e); return })
+	step("start", func() (err error) { res.Start, err = benchStart(e); return })
+	step("reap", func() (err error) { res.Reap, err = benchReap(e); return })
+	step("scale", func() (err error) { res.Scale, err = benchScale(e); return })
+	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })
+	res.Meta.Finished = time.Now().UTC().Format(time.RFC3339)
+	res.Meta.Duration = time.Since(started).Round(time.Second).String()
+	res.Meta.LoadAvgEnd = loadAvg()
+
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(e.Out, "summary.json"), append(b, '\n'), 0o644); err != nil {
+		fatal(err)
+	}
+	report := renderReport(e, res)
+	if err := os.WriteFile(filepath.Join(e.Out, "BENCHMARKS.md"), []byte(report), 0o644); err != nil {
+		fatal(err)
+	}
+	dest := *md
+	if dest == "" {
+		dest = filepath.Join(e.Root, "BENCHMARKS.md")
+	}
+	if dest != "-" {
+		if err := os.WriteFile(abs(e.Root, dest), []byte(report), 0o644); err != nil {
+			fatal(err)
+		}
+		logf("wrote %s", abs(e.Root, dest))
+	}
+	logf("done in %s; raw results in %s", res.Meta.Duration, e.Out)
+	if len(res.Errors) > 0 {
+		os.Exit(1)
+	}
+}
+
+func abs(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+func lookPath(name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		fatal(fmt.Errorf("%s not found in PATH: run bench/run, which installs it", name))
+	}
+	return p
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "gm2bench:", err)
+	stopAll()
+	os.Exit(2)
+}
+
+// Meta describes the machine and the versions.
+type Meta struct {
+	Date        string            `json:"date"`
+	Finished    string            `json:"finished"`
+	Duration    string            `json:"duration"`
+	CPU         string            `json:"cpu"`
+	Cores       int               `json:"cores"`
+	Kernel      string            `json:"kernel"`
+	MemTotalKB  int64             `json:"mem_total_kb"`
+	Versions    map[string]string `json:"versions"`
+	LoadAvg     string            `json:"loadavg_start"`
+	LoadAvgEnd  string            `json:"loadavg_end"`
+	Root        bool              `json:"root"`
+	GM2Size     int64             `json:"gm2_init_bytes"`
+	BuildFlags  string            `json:"gm2_init_build"`
+	GitRevision string            `json:"git_revision"`
+}
+
+func collectMeta(e *Env, started time.Time) Meta {
+	m := Meta{Date: started.Format(time.RFC3339), Cores: runtime.NumCPU(), Root: os.Geteuid() == 0}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.MemTotalKB = kbField("/proc/meminfo", "MemTotal")
+	m.LoadAvg = loadAvg()
+	if fi, err := os.Stat(e.GM2); err == nil {
+		m.GM2Size = fi.Size()
+	}
+	m.BuildFlags = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"
+	ver := func(argv ...string) string {
+		out, _, _ := runTool(20*time.Second, nil, argv...)
+		return strings.TrimSpace(strings.SplitN(strings.TrimSpace(out), "\n", 2)[0])
+	}
+	m.GitRevision = ver("git", "-C", e.Root, "describe", "--always", "--dirty")
+	m.Versions = map[string]string{
+		"gm2-init":  ver(e.GM2, "--version"),
+		"go":        ver("go", "version"),
+		"node":      ver(e.Node, "--version"),
+		"pm2":       ver(e.Node, "-p", "require('"+filepath.Join(e.Tools, "pm2", "node_modules", "pm2", "package.json")+"').version"),
+		"tini":      ver(e.Tini, "--version"),
+		"dumb-init": ver(e.DumbInit, "--version"),
+		"wrk":       ver(e.Wrk, "-v"),
+		"unshare":   ver(e.Unshare, "--version"),
+	}
+	return m
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
+}

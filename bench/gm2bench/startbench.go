@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// StartRun is one start of a variant with 2 workers; times in ms from the
+// moment the driver forked to exec it.
+type StartRun struct {
+	Variant       string  `json:"variant"`
+	Round         int     `json:"round"`
+	ExecMs        float64 `json:"exec_ms"`           // fork+exec done (exec.Cmd.Start returned)
+	AcceptMs      float64 `json:"accept_ms"`         // first TCP connect to the port succeeded
+	FirstResponse float64 `json:"first_response_ms"` // first HTTP 200
+	AllServingMs  float64 `json:"all_serving_ms"`    // both workers have answered
+	InitReadyMs   float64 `json:"init_ready_ms"`     // the init says both are ready (gm2-init "worker ready", pm2 "online"); NaN = no such signal
+}
+
+// StartResult is benchmark 4.
+type StartResult struct {
+	Variants []string   `json:"variants"`
+	Runs     []StartRun `json:"runs"`
+}
+
+var startVariants = []string{"gm2-init", "ideal", "pm2-runtime", "gm2-init/fd3"}
+
+// fd3Rounds bounds the rounds of gm2-init/fd3, whose init-ready time can
+// be the whole --listen-timeout (10 s).
+const fd3Rounds = 3
+
+func benchStart(e *Env) (*StartResult, error) {
+	res := &StartResult{Variants: startVariants}
+	for r := 0; r < e.P.StartRounds; r++ {
+		order := rotate(startVariants, r)
+		for _, name := range order {
+			if name == "gm2-init/fd3" && r >= fd3Rounds {
+				continue
+			}
+			run, err := e.startOnce(name, r+1)
+			if err != nil {
+				return res, err
+			}
+			logf("  start %-12s r%d: exec %.2f ms, port accepts %.2f ms, first response %.1f ms, both serving %.1f ms, init-ready %.1f ms",
+				name, r+1, run.ExecMs, run.AcceptMs, run.FirstResponse, run.AllServingMs, run.InitReadyMs)
+			res.Runs = append(res.Runs, run)
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	return res, nil
+}
+
+func (e *Env) startOnce(name string, round int) (StartRun, error) {
+	run := StartRun{Variant: name, Round: round, InitReadyMs: math.NaN()}
+	v := e.nodeVariant(name, 2)
+	var acceptAt time.Time
+	var wg sync.WaitGroup
+	stopProbe := make(chan struct{})
+	wg.Add(1)
+	// The prober starts before the fork: it dials every 100 µs.
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := net.DialTimeout("tcp", v.addr, 100*time.Millisecond)
+			if err == nil {
+				acceptAt = time.Now()
+				c.Close()
+				return
+			}
+			select {
+			case <-stopProbe:
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
+	p, err := start(name, v.argv, v.env, e.Root, fmt.Sprintf("%s/start-%s-r%d.log", e.Logs, strings.ReplaceAll(name, "/", "-"), round))
+	if err != nil {
+		close(stopProbe)
+		wg.Wait()
+		return run, err
+	}
+	defer p.Stop(syscall.SIGTERM, 15*time.Second)
+	ms := func(t time.Time) float64 {
+		if t.IsZero() {
+			return math.NaN()
+		}
+		return float64(t.Sub(p.Started)) / 1e6
+	}
+	run.ExecMs = ms(p.Execed)
+	at, err := waitServing(v.addr, 2, 60*time.Second)
+	close(stopProbe)
+	wg.Wait()
+	if err != nil {
+		return run, fmt.Errorf("start %s: %w", name, err)
+	}
+	run.AcceptMs = ms(acceptAt)
+	run.FirstResponse = ms(at[0])
+	run.AllServingMs = ms(at[len(at)-1])
+	var match func(string) bool
+	switch name {
+	case "gm2-init", "gm2-init/fd3":
+		match = func(s string) bool { return strings.Contains(s, `"message":"worker ready"`) }
+	case "pm2-runtime":
+		match = func(s string) bool { return strings.Contains(s, "] online") }
+	}
+	if match != nil {
+		if l, err := p.WaitLines(0, match, 2, 30*time.Second); err == nil {
+			run.InitReadyMs = ms(l.At)
+		} else {
+			logf("warning: %v", err)
+		}
+	}
+	return run, nil
+}
