@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -32,16 +30,17 @@ const defaultCheckTimeout = 5 * time.Second
 // variables do not apply: a health check must reach this container, not a
 // proxy. timeout ≤ 0 means 5 s.
 func Check(ctx context.Context, addr, path string, timeout time.Duration) error {
-	target, err := checkURL(addr, path)
+	host, target, err := checkTarget(addr, path)
 	if err != nil {
 		return err
 	}
+	url := "http://" + host + target
 	if timeout <= 0 {
 		timeout = defaultCheckTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err = fetch(ctx, target)
+	err = fetch(ctx, host, target, url)
 	if err != nil && (ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) {
 		// The connection's deadline is the context's, and it can fire
 		// before the context's own timer: either way this is the
@@ -50,28 +49,20 @@ func Check(ctx context.Context, addr, path string, timeout time.Duration) error 
 		if cause == nil {
 			cause = context.DeadlineExceeded
 		}
-		return fmt.Errorf("health check %s: no answer within %s: %w", target, timeout, cause)
+		return fmt.Errorf("health check %s: no answer within %s: %w", url, timeout, cause)
 	}
 	return err
 }
 
-// fetch performs one GET on its own connection. It writes the request and
-// reads the response with net/http's Request.Write and ReadResponse instead
-// of an http.Client: the client's Transport (and its HTTP/2 half) would add
-// half a megabyte to a binary whose size matters, for one request over
-// loopback that needs no pooling, proxy or redirect handling.
-func fetch(ctx context.Context, target string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return fmt.Errorf("health check %s: %w", target, err)
-	}
-	req.Close = true // one request per connection: no keep-alive to manage
-	req.Header.Set("User-Agent", "gm2-init-healthcheck")
-
+// fetch performs one GET of target from host on a connection of its own,
+// with the HTTP/1.1 client half of http1.go: one request, then the status
+// line, the header fields and, on failure, the first line of the body, all
+// bounded. url is target's URL, for the errors.
+func fetch(ctx context.Context, host, target, url string) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", req.URL.Host)
+	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
-		return fmt.Errorf("health check %s: %w", target, err)
+		return fmt.Errorf("health check %s: %w", url, err)
 	}
 	defer conn.Close()
 	// The deadline bounds a server that accepts and never answers; the
@@ -82,55 +73,59 @@ func fetch(ctx context.Context, target string) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	if err := req.Write(conn); err != nil {
-		return fmt.Errorf("health check %s: send request: %w", target, err)
+	if _, err := conn.Write(appendRequest(nil, host, target)); err != nil {
+		return fmt.Errorf("health check %s: send request: %w", url, err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	st, err := readStatus(bufio.NewReaderSize(conn, maxResponseLine))
 	if err != nil {
-		return fmt.Errorf("health check %s: read response: %w", target, err)
+		return fmt.Errorf("health check %s: read response: %w", url, err)
 	}
-	defer resp.Body.Close()
 	// 3xx is success and is not followed, as for the kubelet.
-	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+	if st.code >= 200 && st.code < 400 {
 		return nil
 	}
-	line := firstLine(io.LimitReader(resp.Body, 1<<10))
-	if line == "" {
-		return fmt.Errorf("health check %s: %s", target, resp.Status)
+	if st.firstLine == "" {
+		return fmt.Errorf("health check %s: %s", url, st.text)
 	}
-	return fmt.Errorf("health check %s: %s: %s", target, resp.Status, line)
+	return fmt.Errorf("health check %s: %s: %s", url, st.text, st.firstLine)
 }
 
 // checkURL builds the URL that Check requests.
 func checkURL(addr, path string) (string, error) {
-	if addr == "" || strings.EqualFold(addr, "off") {
-		return "", errors.New("health check: health endpoints are disabled (--health-addr off)")
-	}
-	host, port, err := net.SplitHostPort(addr)
+	host, target, err := checkTarget(addr, path)
 	if err != nil {
-		return "", fmt.Errorf("health check: address %q: %w", addr, err)
+		return "", err
+	}
+	return "http://" + host + target, nil
+}
+
+// checkTarget returns the host:port that Check connects to and the request
+// target ("/path?query") it sends.
+func checkTarget(addr, path string) (host, target string, err error) {
+	if addr == "" || strings.EqualFold(addr, "off") {
+		return "", "", errors.New("health check: health endpoints are disabled (--health-addr off)")
+	}
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("health check: address %q: %w", addr, err)
 	}
 	if port == "" {
-		return "", fmt.Errorf("health check: address %q has no port", addr)
+		return "", "", fmt.Errorf("health check: address %q has no port", addr)
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		h = "127.0.0.1"
 	}
 	if path == "" {
 		path = "/livez"
 	} else if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	return "http://" + net.JoinHostPort(host, port) + path, nil
-}
-
-// firstLine returns the first non-empty line of r, trimmed.
-func firstLine(r io.Reader) string {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			return l
+	// The path goes on the request line as is: a space or a line break
+	// would split it, and a fragment is never sent.
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return "", "", fmt.Errorf("health check: path %q: invalid character %q at %d", path, c, i)
 		}
 	}
-	return ""
+	return net.JoinHostPort(h, port), path, nil
 }

@@ -16,6 +16,10 @@
 //	/status   JSON view of the snapshot, with uptimes computed at request time
 //	/metrics  Prometheus text exposition format 0.0.4
 //
+// The endpoints speak a strict subset of HTTP/1.x (http1.go), one request per
+// connection, rather than net/http, which would bring TLS, X.509 and HTTP/2
+// into the binary for five fixed GET paths.
+//
 // The package also provides Check, an HTTP client for a Docker HEALTHCHECK in
 // images that have no curl.
 package health

@@ -2,7 +2,6 @@ package health
 
 import (
 	"bytes"
-	"net/http"
 	"slices"
 	"sort"
 	"strconv"
@@ -181,7 +180,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, u procUsage, procStart f
 	}
 }
 
-func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleMetrics() reply {
 	u := readProcUsage(s.opts.procRoot)
 	for what, err := range map[string]error{"stat": u.statErr, "statm": u.statmErr, "fd": u.fdErr} {
 		if err != nil {
@@ -190,5 +189,5 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	}
 	var e exposition
 	writeMetrics(&e, s.snapshot(), u, s.procStart)
-	writeBody(w, http.StatusOK, metricsContentType, e.buf.Bytes())
+	return bodyReply(statusOK, metricsContentType, e.buf.Bytes())
 }

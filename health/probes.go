@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/gm2-init/gm2-init/status"
@@ -80,14 +79,14 @@ func readyzChecks() []check {
 // alias of /readyz, every shutdown and every dip below MinReady would count
 // toward restarting the container. As liveness, the worst a chart that uses it
 // for readiness gets is a weaker readiness check, never a restart.
-func (s *Server) handleProbe(w http.ResponseWriter, r *http.Request, probe string, checks []check) {
+func (s *Server) handleProbe(ctx context.Context, req *request, probe string, checks []check) reply {
 	snap := s.snapshot()
-	verbose := r.URL.Query().Has("verbose")
+	verbose := queryHas(req.query, "verbose")
 
 	var out bytes.Buffer
 	var failed []string
 	for _, c := range checks {
-		err := c.run(r.Context(), snap)
+		err := c.run(ctx, snap)
 		if err != nil {
 			failed = append(failed, c.name+": "+err.Error())
 			fmt.Fprintf(&out, "[-]%s failed: %s\n", c.name, oneLine(err.Error()))
@@ -97,17 +96,17 @@ func (s *Server) handleProbe(w http.ResponseWriter, r *http.Request, probe strin
 	}
 	s.logTransition(probe, failed)
 
-	code := http.StatusOK
+	code := statusOK
 	switch {
 	case len(failed) > 0:
-		code = http.StatusServiceUnavailable
+		code = statusServiceUnavailable
 		fmt.Fprintf(&out, "%s check failed\n", probe)
 	case verbose:
 		fmt.Fprintf(&out, "%s check passed\n", probe)
 	default:
 		out.WriteString("ok")
 	}
-	writeBody(w, code, "text/plain; charset=utf-8", out.Bytes())
+	return bodyReply(code, "text/plain; charset=utf-8", out.Bytes())
 }
 
 // logTransition logs when a probe starts or stops failing, not at every

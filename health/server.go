@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"io"
 	"net"
-	"net/http"
-	"strings"
+	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,11 +28,14 @@ type Source interface {
 // options holds the knobs that production never changes but tests must: a
 // test of the read-header timeout cannot wait two seconds per run.
 type options struct {
+	// readHeaderTimeout bounds the time from accept to the end of the
+	// request head: a client sending its head a byte at a time (slowloris)
+	// is cut off instead of holding a connection slot.
 	readHeaderTimeout time.Duration
-	readTimeout       time.Duration
-	writeTimeout      time.Duration
-	idleTimeout       time.Duration
-	pingTimeout       time.Duration
+	// writeTimeout bounds writing the answer to a client that does not
+	// read it.
+	writeTimeout time.Duration
+	pingTimeout  time.Duration
 	// procRoot is where the proc filesystem is mounted; /metrics reads
 	// gm2-init's own usage from its "self" directory.
 	procRoot string
@@ -45,23 +48,49 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		readHeaderTimeout: 2 * time.Second,
-		readTimeout:       5 * time.Second,
 		writeTimeout:      5 * time.Second,
-		idleTimeout:       30 * time.Second,
 		pingTimeout:       time.Second,
 		procRoot:          "/proc",
 	}
 }
 
-// maxHeaderBytes bounds what one client can make the server buffer; probes
-// and scrapers send a few hundred bytes.
+// maxHeaderBytes bounds what one client can make the server buffer: the whole
+// request head, request line and blank line included. Probes and scrapers
+// send a few hundred bytes.
 const maxHeaderBytes = 8 << 10
+
+// maxConns bounds the connections handled at once. The health port listens on
+// every interface, so anyone who can reach the pod can open connections;
+// each costs a goroutine and a head buffer of maxHeaderBytes, so without a
+// bound a flood would grow gm2-init's memory, PID 1's, without limit. The
+// honest load is a few kubelet probes and a Prometheus scrape at a time; 64
+// leaves ample room for bursts. Beyond it, Serve stops accepting and new
+// connections wait in the kernel's listen backlog until a slot frees, which
+// takes at most the read-header timeout plus the write timeout per slot.
+const maxConns = 64
+
+// Bounds on the lingering close (see linger).
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerBytes   = 64 << 10
+)
+
+// Back-off after a temporary accept error (out of file descriptors, most
+// likely): doubling from the first to the last, so that Serve neither spins
+// on a failing accept nor sleeps long once descriptors are free again.
+const (
+	firstAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff   = time.Second
+)
 
 // Server serves the health endpoints. Create it with Listen, run it with
 // Serve and stop it with Shutdown.
+//
+// It speaks the small subset of HTTP/1.x in http1.go rather than using
+// net/http, to keep the binary small (see there): one request per
+// connection, answered whole, then the connection is closed.
 type Server struct {
 	ln     net.Listener
-	srv    *http.Server
 	src    Source
 	log    zerolog.Logger
 	opts   options
@@ -77,6 +106,22 @@ type Server struct {
 	// line per probe would drown the application's logs.
 	probeMu    sync.Mutex
 	probeState map[string]bool
+
+	// slots holds a token per connection being handled: Serve puts one in
+	// before it accepts and the connection's goroutine takes it out when
+	// done, so that at most maxConns connections are open at once.
+	slots chan struct{}
+	// quit is closed by Shutdown; Serve returns when it sees it.
+	quit chan struct{}
+	// ctx is the handlers' context; cancel ends it when Shutdown stops
+	// waiting for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closing bool                  // Shutdown was called
+	conns   map[net.Conn]struct{} // connections being handled
+	drained chan struct{}         // closed once closing and conns is empty
 }
 
 // Listen binds addr (tcp) and prepares a Server that answers from src.
@@ -97,6 +142,7 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("bind health address %s: %w", addr, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		ln:         ln,
 		src:        src,
@@ -104,6 +150,12 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 		opts:       opts,
 		pinger:     pinger{src: src, timeout: opts.pingTimeout},
 		probeState: make(map[string]bool),
+		slots:      make(chan struct{}, maxConns),
+		quit:       make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(map[net.Conn]struct{}),
+		drained:    make(chan struct{}),
 	}
 	s.livez = s.livezChecks()
 	s.readyz = readyzChecks()
@@ -112,85 +164,230 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 	} else {
 		s.procStart = start
 	}
-	s.srv = &http.Server{
-		Handler:           http.HandlerFunc(s.route),
-		ReadHeaderTimeout: opts.readHeaderTimeout,
-		ReadTimeout:       opts.readTimeout,
-		WriteTimeout:      opts.writeTimeout,
-		IdleTimeout:       opts.idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		// net/http reports accept errors and recovered handler panics
-		// through the standard logger; route them to ours so that they
-		// carry gm2-init's marker and stay JSON.
-		ErrorLog: log.New(httpErrorWriter{logger}, "", 0),
-	}
 	return s, nil
 }
 
 // Addr returns the bound address (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve answers requests until Shutdown. It returns nil after Shutdown and
-// the accept error otherwise.
+// Serve answers requests until Shutdown, each connection on a goroutine of
+// its own that Shutdown waits for. It returns nil after Shutdown and the
+// accept error otherwise. Call it once.
 func (s *Server) Serve() error {
-	err := s.srv.Serve(s.ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	var backoff time.Duration
+	failed := 0 // accept errors in the current streak
+	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.quit:
+			return nil
+		}
+		conn, err := s.ln.Accept()
+		if err != nil {
+			<-s.slots
+			select {
+			case <-s.quit:
+				return nil
+			default:
+			}
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("serve health endpoints on %s: %w", s.ln.Addr(), err)
+			}
+			// Logged once per streak: the error repeats for as long as
+			// descriptors are short, and a line per retry would flood
+			// the log when it is least wanted.
+			if failed++; failed == 1 {
+				s.log.Warn().Err(err).Msg("health endpoints cannot accept connections; retrying")
+				backoff = firstAcceptBackoff
+			} else {
+				backoff = min(2*backoff, maxAcceptBackoff)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.quit:
+				t.Stop()
+				return nil
+			}
+			continue
+		}
+		if failed > 0 {
+			s.log.Info().Int("failed_accepts", failed).Msg("health endpoints accepting connections again")
+			failed = 0
+		}
+		if !s.track(conn) {
+			_ = conn.Close()
+			<-s.slots
+			return nil
+		}
+		go s.serveConn(conn)
 	}
-	if err != nil {
-		return fmt.Errorf("serve health endpoints on %s: %w", s.ln.Addr(), err)
-	}
-	return nil
 }
 
-// Shutdown stops accepting, then waits for in-flight requests until ctx ends.
+// temporaryAcceptError reports whether an accept error can pass by itself:
+// descriptors or memory short, or a connection that went away before it was
+// accepted.
+func temporaryAcceptError(err error) bool {
+	for _, errno := range []syscall.Errno{
+		syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN,
+	} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// track registers a connection that Shutdown must wait for; false when
+// Shutdown has begun and the connection must be closed at once.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// release closes a connection, forgets it and frees its slot.
+func (s *Server) release(c net.Conn) {
+	_ = c.Close() // may already be closed by Shutdown
+	<-s.slots
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.closing && len(s.conns) == 0 {
+		close(s.drained)
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, then waits for in-flight requests until ctx ends;
+// then it closes the connections that remain, cancels their handlers and
+// waits for their goroutines, which at worst takes the ping timeout (a
+// liveness ping in flight), and returns ctx's error.
 //
 // Call it last, after the workers have stopped: kube-apiserver's shutdown
 // model keeps liveness answering 200 through the whole drain (readiness
 // already fails because the snapshot says ShuttingDown), and a liveness probe
 // that finds the port closed during the drain would count as a failure.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	// If Serve never ran, http.Server does not know the listener: close it
-	// here so that the port is released either way.
-	if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.quit)
+		if len(s.conns) == 0 {
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+	// Closing the listener also releases the port when Serve never ran.
+	var err error
+	if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = cerr
 	}
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Close() // the goroutine's next read or write fails
+		}
+		s.mu.Unlock()
+		s.cancel()
+		<-s.drained
+		err = errors.Join(err, fmt.Errorf("connections still open: %w", ctx.Err()))
+	}
+	s.cancel()
 	if err != nil {
 		return fmt.Errorf("shut down health endpoints on %s: %w", s.ln.Addr(), err)
 	}
 	return nil
 }
 
+// serveConn answers one request on c and closes it.
+func (s *Server) serveConn(c net.Conn) {
+	defer s.release(c)
+	// gm2-init is PID 1: a bug in a handler must cost a connection, not
+	// the container.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("health handler panicked")
+		}
+	}()
+	log := s.log.With().Str("remote", c.RemoteAddr().String()).Logger()
+
+	_ = c.SetReadDeadline(time.Now().Add(s.opts.readHeaderTimeout))
+	head, err := readHead(c, make([]byte, maxHeaderBytes))
+	var req request
+	if err == nil {
+		req, err = parseRequest(head)
+	}
+	var rp reply
+	var rerr *requestError
+	switch {
+	case err == nil:
+		rp = s.route(s.ctx, &req)
+	case errors.As(err, &rerr):
+		log.Debug().Err(err).Int("code", rerr.code).Msg("bad request")
+		rp = textReply(rerr.code, rerr.msg)
+	default:
+		// Nobody left to answer: a TCP check that connects and leaves,
+		// a client cut off by the read-header timeout, a reset.
+		log.Debug().Err(err).Msg("connection closed before a complete request head")
+		return
+	}
+
+	_ = c.SetWriteDeadline(time.Now().Add(s.opts.writeTimeout))
+	if _, err := c.Write(appendReply(nil, rp, req.method == "HEAD", time.Now())); err != nil {
+		log.Debug().Err(err).Msg("write answer")
+		return
+	}
+	linger(c)
+}
+
+// linger half-closes c and discards what the client still sends, at most
+// lingerBytes for at most lingerTimeout, before c is closed. Closing a socket
+// with unread bytes in its receive queue (a body that is never read, the rest
+// of an oversized head, a pipelined request) makes the kernel send a reset,
+// which can destroy the answer before the client has read it. A client that
+// reads the answer and closes, as every client does after "Connection:
+// close", ends the wait at once.
+func linger(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c, lingerBytes)
+}
+
 // route dispatches by path, then checks the method, so that an unknown path
-// is a 404 whatever the method and a known one answers 405 with Allow.
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	var h func(http.ResponseWriter, *http.Request)
-	switch r.URL.Path {
+// is a 404 whatever the method and a known one answers 405 with Allow. The
+// query is not part of the path (/livez?verbose is /livez).
+func (s *Server) route(ctx context.Context, req *request) reply {
+	var h func() reply
+	switch req.path {
 	case "/livez":
-		h = func(w http.ResponseWriter, r *http.Request) { s.handleProbe(w, r, "livez", s.livez) }
+		h = func() reply { return s.handleProbe(ctx, req, "livez", s.livez) }
 	case "/healthz":
-		h = func(w http.ResponseWriter, r *http.Request) { s.handleProbe(w, r, "healthz", s.livez) }
+		h = func() reply { return s.handleProbe(ctx, req, "healthz", s.livez) }
 	case "/readyz":
-		h = func(w http.ResponseWriter, r *http.Request) { s.handleProbe(w, r, "readyz", s.readyz) }
+		h = func() reply { return s.handleProbe(ctx, req, "readyz", s.readyz) }
 	case "/status":
 		h = s.handleStatus
 	case "/metrics":
 		h = s.handleMetrics
 	default:
-		http.NotFound(w, r)
-		return
+		return textReply(statusNotFound, "not found")
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+	if req.method != "GET" && req.method != "HEAD" {
+		rp := textReply(statusMethodNotAllowed, "method not allowed")
+		rp.allow = "GET, HEAD"
+		return rp
 	}
-	// Probe and metric answers describe this instant: a cached one would
-	// be a lie to whoever reads it.
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	h(w, r)
+	return h()
 }
 
 // snapshot returns the source's snapshot, or an empty one if the source
@@ -203,13 +400,10 @@ func (s *Server) snapshot() *status.Snapshot {
 	return &status.Snapshot{}
 }
 
-// writeBody sets Content-Type and Content-Length and writes body; for HEAD,
-// net/http discards the body but the headers still describe it.
-func writeBody(w http.ResponseWriter, code int, contentType string, body []byte) {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.WriteHeader(code)
-	_, _ = w.Write(body) // the client went away; nothing to do about it
+// bodyReply is an answer with a body of the given type; for HEAD the
+// headers still describe the body (appendReply leaves it out).
+func bodyReply(code int, contentType string, body []byte) reply {
+	return reply{code: code, contentType: contentType, body: body}
 }
 
 // pinger coalesces concurrent liveness pings into one round trip through the
@@ -267,12 +461,4 @@ func (p *pinger) ping(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// httpErrorWriter adapts net/http's ErrorLog to zerolog.
-type httpErrorWriter struct{ log zerolog.Logger }
-
-func (h httpErrorWriter) Write(p []byte) (int, error) {
-	h.log.Warn().Str("component", "health").Msg(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -56,9 +56,7 @@ func (f *fakeSource) setPing(p func(ctx context.Context) error) {
 func testOptions() options {
 	o := defaultOptions()
 	o.readHeaderTimeout = 200 * time.Millisecond
-	o.readTimeout = time.Second
 	o.writeTimeout = 2 * time.Second
-	o.idleTimeout = time.Second
 	o.pingTimeout = 100 * time.Millisecond
 	return o
 }

@@ -3,7 +3,6 @@ package health
 import (
 	"encoding/json"
 	"math"
-	"net/http"
 	"sort"
 	"time"
 
@@ -148,14 +147,13 @@ func reloadResults(m map[string]uint64) []string {
 	return append(out, extra...)
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleStatus() reply {
 	body, err := json.MarshalIndent(buildStatusView(s.snapshot(), time.Now()), "", "  ")
 	if err != nil {
 		// Only an unencodable value could get here (none is in the
 		// view); say so rather than send half a document.
 		s.log.Error().Err(err).Msg("encode /status")
-		http.Error(w, "encode status: "+err.Error(), http.StatusInternalServerError)
-		return
+		return textReply(statusInternalError, "encode status: "+err.Error())
 	}
-	writeBody(w, http.StatusOK, "application/json", append(body, '\n'))
+	return bodyReply(statusOK, "application/json", append(body, '\n'))
 }
