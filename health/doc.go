@@ -3,9 +3,11 @@
 // application's ports so that a saturated or misbehaving app cannot starve
 // the kubelet's probes, and so that probes never reach the workers.
 //
-// Every answer is computed from the supervisor's last published
-// status.Snapshot; the only round trip is the liveness ping through the
-// supervisor's loop, which is bounded and coalesced. gm2-init shares the CFS
+// Every answer is computed from a status.Snapshot of the supervisor, which
+// builds one only when asked and something changed since the last (a round
+// trip bounded to 500 ms, after which the last one is used); the liveness
+// ping is the other round trip through the supervisor's loop, bounded and
+// coalesced. gm2-init shares the CFS
 // quota of its workers, so a probe must stay cheap when the CPU is exhausted.
 //
 // Endpoints (GET and HEAD only):

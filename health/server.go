@@ -18,7 +18,8 @@ import (
 
 // Source is what the health server needs from the supervisor.
 type Source interface {
-	// Snapshot returns the last published immutable snapshot; never nil.
+	// Snapshot returns an immutable snapshot of the supervisor's state,
+	// current or at most a bounded wait old; never nil.
 	Snapshot() *status.Snapshot
 	// Ping makes a round trip through the supervisor's loop and returns an
 	// error if the loop does not answer before ctx ends.

@@ -35,7 +35,30 @@ type Choice struct {
 	// preload is off; "" when the data: URL was accepted.
 	Reason string
 
-	cleanup func()
+	existing string // the user's NODE_OPTIONS, for WorkerEnv
+	cleanup  func()
+}
+
+// WorkerEnv returns the environment entries that give a worker the
+// preload, nil when it is off. For ModeImport they are the user's
+// NODE_OPTIONS and EnvImport, which the worker's exec shim turns into
+// NodeOptions with ExpandImport: the data: URL is 30 kB, and building each
+// worker's environment in the supervisor would copy it on every fork, a
+// cost that grows with the number of workers and with every reload. The
+// shim runs in the worker's own process, whose memory the app replaces at
+// exec.
+func (c Choice) WorkerEnv() []string {
+	switch {
+	case c.NodeOptions == "":
+		return nil
+	case c.Mode == ModeImport:
+		env := []string{EnvImport + "=1"}
+		if c.existing != "" {
+			env = append(env, "NODE_OPTIONS="+c.existing)
+		}
+		return env
+	}
+	return []string{"NODE_OPTIONS=" + c.NodeOptions}
 }
 
 // Cleanup removes the file of ModeRequire; it does nothing otherwise.
@@ -86,11 +109,12 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 			NodeOptions: NodeOptions(existing),
 			Mode:        ModeImport,
 			Reason:      "no node on PATH to probe; the data: URL is added unprobed",
+			existing:    existing,
 		}
 	}
 	v, err := Probe(ctx, node, ImportOption())
 	if err == nil {
-		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v}
+		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v, existing: existing}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// A node too slow to answer (a throttled container) says nothing
@@ -98,7 +122,8 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 		// rather than turn the preload off and break listen(PORT).
 		return Choice{
 			NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node,
-			Reason: "probe of " + node + " timed out; the data: URL is added unprobed",
+			Reason:   "probe of " + node + " timed out; the data: URL is added unprobed",
+			existing: existing,
 		}
 	}
 	why := []error{fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err)}

@@ -125,6 +125,9 @@ const (
 	EnvListeners = "GM2_LISTENERS"
 	// EnvReportFD names the fd of the event pipe's write end.
 	EnvReportFD = "GM2_PRELOAD_FD"
+	// EnvImport asks the worker's exec shim to append ImportOption to
+	// NODE_OPTIONS (see Choice.WorkerEnv and ExpandImport).
+	EnvImport = "GM2_PRELOAD_IMPORT"
 )
 
 // FileName is the name WriteFile gives the preload file.
@@ -191,6 +194,29 @@ func AppendOption(existing, opt string) string {
 // variant that needs no file.
 func NodeOptions(existing string) string {
 	return AppendOption(existing, ImportOption())
+}
+
+// ExpandImport returns env for the app's execve: when env holds EnvImport,
+// without it and with NODE_OPTIONS extended by ImportOption (NodeOptions);
+// otherwise env itself.
+func ExpandImport(env []string) []string {
+	const nodeKey = "NODE_OPTIONS="
+	imported, existing := false, ""
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		switch {
+		case strings.HasPrefix(kv, EnvImport+"="):
+			imported = true
+		case strings.HasPrefix(kv, nodeKey):
+			existing = kv[len(nodeKey):]
+		default:
+			out = append(out, kv)
+		}
+	}
+	if !imported {
+		return env
+	}
+	return append(out, nodeKey+NodeOptions(existing))
 }
 
 // WriteFile writes the preload into a new directory below dir and returns

@@ -296,3 +296,48 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("WriteFile into a missing directory: %v", err)
 	}
 }
+
+// TestWorkerEnvExpands: what the supervisor puts in a worker's environment,
+// once the exec shim has expanded it, gives the app the NODE_OPTIONS that
+// Choose decided, and the marker never reaches the app.
+func TestWorkerEnvExpands(t *testing.T) {
+	t.Parallel()
+	const user = "--max-old-space-size=100"
+	cases := []struct {
+		name   string
+		choice Choice
+		want   string // NODE_OPTIONS the app sees; "-" = none
+	}{
+		{"import, user options", Choice{NodeOptions: NodeOptions(user), Mode: ModeImport, existing: user}, NodeOptions(user)},
+		{"import, no user options", Choice{NodeOptions: NodeOptions(""), Mode: ModeImport}, ImportOption()},
+		{"require", Choice{NodeOptions: user + " --require /p.cjs", Mode: ModeRequire}, user + " --require /p.cjs"},
+		{"off", Choice{Mode: ModeOff}, "-"},
+	}
+	for _, c := range cases {
+		env := c.choice.WorkerEnv()
+		for _, kv := range env {
+			if len(kv) > 1024 {
+				t.Errorf("%s: WorkerEnv carries a %d-byte entry; the data: URL belongs to the shim", c.name, len(kv))
+			}
+		}
+		if c.choice.Mode == ModeOff && env != nil {
+			t.Errorf("%s: WorkerEnv = %q, want nil", c.name, env)
+		}
+		app := ExpandImport(append([]string{"PATH=/bin", "A=b"}, env...))
+		got := "-"
+		for _, kv := range app {
+			if strings.HasPrefix(kv, EnvImport+"=") {
+				t.Errorf("%s: %s reaches the app", c.name, EnvImport)
+			}
+			if v, ok := strings.CutPrefix(kv, "NODE_OPTIONS="); ok {
+				got = v
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: the app's NODE_OPTIONS = %.80q, want %.80q", c.name, got, c.want)
+		}
+		if app[0] != "PATH=/bin" || app[1] != "A=b" {
+			t.Errorf("%s: other variables changed: %.80q", c.name, app)
+		}
+	}
+}

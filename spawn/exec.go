@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/preload"
 )
 
 // ExecArg is the hidden first argument with which gm2-init re-executes
@@ -29,7 +31,7 @@ func ExecMain(args []string) int {
 		return 127
 	}
 	path, argv := args[0], args[1:]
-	env := os.Environ()
+	env := preload.ExpandImport(os.Environ())
 	if _, ok := os.LookupEnv("LISTEN_FDS"); ok {
 		env = setEnv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}

@@ -324,8 +324,9 @@ func (s *Supervisor) readNodeIPC(w *worker, f interface{ Read([]byte) (int, erro
 	})
 }
 
-// publish builds the snapshot the health endpoints read.
+// publish builds the snapshot the health endpoints read (see Snapshot).
 func (s *Supervisor) publish() {
+	s.stale.Store(false)
 	snap := &status.Snapshot{
 		Version:      s.opt.Version,
 		StartedAt:    s.startedAt,
@@ -346,23 +347,34 @@ func (s *Supervisor) publish() {
 	if snap.MinReady <= 0 || snap.MinReady > snap.Instances {
 		snap.MinReady = snap.Instances
 	}
+	// Four allocations whatever the number of workers: the slots, and
+	// one backing array that every slot's Workers slices.
+	live := 0
+	for _, sl := range s.slots {
+		live += len(sl.draining) + 2
+	}
+	workers := make([]status.Worker, 0, live)
+	snap.Slots = make([]status.Slot, 0, len(s.slots))
 	for _, sl := range s.slots {
 		out := status.Slot{Index: sl.index, State: sl.state, Restarts: sl.restarts, LastExit: sl.lastExit}
-		for _, w := range append([]*worker{sl.current, sl.candidate}, sl.draining...) {
-			if w == nil {
-				continue
+		first := len(workers)
+		add := func(w *worker) {
+			if w != nil {
+				workers = append(workers, status.Worker{Pid: w.pid, State: w.state, Generation: w.gen, StartedAt: w.started, Status: w.statusText})
 			}
-			out.Workers = append(out.Workers, status.Worker{Pid: w.pid, State: w.state, Generation: w.gen, StartedAt: w.started, Status: w.statusText})
 		}
+		add(sl.current)
+		add(sl.candidate)
+		for _, w := range sl.draining {
+			add(w)
+		}
+		out.Workers = workers[first:len(workers):len(workers)]
 		if w := sl.current; w != nil {
 			out.Pid, out.StartedAt, out.LastStatus, out.State = w.pid, w.started, w.statusText, w.state
 		} else if w := sl.candidate; w != nil {
 			out.Pid, out.StartedAt, out.LastStatus, out.State = w.pid, w.started, w.statusText, w.state
 		} else if len(sl.draining) > 0 {
 			out.State = status.Draining
-		}
-		if out.Workers == nil {
-			out.Workers = []status.Worker{}
 		}
 		snap.Slots = append(snap.Slots, out)
 	}

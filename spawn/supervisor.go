@@ -44,7 +44,9 @@ type Options struct {
 	Listeners     []*os.File // passed as fds 3, 4, …
 	ListenFDNames string     // LISTEN_FDNAMES
 	ListenersDesc string     // GM2_LISTENERS, for the Node preload ("" when none)
-	NodeOptions   string     // NODE_OPTIONS with the preload; "" = preload off
+	// PreloadEnv gives workers the Node preload (preload.Choice.WorkerEnv);
+	// nil = preload off.
+	PreloadEnv []string
 	// PreloadListeners is how many of Listeners the Node preload can take
 	// (every kind but unixgram, which Node cannot use): a worker whose
 	// preload reports that many listening is ready.
@@ -79,6 +81,10 @@ type Supervisor struct {
 	events chan func()
 	done   chan struct{} // closed when Run returns
 	snap   atomic.Pointer[status.Snapshot]
+	// stale is set by the loop when it has handled an event since the
+	// last snapshot; snapReq asks the loop for a fresh one (see Snapshot).
+	stale   atomic.Bool
+	snapReq chan chan struct{}
 
 	// Everything below is owned by the loop goroutine.
 	baseEnv   []string
@@ -161,6 +167,8 @@ func New(opt Options) *Supervisor {
 		events: make(chan func(), 64),
 		done:   make(chan struct{}),
 		byPid:  map[int]*worker{},
+
+		snapReq: make(chan chan struct{}),
 	}
 	s.lingering = map[int]*group{}
 	s.down.exitCode = -1
@@ -179,7 +187,7 @@ func New(opt Options) *Supervisor {
 var workerEnvKeys = []string{
 	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
 	"GM2_INSTANCE", "GM2_INSTANCES", "NODE_APP_INSTANCE",
-	"GM2_LISTENERS", "GM2_PRELOAD_FD", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE",
+	"GM2_LISTENERS", "GM2_PRELOAD_FD", "GM2_PRELOAD_IMPORT", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE",
 }
 
 func workerBaseEnv(opt Options) []string {
@@ -187,7 +195,7 @@ func workerBaseEnv(opt Options) []string {
 	for _, k := range workerEnvKeys {
 		drop[k] = true
 	}
-	if opt.NodeOptions != "" {
+	if opt.PreloadEnv != nil {
 		drop["NODE_OPTIONS"] = true
 	}
 	var env []string
@@ -203,17 +211,45 @@ func workerBaseEnv(opt Options) []string {
 	if opt.ListenersDesc != "" {
 		env = append(env, "GM2_LISTENERS="+opt.ListenersDesc)
 	}
-	if opt.NodeOptions != "" {
-		env = append(env, "NODE_OPTIONS="+opt.NodeOptions)
-	}
+	env = append(env, opt.PreloadEnv...)
 	if opt.Notify != nil {
 		env = append(env, "NOTIFY_SOCKET="+opt.Notify.Env())
 	}
 	return env
 }
 
-// Snapshot returns the last published state; it never blocks.
-func (s *Supervisor) Snapshot() *status.Snapshot { return s.snap.Load() }
+// snapshotWait bounds how long Snapshot waits for the loop; a loop that
+// does not answer in that time is stuck, which /livez reports, and the last
+// snapshot is the best answer left (kubelet probes time out after 1 s).
+const snapshotWait = 500 * time.Millisecond
+
+// Snapshot returns the supervisor's state as of now; never nil.
+//
+// Snapshots are built on demand, not after every event: building one costs
+// O(workers), and when N workers start, become ready or exit together,
+// building one per event would cost O(N²) in time and garbage. Readers are
+// probes and scrapes, a few per second at most. So the loop only marks the
+// snapshot stale, and a reader that finds it stale asks the loop, which
+// builds one for every reader waiting. If Run has returned or the loop does
+// not answer within snapshotWait, the last snapshot is returned.
+func (s *Supervisor) Snapshot() *status.Snapshot {
+	if s.stale.Load() {
+		reply := make(chan struct{})
+		t := time.NewTimer(snapshotWait)
+		select {
+		case s.snapReq <- reply:
+			select {
+			case <-reply:
+			case <-t.C:
+			case <-s.done:
+			}
+		case <-t.C:
+		case <-s.done:
+		}
+		t.Stop()
+	}
+	return s.snap.Load()
+}
 
 // Ping makes a round trip through the loop: the liveness check that the
 // supervisor still takes events.
@@ -270,10 +306,17 @@ func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int 
 			s.onSignal(sig)
 		case fn := <-s.events:
 			fn()
+		case reply := <-s.snapReq:
+			if s.stale.Load() {
+				s.publish()
+			}
+			close(reply)
+			continue // nothing changed
 		}
 		s.checkEnd()
-		s.publish()
+		s.stale.Store(true)
 	}
+	s.publish()
 	code := s.exitCode()
 	s.sweep(exits)
 	s.log.Info().Int("exit_code", code).Msg("gm2-init exiting")
@@ -394,7 +437,7 @@ func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
 			f.Close()
 		}
 	}
-	if s.opt.NodeOptions != "" {
+	if s.opt.PreloadEnv != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("preload pipe: %w", err)
@@ -442,7 +485,7 @@ func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
 	s.byPid[w.pid] = w
 	s.counters.WorkersStarted++
 	s.log.Info().Int("slot", sl.index).Int("pid", w.pid).Uint64("generation", w.gen).Msg("worker started")
-	if s.opt.NodeOptions != "" {
+	if s.opt.PreloadEnv != nil {
 		go s.readPreload(w, mine[0])
 	}
 	if s.opt.WaitReady {
@@ -467,14 +510,14 @@ func (s *Supervisor) armReadiness(w *worker) {
 			if w.hello || !w.alive || w.state != status.Starting {
 				return
 			}
-			if s.opt.NodeOptions != "" && groupRunsNode(w.pid) {
+			if s.opt.PreloadEnv != nil && groupRunsNode(w.pid) {
 				s.log.Debug().Int("slot", w.slot.index).Int("pid", w.pid).Msg("node worker: ready when its servers listen")
 				return
 			}
 			s.markReady(w, "min-uptime")
 		}))
 	}
-	if s.opt.WaitReady || s.opt.NodeOptions != "" {
+	if s.opt.WaitReady || s.opt.PreloadEnv != nil {
 		w.timers = append(w.timers, s.after(s.opt.ListenTimeout, func() {
 			if w.alive && w.state == status.Starting {
 				s.log.Warn().Int("slot", w.slot.index).Int("pid", w.pid).Dur("listen_timeout", s.opt.ListenTimeout).
