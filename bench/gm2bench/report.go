@@ -212,8 +212,8 @@ func footprintSection(b *strings.Builder, f *FootprintResult, r *Results) []targ
 		func(s FootprintSample) float64 { return float64(s.MemAfterProbes.RSS) })
 	afterPSS := collect(f.Samples, func(s FootprintSample) bool { return s.MemAfterProbes != nil },
 		func(s FootprintSample) float64 { return float64(s.MemAfterProbes.PSS) })
-	w("\ngm2-init after its health endpoints were asked 5 × /livez, /readyz, /status and /metrics (what probes and\n")
-	w("a Prometheus scrape do): RSS %s kB, PSS %s kB.\n\n", cell(summarize(after), 0), cell(summarize(afterPSS), 0))
+	w("\ngm2-init in its steady state, after its health endpoints were asked %d × /livez, /readyz, /status and /metrics\n", probeRounds)
+	w("(hours of kubelet probes and Prometheus scrapes; their garbage sets the heap): RSS %s kB, PSS %s kB.\n\n", cell(summarize(after), 0), cell(summarize(afterPSS), 0))
 
 	gRSS := summarize(collect(f.Samples, by("gm2-init"), rss))
 	size := float64(f.Sizes["gm2-init"])
@@ -223,7 +223,7 @@ func footprintSection(b *strings.Builder, f *FootprintResult, r *Results) []targ
 	}
 	if len(after) > 0 {
 		s := summarize(after)
-		ts = append(ts, target{what: "init RSS ≤ 8 MiB after health probes and a scrape", measured: fmt.Sprintf("%s kB (%.2f MiB)", cell(s, 0), s.Max/1024), met: s.Max <= targetRSSKB})
+		ts = append(ts, target{what: fmt.Sprintf("init RSS ≤ 8 MiB in steady state (after %d probe and scrape requests)", 4*probeRounds), measured: fmt.Sprintf("%s kB (%.2f MiB)", cell(s, 0), s.Max/1024), met: s.Max <= targetRSSKB})
 	}
 
 	w("## 2. Idle cost\n\n")
