@@ -31,7 +31,9 @@ import (
 	"github.com/gm2-init/gm2-init/spawn"
 )
 
-// gcPercent replaces Go's default GOGC of 100 unless the user set GOGC.
+// gcPercent replaces Go's default GOGC of 100, and a GOGC in the
+// environment too: that one is meant for the app's workers (a Go app's
+// GOGC=off with GOMEMLIMIT=2GiB would let PID 1 grow toward 2 GiB).
 //
 // gm2-init's live heap stays well under 1 MB, but the garbage of health
 // probes and scrapes accumulates until the heap reaches the collector's
@@ -42,11 +44,7 @@ import (
 // microseconds each, a few times per thousand requests.
 const gcPercent = 25
 
-func tightenGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(gcPercent)
-	}
-}
+func tightenGC() { debug.SetGCPercent(gcPercent) }
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -208,7 +206,11 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
 			return exitRuntime
 		}
-		go hs.Serve()
+		go func() {
+			if err := hs.Serve(); err != nil {
+				log.Error().Err(err).Msg("health endpoints stopped")
+			}
+		}()
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()

@@ -11,10 +11,11 @@ import (
 )
 
 // check is one named condition of a probe, named as in kube-apiserver's
-// "[+]name ok" lines.
+// "[+]name ok" lines. A check that reads the supervisor's state gets it from
+// snap, which the probe takes only when a check first needs it.
 type check struct {
 	name string
-	run  func(ctx context.Context, snap *status.Snapshot) error
+	run  func(ctx context.Context, snap func() *status.Snapshot) error
 }
 
 // livezChecks decide whether the kubelet should restart the container. They
@@ -22,7 +23,7 @@ type check struct {
 // database outage must not restart every pod at once.
 func (s *Server) livezChecks() []check {
 	return []check{
-		{name: "ping", run: func(ctx context.Context, _ *status.Snapshot) error {
+		{name: "ping", run: func(ctx context.Context, _ func() *status.Snapshot) error {
 			err := s.pinger.ping(ctx)
 			switch {
 			case err == nil:
@@ -33,8 +34,8 @@ func (s *Server) livezChecks() []check {
 				return fmt.Errorf("supervisor loop: %w", err)
 			}
 		}},
-		{name: "slots", run: func(_ context.Context, snap *status.Snapshot) error {
-			if bad := snap.ErroredSlots(); len(bad) > 0 {
+		{name: "slots", run: func(_ context.Context, snap func() *status.Snapshot) error {
+			if bad := snap().ErroredSlots(); len(bad) > 0 {
 				return fmt.Errorf("slot(s) %s errored (crash-looped past --max-restarts)", joinInts(bad))
 			}
 			return nil
@@ -43,21 +44,22 @@ func (s *Server) livezChecks() []check {
 }
 
 // readyzChecks decide whether the Service sends traffic to this pod. They
-// read only the snapshot, so readiness costs nothing.
+// read only the snapshot, never a worker.
 func readyzChecks() []check {
 	return []check{
-		{name: "shutdown", run: func(_ context.Context, snap *status.Snapshot) error {
-			if snap.ShuttingDown {
+		{name: "shutdown", run: func(_ context.Context, snap func() *status.Snapshot) error {
+			if snap().ShuttingDown {
 				return errors.New("shutting down")
 			}
 			return nil
 		}},
-		{name: "workers", run: func(_ context.Context, snap *status.Snapshot) error {
+		{name: "workers", run: func(_ context.Context, snap func() *status.Snapshot) error {
 			// A MinReady below 1 would call a pod with no ready worker
 			// ready, and the Service would send it traffic that nothing
 			// can serve.
-			want := max(snap.MinReady, 1)
-			if got := snap.ReadyWorkers(); got < want {
+			st := snap()
+			want := max(st.MinReady, 1)
+			if got := st.ReadyWorkers(); got < want {
 				return fmt.Errorf("%d worker(s) ready, %d required", got, want)
 			}
 			return nil
@@ -80,7 +82,17 @@ func readyzChecks() []check {
 // toward restarting the container. As liveness, the worst a chart that uses it
 // for readiness gets is a weaker readiness check, never a restart.
 func (s *Server) handleProbe(ctx context.Context, req *request, probe string, checks []check) reply {
-	snap := s.snapshot()
+	// Taken when a check first needs it, so that /livez pings first: a
+	// ping that succeeds has brought the snapshot up to date, and one that
+	// fails has marked the supervisor stuck, so that the snapshot after it
+	// does not wait again.
+	var taken *status.Snapshot
+	snap := func() *status.Snapshot {
+		if taken == nil {
+			taken = s.snapshot()
+		}
+		return taken
+	}
 	verbose := queryHas(req.query, "verbose")
 
 	var out bytes.Buffer

@@ -8,7 +8,6 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,9 +64,16 @@ const maxHeaderBytes = 8 << 10
 // each costs a goroutine and a head buffer of maxHeaderBytes, so without a
 // bound a flood would grow gm2-init's memory, PID 1's, without limit. The
 // honest load is a few kubelet probes and a Prometheus scrape at a time; 64
-// leaves ample room for bursts. Beyond it, Serve stops accepting and new
-// connections wait in the kernel's listen backlog until a slot frees, which
-// takes at most the read-header timeout plus the write timeout per slot.
+// leaves ample room for bursts.
+//
+// A full server must still answer the kubelet, or a few dozen connections
+// that send nothing would fail the liveness probe and get the pod
+// restarted. So when every slot is taken, Serve closes the connection that
+// has waited longest without a complete request (or is lingering after its
+// answer), and accepts the next: a probe sends its request at once and is
+// never the one that waits longest. Only when every connection is being
+// answered, which takes at most the ping timeout and a write, do new ones
+// wait in the kernel's listen backlog.
 const maxConns = 64
 
 // Bounds on the lingering close (see linger).
@@ -109,8 +115,9 @@ type Server struct {
 	probeState map[string]bool
 
 	// slots holds a token per connection being handled: Serve puts one in
-	// before it accepts and the connection's goroutine takes it out when
-	// done, so that at most maxConns connections are open at once.
+	// for each connection it accepts (evicting an idle one if it must) and the
+	// connection's goroutine takes it out when done, so that at most
+	// maxConns connections are open at once.
 	slots chan struct{}
 	// quit is closed by Shutdown; Serve returns when it sees it.
 	quit chan struct{}
@@ -120,9 +127,9 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	closing bool                  // Shutdown was called
-	conns   map[net.Conn]struct{} // connections being handled
-	drained chan struct{}         // closed once closing and conns is empty
+	closing bool                    // Shutdown was called
+	conns   map[net.Conn]*connState // connections being handled
+	drained chan struct{}           // closed once closing and conns is empty
 }
 
 // Listen binds addr (tcp) and prepares a Server that answers from src.
@@ -155,7 +162,7 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 		quit:       make(chan struct{}),
 		ctx:        ctx,
 		cancel:     cancel,
-		conns:      make(map[net.Conn]struct{}),
+		conns:      make(map[net.Conn]*connState),
 		drained:    make(chan struct{}),
 	}
 	s.livez = s.livezChecks()
@@ -172,31 +179,29 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve answers requests until Shutdown, each connection on a goroutine of
-// its own that Shutdown waits for. It returns nil after Shutdown and the
-// accept error otherwise. Call it once.
+// its own that Shutdown waits for. It returns nil after Shutdown, and an
+// error only if the listener was closed under it; other accept errors are
+// retried. Call it once.
 func (s *Server) Serve() error {
 	var backoff time.Duration
 	failed := 0 // accept errors in the current streak
 	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.quit:
-			return nil
-		}
 		conn, err := s.ln.Accept()
 		if err != nil {
-			<-s.slots
 			select {
 			case <-s.quit:
 				return nil
 			default:
 			}
-			if !temporaryAcceptError(err) {
+			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("serve health endpoints on %s: %w", s.ln.Addr(), err)
 			}
-			// Logged once per streak: the error repeats for as long as
-			// descriptors are short, and a line per retry would flood
-			// the log when it is least wanted.
+			// Any other error is retried: the listener stays open until
+			// Shutdown, and a Serve that returned would leave the port
+			// bound and every probe unanswered. Logged once per streak:
+			// the error repeats for as long as descriptors are short, and
+			// a line per retry would flood the log when it is least
+			// wanted.
 			if failed++; failed == 1 {
 				s.log.Warn().Err(err).Msg("health endpoints cannot accept connections; retrying")
 				backoff = firstAcceptBackoff
@@ -216,6 +221,19 @@ func (s *Server) Serve() error {
 			s.log.Info().Int("failed_accepts", failed).Msg("health endpoints accepting connections again")
 			failed = 0
 		}
+		// A slot for it, once it is here: evicting before a client
+		// arrives would close an idle connection for nobody.
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.evictIdle()
+			select {
+			case s.slots <- struct{}{}:
+			case <-s.quit:
+				_ = conn.Close()
+				return nil
+			}
+		}
 		if !s.track(conn) {
 			_ = conn.Close()
 			<-s.slots
@@ -223,21 +241,6 @@ func (s *Server) Serve() error {
 		}
 		go s.serveConn(conn)
 	}
-}
-
-// temporaryAcceptError reports whether an accept error can pass by itself:
-// descriptors or memory short, or a connection that went away before it was
-// accepted.
-func temporaryAcceptError(err error) bool {
-	for _, errno := range []syscall.Errno{
-		syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
-		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN,
-	} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	return false
 }
 
 // track registers a connection that Shutdown must wait for; false when
@@ -248,8 +251,43 @@ func (s *Server) track(c net.Conn) bool {
 	if s.closing {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = &connState{since: time.Now(), idle: true}
 	return true
+}
+
+// connState is what eviction needs to know of a connection.
+type connState struct {
+	since time.Time // when it last became idle
+	idle  bool      // reading its request head, or lingering after the answer
+}
+
+// setIdle records that c waits on its client (idle) or is being answered.
+func (s *Server) setIdle(c net.Conn, idle bool) {
+	s.mu.Lock()
+	if st := s.conns[c]; st != nil {
+		st.idle, st.since = idle, time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// evictIdle closes the connection that has been idle longest, if any; its
+// goroutine then ends and frees a slot.
+func (s *Server) evictIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest net.Conn
+	var st *connState
+	for c, cs := range s.conns {
+		if cs.idle && (st == nil || cs.since.Before(st.since)) {
+			oldest, st = c, cs
+		}
+	}
+	if oldest == nil {
+		return
+	}
+	st.idle = false // closed once
+	s.log.Debug().Str("remote", oldest.RemoteAddr().String()).Msg("connection limit reached; closing the longest idle connection")
+	_ = oldest.Close()
 }
 
 // release closes a connection, forgets it and frees its slot.
@@ -321,6 +359,7 @@ func (s *Server) serveConn(c net.Conn) {
 
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.readHeaderTimeout))
 	head, err := readHead(c, make([]byte, maxHeaderBytes))
+	s.setIdle(c, false)
 	var req request
 	if err == nil {
 		req, err = parseRequest(head)
@@ -345,6 +384,7 @@ func (s *Server) serveConn(c net.Conn) {
 		log.Debug().Err(err).Msg("write answer")
 		return
 	}
+	s.setIdle(c, true)
 	linger(c)
 }
 

@@ -326,7 +326,6 @@ func (s *Supervisor) readNodeIPC(w *worker, f interface{ Read([]byte) (int, erro
 
 // publish builds the snapshot the health endpoints read (see Snapshot).
 func (s *Supervisor) publish() {
-	s.stale.Store(false)
 	snap := &status.Snapshot{
 		Version:      s.opt.Version,
 		StartedAt:    s.startedAt,
@@ -379,4 +378,5 @@ func (s *Supervisor) publish() {
 		snap.Slots = append(snap.Slots, out)
 	}
 	s.snap.Store(snap)
+	s.stale.Store(false) // after the store: a reader that sees false gets this one
 }

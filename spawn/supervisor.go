@@ -6,9 +6,9 @@
 // else — the reaper, the signal channel, timers, the notify socket, the
 // per-worker readiness pipes — reaches the state only by sending the loop an
 // event. There are no locks around the state and no decision is taken by a
-// poller; the order of events is the order in which they are applied. After
-// every event the loop publishes an immutable status.Snapshot, which is what
-// the health endpoints read.
+// poller; the order of events is the order in which they are applied. The
+// health endpoints read immutable status.Snapshots, which the loop builds
+// when one is asked for and something changed (see Supervisor.Snapshot).
 package spawn
 
 import (
@@ -81,10 +81,13 @@ type Supervisor struct {
 	events chan func()
 	done   chan struct{} // closed when Run returns
 	snap   atomic.Pointer[status.Snapshot]
-	// stale is set by the loop when it has handled an event since the
-	// last snapshot; snapReq asks the loop for a fresh one (see Snapshot).
-	stale   atomic.Bool
-	snapReq chan chan struct{}
+	// stale is set by the loop before it handles an event, cleared once
+	// a snapshot is stored; asks carries round trips to the loop, which
+	// publish a snapshot if stale (see Snapshot and Ping); stuck records
+	// that the last round trip went unanswered.
+	stale atomic.Bool
+	stuck atomic.Bool
+	asks  chan chan struct{}
 
 	// Everything below is owned by the loop goroutine.
 	baseEnv   []string
@@ -168,7 +171,7 @@ func New(opt Options) *Supervisor {
 		done:   make(chan struct{}),
 		byPid:  map[int]*worker{},
 
-		snapReq: make(chan chan struct{}),
+		asks: make(chan chan struct{}),
 	}
 	s.lingering = map[int]*group{}
 	s.down.exitCode = -1
@@ -231,41 +234,50 @@ const snapshotWait = 500 * time.Millisecond
 // probes and scrapes, a few per second at most. So the loop only marks the
 // snapshot stale, and a reader that finds it stale asks the loop, which
 // builds one for every reader waiting. If Run has returned or the loop does
-// not answer within snapshotWait, the last snapshot is returned.
+// not answer within snapshotWait, the last snapshot is returned; while the
+// loop is known to be stuck, at once.
 func (s *Supervisor) Snapshot() *status.Snapshot {
 	if s.stale.Load() {
-		reply := make(chan struct{})
-		t := time.NewTimer(snapshotWait)
-		select {
-		case s.snapReq <- reply:
-			select {
-			case <-reply:
-			case <-t.C:
-			case <-s.done:
-			}
-		case <-t.C:
-		case <-s.done:
-		}
-		t.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotWait)
+		_ = s.ask(ctx, s.stuck.Load())
+		cancel()
 	}
 	return s.snap.Load()
 }
 
 // Ping makes a round trip through the loop: the liveness check that the
-// supervisor still takes events.
+// supervisor still takes events. It also brings the snapshot up to date.
 func (s *Supervisor) Ping(ctx context.Context) error {
+	return s.ask(ctx, false)
+}
+
+// ask makes a round trip through the loop, which publishes a snapshot on the
+// way if it is stale. With onlyIfFree it gives up at once unless the loop is
+// waiting for work: how a stuck loop is checked without waiting on it again.
+func (s *Supervisor) ask(ctx context.Context, onlyIfFree bool) error {
 	reply := make(chan struct{})
-	select {
-	case s.events <- func() { close(reply) }:
-	case <-ctx.Done():
-		return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
-	case <-s.done:
-		return errors.New("supervisor stopped")
+	if onlyIfFree {
+		select {
+		case s.asks <- reply:
+		default:
+			return errors.New("supervisor loop busy")
+		}
+	} else {
+		select {
+		case s.asks <- reply:
+		case <-ctx.Done():
+			s.stuck.Store(true)
+			return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
+		case <-s.done:
+			return errors.New("supervisor stopped")
+		}
 	}
 	select {
 	case <-reply:
+		s.stuck.Store(false)
 		return nil
 	case <-ctx.Done():
+		s.stuck.Store(true)
 		return fmt.Errorf("supervisor loop busy: %w", ctx.Err())
 	case <-s.done:
 		return errors.New("supervisor stopped")
@@ -299,14 +311,20 @@ func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int 
 	}
 	s.publish()
 	for !s.finished {
+		// Stale before the event is applied: a reader that sees its
+		// effects (a log line, a signal, a new process) and asks for a
+		// snapshot gets one built after it.
 		select {
 		case b := <-exits:
+			s.stale.Store(true)
 			s.onExits(b)
 		case sig := <-sigs:
+			s.stale.Store(true)
 			s.onSignal(sig)
 		case fn := <-s.events:
+			s.stale.Store(true)
 			fn()
-		case reply := <-s.snapReq:
+		case reply := <-s.asks:
 			if s.stale.Load() {
 				s.publish()
 			}
@@ -314,7 +332,6 @@ func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int 
 			continue // nothing changed
 		}
 		s.checkEnd()
-		s.stale.Store(true)
 	}
 	s.publish()
 	code := s.exitCode()

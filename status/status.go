@@ -1,11 +1,12 @@
 // Package status holds the snapshot of the supervisor's state that the rest of
 // gm2-init reads: the health endpoints, /status and /metrics.
 //
-// The supervisor owns its state in a single goroutine and publishes an
-// immutable Snapshot after every change. Readers never ask the supervisor (or
-// a worker) anything to answer a probe: a probe is served from the last
-// snapshot, so it costs nothing and keeps working while the CPU quota is
-// exhausted.
+// The supervisor owns its state in a single goroutine and builds an
+// immutable Snapshot when a reader asks and something changed since the
+// last one; the wait is bounded, and a reader of a stuck supervisor gets the
+// last snapshot. Readers never ask a worker anything: a probe costs one round
+// trip through the supervisor's loop at most, and keeps working while the
+// CPU quota is exhausted.
 package status
 
 import "time"
