@@ -2,9 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DataRun is one variant in one round: wrk with keep-alive, then wrk with a
@@ -17,78 +22,136 @@ type DataRun struct {
 }
 
 // DataPathResult is benchmark 3.
+//
+// Runs compare every launcher in slices of DataDur. Pairs decide the
+// target: gm2-init and the ideal launcher in slices of PairDur, many rounds,
+// next to ideal-2, a second ideal launcher identical to the first, whose
+// ratio to it can only be the machine's noise. On a shared machine the
+// throughput of one slice differs from the next by ±10 % or more whatever
+// runs; short slices close together and many rounds make the median ratio
+// precise, and the control says how precise.
+//
+// With two CPUs or more, wrk runs on the first one with one thread and the
+// launchers on the others: a load generator and servers that compete for
+// the same CPUs make each slice's throughput depend on how the scheduler
+// happened to place them. Each launcher is warmed up for DataWarm, long
+// enough for V8 to optimize the app, before any slice counts.
 type DataPathResult struct {
-	Variants []string  `json:"variants"`
-	Runs     []DataRun `json:"runs"`
-}
-
-func dataVariants(quick bool) []string {
-	return []string{"gm2-init", "ideal", "pm2-runtime", "node-cluster"}
+	Pinning      string    `json:"pinning"`
+	Variants     []string  `json:"variants"`
+	Runs         []DataRun `json:"runs"`
+	PairVariants []string  `json:"pair_variants"`
+	Pairs        []DataRun `json:"pairs"`
 }
 
 func benchDataPath(e *Env) (*DataPathResult, error) {
-	res := &DataPathResult{Variants: dataVariants(e.P.Quick)}
-	dur := time.Duration(e.P.DataDur * float64(time.Second))
-	warm := time.Duration(e.P.DataWarm * float64(time.Second))
-	// Every launcher runs for the whole benchmark, its workers idle while
-	// another one is measured: the rounds are then short slices A B C D,
-	// A B C D, … close together in time, so that the noise of a shared
-	// machine hits all alike, and no round pays for a start.
-	procs := map[string]*Proc{}
-	vars := map[string]variant{}
-	defer func() {
-		for _, p := range procs {
-			p.Stop(syscall.SIGTERM, 15*time.Second)
-		}
-	}()
-	for _, name := range res.Variants {
-		v := e.nodeVariant(name, 2)
-		p, err := e.launch(v, 2, "datapath-"+name)
-		if err != nil {
-			return res, err
-		}
-		procs[name], vars[name] = p, v
+	res := &DataPathResult{
+		Variants:     []string{"gm2-init", "ideal", "pm2-runtime", "node-cluster"},
+		PairVariants: []string{"gm2-init", "ideal", "ideal-2"},
 	}
-	for _, name := range res.Variants {
-		url := "http://" + vars[name].addr + "/"
-		if _, err := runWrk(e.Wrk, url, 2, e.P.DataKAConn, warm, false, ""); err != nil {
-			return res, fmt.Errorf("%s: warm-up: %w", name, err)
-		}
-		if _, err := runWrk(e.Wrk, url, 2, e.P.DataNCConn, warm, true, ""); err != nil {
-			return res, fmt.Errorf("%s: warm-up: %w", name, err)
-		}
+	serverCPUs, loadCPU, threads := cpuSplit()
+	wrk, pin := []string{e.Wrk}, []string(nil)
+	if ts, err := exec.LookPath("taskset"); err == nil && serverCPUs != "" {
+		wrk, pin = []string{ts, "-c", loadCPU, e.Wrk}, []string{ts, "-c", serverCPUs}
+		res.Pinning = fmt.Sprintf("wrk on CPU %s with 1 thread, the launchers and their workers on CPU %s", loadCPU, serverCPUs)
+	} else {
+		threads = 2
 	}
-	for r := 0; r < e.P.DataRounds; r++ {
-		order := rotate(res.Variants, r)
-		logf("data path round %d/%d: %v", r+1, e.P.DataRounds, order)
-		for _, name := range order {
-			if !procs[name].Alive() {
-				return res, fmt.Errorf("%s exited", name)
+
+	// phase runs rounds of the launchers names, all started at once and
+	// warmed up, their workers idle while another one is measured: the
+	// rounds are then short slices A B C, A B C, … close together in time,
+	// so that the noise of a shared machine hits all alike, and no round
+	// pays for a start. Only the launchers of the phase run: pm2-runtime's
+	// master, idle, still wakes 16 times a second.
+	phase := func(names []string, rounds int, dur time.Duration, kind string) ([]DataRun, error) {
+		procs := map[string]*Proc{}
+		vars := map[string]variant{}
+		defer func() {
+			for _, p := range procs {
+				p.Stop(syscall.SIGTERM, 15*time.Second)
 			}
-			url := "http://" + vars[name].addr + "/"
-			tag := fmt.Sprintf("datapath-%s-r%d", name, r+1)
-			raw := func(s string) string { return filepath.Join(e.Out, "raw", tag+"-"+s+".txt") }
-			run := DataRun{Variant: name, Round: r + 1}
-			var err error
-			if run.KeepAlive, err = runWrk(e.Wrk, url, 2, e.P.DataKAConn, dur, false, raw("keepalive")); err == nil {
-				run.NewConn, err = runWrk(e.Wrk, url, 2, e.P.DataNCConn, dur, true, raw("newconn"))
-			}
+		}()
+		for _, name := range names {
+			v := e.nodeVariant(name, 2)
+			v.argv = append(append([]string{}, pin...), v.argv...)
+			p, err := e.launch(v, 2, "datapath-"+kind+"-"+name)
 			if err != nil {
-				return res, fmt.Errorf("%s: %w", name, err)
+				return nil, err
 			}
-			logf("  %-13s keep-alive %8.0f req/s p99 %6.2f ms | new conn %7.0f req/s p99 %6.2f ms | errors %d/%d",
-				name, run.KeepAlive.RPS, run.KeepAlive.P99ms, run.NewConn.RPS, run.NewConn.P99ms,
-				run.KeepAlive.SocketErrors+run.KeepAlive.Non2xx, run.NewConn.SocketErrors+run.NewConn.Non2xx)
-			res.Runs = append(res.Runs, run)
+			procs[name], vars[name] = p, v
 		}
+		warm := seconds(e.P.DataWarm)
+		for _, name := range names {
+			url := "http://" + vars[name].addr + "/"
+			if _, err := runWrk(wrk, url, threads, e.P.DataKAConn, warm, false, ""); err != nil {
+				return nil, fmt.Errorf("%s: warm-up: %w", name, err)
+			}
+			if _, err := runWrk(wrk, url, threads, e.P.DataNCConn, warm, true, ""); err != nil {
+				return nil, fmt.Errorf("%s: warm-up: %w", name, err)
+			}
+		}
+		var runs []DataRun
+		for r := 0; r < rounds; r++ {
+			order := rotate(names, r)
+			logf("data path %s round %d/%d: %v", kind, r+1, rounds, order)
+			for _, name := range order {
+				if !procs[name].Alive() {
+					return runs, fmt.Errorf("%s exited", name)
+				}
+				url := "http://" + vars[name].addr + "/"
+				tag := fmt.Sprintf("datapath-%s-%s%d", name, kind, r+1)
+				raw := func(s string) string { return filepath.Join(e.Out, "raw", tag+"-"+s+".txt") }
+				run := DataRun{Variant: name, Round: r + 1}
+				var err error
+				if run.KeepAlive, err = runWrk(wrk, url, threads, e.P.DataKAConn, dur, false, raw("keepalive")); err == nil {
+					run.NewConn, err = runWrk(wrk, url, threads, e.P.DataNCConn, dur, true, raw("newconn"))
+				}
+				if err != nil {
+					return runs, fmt.Errorf("%s: %w", name, err)
+				}
+				logf("  %-13s keep-alive %8.0f req/s p99 %6.2f ms | new conn %7.0f req/s p99 %6.2f ms | errors %d/%d",
+					name, run.KeepAlive.RPS, run.KeepAlive.P99ms, run.NewConn.RPS, run.NewConn.P99ms,
+					run.KeepAlive.SocketErrors+run.KeepAlive.Non2xx, run.NewConn.SocketErrors+run.NewConn.Non2xx)
+				runs = append(runs, run)
+			}
+		}
+		return runs, nil
 	}
-	return res, nil
+	var err error
+	if res.Pairs, err = phase(res.PairVariants, e.P.PairRounds, seconds(e.P.PairDur), "pair"); err != nil {
+		return res, err
+	}
+	res.Runs, err = phase(res.Variants, e.P.DataRounds, seconds(e.P.DataDur), "all")
+	return res, err
 }
 
+// cpuSplit returns the CPUs of this process's affinity mask as two sets for
+// taskset: the first CPU for the load generator, the others for the
+// servers; "" when there are fewer than two. threads is wrk's thread count.
+func cpuSplit() (servers, load string, threads int) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return "", "", 2
+	}
+	var cpus []string
+	for i := 0; i < 1024; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, strconv.Itoa(i))
+		}
+	}
+	if len(cpus) < 2 {
+		return "", "", 2
+	}
+	return strings.Join(cpus[1:], ","), cpus[0], 1
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
 // ratios returns, round by round, metric(variant)/metric(base).
-func (d *DataPathResult) ratios(variant, base string, metric func(DataRun) float64) []float64 {
+func ratios(runs []DataRun, variant, base string, metric func(DataRun) float64) []float64 {
 	byRound := map[int]map[string]DataRun{}
-	for _, r := range d.Runs {
+	for _, r := range runs {
 		if byRound[r.Round] == nil {
 			byRound[r.Round] = map[string]DataRun{}
 		}
@@ -105,9 +168,9 @@ func (d *DataPathResult) ratios(variant, base string, metric func(DataRun) float
 	return out
 }
 
-func (d *DataPathResult) values(variant string, metric func(DataRun) float64) []float64 {
+func values(runs []DataRun, variant string, metric func(DataRun) float64) []float64 {
 	var out []float64
-	for _, r := range d.Runs {
+	for _, r := range runs {
 		if r.Variant == variant {
 			out = append(out, metric(r))
 		}

@@ -37,11 +37,11 @@ var (
 	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 )
 
-// runWrk runs wrk for d against url (always a 127.0.0.1 address) and saves
-// its output to logPath.
-func runWrk(wrk, url string, threads, conns int, d time.Duration, closeEach bool, logPath string) (WrkResult, error) {
-	argv := []string{wrk, "-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns),
-		"-d" + strconv.Itoa(int(d.Seconds())) + "s", "--timeout", "10s", "--latency"}
+// runWrk runs wrk (its argv: the binary, perhaps behind taskset) for d
+// against url (always a 127.0.0.1 address) and saves its output to logPath.
+func runWrk(wrk []string, url string, threads, conns int, d time.Duration, closeEach bool, logPath string) (WrkResult, error) {
+	argv := append(append([]string{}, wrk...), "-t"+strconv.Itoa(threads), "-c"+strconv.Itoa(conns),
+		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "--timeout", "10s", "--latency")
 	if closeEach {
 		argv = append(argv, "-H", "Connection: close")
 	}

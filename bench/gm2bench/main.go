@@ -36,6 +36,10 @@ type Params struct {
 	DataWarm   float64 `json:"data_warmup_s"`
 	DataKAConn int     `json:"data_keepalive_connections"`
 	DataNCConn int     `json:"data_newconn_connections"`
+	// The paired rounds that decide the data-path target: gm2-init, ideal
+	// and ideal-2 in short slices.
+	PairRounds int     `json:"pair_rounds"`
+	PairDur    float64 `json:"pair_duration_s"`
 
 	StartRounds int `json:"start_rounds"`
 
@@ -55,7 +59,8 @@ func params(quick bool) Params {
 	p := Params{
 		Quick:      quick,
 		IdleRounds: 3, IdleSettle: 12, IdleWindow: 60,
-		DataRounds: 12, DataDur: 5, DataWarm: 3, DataKAConn: 64, DataNCConn: 32,
+		DataRounds: 6, DataDur: 5, DataWarm: 5, DataKAConn: 64, DataNCConn: 32,
+		PairRounds: 40, PairDur: 1,
 		StartRounds: 10,
 		ReapRounds:  3, ReapTotal: 100000, ReapBatch: 10000,
 		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
@@ -63,7 +68,8 @@ func params(quick bool) Params {
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
-		p.DataRounds, p.DataDur, p.DataWarm = 5, 2, 1
+		p.DataRounds, p.DataDur, p.DataWarm = 3, 2, 3
+		p.PairRounds = 15
 		p.StartRounds = 5
 		p.ReapRounds = 1
 		p.ScaleRounds = 1

@@ -102,6 +102,8 @@ type Summary struct {
 	Median float64 `json:"median"`
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
+	Q1     float64 `json:"q1"` // quartiles, nearest rank
+	Q3     float64 `json:"q3"`
 }
 
 func summarize(xs []float64) Summary {
@@ -112,14 +114,14 @@ func summarize(xs []float64) Summary {
 		}
 	}
 	if len(v) == 0 {
-		return Summary{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+		return Summary{Median: math.NaN(), Min: math.NaN(), Max: math.NaN(), Q1: math.NaN(), Q3: math.NaN()}
 	}
 	sort.Float64s(v)
 	m := v[len(v)/2]
 	if len(v)%2 == 0 {
 		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	return Summary{N: len(v), Median: m, Min: v[0], Max: v[len(v)-1]}
+	return Summary{N: len(v), Median: m, Min: v[0], Max: v[len(v)-1], Q1: v[(len(v)-1)/4], Q3: v[(3*(len(v)-1)+3)/4]}
 }
 
 // slope is the least-squares slope of ys over xs.

@@ -37,7 +37,7 @@ func (e *Env) nodeVariant(name string, n int) variant {
 		v.health = "127.0.0.1:" + strconv.Itoa(freePort())
 		v.argv = []string{e.GM2, "-i", ns, "--listen", v.addr, "--health-addr", v.health, "--", e.Node, e.Hello}
 		v.env = []string{"HELLO_FD3=1"}
-	case "ideal":
+	case "ideal", "ideal-2": // ideal-2: a second, identical one, the control
 		v.argv = ideal
 	case "tini":
 		v.argv = append([]string{e.Tini, "-s", "--"}, ideal...)
