@@ -83,6 +83,7 @@ type Env struct {
 	Root, Tools, Out, Logs, Tmp string
 
 	GM2, Ideal, Trivial, Reap string
+	MinReaper                 string
 	Tini, DumbInit, Wrk       string
 	Node, PM2Runtime, PM2     string
 	Unshare                   string
@@ -115,7 +116,12 @@ func main() {
 	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
+	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
 	flag.Parse()
+	if *from != "" {
+		rerender(*root, *from, *md)
+		return
+	}
 
 	started := time.Now().UTC()
 	e := &Env{P: params(*quick)}
@@ -148,6 +154,7 @@ func main() {
 	e.Ideal = filepath.Join(e.Tools, "ideal")
 	e.Trivial = filepath.Join(e.Tools, "trivial")
 	e.Reap = filepath.Join(e.Tools, "reap")
+	e.MinReaper = filepath.Join(e.Tools, "minreaper")
 	e.PM2Runtime = filepath.Join(e.Tools, "pm2", "node_modules", ".bin", "pm2-runtime")
 	e.PM2 = filepath.Join(e.Tools, "pm2", "node_modules", ".bin", "pm2")
 	e.Hello = filepath.Join(e.Root, "bench", "apps", "hello.js")
@@ -157,7 +164,7 @@ func main() {
 	e.Wrk = lookPath("wrk")
 	e.Node = lookPath("node")
 	e.Unshare = lookPath("unshare")
-	for _, f := range []string{e.GM2, e.Ideal, e.Trivial, e.Reap, e.PM2Runtime, e.PM2, e.Hello, e.Cluster} {
+	for _, f := range []string{e.GM2, e.Ideal, e.Trivial, e.Reap, e.MinReaper, e.PM2Runtime, e.PM2, e.Hello, e.Cluster} {
 		if _, err := os.Stat(f); err != nil {
 			fatal(fmt.Errorf("%s missing: run bench/run, which builds and installs everything", f))
 		}
@@ -206,28 +213,57 @@ func main() {
 	res.Meta.Duration = time.Since(started).Round(time.Second).String()
 	res.Meta.LoadAvgEnd = loadAvg()
 
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(filepath.Join(e.Out, "summary.json"), append(b, '\n'), 0o644); err != nil {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		// Keep the report: it is what the run was for.
+		logf("summary.json: %v", err)
+	} else if err := os.WriteFile(filepath.Join(e.Out, "summary.json"), append(b, '\n'), 0o644); err != nil {
 		fatal(err)
 	}
-	report := renderReport(e, res)
-	if err := os.WriteFile(filepath.Join(e.Out, "BENCHMARKS.md"), []byte(report), 0o644); err != nil {
-		fatal(err)
-	}
-	dest := *md
-	if dest == "" {
-		dest = filepath.Join(e.Root, "BENCHMARKS.md")
-	}
-	if dest != "-" {
-		if err := os.WriteFile(abs(e.Root, dest), []byte(report), 0o644); err != nil {
-			fatal(err)
-		}
-		logf("wrote %s", abs(e.Root, dest))
-	}
+	writeReport(e, res, *md)
 	logf("done in %s; raw results in %s", res.Meta.Duration, e.Out)
 	if len(res.Errors) > 0 {
 		os.Exit(1)
 	}
+}
+
+// writeReport writes the report into the results directory and to md
+// (default ROOT/BENCHMARKS.md; "-" = nowhere else).
+func writeReport(e *Env, res *Results, md string) {
+	report := renderReport(e, res)
+	if err := os.WriteFile(filepath.Join(e.Out, "BENCHMARKS.md"), []byte(report), 0o644); err != nil {
+		fatal(err)
+	}
+	if md == "" {
+		md = filepath.Join(e.Root, "BENCHMARKS.md")
+	}
+	if md != "-" {
+		if err := os.WriteFile(abs(e.Root, md), []byte(report), 0o644); err != nil {
+			fatal(err)
+		}
+		logf("wrote %s", abs(e.Root, md))
+	}
+}
+
+// rerender renders the report of an earlier run from its summary.json: for
+// a change to the report's text, without measuring again.
+func rerender(root, dir, md string) {
+	e := &Env{}
+	var err error
+	if e.Root, err = filepath.Abs(root); err != nil {
+		fatal(err)
+	}
+	e.Out = abs(e.Root, dir)
+	b, err := os.ReadFile(filepath.Join(e.Out, "summary.json"))
+	if err != nil {
+		fatal(err)
+	}
+	res := &Results{}
+	if err := json.Unmarshal(b, res); err != nil {
+		fatal(fmt.Errorf("%s: %w", filepath.Join(e.Out, "summary.json"), err))
+	}
+	e.P = res.Params
+	writeReport(e, res, md)
 }
 
 func abs(root, p string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -94,6 +95,30 @@ func activityOf(pid int) Activity {
 		a.Ticks = int64(st.utime + st.stime)
 	}
 	return a
+}
+
+// millis is a duration in milliseconds that may be unknown (NaN), which
+// JSON cannot carry: it is written as null and read back as NaN.
+type millis float64
+
+func (m millis) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(m)) || math.IsInf(float64(m), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(m))
+}
+
+func (m *millis) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*m = millis(math.NaN())
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*m = millis(f)
+	return nil
 }
 
 // Summary of repeated measurements.

@@ -35,7 +35,9 @@ type ReapResult struct {
 	Runs     []ReapRun `json:"runs"`
 }
 
-var reapVariants = []string{"gm2-init", "tini", "dumb-init"}
+// reapVariants: minreaper (bench/minreaper) is the smallest Go init that
+// reaps, the floor for an init written in Go.
+var reapVariants = []string{"gm2-init", "tini", "dumb-init", "minreaper"}
 
 func benchReap(e *Env) (*ReapResult, error) {
 	res := &ReapResult{Variants: reapVariants}
@@ -54,6 +56,8 @@ func benchReap(e *Env) (*ReapResult, error) {
 				init = []string{e.Tini, "--"}
 			case "dumb-init":
 				init = []string{e.DumbInit}
+			case "minreaper":
+				init = []string{e.MinReaper}
 			}
 			argv := append(append(append([]string{}, ns...), init...), worker...)
 			tag := fmt.Sprintf("reap-%s-r%d", name, r+1)

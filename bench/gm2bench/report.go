@@ -355,26 +355,26 @@ func startSection(b *strings.Builder, s *StartResult) []target {
 	g := map[int]float64{}
 	for _, x := range s.Runs {
 		if x.Variant == "gm2-init" {
-			g[x.Round] = x.AllServingMs
+			g[x.Round] = float64(x.AllServingMs)
 		}
 	}
 	for _, v := range s.Variants {
 		var rat []float64
 		for _, x := range s.Runs {
 			if x.Variant == v && g[x.Round] > 0 {
-				rat = append(rat, x.AllServingMs/g[x.Round])
+				rat = append(rat, float64(x.AllServingMs)/g[x.Round])
 			}
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s |\n", v,
-			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return x.ExecMs })), 2),
-			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return x.AcceptMs })), 2),
-			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return x.FirstResponse })), 1),
-			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return x.AllServingMs })), 1),
-			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return x.InitReadyMs })), 1),
+			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return float64(x.ExecMs) })), 2),
+			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return float64(x.AcceptMs) })), 2),
+			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return float64(x.FirstResponse) })), 1),
+			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return float64(x.AllServingMs) })), 1),
+			cell(summarize(collect(s.Runs, by(v), func(x StartRun) float64 { return float64(x.InitReadyMs) })), 1),
 			ratioCell(summarize(rat)))
 	}
 	w("\n")
-	acc := summarize(collect(s.Runs, by("gm2-init"), func(x StartRun) float64 { return x.AcceptMs }))
+	acc := summarize(collect(s.Runs, by("gm2-init"), func(x StartRun) float64 { return float64(x.AcceptMs) }))
 	return []target{{what: "port accepts within 10 ms of exec", measured: fmt.Sprintf("%s ms (worst %.2f ms)", cell(acc, 2), acc.Max), met: acc.N > 0 && acc.Max <= targetAcceptMs}}
 }
 
@@ -384,8 +384,11 @@ func reapSection(b *strings.Builder, s *ReapResult, r *Results) []target {
 	w("Each init runs as PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`) with one child,\n")
 	w("`bench/c/reap`, which makes %s orphan zombies %s at a time (pid_max bounds how many can exist at once):\n", commas(float64(r.Params.ReapTotal), 0), commas(float64(r.Params.ReapBatch), 0))
 	w("a helper forks a batch of children that exit at once, waits until all are zombies, and exits, so the kernel\n")
-	w("hands the whole batch to PID 1. Timed: from the helper's exit until PID 1 has no child left but `reap`\n")
-	w("(`/proc/1/task/*/children`); the creation is not timed. Then it counts zombies left in the namespace.\n\n")
+	w("hands the whole batch to PID 1. Timed: from the helper's exit until every pid of the batch is gone\n")
+	w("(`kill(pid, 0)` fails), confirmed by `/proc/1/task/*/children`; the creation is not timed. Then it counts\n")
+	w("zombies left in the namespace. minreaper (`bench/minreaper`) is the smallest Go init that reaps, a\n")
+	w("`wait4(-1, WNOHANG)` loop on SIGCHLD: the floor for an init written in Go, whose signal delivery and\n")
+	w("syscall path cost more than C's.\n\n")
 	w("| init | orphans | reaped/s | total reap time s | slowest batch ms | zombies left | gm2-init ÷ this (reaped/s) |\n|---|---|---|---|---|---|---|\n")
 	by := func(v string) func(ReapRun) bool { return func(x ReapRun) bool { return x.Variant == v } }
 	g := map[int]float64{}
@@ -473,7 +476,7 @@ func reloadSection(b *strings.Builder, s *ReloadResult, r *Results) []target {
 	w("with keep-alive, a GET on a connection the server closed while idle is retried by the client, as browsers\n")
 	w("and proxies do). gm2-init: SIGHUP, duration until it logs \"reload finished\"; pm2: `pm2 reload hello`\n")
 	w("against the pm2-runtime, duration of the command (it includes the CLI's own start, ~0.3 s). 300 ms between reloads.\n\n")
-	w("| launcher | client | reloads (failed) | reload ms median [min–max] | requests ok | failed | hung | req/s | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| launcher | client | reloads (failed) | reload ms median [min–max] | requests ok | failed | hung | req/s | p99 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var ts []target
 	for _, x := range s.Runs {
 		mode := "keep-alive"
@@ -485,9 +488,9 @@ func reloadSection(b *strings.Builder, s *ReloadResult, r *Results) []target {
 			errs = append(errs, fmt.Sprintf("%s: %d", k, v))
 		}
 		sort.Strings(errs)
-		w("| %s | %s | %d (%d) | %s | %s | %d | %d | %s | %.1f | %s |\n", x.Variant, mode, x.Reloads, x.Failed,
+		w("| %s | %s | %d (%d) | %s | %s | %d | %d | %s | %.1f | %s | %s |\n", x.Variant, mode, x.Reloads, x.Failed,
 			cell(summarize(x.Durations), 0), commas(float64(x.Load.OK), 0), x.Load.Failed, x.Load.Hung,
-			commas(x.Load.RPS, 0), x.Load.P99ms, strings.Join(errs, "; "))
+			commas(x.Load.RPS, 0), x.Load.P99ms, commas(x.Load.MaxMs, 0), strings.Join(errs, "; "))
 		if x.Variant == "gm2-init" {
 			ts = append(ts, target{what: fmt.Sprintf("reload under load (%s): 0 failed, 0 hung requests", mode),
 				measured: fmt.Sprintf("%d failed, %d hung of %s", x.Load.Failed, x.Load.Hung, commas(float64(x.Load.OK+x.Load.Failed+x.Load.Hung), 0)),

@@ -13,13 +13,13 @@ import (
 // StartRun is one start of a variant with 2 workers; times in ms from the
 // moment the driver forked to exec it.
 type StartRun struct {
-	Variant       string  `json:"variant"`
-	Round         int     `json:"round"`
-	ExecMs        float64 `json:"exec_ms"`           // fork+exec done (exec.Cmd.Start returned)
-	AcceptMs      float64 `json:"accept_ms"`         // first TCP connect to the port succeeded
-	FirstResponse float64 `json:"first_response_ms"` // first HTTP 200
-	AllServingMs  float64 `json:"all_serving_ms"`    // both workers have answered
-	InitReadyMs   float64 `json:"init_ready_ms"`     // the init says both are ready (gm2-init "worker ready", pm2 "online"); NaN = no such signal
+	Variant       string `json:"variant"`
+	Round         int    `json:"round"`
+	ExecMs        millis `json:"exec_ms"`           // fork+exec done (exec.Cmd.Start returned)
+	AcceptMs      millis `json:"accept_ms"`         // first TCP connect to the port succeeded
+	FirstResponse millis `json:"first_response_ms"` // first HTTP 200
+	AllServingMs  millis `json:"all_serving_ms"`    // both workers have answered
+	InitReadyMs   millis `json:"init_ready_ms"`     // the init says both are ready (gm2-init "worker ready", pm2 "online"); NaN = no such signal
 }
 
 // StartResult is benchmark 4.
@@ -56,7 +56,7 @@ func benchStart(e *Env) (*StartResult, error) {
 }
 
 func (e *Env) startOnce(name string, round int) (StartRun, error) {
-	run := StartRun{Variant: name, Round: round, InitReadyMs: math.NaN()}
+	run := StartRun{Variant: name, Round: round, InitReadyMs: millis(math.NaN())}
 	v := e.nodeVariant(name, 2)
 	var acceptAt time.Time
 	var wg sync.WaitGroup
@@ -86,11 +86,11 @@ func (e *Env) startOnce(name string, round int) (StartRun, error) {
 		return run, err
 	}
 	defer p.Stop(syscall.SIGTERM, 15*time.Second)
-	ms := func(t time.Time) float64 {
+	ms := func(t time.Time) millis {
 		if t.IsZero() {
-			return math.NaN()
+			return millis(math.NaN())
 		}
-		return float64(t.Sub(p.Started)) / 1e6
+		return millis(float64(t.Sub(p.Started)) / 1e6)
 	}
 	run.ExecMs = ms(p.Execed)
 	at, err := waitServing(v.addr, 2, 60*time.Second)
