@@ -23,7 +23,9 @@ const (
 type target struct {
 	what, measured string
 	met            bool
-	known          bool
+	// noise: missed, but by less than two identical programs differ on
+	// this machine (the control), so the measurement cannot tell.
+	noise bool
 }
 
 func renderReport(e *Env, r *Results) string {
@@ -83,8 +85,11 @@ func renderReport(e *Env, r *Results) string {
 	w("## Targets\n\n| target (issue 8) | measured | |\n|---|---|---|\n")
 	for _, t := range ts {
 		mark := "**missed**"
-		if t.met {
+		switch {
+		case t.met:
 			mark = "met"
+		case t.noise:
+			mark = "within the noise (see the control)"
 		}
 		w("| %s | %s | %s |\n", t.what, t.measured, mark)
 	}
@@ -308,9 +313,11 @@ func dataPathSection(b *strings.Builder, d *DataPathResult, r *Results) []target
 	for _, m := range modes {
 		s := summarize(ratios(d.Pairs, "gm2-init", "ideal", rpsOf(m)))
 		c := summarize(ratios(d.Pairs, "ideal-2", "ideal", rpsOf(m)))
+		met := s.N > 0 && s.Median >= targetRatio
 		ts = append(ts, target{what: "data path, " + m.name + ": gm2-init ÷ ideal req/s ≥ 0.98",
 			measured: fmt.Sprintf("%s over %d paired rounds (control ideal-2 ÷ ideal: %s)", spreadCell(s), s.N, spreadCell(c)),
-			met:      s.N > 0 && s.Median >= targetRatio})
+			met:      met,
+			noise:    !met && s.N > 0 && c.N > 0 && targetRatio-s.Median <= math.Abs(1-c.Median)})
 	}
 
 	w("**Every launcher**, %.0f s slices, %d rounds:\n\n", r.Params.DataDur, r.Params.DataRounds)
