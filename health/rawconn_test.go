@@ -173,18 +173,8 @@ func waitNoServeConn(t *testing.T) {
 // checks that Shutdown closes the listener at once but waits for the answer.
 func TestShutdownWaitsForInFlightRequest(t *testing.T) {
 	src := newFakeSource(healthySnapshot())
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	src.setPing(func(ctx context.Context) error {
-		once.Do(func() { close(entered) })
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	held := holdPings(src)
+	entered, release := held.first, held.release
 	opts := testOptions()
 	opts.pingTimeout = 5 * time.Second // only release ends the ping
 	s, _, _ := startServer(t, src, opts)
@@ -350,17 +340,8 @@ func TestConnectionLimit(t *testing.T) {
 // evicted: with every slot busy, the next client waits for one to free.
 func TestConnectionLimitBusy(t *testing.T) {
 	src := newFakeSource(healthySnapshot())
-	release := make(chan struct{})
-	var pinging atomic.Int32
-	src.setPing(func(ctx context.Context) error {
-		pinging.Add(1)
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	held := holdPings(src)
+	release := held.release
 	opts := testOptions()
 	opts.pingTimeout = 10 * time.Second
 	s, _, _ := startServer(t, src, opts)
@@ -371,9 +352,22 @@ func TestConnectionLimitBusy(t *testing.T) {
 	for range maxConns {
 		go func() { answers <- statusOf(addr, "/livez") }()
 	}
-	for deadline := time.Now().Add(5 * time.Second); pinging.Load() < 1 || serveConnGoroutines() < maxConns; {
+	// Every connection past its request head, so none is idle and
+	// evictable: only then is the server truly full.
+	busy := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := 0
+		for _, st := range s.conns {
+			if !st.idle {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); held.count.Load() < 1 || busy() < maxConns; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests in flight within 5s", serveConnGoroutines(), maxConns)
+			t.Fatalf("%d of %d requests in flight within 5s", busy(), maxConns)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -394,6 +388,30 @@ func TestConnectionLimitBusy(t *testing.T) {
 			t.Fatal("requests not answered after the ping returned")
 		}
 	}
+}
+
+// heldPings makes every ping of a fakeSource wait until release is closed
+// or its context ends: a request in flight, held where the test wants it.
+type heldPings struct {
+	first   chan struct{} // closed when the first ping starts
+	release chan struct{} // the test closes it to let the pings return
+	count   atomic.Int32  // pings started
+	once    sync.Once
+}
+
+func holdPings(src *fakeSource) *heldPings {
+	h := &heldPings{first: make(chan struct{}), release: make(chan struct{})}
+	src.setPing(func(ctx context.Context) error {
+		h.count.Add(1)
+		h.once.Do(func() { close(h.first) })
+		select {
+		case <-h.release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	return h
 }
 
 // statusOf GETs path from addr on a connection of its own and returns the
