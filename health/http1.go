@@ -305,29 +305,23 @@ func validAuthority(s string) bool {
 		addr, err := netip.ParseAddr(strings.TrimSuffix(host[1:], "]"))
 		return strings.HasSuffix(host, "]") && err == nil && addr.Is6() && addr.Zone() == ""
 	}
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
-		case strings.IndexByte("-._~!$&'()*+,;=", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return alnumOr(host, "-._~!$&'()*+,;=") // unreserved and sub-delims
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token (methods, field
 // names).
 func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
+	return s != "" && alnumOr(s, "!#$%&'*+-.^_`|~")
+}
+
+// alnumOr reports whether every byte of s is an ASCII letter, a digit or one
+// of extra.
+func alnumOr(s, extra string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case strings.IndexByte(extra, c) >= 0:
 		default:
 			return false
 		}
