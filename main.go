@@ -21,14 +21,14 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
-	"github.com/gm2-init/gm2-init/config"
-	"github.com/gm2-init/gm2-init/cpus"
-	"github.com/gm2-init/gm2-init/health"
-	"github.com/gm2-init/gm2-init/notify"
-	"github.com/gm2-init/gm2-init/preload"
-	"github.com/gm2-init/gm2-init/reaper"
-	"github.com/gm2-init/gm2-init/sockets"
-	"github.com/gm2-init/gm2-init/spawn"
+	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/health"
+	"github.com/gm2-init/gm2-init/internal/notify"
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/reaper"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/spawn"
 )
 
 // gcPercent replaces Go's default GOGC of 100, and a GOGC in the

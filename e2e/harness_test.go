@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 )
 
 // Binaries built once by TestMain.

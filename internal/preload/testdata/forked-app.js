@@ -4,4 +4,4 @@
 if (process.env.FORKED === '1' && typeof process.send !== 'function') {
   process.exit(42);
 }
-require('../../examples/node/http-server.js');
+require('../../../examples/node/http-server.js');

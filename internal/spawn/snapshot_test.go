@@ -12,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/gm2-init/gm2-init/reaper"
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/reaper"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // TestMain lets the test binary stand in for gm2-init's own executable:

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 func TestCheckURL(t *testing.T) {

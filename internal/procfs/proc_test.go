@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -284,7 +285,13 @@ func TestGroupMembersAndExeName(t *testing.T) {
 	if len(got) != 2 || !(got[0] == want[0] && got[1] == want[1] || got[0] == want[1] && got[1] == want[0]) {
 		t.Errorf("GroupMembers(%d) = %v, want %v", cmd.Process.Pid, got, want)
 	}
-	if n := ExeName("/proc", sleeper); n != "sleep" {
+	// $! is printed right after the fork: the child may still be the
+	// shell until it has exec'd sleep. Wait for the exec, bounded.
+	n := ExeName("/proc", sleeper)
+	for deadline := time.Now().Add(10 * time.Second); n != "sleep" && time.Now().Before(deadline); n = ExeName("/proc", sleeper) {
+		runtime.Gosched()
+	}
+	if n != "sleep" {
 		t.Errorf("ExeName(sleep) = %q", n)
 	}
 	if n := ExeName("/proc", 1<<30); n != "" {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/gm2-init/gm2-init/sockets"
-	"github.com/gm2-init/gm2-init/spawn"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/spawn"
 )
 
 // env gives the test a clean environment: no GM2_* variable from the

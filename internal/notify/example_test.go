@@ -1,7 +1,7 @@
 package notify_test
 
 import (
-	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 
 	"errors"
 	"log"
@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/gm2-init/gm2-init/notify"
+	"github.com/gm2-init/gm2-init/internal/notify"
 )
 
 // Example shows the intended wiring: one notify socket for all workers, one

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // metricsContentType is the text exposition format 0.0.4. Prometheus 3 fails

@@ -26,10 +26,10 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
-	"github.com/gm2-init/gm2-init/notify"
-	"github.com/gm2-init/gm2-init/procfs"
-	"github.com/gm2-init/gm2-init/reaper"
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/notify"
+	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/reaper"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // Options configures a Supervisor.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // check is one named condition of a probe, named as in kube-apiserver's

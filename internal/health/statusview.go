@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // statusView is the JSON document of GET /status. It is a view built from the

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 )
 
 // Exit is one reaped process.

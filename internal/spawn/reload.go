@@ -4,9 +4,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gm2-init/gm2-init/notify"
-	"github.com/gm2-init/gm2-init/preload"
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/notify"
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // reloadState is the rolling reload (SIGHUP).

@@ -71,7 +71,7 @@ func loadOption(t *testing.T, mode loadMode) string {
 // repoFile returns the absolute path of a file in the repository.
 func repoFile(t *testing.T, rel string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", rel))
+	p, err := filepath.Abs(filepath.Join("..", "..", rel))
 	if err != nil {
 		t.Fatalf("abs %s: %v", rel, err)
 	}

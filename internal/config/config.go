@@ -21,8 +21,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
-	"github.com/gm2-init/gm2-init/sockets"
-	"github.com/gm2-init/gm2-init/spawn"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/spawn"
 )
 
 // Prefix is the prefix of every environment variable gm2-init reads.

@@ -1,7 +1,7 @@
 package notify
 
 import (
-	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 
 	"bytes"
 	"strings"

@@ -16,7 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gm2-init/gm2-init/status"
+	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 var (

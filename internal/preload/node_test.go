@@ -85,7 +85,7 @@ func TestListenForms(t *testing.T) {
 			otherPath := filepath.Join(shortDir(t), "other.sock")
 			otherPort := freePort(t)
 			p := start(t, spec{
-				args:  []string{"node", repoFile(t, "preload/testdata/forms.js")},
+				args:  []string{"node", repoFile(t, "internal/preload/testdata/forms.js")},
 				socks: socks,
 				env: []string{"FORM_PORTS=" + strings.Join(ports, ","), "TLS_KEY=" + keyFile, "TLS_CERT=" + certFile,
 					"OTHER_PORT=" + strconv.Itoa(otherPort), "PASSED_PATH=" + unixSock.path, "OTHER_PATH=" + otherPath},
@@ -280,8 +280,8 @@ func TestWrappers(t *testing.T) {
 			name string
 			args []string
 			env  []string
-		}{"node " + m, []string{"node", repoFile(t, "preload/testdata/wrapper.js")},
-			[]string{"WRAP_MODE=" + m, "APP=" + repoFile(t, "preload/testdata/forked-app.js")}})
+		}{"node " + m, []string{"node", repoFile(t, "internal/preload/testdata/wrapper.js")},
+			[]string{"WRAP_MODE=" + m, "APP=" + repoFile(t, "internal/preload/testdata/forked-app.js")}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -343,7 +343,7 @@ func TestNoHandoffFromApp(t *testing.T) {
 	t.Parallel()
 	sk := passTCP(t)
 	p := start(t, spec{
-		args:  []string{"node", repoFile(t, "preload/testdata/spawns-child.js")},
+		args:  []string{"node", repoFile(t, "internal/preload/testdata/spawns-child.js")},
 		socks: []socket{sk},
 		env:   []string{"PORT=" + strconv.Itoa(sk.port)},
 		opt:   loadOption(t, viaRequire),
@@ -378,7 +378,7 @@ func TestInactiveWithoutSockets(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	p := start(t, spec{
-		args:      []string{"node", repoFile(t, "preload/testdata/announce.js")},
+		args:      []string{"node", repoFile(t, "internal/preload/testdata/announce.js")},
 		env:       []string{"PORT=" + strconv.Itoa(port)},
 		listeners: "4=tcp:127.0.0.1:" + strconv.Itoa(port),
 		opt:       loadOption(t, viaRequire),
@@ -407,7 +407,7 @@ func TestSignals(t *testing.T) {
 	run := func(t *testing.T, app string, stdin bool) *proc {
 		sk := passTCP(t)
 		p := start(t, spec{
-			args:  []string{"node", repoFile(t, "preload/testdata/"+app)},
+			args:  []string{"node", repoFile(t, "internal/preload/testdata/"+app)},
 			socks: []socket{sk},
 			env:   []string{"PORT=" + strconv.Itoa(sk.port)},
 			opt:   loadOption(t, viaRequire),
@@ -471,7 +471,7 @@ func TestUserNodeOptionsKept(t *testing.T) {
 			t.Parallel()
 			sk := passTCP(t)
 			p := start(t, spec{
-				args:        []string{"node", repoFile(t, "preload/testdata/heap.js")},
+				args:        []string{"node", repoFile(t, "internal/preload/testdata/heap.js")},
 				socks:       []socket{sk},
 				env:         []string{"PORT=" + strconv.Itoa(sk.port)},
 				nodeOptions: "--max-old-space-size=100",
@@ -500,7 +500,7 @@ func TestUserNodeOptionsKept(t *testing.T) {
 func TestUnchanged(t *testing.T) {
 	nodePath(t)
 	t.Parallel()
-	script := repoFile(t, "preload/testdata/observe.js")
+	script := repoFile(t, "internal/preload/testdata/observe.js")
 	run := func(t *testing.T, opt string, socks []socket, noContract bool, dir string) string {
 		p := start(t, spec{
 			args:       []string{"node", script, "--flag", "x"},
@@ -548,7 +548,7 @@ func TestCluster(t *testing.T) {
 	t.Parallel()
 	sk := passTCP(t)
 	p := start(t, spec{
-		args:  []string{"node", repoFile(t, "preload/testdata/cluster.js")},
+		args:  []string{"node", repoFile(t, "internal/preload/testdata/cluster.js")},
 		socks: []socket{sk},
 		env:   []string{"PORT=" + strconv.Itoa(sk.port), "WORKERS=2"},
 		opt:   loadOption(t, viaRequire),

@@ -3,4 +3,4 @@
 // apply) and serves the passed port.
 const v8 = require('v8');
 console.log(String(v8.getHeapStatistics().heap_size_limit));
-require('../../examples/node/http-server.js');
+require('../../../examples/node/http-server.js');

@@ -16,7 +16,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/gm2-init/gm2-init/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 )
 
 // Message is one notify datagram or one Node IPC message, already parsed.

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gm2-init/gm2-init/preload"
+	"github.com/gm2-init/gm2-init/internal/preload"
 )
 
 // ExecArg is the hidden first argument with which gm2-init re-executes
