@@ -21,8 +21,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/sockets"
-	"github.com/gm2-init/gm2-init/internal/spawn"
 )
 
 // Prefix is the prefix of every environment variable gm2-init reads.
@@ -36,13 +36,13 @@ func (e *UsageError) Error() string { return e.Msg }
 
 // Config is the validated configuration.
 type Config struct {
-	Instances     InstanceSpec
+	Instances     appspec.Instances
 	CPUs          int  // --cpus override, 0 = detect
 	CPUCeil       bool // --cpu-rounding ceil
 	Listen        []sockets.Spec
 	KillTimeout   time.Duration
 	StopSignal    syscall.Signal
-	Restart       spawn.RestartPolicy
+	Restart       appspec.RestartPolicy
 	MinUptime     time.Duration
 	MaxRestarts   int
 	WaitReady     bool
@@ -314,7 +314,7 @@ func resolve(cfg *Config, o *Options, opts []option, org origin) error {
 		return &UsageError{Msg: fmt.Sprintf("%s: invalid value %q: %s", org.of(byName[name]), value, accepted)}
 	}
 	var err error
-	if cfg.Instances, err = ParseInstances(o.Instances); err != nil {
+	if cfg.Instances, err = appspec.ParseInstances(o.Instances); err != nil {
 		return bad("instances", o.Instances, err.Error())
 	}
 	if cfg.CPUs, err = strconv.Atoi(strings.TrimSpace(o.Cpus)); err != nil || cfg.CPUs < 0 {
@@ -364,7 +364,7 @@ func resolve(cfg *Config, o *Options, opts []option, org origin) error {
 	if cfg.StopSignal, err = ParseSignal(o.StopSignal); err != nil {
 		return bad("stop-signal", o.StopSignal, err.Error())
 	}
-	if cfg.Restart, err = spawn.ParseRestartPolicy(o.Restart); err != nil {
+	if cfg.Restart, err = appspec.ParseRestartPolicy(o.Restart); err != nil {
 		return bad("restart", o.Restart, "accepted: always, on-failure or never")
 	}
 	if cfg.MaxRestarts, err = strconv.Atoi(strings.TrimSpace(o.MaxRestarts)); err != nil || cfg.MaxRestarts < 0 {

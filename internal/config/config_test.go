@@ -18,8 +18,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/sockets"
-	"github.com/gm2-init/gm2-init/internal/spawn"
 )
 
 // env gives the test a clean environment: no GM2_* variable from the
@@ -90,10 +90,10 @@ func TestParseDefaults(t *testing.T) {
 	for _, args := range [][]string{{"--", "app", "-x", "--y"}, {"app", "-x", "--y"}} {
 		cfg := mustParse(t, args...)
 		want := &Config{
-			Instances:     InstanceSpec{N: 1},
+			Instances:     appspec.Instances{N: 1},
 			KillTimeout:   8 * time.Second,
 			StopSignal:    syscall.SIGTERM,
-			Restart:       spawn.Always,
+			Restart:       appspec.Always,
 			MinUptime:     time.Second,
 			MaxRestarts:   16,
 			ListenTimeout: 10 * time.Second,
@@ -135,13 +135,13 @@ func TestEveryOptionReadsItsVariable(t *testing.T) {
 		value string
 		check func(*Config) bool
 	}{
-		"instances":      {"-2", func(c *Config) bool { return c.Instances == InstanceSpec{Relative: true, N: 2} }},
+		"instances":      {"-2", func(c *Config) bool { return c.Instances == appspec.Instances{Relative: true, N: 2} }},
 		"cpus":           {"3", func(c *Config) bool { return c.CPUs == 3 }},
 		"cpu-rounding":   {"ceil", func(c *Config) bool { return c.CPUCeil }},
 		"listen":         {"127.0.0.1:0", func(c *Config) bool { return len(c.Listen) == 1 && c.Listen[0].Addr == "127.0.0.1:0" }},
 		"kill-timeout":   {"3s", func(c *Config) bool { return c.KillTimeout == 3*time.Second }},
 		"stop-signal":    {"INT", func(c *Config) bool { return c.StopSignal == syscall.SIGINT }},
-		"restart":        {"on-failure", func(c *Config) bool { return c.Restart == spawn.OnFailure }},
+		"restart":        {"on-failure", func(c *Config) bool { return c.Restart == appspec.OnFailure }},
 		"min-uptime":     {"250ms", func(c *Config) bool { return c.MinUptime == 250*time.Millisecond }},
 		"max-restarts":   {"5", func(c *Config) bool { return c.MaxRestarts == 5 }},
 		"wait-ready":     {"true", func(c *Config) bool { return c.WaitReady }},
@@ -224,7 +224,7 @@ func TestParsePrecedence(t *testing.T) {
 	t.Setenv("GM2_KILL_TIMEOUT", "20s")
 	t.Setenv("GM2_LOG_LEVEL", "warn")
 	cfg := mustParse(t, "-i", "max", "--log-level=error", "--", "app")
-	if cfg.Instances != (InstanceSpec{Relative: true}) {
+	if cfg.Instances != (appspec.Instances{Relative: true}) {
 		t.Errorf("flag -i max lost to GM2_INSTANCES=3: %+v", cfg.Instances)
 	}
 	if cfg.LogLevel != zerolog.ErrorLevel {
@@ -238,7 +238,7 @@ func TestParsePrecedence(t *testing.T) {
 	}
 	// The last use of a (non-repeatable) flag wins.
 	cfg = mustParse(t, "-i", "2", "--instances", "4", "app")
-	if cfg.Instances != (InstanceSpec{N: 4}) {
+	if cfg.Instances != (appspec.Instances{N: 4}) {
 		t.Errorf("-i 2 --instances 4 = %+v", cfg.Instances)
 	}
 }
@@ -639,7 +639,7 @@ func FuzzParseArgs(f *testing.F) {
 		if len(cfg.Command) == 0 || cfg.Path == "" {
 			t.Fatalf("Parse(%q, %q): no command: %+v", a, b, cfg)
 		}
-		if n, _ := cfg.Instances.Resolve(1); n < 1 || n > MaxInstances {
+		if n, _ := cfg.Instances.Resolve(1); n < 1 || n > appspec.MaxWorkers {
 			t.Fatalf("Parse(%q, %q): %d instances", a, b, n)
 		}
 		if cfg.KillTimeout < time.Millisecond || cfg.ListenTimeout < time.Millisecond || cfg.ReloadBatch < 1 || cfg.MinReady < 0 {

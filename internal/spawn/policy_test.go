@@ -21,34 +21,6 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestRestartPolicy(t *testing.T) {
-	for _, tc := range []struct {
-		in       string
-		want     RestartPolicy
-		ok       bool
-		on0, on1 bool
-	}{
-		{"always", Always, true, true, true},
-		{" Always ", Always, true, true, true},
-		{"on-failure", OnFailure, true, false, true},
-		{"never", Never, true, false, false},
-		{"", "", false, false, false},
-		{"unless-stopped", "", false, false, false},
-	} {
-		p, err := ParseRestartPolicy(tc.in)
-		if (err == nil) != tc.ok || p != tc.want {
-			t.Errorf("ParseRestartPolicy(%q) = %q, %v", tc.in, p, err)
-			continue
-		}
-		if !tc.ok {
-			continue
-		}
-		if p.restarts(0) != tc.on0 || p.restarts(137) != tc.on1 {
-			t.Errorf("%s: restarts(0)=%v restarts(137)=%v", p, p.restarts(0), p.restarts(137))
-		}
-	}
-}
-
 func TestSetEnvReplaces(t *testing.T) {
 	env := setEnv([]string{"A=1", "LISTEN_PID=9", "LISTEN_PIDX=2", "B=3"}, "LISTEN_PID", "42")
 	want := []string{"A=1", "LISTEN_PIDX=2", "B=3", "LISTEN_PID=42"}

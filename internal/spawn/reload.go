@@ -51,6 +51,9 @@ func (s *Supervisor) startReload() {
 		}
 	}
 	s.log.Info().Uint64("generation", r.generation).Int("slots", len(r.queue)).Int("batch", s.opt.ReloadBatch).Msg("reload started")
+	if s.opt.Lifecycle != nil {
+		s.opt.Lifecycle.Reloading()
+	}
 	s.pumpReload()
 }
 
@@ -202,6 +205,10 @@ func (s *Supervisor) finishReload() {
 	if r.pending {
 		r.pending = false
 		s.startReload()
+		return
+	}
+	if s.opt.Lifecycle != nil && !s.down.active {
+		s.opt.Lifecycle.Ready(s.lastReady, s.lastTotal)
 	}
 }
 

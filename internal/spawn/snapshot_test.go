@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -47,7 +48,7 @@ func startSupervisor(t *testing.T, n int) *running {
 		Path: sleep, Args: []string{"sleep", "60"}, Env: os.Environ(), Self: self,
 		Instances: n, StopSignal: syscall.SIGTERM, KillTimeout: 5 * time.Second,
 		MinUptime: 20 * time.Millisecond, ListenTimeout: 10 * time.Second,
-		Restart: Always, MaxRestarts: 16, ReloadBatch: 1, Log: zerolog.Nop(),
+		Restart: appspec.Always, MaxRestarts: 16, ReloadBatch: 1, Log: zerolog.Nop(),
 	})
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, syscall.SIGCHLD)

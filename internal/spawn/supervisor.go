@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/reaper"
@@ -64,14 +65,33 @@ type Options struct {
 	MinUptime     time.Duration
 	ListenTimeout time.Duration
 	ShutdownDelay time.Duration
-	Restart       RestartPolicy
+	Restart       appspec.RestartPolicy
 	MaxRestarts   int
 	WaitReady     bool
 	ReloadBatch   int
 	MinReady      int // 0 = every slot
 
+	// Lifecycle, when set, is told of the supervisor's milestones (for
+	// whatever started gm2-init: systemd's notify protocol).
+	Lifecycle Lifecycle
+
 	Version string
 	Log     zerolog.Logger
+}
+
+// Lifecycle receives the supervisor's milestones. Calls are made from the
+// supervisor's loop, in order, and must not block.
+type Lifecycle interface {
+	// Ready: the start has finished (every slot's first worker is ready,
+	// or was given up on: errored, stopped, or past --listen-timeout), or
+	// a reload pass has ended. ready/total are the ready workers and slots.
+	Ready(ready, total int)
+	// Reloading: a reload pass has begun.
+	Reloading()
+	// Stopping: the shutdown has begun.
+	Stopping()
+	// Status: the count of ready workers or of slots changed.
+	Status(ready, total int)
 }
 
 // Supervisor runs the workers. Create it with New, run it with Run.
@@ -100,6 +120,10 @@ type Supervisor struct {
 	down      shutdownState
 	finished  bool
 	noFg      bool // the terminal could not be handed over once: stop trying
+	// started is set once the start has finished (Lifecycle.Ready);
+	// lastReady/lastTotal are the counts last given to Lifecycle.Status.
+	started              bool
+	lastReady, lastTotal int
 	// firstFailure is the exit code of the first worker that failed, for
 	// --restart never|on-failure.
 	firstFailure int
@@ -332,6 +356,7 @@ func (s *Supervisor) Run(sigs <-chan os.Signal, exits <-chan []reaper.Exit) int 
 			continue // nothing changed
 		}
 		s.checkEnd()
+		s.tellLifecycle()
 	}
 	s.publish()
 	code := s.exitCode()
@@ -738,7 +763,7 @@ func (s *Supervisor) afterExit(sl *slot, code int, desc string, lived time.Durat
 		}
 		return
 	}
-	if !s.opt.Restart.restarts(code) {
+	if !s.opt.Restart.Restarts(code) {
 		sl.state = status.Stopped
 		s.log.Info().Int("slot", sl.index).Str("restart", string(s.opt.Restart)).Msg("slot stopped; not restarted")
 		return
@@ -771,6 +796,36 @@ func (s *Supervisor) afterExit(sl *slot, code int, desc string, lived time.Durat
 	})
 }
 
+// tellLifecycle reports the start's end and changes of the ready count.
+func (s *Supervisor) tellLifecycle() {
+	lc := s.opt.Lifecycle
+	if lc == nil || s.down.active {
+		return
+	}
+	ready, total, settled := 0, 0, true
+	for _, sl := range s.slots {
+		if sl.retiring {
+			continue
+		}
+		total++
+		switch {
+		case sl.current != nil && sl.current.state == status.Ready:
+			ready++
+		case sl.state == status.Errored || sl.state == status.Stopped:
+		default:
+			settled = false
+		}
+	}
+	if ready != s.lastReady || total != s.lastTotal {
+		s.lastReady, s.lastTotal = ready, total
+		lc.Status(ready, total)
+	}
+	if !s.started && settled {
+		s.started = true
+		lc.Ready(ready, total)
+	}
+}
+
 // checkEnd decides whether gm2-init has nothing left to supervise.
 func (s *Supervisor) checkEnd() {
 	if s.down.stopping {
@@ -801,7 +856,7 @@ func (s *Supervisor) checkEnd() {
 	if len(s.lingering) > 0 {
 		return // what the last workers left behind is still draining
 	}
-	if errored == 0 || s.opt.Restart != Always {
+	if errored == 0 || s.opt.Restart != appspec.Always {
 		// --restart never|on-failure: every slot ended; the exit status is
 		// the first failure's (exitCode).
 		s.finished = true
@@ -831,6 +886,9 @@ func (s *Supervisor) beginShutdown(code int) {
 		return
 	}
 	s.down.active = true
+	if s.opt.Lifecycle != nil {
+		s.opt.Lifecycle.Stopping()
+	}
 	if code >= 0 {
 		s.down.exitCode = code
 	} else {

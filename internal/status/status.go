@@ -38,6 +38,7 @@ type Worker struct {
 
 // Slot is one of the N instances (GM2_INSTANCE is its index).
 type Slot struct {
+	App        string    `json:"app"` // the app this slot belongs to
 	Index      int       `json:"instance"`
 	State      State     `json:"state"`
 	Pid        int       `json:"pid,omitempty"` // the current (serving or starting) worker, 0 if none
@@ -46,6 +47,27 @@ type Slot struct {
 	LastExit   string    `json:"last_exit,omitempty"` // e.g. "exit status 1", "signal: killed"
 	LastStatus string    `json:"last_status,omitempty"`
 	Workers    []Worker  `json:"workers"` // every live process of this slot
+}
+
+// App summarizes one app (a single command is one app, named after it).
+type App struct {
+	Name      string `json:"name"`
+	Instances int    `json:"instances"` // wanted
+	MinReady  int    `json:"min_ready"` // resolved count of ready workers required
+	Ready     int    `json:"ready"`     // ready workers now
+	Reload    Reload `json:"reload"`
+}
+
+// Listener is one socket gm2-init holds for its workers: bound at start
+// (--listen, inherited from its own parent) or on a worker's first request.
+type Listener struct {
+	Name     string `json:"name"`
+	Network  string `json:"network"` // tcp, udp, unix, unixgram
+	Address  string `json:"address"` // as bound
+	App      string `json:"app,omitempty"`
+	OnDemand bool   `json:"on_demand,omitempty"` // bound when a worker first asked for it
+	// FirstPid is the worker that asked first (on-demand sockets only).
+	FirstPid int `json:"first_pid,omitempty"`
 }
 
 // Reload describes rolling reloads.
@@ -66,14 +88,16 @@ type Counters struct {
 // Snapshot is an immutable view of the supervisor. Never modify one you were
 // given: it is shared between readers.
 type Snapshot struct {
-	Version      string    `json:"version"`
-	StartedAt    time.Time `json:"started_at"`
-	Instances    int       `json:"instances"` // wanted
-	MinReady     int       `json:"min_ready"` // resolved count of ready workers required
-	ShuttingDown bool      `json:"shutting_down"`
-	Slots        []Slot    `json:"slots"`
-	Reload       Reload    `json:"reload"`
-	Counters     Counters  `json:"counters"`
+	Version      string     `json:"version"`
+	StartedAt    time.Time  `json:"started_at"`
+	Instances    int        `json:"instances"` // wanted
+	MinReady     int        `json:"min_ready"` // resolved count of ready workers required
+	ShuttingDown bool       `json:"shutting_down"`
+	Slots        []Slot     `json:"slots"` // every slot of every app
+	Apps         []App      `json:"apps"`
+	Listeners    []Listener `json:"listeners"`
+	Reload       Reload     `json:"reload"`
+	Counters     Counters   `json:"counters"`
 }
 
 // ReadyWorkers counts the processes that are ready to serve, across slots.
