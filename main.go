@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/health"
@@ -170,33 +171,38 @@ func run() int {
 		preloadEnv = ch.WorkerEnv()
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init: cannot find its own executable: "+err.Error())
-		return exitRuntime
+	app := spawn.App{
+		App: appspec.App{
+			Name:          appspec.NameFromCommand(cfg.Command),
+			Command:       cfg.Command,
+			Path:          cfg.Path,
+			Instances:     cfg.Instances,
+			ExecMode:      appspec.Cluster,
+			Listen:        cfg.Listen,
+			StopSignal:    cfg.StopSignal,
+			KillTimeout:   cfg.KillTimeout,
+			Restart:       cfg.Restart,
+			MinUptime:     cfg.MinUptime,
+			MaxRestarts:   cfg.MaxRestarts,
+			WaitReady:     cfg.WaitReady,
+			ListenTimeout: cfg.ListenTimeout,
+			ReloadBatch:   cfg.ReloadBatch,
+			MinReady:      cfg.MinReady,
+			NodePreload:   cfg.NodePreload,
+		},
+		Count:      instances,
+		Listeners:  listeners,
+		PreloadEnv: preloadEnv,
 	}
+	apps := []spawn.App{app}
 	sup := spawn.New(spawn.Options{
-		Path: cfg.Path, Args: cfg.Command, Env: os.Environ(), Self: self,
-		Instances:        instances,
-		Listeners:        sockets.Files(listeners),
-		ListenFDNames:    sockets.Names(listeners),
-		ListenersDesc:    preload.ListenersEnv(preloadListeners(listeners)),
-		PreloadEnv:       preloadEnv,
-		PreloadListeners: preloadCapable(listeners),
-		Notify:           notifySock,
-		Foreground:       instances == 1 && isTerminal(os.Stdin),
-		StopSignal:       cfg.StopSignal,
-		KillTimeout:      cfg.KillTimeout,
-		MinUptime:        cfg.MinUptime,
-		ListenTimeout:    cfg.ListenTimeout,
-		ShutdownDelay:    cfg.ShutdownDelay,
-		Restart:          cfg.Restart,
-		MaxRestarts:      cfg.MaxRestarts,
-		WaitReady:        cfg.WaitReady,
-		ReloadBatch:      cfg.ReloadBatch,
-		MinReady:         cfg.MinReady,
-		Version:          version,
-		Log:              log,
+		Apps:          apps,
+		Env:           os.Environ(),
+		Notify:        notifySock,
+		Foreground:    instances == 1 && isTerminal(os.Stdin),
+		ShutdownDelay: cfg.ShutdownDelay,
+		Version:       version,
+		Log:           log,
 	})
 
 	// 8. Health endpoints, answered from the supervisor's snapshots.
@@ -218,8 +224,8 @@ func run() int {
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
 	}
-	log.Info().Dur("shutdown_delay", cfg.ShutdownDelay).Dur("kill_timeout", cfg.KillTimeout).
-		Dur("worst_case_stop", cfg.ShutdownDelay+cfg.KillTimeout+2*time.Second).
+	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.KillTimeout.String()).
+		Str("worst_case_stop", spawn.WorstCaseStop(cfg.ShutdownDelay, apps).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
 	// 9. Reap and supervise until the end.
@@ -234,26 +240,6 @@ func run() int {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// preloadCapable counts the listeners a Node app can take over: all but
-// unixgram sockets, which Node has no API for.
-func preloadCapable(ls []*sockets.Listener) int {
-	n := 0
-	for _, l := range ls {
-		if l.Spec.Network != "unixgram" {
-			n++
-		}
-	}
-	return n
-}
-
-func preloadListeners(ls []*sockets.Listener) []preload.Listener {
-	out := make([]preload.Listener, len(ls))
-	for i, l := range ls {
-		out[i] = preload.Listener{FD: 3 + i, Proto: string(l.Spec.Network), Addr: l.Bound}
-	}
-	return out
 }
 
 func newLogger(cfg *config.Config) zerolog.Logger {

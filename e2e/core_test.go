@@ -137,7 +137,11 @@ func TestCrashLoopBacksOffThenErrors(t *testing.T) {
 	var delays []time.Duration
 	for _, l := range in.Lines() {
 		if l.msg() == "restarting worker" {
-			delays = append(delays, time.Duration(l["delay"].(float64))*time.Millisecond)
+			d, err := time.ParseDuration(l.str("delay"))
+			if err != nil {
+				t.Fatalf("delay %q: %v", l.str("delay"), err)
+			}
+			delays = append(delays, d)
 		}
 	}
 	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}

@@ -106,7 +106,13 @@ type Init struct {
 // environment variables are added to the test's environment.
 func startInit(t *testing.T, env []string, args ...string) *Init {
 	t.Helper()
-	argv := append(namespaceCmd(t), bins.init)
+	return startInitBin(t, bins.init, env, args...)
+}
+
+// startInitBin is startInit with another gm2-init binary.
+func startInitBin(t *testing.T, bin string, env []string, args ...string) *Init {
+	t.Helper()
+	argv := append(namespaceCmd(t), bin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)

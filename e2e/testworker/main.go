@@ -18,6 +18,10 @@
 //	TW_READY_DELAY=DUR     wait before sending READY=1
 //	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
+//	TW_ESCAPE=1            at start, fork a child that moves to a process group of its own,
+//	                       and move the worker into that group too (both leave the group
+//	                       gm2-init created); combine with TW_IGNORE_TERM
+//	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
 package main
 
 import (
@@ -100,6 +104,21 @@ func grandchild(file string) {
 	os.WriteFile(file, []byte("term"), 0o644)
 }
 
+// escape forks a child that ignores SIGTERM and makes a process group of its
+// own, then moves the worker into that group: neither is in the group
+// gm2-init made for the worker any more, so signalling that group alone
+// reaches nobody.
+func escape() {
+	cmd := exec.Command("sh", "-c", "trap '' TERM INT; while :; do sleep 1; done")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fail(err)
+	}
+	if err := unix.Setpgid(0, cmd.Process.Pid); err != nil {
+		fail(fmt.Errorf("setpgid: %w", err))
+	}
+}
+
 func serve() {
 	if code := os.Getenv("TW_CRASH"); code != "" {
 		n, _ := strconv.Atoi(code)
@@ -121,6 +140,17 @@ func serve() {
 	}
 	if f := os.Getenv("TW_DAEMON"); f != "" {
 		if err := exec.Command(os.Args[0], "daemonize", f).Run(); err != nil {
+			fail(err)
+		}
+	}
+	if os.Getenv("TW_ESCAPE") == "1" {
+		escape()
+	}
+	if n := os.Getenv("TW_STUBBORN"); n != "" {
+		// SIG_IGN survives exec: the shell and its sleeps ignore SIGTERM.
+		// The shell exits at once, so the sleeps are orphans of PID 1.
+		signal.Ignore(syscall.SIGTERM)
+		if err := exec.Command("sh", "-c", "i=0; while [ $i -lt "+n+" ]; do sleep 1000 & i=$((i+1)); done").Run(); err != nil {
 			fail(err)
 		}
 	}

@@ -83,6 +83,7 @@ type Counters struct {
 	Reloads        map[string]uint64 `json:"reloads_total"` // by result: "ok", "failed"
 	OrphansReaped  uint64            `json:"orphans_reaped_total"`
 	WorkersStarted uint64            `json:"workers_started_total"`
+	MemoryRestarts uint64            `json:"memory_restarts_total"` // workers replaced for --max-memory-restart
 }
 
 // Snapshot is an immutable view of the supervisor. Never modify one you were

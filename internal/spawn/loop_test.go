@@ -2,9 +2,11 @@ package spawn
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -12,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -22,6 +24,9 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == ExecArg {
 		os.Exit(ExecMain(os.Args[2:]))
+	}
+	if f := os.Getenv("GM2_TEST_ESCAPE"); f != "" {
+		escapeWorker(f)
 	}
 	os.Exit(m.Run())
 }
@@ -36,6 +41,11 @@ type running struct {
 
 func startSupervisor(t *testing.T, n int) *running {
 	t.Helper()
+	return startSupervisorWith(t, n, nil)
+}
+
+func startSupervisorWith(t *testing.T, n int, sock *notify.Socket) *running {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -44,12 +54,10 @@ func startSupervisor(t *testing.T, n int) *running {
 	if err != nil {
 		t.Skip("no sleep on PATH")
 	}
-	s := New(Options{
-		Path: sleep, Args: []string{"sleep", "60"}, Env: os.Environ(), Self: self,
-		Instances: n, StopSignal: syscall.SIGTERM, KillTimeout: 5 * time.Second,
-		MinUptime: 20 * time.Millisecond, ListenTimeout: 10 * time.Second,
-		Restart: appspec.Always, MaxRestarts: 16, ReloadBatch: 1, Log: zerolog.Nop(),
-	})
+	a := testApp("sleep", n)
+	a.Path, a.Command = sleep, []string{"sleep", "60"}
+	a.KillTimeout, a.MinUptime = 5*time.Second, 20*time.Millisecond
+	s := New(Options{Apps: []App{a}, Env: os.Environ(), System: NewSystem(self, "/proc"), Notify: sock, Log: zerolog.Nop()})
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, syscall.SIGCHLD)
 	stop := make(chan struct{})
@@ -93,6 +101,7 @@ func waitSnapshot(t *testing.T, s *Supervisor, what string, ok func(*status.Snap
 // gets one older than an event the loop applied before its call, while other
 // readers hammer Snapshot concurrently (run with -race).
 func TestSnapshotIsCurrent(t *testing.T) {
+	skipShort(t)
 	r := startSupervisor(t, 2)
 	stopReaders := make(chan struct{})
 	var readers sync.WaitGroup
@@ -137,6 +146,7 @@ func TestSnapshotIsCurrent(t *testing.T) {
 // the first round trip after the loop recovers brings the snapshot up to
 // date again.
 func TestSnapshotStuckLoop(t *testing.T) {
+	skipShort(t)
 	r := startSupervisor(t, 1)
 	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
 
@@ -178,5 +188,43 @@ func TestSnapshotStuckLoop(t *testing.T) {
 	}
 	if snap := r.Snapshot(); snap.Instances != 2 {
 		t.Errorf("after the loop recovered: %d instances, want 2", snap.Instances)
+	}
+}
+
+// The control commands go through the loop and wait for its answer.
+func TestControlCommandsThroughTheLoop(t *testing.T) {
+	skipShort(t)
+	sock, err := notify.Listen(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	r := startSupervisorWith(t, 1, sock)
+	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
+	if err := r.Scale("sleep", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, r.Supervisor, "2 workers ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 2 })
+	if err := r.Reload(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, r.Supervisor, "reload ok", func(s *status.Snapshot) bool { return s.Reload.LastResult == "ok" && s.ReadyWorkers() == 2 })
+	if err := r.Reload([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
+		t.Errorf("reload of an unknown app: %v", err)
+	}
+	if err := r.Scale("sleep", 0); err == nil {
+		t.Error("scaled to 0")
+	}
+	// A datagram from the test itself, no worker: dropped, the loop goes on.
+	c, err := net.Dial("unixgram", sock.Env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("READY=1"))
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Ping(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
