@@ -184,10 +184,11 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 		mine, theirs = append(mine, parent), append(theirs, child)
 		channel = parent
 	}
-	path, argv := spec.Path, spec.Argv
+	path, argv, env := spec.Path, spec.Argv, spec.Env
 	if spec.Layout.NeedsShim() {
 		path = o.self
 		argv = append([]string{spec.Argv[0], ExecArg, spec.Path}, spec.Argv...)
+		env = shimEnv(env)
 	}
 	// Its own process group, so that the stop signal reaches what a
 	// wrapper (sh -c, npm start) started too.
@@ -195,7 +196,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 	if spec.Foreground && !o.noFg {
 		sys.Foreground, sys.Ctty = true, 0
 	}
-	attr := &os.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys}
+	attr := &os.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
 	proc, err := os.StartProcess(path, argv, attr)
 	if err != nil && sys.Foreground {
 		o.noFg = true
