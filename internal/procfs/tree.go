@@ -150,6 +150,10 @@ func (r *reader) tree(ctx context.Context, pid int) (Stats, error) {
 	}
 	threads, err := r.add(&s, pid, -1)
 	if err != nil {
+		if isGone(err) && !errors.Is(err, fs.ErrNotExist) {
+			// ESRCH: it died between open and read. Gone all the same.
+			err = fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+		}
 		return Stats{}, fmt.Errorf("process tree of pid %d: %w", pid, err)
 	}
 	clear(r.seen)
