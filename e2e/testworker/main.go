@@ -18,6 +18,7 @@
 //	TW_READY_DELAY=DUR     wait before sending READY=1
 //	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
+//	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
 package main
 
 import (
@@ -100,6 +101,9 @@ func grandchild(file string) {
 	os.WriteFile(file, []byte("term"), 0o644)
 }
 
+// held keeps TW_ALLOC_MB's memory reachable for the worker's whole life.
+var held []byte
+
 func serve() {
 	if code := os.Getenv("TW_CRASH"); code != "" {
 		n, _ := strconv.Atoi(code)
@@ -129,6 +133,12 @@ func serve() {
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fail(err)
+		}
+	}
+	if n, _ := strconv.Atoi(os.Getenv("TW_ALLOC_MB")); n > 0 {
+		held = make([]byte, n<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1
 		}
 	}
 	var ln net.Listener
