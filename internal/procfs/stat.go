@@ -99,7 +99,8 @@ func parseStat(data []byte, full bool) (Stat, error) {
 		case fieldThreads:
 			var u uint64
 			u, err = parseTicks(f)
-			if err == nil && (u == 0 || u > MaxPid) {
+			// 0 is possible for a process caught exiting.
+			if err == nil && u > MaxPid {
 				err = fmt.Errorf("num_threads %q", f)
 			}
 			st.Threads = int(u)

@@ -42,7 +42,9 @@ func TestParseStatFull(t *testing.T) {
 		{"empty", "", Stat{}, "no ')'"},
 		{"no ppid", "42 (x) S", Stat{}, "no ppid"},
 		{"negative cutime", strings.Replace(statLine(42, "x", 'S', 1, 250, 50, 7, 3, 8, 12345, 1<<30, 300), " 7 3 ", " -7 3 ", 1), Stat{}, "field 16"},
-		{"zero threads", statLine(42, "x", 'S', 1, 250, 50, 7, 3, 0, 12345, 1<<30, 300), Stat{}, "num_threads"},
+		{"zero threads (exiting)", statLine(42, "x", 'S', 1, 250, 50, 7, 3, 0, 12345, 1<<30, 300),
+			Stat{State: 'S', PPid: 1, PGrp: 42, UTime: 250, STime: 50, CUTime: 7, CSTime: 3, StartTime: 12345, VSizeBytes: 1 << 30, RSSPages: 300}, ""},
+		{"too many threads", statLine(42, "x", 'S', 1, 250, 50, 7, 3, 1<<31, 12345, 1<<30, 300), Stat{}, "num_threads"},
 		{"utime overflow", strings.Replace(statLine(42, "x", 'S', 1, 250, 50, 7, 3, 8, 12345, 1<<30, 300), " 250 ", " 18446744073709551616 ", 1), Stat{}, "overflows"},
 		{"garbage rss", strings.Replace(statLine(42, "x", 'S', 1, 250, 50, 7, 3, 8, 12345, 1<<30, 300), " 300 ", " 3e2 ", 1), Stat{}, "field 24"},
 		{"bad pgrp", "42 (x) S 1 x 42 0 -1 4194560 2117 0 0 0 250 50 7 3 20 0 8 0 12345 1073741824 300", Stat{}, "field 5"},
@@ -112,7 +114,7 @@ func FuzzParseStat(f *testing.F) {
 			if serr != nil || short.PPid != full.PPid || short.PGrp != full.PGrp || short.State != full.State {
 				t.Fatalf("full parse %+v but short parse %+v, %v", full, short, serr)
 			}
-			if full.Threads < 1 || full.Threads > MaxPid {
+			if full.Threads < 0 || full.Threads > MaxPid {
 				t.Fatalf("threads %d out of range", full.Threads)
 			}
 		}
