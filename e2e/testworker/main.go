@@ -22,6 +22,7 @@
 //	                       and move the worker into that group too (both leave the group
 //	                       gm2-init created); combine with TW_IGNORE_TERM
 //	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
+//	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
 package main
 
 import (
@@ -119,6 +120,9 @@ func escape() {
 	}
 }
 
+// held keeps TW_ALLOC_MB's memory reachable for the worker's whole life.
+var held []byte
+
 func serve() {
 	if code := os.Getenv("TW_CRASH"); code != "" {
 		n, _ := strconv.Atoi(code)
@@ -159,6 +163,12 @@ func serve() {
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fail(err)
+		}
+	}
+	if n, _ := strconv.Atoi(os.Getenv("TW_ALLOC_MB")); n > 0 {
+		held = make([]byte, n<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1
 		}
 	}
 	var ln net.Listener

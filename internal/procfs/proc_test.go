@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// parseStatPPid is the ancestor walk's use of parseStat.
+func parseStatPPid(data []byte) (int, error) {
+	st, err := parseStat(data, false)
+	return st.PPid, err
+}
+
 func TestParseStatPPid(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -236,7 +236,7 @@ func (o *osSystem) Signal(pr Proc, sig syscall.Signal) {
 
 // same tells whether pid still names the process that started at start.
 func (o *osSystem) same(pid int, start uint64) bool {
-	st, err := procfs.ReadStat(o.proc, pid)
+	st, err := procfs.StatOf(o.proc, pid)
 	return err == nil && st.StartTime == start
 }
 
@@ -313,7 +313,7 @@ func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 		if skip[pid] {
 			continue
 		}
-		if st, err := procfs.ReadStat(o.proc, pid); err == nil && skip[st.PGrp] {
+		if st, err := procfs.StatOf(o.proc, pid); err == nil && skip[st.PGrp] {
 			continue // in a live worker's group
 		}
 		if unix.Kill(pid, sig) == nil {
@@ -324,20 +324,9 @@ func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 }
 
 func (o *osSystem) Memory(pr Proc) (int64, error) {
-	pids := []int{pr.Pid()}
-	for _, d := range procfs.Descendants(o.proc, pr.Pid()) {
-		pids = append(pids, d.Pid)
+	st, err := procfs.TreeStats(o.proc, pr.Pid())
+	if err != nil {
+		return 0, err
 	}
-	var total int64
-	for i, pid := range pids {
-		rss, err := procfs.RSS(o.proc, pid)
-		if err != nil {
-			if i == 0 {
-				return 0, err
-			}
-			continue // a descendant that exited meanwhile
-		}
-		total += rss
-	}
-	return total, nil
+	return int64(min(st.RSSBytes, 1<<62)), nil
 }

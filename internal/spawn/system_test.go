@@ -106,7 +106,7 @@ func TestSignalReachesWhatLeftTheGroup(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	st, err := procfs.ReadStat("/proc", p.Pid())
+	st, err := procfs.StatOf("/proc", p.Pid())
 	if err != nil || st.PGrp == p.Pid() {
 		t.Fatalf("the worker did not leave its group: %+v %v", st, err)
 	}

@@ -1,4 +1,4 @@
-package cpus
+package cgroup
 
 import (
 	"bufio"
@@ -82,28 +82,30 @@ func unescapeOctal(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
-// isCPUMount reports whether m is a mount of the hierarchy that ref lives in.
-func isCPUMount(m mount, ref cgroupRef) bool {
-	if ref.v2 {
+// isMountOf reports whether m is a mount of the hierarchy that ref lives in:
+// the cgroup2 file system, or a v1 hierarchy whose options list ref's
+// controller.
+func isMountOf(m mount, ref Ref) bool {
+	if ref.V2 {
 		return m.fsType == "cgroup2"
 	}
 	if m.fsType != "cgroup" {
 		return false
 	}
 	for _, o := range m.superOpts {
-		if o == "cpu" {
+		if o == ref.Controller {
 			return true
 		}
 	}
 	return false
 }
 
-// readCPUMounts streams mountinfo once and keeps only the mounts of ref's
+// readMounts streams mountinfo once and keeps only the mounts of ref's
 // hierarchy: on Kubernetes nodes the file can hold thousands of lines, and
 // none of the others matter. Lines that do not parse are skipped, since an
-// unrelated odd line must not cost us the CPU limit; if the line we needed
-// was among them, the caller's "no mount found" warning reports it.
-func readCPUMounts(fsys fs.FS, name string, ref cgroupRef) ([]mount, error) {
+// unrelated odd line must not cost us the limit; if the line we needed was
+// among them, the caller's "no mount found" warning reports it.
+func readMounts(fsys fs.FS, name string, ref Ref) ([]mount, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -114,7 +116,7 @@ func readCPUMounts(fsys fs.FS, name string, ref cgroupRef) ([]mount, error) {
 	sc.Buffer(make([]byte, 0, 64*1024), maxMountinfoLine)
 	for sc.Scan() {
 		m, err := parseMountinfoLine(sc.Text())
-		if err != nil || !isCPUMount(m, ref) {
+		if err != nil || !isMountOf(m, ref) {
 			continue
 		}
 		found = append(found, m)
