@@ -245,7 +245,9 @@ func isTerminal(f *os.File) bool {
 func newLogger(cfg *config.Config) zerolog.Logger {
 	var l zerolog.Logger
 	if cfg.LogFormat == "console" {
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		// Colour codes only for a terminal: in a log file or a
+		// collector they are noise.
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
 	} else {
 		l = zerolog.New(os.Stderr)
 	}

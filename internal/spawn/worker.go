@@ -193,7 +193,7 @@ func (s *Supervisor) onKillTimeout(w *worker) {
 	if !w.alive || w.killed {
 		return
 	}
-	s.log.Warn().Str("app", w.slot.app.name).Int("slot", w.slot.index).Int("pid", w.pid).Dur("kill_timeout", w.slot.app.spec.KillTimeout).
+	s.log.Warn().Str("app", w.slot.app.name).Int("slot", w.slot.index).Int("pid", w.pid).Str("kill_timeout", dur(w.slot.app.spec.KillTimeout)).
 		Msg("worker still running after the kill timeout; sending SIGKILL")
 	w.killed = true
 	if s.down.active {
