@@ -117,6 +117,7 @@ func TestStopSignalReachesWorkerBehindShell(t *testing.T) {
 func TestKillTimeout(t *testing.T) {
 	t.Parallel()
 	in := startInit(t, []string{"TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "300ms", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed after the kill timeout, on purpose
 	in.WaitReady(1, 10*time.Second)
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 137 {

@@ -87,6 +87,7 @@ func TestKillDuringReloadDoesNotSpoilTheExitStatus(t *testing.T) {
 	// replaces it; its replacement stops cleanly.
 	script := fmt.Sprintf(`if [ ! -e %s ]; then : > %s; TW_IGNORE_TERM=1 exec %s; fi; exec %s`, first, first, bins.worker, bins.worker)
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--kill-timeout", "300ms", "--", "sh", "-c", script)...)
+	in.AllowUncleanStops() // the first worker is SIGKILLed, on purpose
 	in.WaitReady(1, 10*time.Second)
 	_, pos := in.reload(0)
 	in.WaitLog(10*time.Second, pos, "worker still running after the kill timeout; sending SIGKILL", nil)

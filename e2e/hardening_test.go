@@ -16,6 +16,7 @@ import (
 func TestShutdownReachesAWorkerThatLeftItsGroup(t *testing.T) {
 	t.Parallel()
 	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "1s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
 	in.WaitReady(1, 10*time.Second)
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(10 * time.Second); code != 137 {
@@ -28,6 +29,7 @@ func TestShutdownReachesAWorkerThatLeftItsGroup(t *testing.T) {
 func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
 	t.Parallel()
 	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "1s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
 	in.WaitReady(1, 10*time.Second)
 	old, _ := in.WaitLog(5*time.Second, 0, "worker started", nil)
 	in.Signal(syscall.SIGHUP)
@@ -40,6 +42,7 @@ func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
 func TestStopBudgetHoldsWithStubbornOrphans(t *testing.T) {
 	t.Parallel()
 	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1", "TW_STUBBORN=300"}, baseArgs("--kill-timeout", "2s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
 	budgetLine, _ := in.WaitLog(10*time.Second, 0, "stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop", nil)
 	budget, err := time.ParseDuration(budgetLine.str("worst_case_stop"))
 	if err != nil {

@@ -14,6 +14,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v unshare  >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3  >/dev/null 2>&1 || need_apt+=(python3)
+# The real servers of the README's recipes (e2e/recipes_test.go): gunicorn, uvicorn, puma + its sd_notify gem.
+{ command -v gunicorn && command -v uvicorn && command -v puma && ruby -rsd_notify -e ''; } >/dev/null 2>&1 || need_apt+=(gunicorn python3-gunicorn uvicorn python3-uvicorn puma ruby-sd-notify)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "==> installing ${need_apt[*]}"

@@ -14,6 +14,7 @@
 //	TW_CRASH_IF=FILE       exit 3 at once if FILE exists (a broken new version)
 //	TW_CRASH_SLOT=N        exit 3 at once when GM2_INSTANCE is N (one bad slot)
 //	TW_IGNORE_TERM=1       ignore the stop signals (TERM, INT)
+//	TW_EXIT_ON_TERM=N      after draining on a stop signal, exit with status N
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
 //	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
@@ -209,7 +210,12 @@ func serve() {
 	<-stop
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv.Drain(ctx)
+	if err := srv.Drain(ctx); err != nil {
+		fail(fmt.Errorf("drain: %w", err))
+	}
+	if n, err := strconv.Atoi(os.Getenv("TW_EXIT_ON_TERM")); err == nil {
+		os.Exit(n)
+	}
 }
 
 func sdNotify(msg string) {
