@@ -16,7 +16,8 @@
 //	TW_IGNORE_TERM=1       ignore the stop signals (TERM, INT)
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
-//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
+//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize);
+//	                       "{instance}" in FILE becomes GM2_INSTANCE (one file per worker)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
 package main
 
@@ -30,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -120,6 +122,7 @@ func serve() {
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	}
 	if f := os.Getenv("TW_DAEMON"); f != "" {
+		f = strings.ReplaceAll(f, "{instance}", os.Getenv("GM2_INSTANCE"))
 		if err := exec.Command(os.Args[0], "daemonize", f).Run(); err != nil {
 			fail(err)
 		}
