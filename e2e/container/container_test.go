@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // Every wait below is bounded; these bound one step (a container start,
@@ -181,6 +183,9 @@ func TestPodmanStop(t *testing.T) {
 		{"podman run --init", []string{"--init"}, 5 * time.Second, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if slices.Contains(tc.flags, "--init") {
+				testtool.Require(t, "catatonit", "Debian package catatonit: podman run --init runs it")
+			}
 			t.Parallel()
 			const orphans = 20
 			dir := t.TempDir()
