@@ -46,6 +46,11 @@ var suite struct {
 	// Binaries built for the images: static, as users ship them.
 	gm2init, goapp, testworker string
 
+	// setup builds the binaries and checks the engine on the first test
+	// that needs them: the parser tests and fuzz workers never touch
+	// podman.
+	setup sync.Once
+
 	imgMu  sync.Mutex
 	images map[string]*imageBuild
 }
@@ -77,10 +82,6 @@ func run(m *testing.M) int {
 	suite.prefix = "gm2-e2e-" + hex.EncodeToString(id[:])
 	suite.images = map[string]*imageBuild{}
 
-	suite.setupErr = buildBinaries()
-	if suite.setupErr == nil {
-		suite.engineErr = checkEngine()
-	}
 	code := m.Run()
 	removeImages()
 	return code
@@ -154,6 +155,12 @@ func checkEngine() error {
 // (a skip, or a failure under CI=true).
 func needEngine(t *testing.T) {
 	t.Helper()
+	suite.setup.Do(func() {
+		suite.setupErr = buildBinaries()
+		if suite.setupErr == nil {
+			suite.engineErr = checkEngine()
+		}
+	})
 	if suite.setupErr != nil {
 		t.Fatalf("setting up the container suite: %v", suite.setupErr)
 	}
@@ -192,6 +199,8 @@ func removeImages() {
 	if suite.podman == "" {
 		return
 	}
+	suite.imgMu.Lock()
+	defer suite.imgMu.Unlock()
 	for _, b := range suite.images {
 		if b.err == nil {
 			if out, err := podmanOut(2*time.Minute, "rmi", "-f", b.name); err != nil {
