@@ -225,7 +225,7 @@ func run() int {
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
 	}
 	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.KillTimeout.String()).
-		Str("worst_case_stop", spawn.WorstCaseStop(cfg.ShutdownDelay, apps).String()).
+		Str("worst_case_stop", worstCaseStop(cfg).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
 	// 9. Reap and supervise until the end.
@@ -278,6 +278,7 @@ func dryRun(cfg *config.Config, cpu cpus.Result, instances int) int {
 		"health_addr":      cfg.HealthAddr,
 		"min_ready":        minReadyString(cfg.MinReady),
 		"shutdown_delay":   cfg.ShutdownDelay.String(),
+		"worst_case_stop":  worstCaseStop(cfg).String(),
 		"node_preload":     cfg.NodePreload,
 		"log_level":        cfg.LogLevel.String(),
 		"log_format":       cfg.LogFormat,
@@ -290,6 +291,15 @@ func dryRun(cfg *config.Config, cpu cpus.Result, instances int) int {
 		return exitRuntime
 	}
 	return 0
+}
+
+// worstCaseStop is the longest a requested stop can take with cfg, from the
+// TERM to gm2-init's exit: what `docker stop -t` and Kubernetes'
+// terminationGracePeriodSeconds must exceed. It is logged at start and shown
+// by --dry-run, from this one place, so that checks of deployment files
+// (examples/kubernetes/check) read it instead of recomputing it.
+func worstCaseStop(cfg *config.Config) time.Duration {
+	return spawn.WorstCaseStop(cfg.ShutdownDelay, cfg.KillTimeout)
 }
 
 func minReadyString(n int) string {

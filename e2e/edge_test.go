@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // Edge cases of the supervisor's state machine: reloads that meet crashes,
@@ -135,10 +137,7 @@ func TestScaleDownKeepsTheLastWorkingSlot(t *testing.T) {
 // it reads. script(1) gives gm2-init a real pseudo-terminal.
 func TestInteractiveProgramGetsTheTerminal(t *testing.T) {
 	t.Parallel()
-	script, err := exec.LookPath("script")
-	if err != nil {
-		t.Skip("script (bsdutils) not installed")
-	}
+	script := testtool.Require(t, "script", "Debian package bsdutils")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	inner := strings.Join(append(namespaceCmd(t), bins.init,

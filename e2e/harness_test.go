@@ -26,6 +26,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/procfs"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // Binaries built once by TestMain.
@@ -66,9 +68,7 @@ func TestMain(m *testing.M) {
 // namespace otherwise.
 func namespaceCmd(t *testing.T) []string {
 	t.Helper()
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) not installed")
-	}
+	testtool.Require(t, "unshare", "Debian package util-linux")
 	if os.Geteuid() == 0 {
 		return []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
 	}

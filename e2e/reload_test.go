@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // statusDoc is the part of /status the tests read.
@@ -289,10 +290,7 @@ while True:
 
 func TestReadinessBySdNotifyFromPythonBehindShell(t *testing.T) {
 	t.Parallel()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := testtool.Require(t, "python3", "Debian package python3")
 	app := filepath.Join(t.TempDir(), "app.py")
 	if err := os.WriteFile(app, []byte(pythonNotifyApp), 0o644); err != nil {
 		t.Fatal(err)
@@ -328,10 +326,7 @@ process.on('SIGTERM', () => process.exit(0));
 
 func TestReadinessByProcessSendFromNode(t *testing.T) {
 	t.Parallel()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := testtool.Require(t, "node", "Debian package nodejs")
 	app := filepath.Join(t.TempDir(), "app.js")
 	if err := os.WriteFile(app, []byte(nodeProcessSendApp), 0o644); err != nil {
 		t.Fatal(err)

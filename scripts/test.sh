@@ -4,16 +4,26 @@
 # the real binary as PID 1 in a new PID namespace.
 #
 # On a fresh Debian machine (as root, or with sudo) it installs what the
-# tests use: prometheus (for promtool, which checks /metrics) and the Node
-# example's pinned dependencies (npm ci). Everything else is Go.
+# tests use: prometheus (for promtool, which checks /metrics), util-linux
+# (unshare, taskset), bsdutils (script), nodejs and npm, python3, and
+# podman with runc and catatonit for the container suite (e2e/container);
+# then the Node example's pinned dependencies (npm ci). Go modules come from
+# the module proxy. A test whose tool is still missing fails under CI=true
+# (internal/testtool) instead of skipping, so CI cannot go green untested.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v unshare  >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
-command -v python3  >/dev/null 2>&1 || need_apt+=(python3)
+command -v promtool  >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v unshare   >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v taskset   >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v script    >/dev/null 2>&1 || need_apt+=(bsdutils)
+command -v node      >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm       >/dev/null 2>&1 || need_apt+=(npm)
+command -v python3   >/dev/null 2>&1 || need_apt+=(python3)
+command -v podman    >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc      >/dev/null 2>&1 || need_apt+=(runc)
+command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 # The real servers of the README's recipes (e2e/recipes_test.go): gunicorn, uvicorn, puma + its sd_notify gem.
 { command -v gunicorn && command -v uvicorn && command -v puma && ruby -rsd_notify -e ''; } >/dev/null 2>&1 || need_apt+=(gunicorn python3-gunicorn uvicorn python3-uvicorn puma ruby-sd-notify)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -21,7 +31,7 @@ if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "==> installing ${need_apt[*]}"
   $sudo apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" \
-    || echo "warning: could not install ${need_apt[*]}; the tests that need them are skipped"
+    || echo "warning: could not install ${need_apt[*]}; the tests that need them skip (and fail under CI=true)"
 fi
 if command -v npm >/dev/null 2>&1 && [ ! -d examples/node/node_modules ]; then
   echo "==> npm ci (examples/node)"
@@ -35,4 +45,8 @@ echo "==> go vet"
 go vet ./...
 echo "==> go test -race"
 go test -race -count=1 -timeout 20m ./...
+# The Kubernetes manifests are checked by a test-only module of their own
+# (k8s.io/api stays out of gm2-init's go.mod).
+echo "==> examples/kubernetes/check"
+(cd examples/kubernetes/check && go vet ./... && go test -race -count=1 -timeout 5m ./...)
 echo "all tests passed"

@@ -17,7 +17,8 @@
 //	TW_EXIT_ON_TERM=N      after draining on a stop signal, exit with status N
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
-//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
+//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize);
+//	                       "{instance}" in FILE becomes GM2_INSTANCE (one file per worker)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
 //	TW_ESCAPE=1            at start, fork a child that moves to a process group of its own,
 //	                       and move the worker into that group too (both leave the group
@@ -36,6 +37,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -144,6 +146,7 @@ func serve() {
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	}
 	if f := os.Getenv("TW_DAEMON"); f != "" {
+		f = strings.ReplaceAll(f, "{instance}", os.Getenv("GM2_INSTANCE"))
 		if err := exec.Command(os.Args[0], "daemonize", f).Run(); err != nil {
 			fail(err)
 		}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // The real tests re-execute the test binary as a helper process that moves
@@ -151,10 +153,7 @@ func TestRealAffinity(t *testing.T) {
 		}
 	})
 	t.Run("taskset", func(t *testing.T) {
-		taskset, err := exec.LookPath("taskset")
-		if err != nil {
-			t.Skip("taskset (util-linux) is not installed")
-		}
+		taskset := testtool.Require(t, "taskset", "Debian package util-linux")
 		res := runHelper(t, []string{taskset, "-c", strconv.Itoa(one)})
 		if res.Affinity != 1 || res.Max != 1 {
 			t.Errorf("taskset -c %d: Affinity = %d, Max = %d; want 1, 1", one, res.Affinity, res.Max)

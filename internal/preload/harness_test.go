@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // waitLimit bounds every wait on a node process in these tests.
@@ -43,11 +45,7 @@ func bothModes() []loadMode { return []loadMode{viaRequire, viaImport} }
 
 func nodePath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("node")
-	if err != nil {
-		t.Skipf("node is not installed (%v): the preload tests run real node processes", err)
-	}
-	return p
+	return testtool.Require(t, "node", "Debian package nodejs; the preload tests run real node processes")
 }
 
 // loadOption returns the NODE_OPTIONS token for mode.
@@ -222,10 +220,7 @@ func baseEnv() []string {
 
 func start(t *testing.T, s spec) *proc {
 	t.Helper()
-	bin, err := exec.LookPath(s.args[0])
-	if err != nil {
-		t.Skipf("%s is not installed: %v", s.args[0], err)
-	}
+	bin := testtool.Require(t, s.args[0], "")
 	args := s.args[1:]
 	if s.listenPID {
 		// Go cannot set a variable between fork and exec; a shell can.
@@ -240,6 +235,7 @@ func start(t *testing.T, s spec) *proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	env := baseEnv()
 	var pr, pw *os.File
+	var err error
 	if !s.noContract {
 		pr, pw, err = os.Pipe()
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // parseStatPPid is the ancestor walk's use of parseStat.
@@ -187,7 +189,7 @@ func startShellChain(t *testing.T, script string) (*exec.Cmd, []int) {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		testtool.Missing(t, "cannot start sh: %v", err)
 	}
 	var pids []int
 	t.Cleanup(func() {
@@ -275,7 +277,7 @@ func TestGroupMembersAndExeName(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		testtool.Missing(t, "cannot start sh: %v", err)
 	}
 	defer func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // TestMain lets the test binary stand in for gm2-init's own executable:
@@ -50,10 +50,7 @@ func startSupervisorWith(t *testing.T, n int, sock *notify.Socket) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep on PATH")
-	}
+	sleep := testtool.Require(t, "sleep", "Debian package coreutils")
 	a := testApp("sleep", n)
 	a.Path, a.Command = sleep, []string{"sleep", "60"}
 	a.KillTimeout, a.MinUptime = 5*time.Second, 20*time.Millisecond

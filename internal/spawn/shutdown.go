@@ -30,11 +30,12 @@ const reapGrace = time.Second
 
 // WorstCaseStop is the longest a requested shutdown takes, from the signal
 // to gm2-init's exit: the shutdown delay, the longest kill timeout of the
-// apps, and the grace for reaping after SIGKILL.
-func WorstCaseStop(shutdownDelay time.Duration, apps []App) time.Duration {
+// apps, and the grace for reaping after SIGKILL. Durations are capped by
+// configuration, so the sum cannot overflow.
+func WorstCaseStop(shutdownDelay time.Duration, killTimeouts ...time.Duration) time.Duration {
 	var kill time.Duration
-	for _, a := range apps {
-		kill = max(kill, a.KillTimeout)
+	for _, k := range killTimeouts {
+		kill = max(kill, k)
 	}
 	return shutdownDelay + kill + reapGrace
 }

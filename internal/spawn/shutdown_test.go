@@ -146,9 +146,7 @@ func TestExitDuringShutdownIsNotRestarted(t *testing.T) {
 }
 
 func TestWorstCaseStop(t *testing.T) {
-	a, b := testApp("a", 1), testApp("b", 1)
-	a.KillTimeout, b.KillTimeout = 8*time.Second, 20*time.Second
-	if got := WorstCaseStop(5*time.Second, []App{a, b}); got != 26*time.Second {
+	if got := WorstCaseStop(5*time.Second, 8*time.Second, 20*time.Second); got != 26*time.Second {
 		t.Errorf("worst case %v, want 5 s + 20 s + 1 s", got)
 	}
 }
