@@ -81,6 +81,7 @@
     // worker of gm2-init (or of a relaying wrapper), else null.
     const cluster = ours ? becomeWorker(clusterId) : null;
     const UV_EADDRINUSE = -require('os').constants.errno.EADDRINUSE;
+    const UV_ECONNRESET = -require('os').constants.errno.ECONNRESET;
 
     report('hello ' + pid);
     patchNet();
@@ -454,21 +455,37 @@
     function becomeWorker(id) {
       const had = Object.prototype.hasOwnProperty.call(process.env, 'NODE_UNIQUE_ID');
       let c;
+      // Node's worker setup reads its id from NODE_UNIQUE_ID and removes it
+      // from the environment, as here.
       if (!had) process.env.NODE_UNIQUE_ID = String(id);
       try {
         c = require('cluster');
+        if (!c || !c.isWorker) return null;
+        if (!c.worker) {
+          if (typeof c._setupWorker !== 'function') return null;
+          c._setupWorker();
+        }
       } finally {
         if (!had) delete process.env.NODE_UNIQUE_ID;
       }
-      if (!c || !c.isWorker) return null;
-      if (!c.worker) {
-        if (typeof c._setupWorker !== 'function') return null;
-        c._setupWorker();
+      // The worker's 'message' and 'disconnect' listeners (Node's own: the
+      // app has not run yet) each keep the loop alive through the channel:
+      // a one-shot script would never end. Take those references back; a
+      // pending query holds one of its own (channelRef), and the app's own
+      // listeners count as in Node.
+      if (process.env.GM2_NODE_RELAYED === '1') {
+        // A wrapper relays for this process (npm start). A stop signal
+        // reaches the whole process group, and a wrapper often dies of it
+        // at once: Node's cluster worker would then exit on the spot, in
+        // the middle of the app's graceful stop. With gm2-init's own channel
+        // that cannot happen (gm2-init keeps it open while the worker
+        // lives), so only here the disconnect counts as intended.
+        process.prependListener('disconnect', function () {
+          if (c.worker) c.worker.exitedAfterDisconnect = true;
+        });
       }
-      // The worker's 'disconnect' listener keeps the loop alive through the
-      // channel: a one-shot script would never end. Take that reference
-      // back; a pending query holds one of its own (channelRef).
-      channelUnref();
+      const n = process.listenerCount('message') + process.listenerCount('disconnect');
+      for (let i = 0; i < n; i++) channelUnref();
       return c;
     }
 
@@ -508,6 +525,12 @@
         const key = [options.address, options.port, options.addressType, options.fd].join(':');
         if (held.has(key)) {
           process.nextTick(cb, UV_EADDRINUSE, null);
+          return undefined;
+        }
+        if (!process.connected) {
+          // No primary any more (a relaying wrapper died): Node would wait
+          // for an answer forever.
+          process.nextTick(cb, UV_ECONNRESET, null);
           return undefined;
         }
         const ref = ++nextRef;
@@ -635,7 +658,7 @@
       }
       if (msg.act !== 'queryServer' || !process.connected) {
         if (msg.act === 'queryServer') {
-          child.send({ cmd: msg.cmd, ack: msg.seq, errno: -require('os').constants.errno.ECONNRESET, data: null },
+          child.send({ cmd: msg.cmd, ack: msg.seq, errno: UV_ECONNRESET, data: null },
             undefined, { swallowErrors: true }, noop);
         }
         return;
@@ -722,9 +745,9 @@
     function clusterEnv(pairs, relay) {
       if (!Array.isArray(pairs)) return pairs;
       const out = pairs.filter(function (kv) {
-        return typeof kv !== 'string' || kv.indexOf('GM2_NODE_CLUSTER=') !== 0;
+        return typeof kv !== 'string' || (kv.indexOf('GM2_NODE_CLUSTER=') !== 0 && kv.indexOf('GM2_NODE_RELAYED=') !== 0);
       });
-      if (relay) out.push('GM2_NODE_CLUSTER=' + cluster.worker.id);
+      if (relay) out.push('GM2_NODE_CLUSTER=' + cluster.worker.id, 'GM2_NODE_RELAYED=1');
       return out;
     }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -147,6 +148,14 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	if err != nil {
 		return nil, false, fmt.Errorf("share: %w", err)
 	}
+	// A worker receives this very open file (SCM_RIGHTS), not a copy opened
+	// anew: libuv accepts on a received socket until EAGAIN without making
+	// it non-blocking first, so a blocking one would hang the worker's
+	// event loop in accept(2). gm2-init itself never reads it.
+	if err := setNonblock(l.File); err != nil {
+		l.File.Close()
+		return nil, false, fmt.Errorf("share %s: %w", s, err)
+	}
 	sh = &Shared{ID: len(r.list) + 1, App: app, Listener: l, Created: time.Now()}
 	r.byKey[key] = sh
 	r.list = append(r.list, sh)
@@ -212,4 +221,19 @@ func (r *Registry) Close() {
 	for _, sh := range r.list {
 		sh.Listener.File.Close()
 	}
+}
+
+func setNonblock(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetNonblock(int(fd), true) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set non-blocking: %w", serr)
+	}
+	return nil
 }
