@@ -30,16 +30,16 @@ type Kind int
 
 // Kinds of messages.
 const (
-	KindOther Kind = iota // anything else: the app's own process.send messages
-	KindReady             // process.send('ready'): PM2's readiness handshake
-	KindQuery             // queryServer: a listen() or bind() asks for a socket
-	KindListening         // the server of an earlier query listens
-	KindClose             // the server of an earlier query closed
-	KindOnline            // the cluster worker started
-	KindDisconnecting     // exitedAfterDisconnect: the worker disconnects on purpose and waits for an ack
-	KindHandle            // the worker sent a descriptor (process.send(msg, handle))
-	KindHandleAck         // the worker received a descriptor
-	KindHandleNack        // the worker could not receive a descriptor
+	KindOther         Kind = iota // anything else: the app's own process.send messages
+	KindReady                     // process.send('ready'): PM2's readiness handshake
+	KindQuery                     // queryServer: a listen() or bind() asks for a socket
+	KindListening                 // the server of an earlier query listens
+	KindClose                     // the server of an earlier query closed
+	KindOnline                    // the cluster worker started
+	KindDisconnecting             // exitedAfterDisconnect: the worker disconnects on purpose and waits for an ack
+	KindHandle                    // the worker sent a descriptor (process.send(msg, handle))
+	KindHandleAck                 // the worker received a descriptor
+	KindHandleNack                // the worker could not receive a descriptor
 )
 
 var kindNames = [...]string{"other", "ready", "query", "listening", "close", "online", "disconnecting", "handle", "handle-ack", "handle-nack"}

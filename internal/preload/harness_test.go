@@ -182,6 +182,7 @@ type proc struct {
 	seen   []Event
 	done   chan struct{}
 	ready  chan struct{} // one value per process.send('ready') the primary got
+	prim   *primary      // the cluster primary of the process, if any
 }
 
 // lockedBuffer collects output and tells a waiter that more arrived.
@@ -295,6 +296,7 @@ func start(t *testing.T, s spec) *proc {
 		t.Fatalf("start %v: %v", s.args, err)
 	}
 	p.cmd = cmd
+	p.prim = s.primary
 	if channel != nil {
 		s.primary.serve(p, channel)
 	}
@@ -347,7 +349,11 @@ func setEnvVar(env []string, key, value string) []string {
 // fail reports what the process said, which is what one needs to debug.
 func (p *proc) fail(format string, args ...any) {
 	p.t.Helper()
-	p.t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s\nevents: %v", fmt.Sprintf(format, args...), p.stdout.String(), p.stderr.String(), p.seen)
+	prim := ""
+	if p.prim != nil {
+		prim = "\nprimary's log:\n" + p.prim.log.String()
+	}
+	p.t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s\nevents: %v%s", fmt.Sprintf(format, args...), p.stdout.String(), p.stderr.String(), p.seen, prim)
 }
 
 // next returns the next event, or false at the pipe's EOF.

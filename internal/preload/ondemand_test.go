@@ -84,12 +84,19 @@ func nodeBins(t *testing.T) []nodeBin {
 	return out
 }
 
+// nodeSlots bounds how many on-demand cases run at once: each starts
+// several node processes, and the machine may have two cores only.
+var nodeSlots = make(chan struct{}, 3)
+
 // eachNode runs f as a parallel subtest per node major.
 func eachNode(t *testing.T, f func(t *testing.T, n nodeBin)) {
 	t.Helper()
+	t.Parallel()
 	for _, n := range nodeBins(t) {
 		t.Run("node"+n.major, func(t *testing.T) {
 			t.Parallel()
+			nodeSlots <- struct{}{}
+			defer func() { <-nodeSlots }()
 			f(t, n)
 		})
 	}
