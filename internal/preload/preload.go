@@ -24,6 +24,7 @@
 //     An abstract unix address starts with '@'. ListenersEnv builds it; a
 //     listener it cannot describe (a unix path containing ',', a unixpacket
 //     socket) is left out, and Node never takes that fd over.
+//
 //   - GM2_PRELOAD_FD (EnvReportFD): the write end of a pipe, passed right
 //     after the listeners. The preload writes one line per event with a
 //     single write(2), each far below PIPE_BUF so lines from several
