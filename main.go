@@ -160,12 +160,15 @@ func run() int {
 	// file; Node < 18.18 gets a --require file, or nothing and a reason).
 	// Choose waits for its probe, so it runs before the reaper starts.
 	var preloadEnv []string
-	if cfg.NodePreload == "on" || (cfg.NodePreload == "auto" && len(listeners) > 0) {
+	if cfg.NodePreload != "off" {
 		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.Command, preload.DefaultDirs())
 		defer ch.Cleanup()
 		ev := log.Info()
-		if ch.Mode == preload.ModeOff {
+		switch {
+		case ch.Mode == preload.ModeOff:
 			ev = log.Warn()
+		case ch.Node == "":
+			ev = log.Debug() // no node in the image: nothing to say
 		}
 		ev.Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
 		preloadEnv = ch.WorkerEnv()
@@ -195,10 +198,15 @@ func run() int {
 		PreloadEnv: preloadEnv,
 	}
 	apps := []spawn.App{app}
+	// Ports a Node worker listens on with no --listen for them are bound
+	// on its first request and shared with every worker of its app.
+	shared := sockets.NewRegistry(sockets.DefaultMaxShared, listeners)
+	defer shared.Close()
 	sup := spawn.New(spawn.Options{
 		Apps:          apps,
 		Env:           os.Environ(),
 		Notify:        notifySock,
+		Shared:        shared,
 		Foreground:    instances == 1 && isTerminal(os.Stdin),
 		ShutdownDelay: cfg.ShutdownDelay,
 		Version:       version,

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/preload"
 )
@@ -50,8 +51,8 @@ func (l Layout) NeedsShim() bool { return len(l.Listeners) > 0 || l.PreloadFD !=
 var workerEnvKeys = []string{
 	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
 	"GM2_INSTANCE", "GM2_INSTANCES", "NODE_APP_INSTANCE",
-	"GM2_LISTENERS", "GM2_PRELOAD_FD", preload.EnvImport, "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE",
-	"NODE_UNIQUE_ID",
+	"GM2_LISTENERS", "GM2_PRELOAD_FD", preload.EnvImport, nodeipc.EnvChannelFD, nodeipc.EnvSerialization,
+	nodeipc.EnvCluster, "GM2_NODE_RELAYED", "NODE_UNIQUE_ID",
 }
 
 // appBaseEnv is the environment shared by every worker of an app: the
@@ -98,8 +99,9 @@ func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 	return env
 }
 
-// workerEnv adds what differs per worker to the app's base environment.
-func workerEnv(base []string, a *App, slot, instances int, l Layout) []string {
+// workerEnv adds what differs per worker to the app's base environment. id
+// numbers the worker among all gm2-init started (cluster.worker.id in Node).
+func workerEnv(base []string, a *App, slot, instances, id int, l Layout) []string {
 	env := append(base[:len(base):len(base)],
 		"GM2_INSTANCE="+strconv.Itoa(slot),
 		"NODE_APP_INSTANCE="+strconv.Itoa(slot),
@@ -112,7 +114,7 @@ func workerEnv(base []string, a *App, slot, instances int, l Layout) []string {
 		env = append(env, "GM2_PRELOAD_FD="+strconv.Itoa(l.PreloadFD))
 	}
 	if l.ChannelFD != 0 {
-		env = append(env, notify.EnvNodeChannelFD+"="+strconv.Itoa(l.ChannelFD), notify.EnvNodeChannelSerialization+"=json")
+		env = append(env, nodeipc.Env(l.ChannelFD, id)...)
 	}
 	return env
 }

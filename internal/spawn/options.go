@@ -17,6 +17,9 @@ type Options struct {
 
 	// Notify is gm2-init's NOTIFY_SOCKET for its workers; nil = none.
 	Notify *notify.Socket
+	// Shared binds the sockets Node workers ask for on demand (their
+	// listen(PORT) with no --listen for it); nil = none are shared.
+	Shared *sockets.Registry
 
 	ShutdownDelay time.Duration
 	// MemoryCheckInterval is how often workers of apps with MaxMemory are

@@ -3,6 +3,7 @@ package spawn
 import (
 	"strconv"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/status"
@@ -34,12 +35,22 @@ func (s *Supervisor) armReadiness(w *worker) {
 }
 
 func (s *Supervisor) onMinUptime(w *worker) {
-	if !w.alive || w.state != status.Starting || w.hello {
+	a := w.slot.app.spec
+	if !w.alive || w.state != status.Starting {
+		return
+	}
+	if a.ExecMode == appspec.Fork {
+		// Fork mode shares nothing: a Node worker is not waited for
+		// until it listens (a queue consumer never does).
+		s.markReady(w, "min-uptime")
+		return
+	}
+	if w.hello {
 		// A worker whose preload announced itself becomes ready when its
 		// servers listen, not by the clock.
 		return
 	}
-	if w.slot.app.spec.PreloadEnv != nil && s.sys.RunsNode(w.proc) {
+	if a.PreloadEnv != nil && s.sys.RunsNode(w.proc) {
 		// So does a Node worker whose preload has not spoken yet: a cold
 		// or throttled node can take more than --min-uptime to load, and
 		// calling it ready before it listens would stop the old worker of
@@ -83,9 +94,12 @@ func (s *Supervisor) onPreload(w *worker, ev preload.Event) {
 	switch ev.Kind {
 	case preload.KindHello:
 		w.hello = true
-	case preload.KindListening:
+	case preload.KindListening, preload.KindShared:
 		w.hello = true
 		key := passedKey(ev.FD)
+		if ev.Kind == preload.KindShared {
+			key = sharedKey(ev.ID)
+		}
 		w.listening[key] = true
 		sl := w.slot
 		if w.state == status.Ready && sl.current == w {
@@ -102,6 +116,9 @@ func (s *Supervisor) onPreload(w *worker, ev preload.Event) {
 
 // passedKey names a passed listener by its fd number in the worker.
 func passedKey(fd int) string { return "fd:" + strconv.Itoa(fd) }
+
+// sharedKey names a socket shared on demand by its registry id.
+func sharedKey(id int) string { return "shared:" + strconv.Itoa(id) }
 
 // listensOnAll tells whether w listens on every socket it is expected to
 // (see the rules at the top of this file).

@@ -114,6 +114,14 @@ func (s *Supervisor) publish() {
 			snap.Listeners = append(snap.Listeners, status.Listener{Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, App: a.name})
 		}
 	}
+	if s.opt.Shared != nil {
+		for _, sh := range s.opt.Shared.Shared() {
+			l := sh.Listener
+			snap.Listeners = append(snap.Listeners, status.Listener{
+				Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, App: sh.App, OnDemand: true,
+			})
+		}
+	}
 	// The totals keep the single-app shape of /status: min_ready and the
 	// reload of the first app when there is one app, sums otherwise.
 	for _, as := range snap.Apps {

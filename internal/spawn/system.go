@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -9,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gm2-init/gm2-init/internal/notify"
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/reaper"
@@ -76,6 +77,10 @@ type StartSpec struct {
 type WorkerEvents struct {
 	Preload   func(preload.Event) // the Node preload's pipe (GM2_PRELOAD_FD)
 	NodeReady func()              // process.send('ready') on the Node IPC channel
+	// Query answers the worker's listen() on the Node IPC channel (Node's
+	// cluster protocol: see internal/nodeipc). It runs on the channel's
+	// goroutine, not in the loop.
+	Query func(nodeipc.Query) nodeipc.Reply
 }
 
 // Clock is the supervisor's time. AfterFunc's f runs in the supervisor's
@@ -137,6 +142,12 @@ type osProc struct {
 	pid     int
 	proc    *os.Process
 	closers []*os.File // our ends of the readiness channels
+	// channel is our end of the Node IPC channel, served by a goroutine
+	// that stop ends and done reports; it is closed only after the worker
+	// is gone, because a Node cluster worker exits when it disconnects.
+	channel *os.File
+	stop    context.CancelFunc
+	done    chan struct{}
 	// members are the descendants seen by Signal, with their start times
 	// (a pid reused by another process has another start time).
 	members map[int]uint64
@@ -169,7 +180,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 		preloadR = r
 	}
 	if spec.Layout.ChannelFD != 0 {
-		parent, child, err := notify.NodeChannel()
+		parent, child, err := nodeipc.NewChannel()
 		if err != nil {
 			closeAll(mine)
 			closeAll(theirs)
@@ -181,7 +192,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 			return nil, fmt.Errorf("node IPC channel at fd %d, layout says %d", len(files), spec.Layout.ChannelFD)
 		}
 		files = append(files, child)
-		mine, theirs = append(mine, parent), append(theirs, child)
+		theirs = append(theirs, child)
 		channel = parent
 	}
 	path, argv, env := spec.Path, spec.Argv, spec.Env
@@ -206,14 +217,23 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 	closeAll(theirs)
 	if err != nil {
 		closeAll(mine)
+		if channel != nil {
+			channel.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
 	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]uint64{}}
 	if preloadR != nil && spec.Events.Preload != nil {
 		go preload.Read(preloadR, spec.Events.Preload)
 	}
-	if channel != nil && spec.Events.NodeReady != nil {
-		go notify.ReadNode(channel, spec.Events.NodeReady)
+	if channel != nil {
+		ctx, stop := context.WithCancel(context.Background())
+		p.channel, p.stop, p.done = channel, stop, make(chan struct{})
+		h := nodeipc.Handler{Query: spec.Events.Query, Ready: spec.Events.NodeReady}
+		go func() {
+			defer close(p.done)
+			_ = nodeipc.Serve(ctx, channel, h)
+		}()
 	}
 	return p, nil
 }
@@ -279,6 +299,12 @@ func (o *osSystem) Release(pr Proc) {
 		f.Close()
 	}
 	p.closers = nil
+	if p.channel != nil {
+		p.stop()
+		<-p.done // Serve returns at once: its reads are woken by the cancel
+		p.channel.Close()
+		p.channel = nil
+	}
 	p.proc.Release()
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
@@ -142,17 +144,20 @@ func (s *Supervisor) startCurrent(sl *slot) {
 // startWorker starts one process for sl.
 func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
 	a := sl.app
-	layout := NewLayout(listenerFiles(a.spec), a.spec.PreloadEnv != nil, a.spec.WaitReady)
+	// The Node IPC channel carries process.send('ready') (--wait-ready) and
+	// the cluster protocol the preload speaks to share ports on demand.
+	layout := NewLayout(listenerFiles(a.spec), a.spec.PreloadEnv != nil, a.spec.PreloadEnv != nil || a.spec.WaitReady)
 	w := &worker{slot: sl, gen: a.reload.generation, started: s.clock.Now(), state: status.Starting, listening: map[string]bool{}}
 	spec := &StartSpec{
 		App: a.name, Slot: sl.index,
 		Path: a.spec.Path, Argv: a.spec.Command, Dir: a.spec.Dir,
-		Env:        workerEnv(a.baseEnv, a.spec, sl.index, a.instances(), layout),
+		Env:        workerEnv(a.baseEnv, a.spec, sl.index, a.instances(), int(s.counters.WorkersStarted)+1, layout),
 		Layout:     layout,
 		Foreground: s.opt.Foreground && s.totalInstances() == 1,
 		Events: WorkerEvents{
 			Preload:   func(ev preload.Event) { s.post(func() { s.onPreload(w, ev) }) },
 			NodeReady: func() { s.post(func() { s.onNodeReady(w) }) },
+			Query:     s.shareQuery(a, sl.index),
 		},
 	}
 	proc, err := s.sys.Start(spec)
@@ -351,4 +356,25 @@ func listenerFiles(a *App) []*os.File {
 		fs[i] = l.File
 	}
 	return fs
+}
+
+// shareQuery answers a worker's listen() for a port nobody bound with a
+// socket of the registry, bound on the first request and shared by every
+// worker of the app (see internal/nodeipc). It runs on the worker's channel
+// goroutine; a new socket is announced to the loop, which shows it in
+// /status.
+func (s *Supervisor) shareQuery(a *app, slot int) func(nodeipc.Query) nodeipc.Reply {
+	reg := s.opt.Shared
+	if reg == nil || a.spec.ExecMode == appspec.Fork {
+		return nil // refused with EADDRNOTAVAIL: nothing is shared
+	}
+	share := nodeipc.Share(reg, a.name, s.log.With().Str("app", a.name).Int("slot", slot).Logger())
+	return func(q nodeipc.Query) nodeipc.Reply {
+		n := reg.Len()
+		r := share(q)
+		if reg.Len() != n {
+			s.post(func() {})
+		}
+		return r
+	}
 }

@@ -66,8 +66,6 @@ type Listener struct {
 	Address  string `json:"address"` // as bound
 	App      string `json:"app,omitempty"`
 	OnDemand bool   `json:"on_demand,omitempty"` // bound when a worker first asked for it
-	// FirstPid is the worker that asked first (on-demand sockets only).
-	FirstPid int `json:"first_pid,omitempty"`
 }
 
 // Reload describes rolling reloads.
