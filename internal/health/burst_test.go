@@ -1,0 +1,232 @@
+package health
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// probeOnce is one kubelet-style probe on a connection of its own: connect,
+// send the request at once, read the answer. It returns the status code, or
+// an error when the connection ended without one (a lost probe). The
+// deadline is generous: a probe that waits is not lost, and these tests count
+// losses, not latency (bench/ measures that).
+func probeOnce(addr, path string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: probe\r\nUser-Agent: kube-probe/1.31\r\n\r\n")); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "GET"})
+	if err != nil {
+		return 0, fmt.Errorf("read answer: %w", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// burst runs n probes at once (each on its own connection, all released
+// together) and returns the failures, described.
+func burst(addr string, n int) []string {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lost []string
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			code, err := probeOnce(addr, "/livez")
+			if err != nil || code != 200 {
+				mu.Lock()
+				lost = append(lost, fmt.Sprintf("probe %d: %d %v", i, code, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	sort.Strings(lost)
+	return lost
+}
+
+func reportLost(t *testing.T, what string, n int, lost []string) {
+	t.Helper()
+	if len(lost) > 0 {
+		show := lost
+		if len(show) > 5 {
+			show = show[:5]
+		}
+		t.Errorf("%s: %d of %d probes lost; first: %s", what, len(lost), n, strings.Join(show, "; "))
+	}
+}
+
+// TestBurstOfProbesAllAnswered is issue 12's first measurement: 100
+// simultaneous GET /livez, more than the server's connection limit. Every
+// one sends a complete request, so every one must be answered; some wait in
+// the listen backlog for a slot, none is closed.
+func TestBurstOfProbesAllAnswered(t *testing.T) {
+	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), testOptions())
+	addr := s.Addr().String()
+	for round := range 3 {
+		reportLost(t, fmt.Sprintf("round %d", round+1), 100, burst(addr, 100))
+	}
+}
+
+// idleClients holds connections to addr that never send a byte. With
+// reconnect, each one opens a new connection as soon as the server closes
+// its own, as a misbehaving client (or an attacker) would. stop closes them
+// all and waits for the goroutines.
+type idleClients struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	opened   int
+	accepted chan struct{} // one token per connection opened
+}
+
+func startIdleClients(t *testing.T, addr string, n int, reconnect bool) *idleClients {
+	t.Helper()
+	ic := &idleClients{stop: make(chan struct{}), conns: map[net.Conn]bool{}, accepted: make(chan struct{}, 1<<16)}
+	for range n {
+		ic.wg.Add(1)
+		go func() {
+			defer ic.wg.Done()
+			for {
+				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err != nil {
+					select {
+					case <-ic.stop:
+						return
+					default:
+					}
+					continue
+				}
+				ic.mu.Lock()
+				ic.conns[c] = true
+				ic.opened++
+				ic.mu.Unlock()
+				select {
+				case ic.accepted <- struct{}{}:
+				default:
+				}
+				// Wait until the server closes it (or the test ends).
+				done := make(chan struct{})
+				go func() {
+					_, _ = c.Read(make([]byte, 1))
+					close(done)
+				}()
+				select {
+				case <-done:
+				case <-ic.stop:
+				}
+				c.Close()
+				<-done
+				ic.mu.Lock()
+				delete(ic.conns, c)
+				ic.mu.Unlock()
+				if !reconnect {
+					<-ic.stop
+					return
+				}
+				select {
+				case <-ic.stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	t.Cleanup(ic.close)
+	// Every client has connected once before the test goes on.
+	for range n {
+		select {
+		case <-ic.accepted:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("idle clients not connected within 10s")
+		}
+	}
+	return ic
+}
+
+func (ic *idleClients) close() {
+	select {
+	case <-ic.stop:
+		return
+	default:
+	}
+	close(ic.stop)
+	ic.wg.Wait()
+}
+
+func (ic *idleClients) count() (open, opened int) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	return len(ic.conns), ic.opened
+}
+
+// TestProbesBesideIdleConnections: 200 connections that send nothing are
+// open (more than the connection limit), then 100 probes arrive at once.
+// The idle ones may be closed; no probe may be.
+func TestProbesBesideIdleConnections(t *testing.T) {
+	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), testOptions())
+	addr := s.Addr().String()
+	startIdleClients(t, addr, 200, false)
+	reportLost(t, "beside 200 idle connections", 100, burst(addr, 100))
+	// And one at a time, as the kubelet does.
+	var lost []string
+	for i := range 50 {
+		if code, err := probeOnce(addr, "/readyz"); err != nil || code != 200 {
+			lost = append(lost, fmt.Sprintf("probe %d: %d %v", i, code, err))
+		}
+	}
+	reportLost(t, "one at a time beside 200 idle connections", 50, lost)
+}
+
+// TestProbesBesideReconnectingIdleConnections is issue 12's third
+// measurement: 200 clients that reconnect at once whenever their idle
+// connection is closed keep the server evicting, while probes come one at a
+// time from 10 kubelets. No probe may be lost.
+func TestProbesBesideReconnectingIdleConnections(t *testing.T) {
+	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), testOptions())
+	addr := s.Addr().String()
+	ic := startIdleClients(t, addr, 200, true)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lost []string
+	const kubelets, probes = 10, 20
+	for k := range kubelets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range probes {
+				if code, err := probeOnce(addr, "/livez"); err != nil || code != 200 {
+					mu.Lock()
+					lost = append(lost, fmt.Sprintf("kubelet %d probe %d: %d %v", k, i, code, err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	_, opened := ic.count()
+	ic.close()
+	t.Logf("idle connections opened during the test: %d", opened)
+	reportLost(t, "beside 200 reconnecting idle connections", kubelets*probes, lost)
+	if opened <= 200 {
+		t.Errorf("no idle connection was evicted (%d opened): the test did not exercise eviction", opened)
+	}
+}
+
