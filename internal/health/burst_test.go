@@ -229,4 +229,3 @@ func TestProbesBesideReconnectingIdleConnections(t *testing.T) {
 		t.Errorf("no idle connection was evicted (%d opened): the test did not exercise eviction", opened)
 	}
 }
-
