@@ -53,6 +53,12 @@ type Params struct {
 	ReloadRounds  int `json:"reload_rounds"`
 	ReloadCount   int `json:"reloads"`
 	ReloadClients int `json:"reload_clients"`
+
+	// Health bursts: rounds, and beside the idle connections, how many
+	// kubelets probe and how many probes each makes.
+	HealthRounds   int `json:"health_rounds"`
+	HealthKubelets int `json:"health_kubelets"`
+	HealthProbes   int `json:"health_probes_per_kubelet"`
 }
 
 func params(quick bool) Params {
@@ -65,6 +71,7 @@ func params(quick bool) Params {
 		ReapRounds:  3, ReapTotal: 100000, ReapBatch: 10000,
 		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
 		ReloadRounds: 1, ReloadCount: 20, ReloadClients: 20,
+		HealthRounds: 5, HealthKubelets: 10, HealthProbes: 50,
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
@@ -74,6 +81,7 @@ func params(quick bool) Params {
 		p.ReapRounds = 1
 		p.ScaleRounds = 1
 		p.ReloadCount = 10
+		p.HealthRounds, p.HealthProbes = 1, 20
 	}
 	return p
 }
@@ -94,15 +102,16 @@ type Env struct {
 
 // Results is everything one run measured; summary.json is this.
 type Results struct {
-	Meta      Meta             `json:"meta"`
-	Params    Params           `json:"params"`
-	Footprint *FootprintResult `json:"footprint_idle,omitempty"`
-	DataPath  *DataPathResult  `json:"data_path,omitempty"`
-	Start     *StartResult     `json:"start,omitempty"`
-	Reap      *ReapResult      `json:"reap,omitempty"`
-	Scale     *ScaleResult     `json:"scale,omitempty"`
-	Reload    *ReloadResult    `json:"reload,omitempty"`
-	Errors    []string         `json:"errors,omitempty"`
+	Meta      Meta               `json:"meta"`
+	Params    Params             `json:"params"`
+	Footprint *FootprintResult   `json:"footprint_idle,omitempty"`
+	DataPath  *DataPathResult    `json:"data_path,omitempty"`
+	Start     *StartResult       `json:"start,omitempty"`
+	Reap      *ReapResult        `json:"reap,omitempty"`
+	Scale     *ScaleResult       `json:"scale,omitempty"`
+	Reload    *ReloadResult      `json:"reload,omitempty"`
+	Health    *HealthBurstResult `json:"healthburst,omitempty"`
+	Errors    []string           `json:"errors,omitempty"`
 }
 
 func logf(format string, a ...any) {
@@ -113,7 +122,7 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
 	quick := flag.Bool("quick", false, "short run (a few minutes)")
-	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload,healthburst")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
 	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
@@ -209,6 +218,7 @@ func main() {
 	step("reap", func() (err error) { res.Reap, err = benchReap(e); return })
 	step("scale", func() (err error) { res.Scale, err = benchScale(e); return })
 	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })
+	step("healthburst", func() (err error) { res.Health, err = benchHealthBurst(e); return })
 	res.Meta.Finished = time.Now().UTC().Format(time.RFC3339)
 	res.Meta.Duration = time.Since(started).Round(time.Second).String()
 	res.Meta.LoadAvgEnd = loadAvg()
