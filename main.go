@@ -201,7 +201,7 @@ func run() int {
 
 	// 8. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
-		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger())
+		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
 			return exitRuntime

@@ -189,5 +189,8 @@ func (s *Server) handleMetrics() reply {
 	}
 	var e exposition
 	writeMetrics(&e, s.snapshot(), u, s.procStart)
+	if s.queues != nil {
+		s.queues.writeQueueMetrics(&e)
+	}
 	return bodyReply(statusOK, metricsContentType, e.buf.Bytes())
 }

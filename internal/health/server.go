@@ -98,6 +98,9 @@ type Server struct {
 	pinger pinger
 	livez  []check
 	readyz []check
+	// queues watches the listeners' accept queues (queue.go); nil when the
+	// caller gave no listeners.
+	queues *queueWatch
 	// procStart is gm2-init's start time in Unix seconds, read once at
 	// Listen because it cannot change; 0 when /proc could not tell.
 	procStart float64
@@ -138,11 +141,18 @@ type Server struct {
 // not loopback. Binding happens here, not in Serve, so that the caller can
 // fail before starting any worker when the port is taken. The "off" value of
 // --health-addr is the caller's business: do not call Listen then.
-func Listen(addr string, src Source, log zerolog.Logger) (*Server, error) {
-	return listen(addr, src, log, defaultOptions())
+//
+// cfg adds what only the caller knows: the listeners whose accept queues
+// /readyz and /metrics watch (queue.go).
+func Listen(addr string, src Source, log zerolog.Logger, cfg Config) (*Server, error) {
+	return listenWith(addr, src, log, defaultOptions(), cfg)
 }
 
 func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Server, error) {
+	return listenWith(addr, src, logger, opts, Config{})
+}
+
+func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cfg Config) (*Server, error) {
 	if src == nil {
 		return nil, errors.New("health: nil Source")
 	}
@@ -169,6 +179,12 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 	}
 	s.livez = s.livezChecks()
 	s.readyz = readyzChecks()
+	s.queues = newQueueWatch(cfg, logger)
+	if s.queues != nil && s.queues.timeout > 0 {
+		s.readyz = append(s.readyz, check{name: "listener-queue", run: func(ctx context.Context, _ func() *status.Snapshot) error {
+			return s.queues.check(ctx)
+		}})
+	}
 	if start, err := processStartTime(opts.procRoot); err != nil {
 		logger.Debug().Err(err).Msg("process_start_time_seconds unavailable")
 	} else {
