@@ -85,6 +85,19 @@ type StaticListeners []WatchedListener
 // TCPListeners returns the set.
 func (l StaticListeners) TCPListeners() []WatchedListener { return l }
 
+// TCPListenersOf returns the TCP listeners among ls, as the health server
+// watches them: the --listen sockets bound at start, for a caller whose set
+// never changes.
+func TCPListenersOf(ls []*sockets.Listener) StaticListeners {
+	var out StaticListeners
+	for _, l := range ls {
+		if l.Spec.Network == sockets.TCP {
+			out = append(out, WatchedListener{Name: l.Spec.Name, Address: l.Bound, File: l.File})
+		}
+	}
+	return out
+}
+
 // Config is what the caller chooses about the health server.
 type Config struct {
 	// Listeners, when set, has /metrics export each listener's accept

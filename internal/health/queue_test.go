@@ -360,3 +360,28 @@ func TestAnyGone(t *testing.T) {
 		}
 	}
 }
+
+func TestTCPListenersOf(t *testing.T) {
+	dir, err := os.MkdirTemp("", "gm2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var specs []sockets.Spec
+	for _, raw := range []string{"web=127.0.0.1:0", "unix://" + filepath.Join(dir, "s.sock"), "udp://127.0.0.1:0", "api=127.0.0.1:0"} {
+		sp, err := sockets.ParseSpec(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, sp)
+	}
+	ls, err := sockets.Bind(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sockets.CloseAll(ls) })
+	got := TCPListenersOf(ls).TCPListeners()
+	if len(got) != 2 || got[0].Name != "web" || got[1].Name != "api" || got[0].Address != ls[0].Bound || got[1].File != ls[3].File {
+		t.Errorf("TCPListenersOf: %+v", got)
+	}
+}
