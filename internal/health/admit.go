@@ -104,7 +104,6 @@ type connState struct {
 	// In the lobby.
 	waiting bool     // accepted, not given a place yet
 	kind    headKind // what it had sent when last looked at
-	watched bool     // a watch goroutine waits for its first byte
 
 	// With a place.
 	phase    connPhase
@@ -391,7 +390,6 @@ func (s *Server) watchLocked(c net.Conn, st *connState) {
 	if err != nil {
 		return
 	}
-	st.watched = true
 	_ = c.SetReadDeadline(st.accepted.Add(s.opts.readHeaderTimeout))
 	s.watches.Add(1)
 	go func() {
@@ -406,7 +404,6 @@ func (s *Server) watchLocked(c net.Conn, st *connState) {
 func (s *Server) watched(c net.Conn, st *connState, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.watched = false
 	if !st.waiting {
 		return // evicted or closed meanwhile
 	}

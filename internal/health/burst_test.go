@@ -276,3 +276,47 @@ func TestProbesBesideMoreIdleConnectionsThanTheLobby(t *testing.T) {
 		t.Errorf("no idle connection was evicted (%d opened): the test did not exercise eviction", opened)
 	}
 }
+
+// TestHeadReaderReadsPastDeadline: a request that arrived before its
+// goroutine ran is read even though the read deadline has passed meanwhile
+// (Go's poller would fail the read without looking); with nothing there,
+// the deadline holds.
+func TestHeadReaderReadsPastDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	s := &Server{}
+	r := headReader{c: server, st: &connState{}, s: s}
+
+	_ = server.SetReadDeadline(time.Unix(1, 0))
+	buf := make([]byte, 64)
+	if n, err := r.Read(buf); n != 0 || !isTimeout(err) {
+		t.Fatalf("nothing sent: %d, %v; want the deadline's error", n, err)
+	}
+	const req = "GET /livez HTTP/1.0\r\n\r\n"
+	if _, err := client.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !hasPending(server); {
+		if time.Now().After(deadline) {
+			t.Fatal("request not received within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	head, err := readHead(r, make([]byte, maxHeaderBytes))
+	if err != nil || string(head) != req {
+		t.Fatalf("read %q, %v; want the request", head, err)
+	}
+}
