@@ -215,7 +215,9 @@ func run() int {
 
 	// 8. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
-		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger())
+		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
+			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: 5 * time.Second,
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
 			return exitRuntime

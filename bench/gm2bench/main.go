@@ -60,6 +60,11 @@ type Params struct {
 	ScrapeBurst   int   `json:"scrape_burst"` // back-to-back scrapes per round
 	ScrapeReads   int   `json:"scrape_reads"` // in-process reads of every tree per round
 	PSSSizesMB    []int `json:"pss_sizes_mb"`
+	// Health bursts: rounds, and beside the idle connections, how many
+	// kubelets probe and how many probes each makes.
+	HealthRounds   int `json:"health_rounds"`
+	HealthKubelets int `json:"health_kubelets"`
+	HealthProbes   int `json:"health_probes_per_kubelet"`
 }
 
 func params(quick bool) Params {
@@ -73,7 +78,8 @@ func params(quick bool) Params {
 		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
 		ReloadRounds: 1, ReloadCount: 20, ReloadClients: 20,
 		ScrapeRounds: 3, ScrapeWorkers: 64, ScrapeCold: 20, ScrapeBurst: 1000, ScrapeReads: 200,
-		PSSSizesMB: []int{16, 128, 512},
+		PSSSizesMB:   []int{16, 128, 512},
+		HealthRounds: 5, HealthKubelets: 10, HealthProbes: 50,
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
@@ -85,6 +91,7 @@ func params(quick bool) Params {
 		p.ReloadCount = 10
 		p.ScrapeRounds, p.ScrapeCold, p.ScrapeReads = 1, 5, 50
 		p.PSSSizesMB = []int{16, 256}
+		p.HealthRounds, p.HealthProbes = 1, 20
 	}
 	return p
 }
@@ -105,16 +112,17 @@ type Env struct {
 
 // Results is everything one run measured; summary.json is this.
 type Results struct {
-	Meta      Meta             `json:"meta"`
-	Params    Params           `json:"params"`
-	Footprint *FootprintResult `json:"footprint_idle,omitempty"`
-	DataPath  *DataPathResult  `json:"data_path,omitempty"`
-	Start     *StartResult     `json:"start,omitempty"`
-	Reap      *ReapResult      `json:"reap,omitempty"`
-	Scale     *ScaleResult     `json:"scale,omitempty"`
-	Reload    *ReloadResult    `json:"reload,omitempty"`
-	Scrape    *ScrapeResult    `json:"scrape,omitempty"`
-	Errors    []string         `json:"errors,omitempty"`
+	Meta      Meta               `json:"meta"`
+	Params    Params             `json:"params"`
+	Footprint *FootprintResult   `json:"footprint_idle,omitempty"`
+	DataPath  *DataPathResult    `json:"data_path,omitempty"`
+	Start     *StartResult       `json:"start,omitempty"`
+	Reap      *ReapResult        `json:"reap,omitempty"`
+	Scale     *ScaleResult       `json:"scale,omitempty"`
+	Reload    *ReloadResult      `json:"reload,omitempty"`
+	Scrape    *ScrapeResult      `json:"scrape,omitempty"`
+	Health    *HealthBurstResult `json:"healthburst,omitempty"`
+	Errors    []string           `json:"errors,omitempty"`
 }
 
 func logf(format string, a ...any) {
@@ -125,7 +133,7 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
 	quick := flag.Bool("quick", false, "short run (a few minutes)")
-	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload,scrape")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload,scrape,healthburst")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
 	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
@@ -222,6 +230,7 @@ func main() {
 	step("scale", func() (err error) { res.Scale, err = benchScale(e); return })
 	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })
 	step("scrape", func() (err error) { res.Scrape, err = benchScrape(e); return })
+	step("healthburst", func() (err error) { res.Health, err = benchHealthBurst(e); return })
 	res.Meta.Finished = time.Now().UTC().Format(time.RFC3339)
 	res.Meta.Duration = time.Since(started).Round(time.Second).String()
 	res.Meta.LoadAvgEnd = loadAvg()

@@ -85,7 +85,10 @@ func renderReport(e *Env, r *Results) string {
 	if s := r.Scrape; s != nil {
 		ts = append(ts, scrapeSection(&sections, s)...)
 	}
-	w("## Targets\n\n| target (issue 8) | measured | |\n|---|---|---|\n")
+	if s := r.Health; s != nil {
+		ts = append(ts, healthBurstSection(&sections, s, r)...)
+	}
+	w("## Targets\n\n| target (issues 8, 12, 19) | measured | |\n|---|---|---|\n")
 	for _, t := range ts {
 		mark := "**missed**"
 		switch {
@@ -552,4 +555,63 @@ func scrapeSection(b *strings.Builder, s *ScrapeResult) []target {
 			measured: fmt.Sprintf("max %.1f ms (median %.1f)", sc.Max, sc.Median), met: sc.N > 0 && sc.Max <= scrapeReadBoundMs},
 		{what: "RSS ≤ 8 MiB after 1,000 scrapes with 64 workers", measured: fmt.Sprintf("max %.0f kB", sa.Max), met: sa.N > 0 && sa.Max <= targetRSSKB},
 	}
+}
+
+func healthBurstSection(b *strings.Builder, s *HealthBurstResult, r *Results) []target {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	w("## 9. Health bursts\n\n")
+	w("gm2-init with one trivial worker; kubelet-style probes of `/livez` on its health port (a new connection each,\n")
+	w("the request sent at once, the answer read, close; the driver's own Go client, %.0f s patience). *burst-N*: N probes\n", healthProbeTimeout.Seconds())
+	w("released at once, more than the 64 connections the server handles at a time. *idle-200*: 200 connections that\n")
+	w("never send a byte are kept open (each one the server closes is reopened at once, as a misbehaving client\n")
+	w("would) while %d kubelets probe %d times each, one probe after the other. *Lost*: the connection ended with no\n", r.Params.HealthKubelets, r.Params.HealthProbes)
+	w("answer (closed or reset); *timed out*: no answer within the %.0f s; *over 1 s*: answered after the kubelet's\n", healthProbeTimeout.Seconds())
+	w("default timeout, which the kubelet counts as a failure. Latency from the dial to the answer. RSS and fds are\n")
+	w("gm2-init's own, right after the scenario. No alternative has these endpoints: absolute figures. %d round(s).\n\n", r.Params.HealthRounds)
+	w("| scenario | probes | lost | timed out | over 1 s | p50 ms | p99 ms | max ms | idle connections opened | RSS after kB | fds after |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var names []string
+	seen := map[string]bool{}
+	for _, x := range s.Runs {
+		if !seen[x.Scenario] {
+			seen[x.Scenario] = true
+			names = append(names, x.Scenario)
+		}
+	}
+	sort.SliceStable(names, func(i, j int) bool { return names[i] < names[j] })
+	var ts []target
+	for _, name := range names {
+		by := func(x HealthBurstRun) bool { return x.Scenario == name }
+		var probes, lost, timedOut, over float64
+		for _, x := range s.Runs {
+			if by(x) {
+				probes += float64(x.Probes)
+				lost += float64(x.Lost)
+				timedOut += float64(x.TimedOut)
+				over += float64(x.Over1s)
+			}
+		}
+		opened := "–"
+		if o := collect(s.Runs, func(x HealthBurstRun) bool { return by(x) && x.IdleOpened > 0 }, func(x HealthBurstRun) float64 { return float64(x.IdleOpened) }); len(o) > 0 {
+			opened = cell(summarize(o), 0)
+		}
+		w("| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n", name, commas(probes, 0), lost, timedOut, over,
+			cell(summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return x.P50ms })), 1),
+			cell(summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return x.P99ms })), 1),
+			cell(summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return x.MaxMs })), 1),
+			opened,
+			cell(summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return float64(x.RSSAfterKB) })), 0),
+			cell(summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return float64(x.FDsAfter) })), 0))
+		what := "health: 0 probes lost, " + strings.TrimPrefix(name, "burst-") + " simultaneous"
+		if strings.HasPrefix(name, "idle-") {
+			what = "health: 0 probes lost beside " + strings.TrimPrefix(name, "idle-") + " idle connections"
+			p99 := summarize(collect(s.Runs, by, func(x HealthBurstRun) float64 { return x.P99ms }))
+			ts = append(ts, target{what: "health: p99 of a probe beside " + strings.TrimPrefix(name, "idle-") + " idle connections within the kubelet's 1 s",
+				measured: fmt.Sprintf("%s ms", cell(p99, 1)), met: p99.N > 0 && p99.Max < 1000})
+		}
+		ts = append(ts, target{what: what,
+			measured: fmt.Sprintf("%.0f lost, %.0f timed out of %s (%.0f over 1 s)", lost, timedOut, commas(probes, 0), over),
+			met:      probes > 0 && lost == 0 && timedOut == 0})
+	}
+	w("\n")
+	return ts
 }

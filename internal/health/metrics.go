@@ -246,5 +246,8 @@ func (s *Server) handleMetrics(ctx context.Context) reply {
 	trees := s.usage.read(ctx, snap)
 	var e exposition
 	writeMetrics(&e, snap, trees, u, s.procStart)
+	if s.queues != nil {
+		s.queues.writeQueueMetrics(&e)
+	}
 	return bodyReply(statusOK, metricsContentType, e.buf.Bytes())
 }

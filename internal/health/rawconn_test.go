@@ -128,11 +128,13 @@ func TestIncompleteHeadClosedSilently(t *testing.T) {
 	opts := testOptions()
 	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), opts)
 	for _, partial := range []string{"", "GET /livez HTTP/1.1\r\nHost: x\r\n"} {
+		// Before the dial, so before the accept from which the
+		// timeout runs.
+		start := time.Now()
 		c, err := net.DialTimeout("tcp", s.Addr().String(), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
 		if _, err := c.Write([]byte(partial)); err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +145,7 @@ func TestIncompleteHeadClosedSilently(t *testing.T) {
 		if err != nil || len(got) > 0 {
 			t.Errorf("partial head %q: read %q, %v; want EOF and nothing", partial, got, err)
 		}
-		if elapsed < opts.readHeaderTimeout-20*time.Millisecond || elapsed > opts.readHeaderTimeout+2*time.Second {
+		if elapsed < opts.readHeaderTimeout || elapsed > opts.readHeaderTimeout+2*time.Second {
 			t.Errorf("partial head %q: closed after %v, want about %v", partial, elapsed, opts.readHeaderTimeout)
 		}
 	}
@@ -283,56 +285,177 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// TestConnectionLimit fills every connection slot with clients that send
-// nothing and checks that one more client is answered only once a slot frees
-// (the read-header timeout cuts an idle client off), not dropped.
-func TestConnectionLimit(t *testing.T) {
-	opts := testOptions()
-	opts.readHeaderTimeout = 500 * time.Millisecond
-	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), opts)
-	addr := s.Addr().String()
+// connCounts is what the server holds: connections with a place, by
+// phase, and in the lobby.
+type connCounts struct{ placed, head, answering, waiting int }
 
-	start := time.Now()
-	idle := make([]net.Conn, 0, maxConns)
-	defer func() {
-		for _, c := range idle {
+func countConns(s *Server) connCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := connCounts{placed: len(s.conns), waiting: len(s.lobby)}
+	for _, st := range s.conns {
+		switch st.phase {
+		case phaseHead:
+			n.head++
+		case phaseAnswering:
+			n.answering++
+		}
+	}
+	return n
+}
+
+// waitConns waits until cond holds of the server's connections.
+func waitConns(t *testing.T, s *Server, what string, cond func(connCounts) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n := countConns(s)
+		if cond(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s (%+v)", what, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// openConns opens n connections to s, one at a time (so that "longest"
+// is their order), each sending send (maybe nothing) and each held by the
+// server as held says before the next is opened.
+func openConns(t *testing.T, s *Server, n int, send string, held func(connCounts) int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
 			c.Close()
 		}
-	}()
-	for range maxConns {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	})
+	base := held(countConns(s))
+	for i := range n {
+		c, err := net.DialTimeout("tcp", s.Addr().String(), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		idle = append(idle, c)
-	}
-	for deadline := time.Now().Add(5 * time.Second); serveConnGoroutines() < maxConns; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d idle connections accepted within 5s", serveConnGoroutines(), maxConns)
+		conns = append(conns, c)
+		if send != "" {
+			if _, err := c.Write([]byte(send)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		waitConns(t, s, "connection held", func(n connCounts) bool { return held(n) == base+i+1 })
 	}
-	if n := serveConnGoroutines(); n != maxConns {
-		t.Fatalf("%d connections handled at once, want %d", n, maxConns)
-	}
+	return conns
+}
 
-	// A probe beyond the limit is answered at once: the oldest idle
-	// connection makes room for it, long before any read-header timeout.
-	resp, body := parseAnswer(t, rawExchange(t, addr, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"), "GET")
-	elapsed := time.Since(start)
-	if resp.StatusCode != 200 || body != "ok" {
-		t.Errorf("client beyond the limit: %d %q, want 200 ok", resp.StatusCode, body)
+func waiting(n connCounts) int { return n.waiting }
+func reading(n connCounts) int { return n.head }
+
+// stillOpen fails the test if one of conns was closed by the server.
+func stillOpen(t *testing.T, what string, conns []net.Conn) {
+	t.Helper()
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+			t.Errorf("%s %d closed: %v", what, i, err)
+			return
+		}
 	}
-	if elapsed >= opts.readHeaderTimeout {
-		t.Errorf("client beyond the limit answered after %v, only once idle connections timed out (%v)", elapsed, opts.readHeaderTimeout)
+}
+
+// TestConnectionLimitReserve fills the lobby with connections that send
+// nothing and the head readers' places with connections that send part of a
+// head and stop (slowloris), with a grace so long that none may be evicted,
+// and checks that probes are still answered at once, from the reserve.
+func TestConnectionLimitReserve(t *testing.T) {
+	opts := testOptions()
+	opts.readHeaderTimeout = time.Minute
+	opts.idleGrace = time.Minute
+	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), opts)
+	addr := s.Addr().String()
+	silent := openConns(t, s, maxWaiting, "", waiting)
+	slow := openConns(t, s, maxHeadReaders, "GET /livez HTTP/1.1\r\n", reading)
+
+	for range 2 * reservedConns {
+		resp, body := parseAnswer(t, rawExchange(t, addr, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"), "GET")
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Errorf("probe beside %d silent and %d slow connections: %d %q, want 200 ok", maxWaiting, maxHeadReaders, resp.StatusCode, body)
+		}
 	}
-	// The connection evicted is the first one opened: it reads EOF.
-	_ = idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle[0].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Errorf("oldest idle connection: read %v, want EOF (evicted)", err)
+	stillOpen(t, "silent connection", silent)
+	stillOpen(t, "slow connection", slow)
+	if n := countConns(s); n.head > maxHeadReaders || n.placed > maxConns || n.waiting > maxWaiting {
+		t.Errorf("%+v: over the limits (%d places, %d head readers, %d waiting)", n, maxConns, maxHeadReaders, maxWaiting)
 	}
-	if n := serveConnGoroutines(); n > maxConns {
-		t.Errorf("%d connections handled at once, limit %d", n, maxConns)
+}
+
+// TestConnectionLimitEvictsSilentLongest checks which waiting connection
+// makes room for a newcomer when the lobby is full: the one silent longest,
+// and only once it has been silent for the grace.
+func TestConnectionLimitEvictsSilentLongest(t *testing.T) {
+	opts := testOptions()
+	opts.readHeaderTimeout = time.Minute // only evictions end the silent ones
+	opts.idleGrace = 300 * time.Millisecond
+	s, _, _ := startServer(t, newFakeSource(healthySnapshot()), opts)
+	firstDial := time.Now() // before the first accept, so before its grace began
+	silent := openConns(t, s, maxWaiting, "", waiting)
+
+	extra, err := net.DialTimeout("tcp", s.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = silent[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := silent[0].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("connection silent longest: read %v, want EOF (evicted)", err)
+	}
+	if d := time.Since(firstDial); d < opts.idleGrace {
+		t.Errorf("silent connection evicted %v after it was dialled, before the %v grace", d, opts.idleGrace)
+	}
+	waitConns(t, s, "newcomer waiting", func(n connCounts) bool { return n.waiting == maxWaiting })
+	stillOpen(t, "silent connection", silent[1:])
+}
+
+// TestConnectionLimitEvictsSlowReader fills every place: the reserve with
+// requests in flight (their ping held), the head readers' places with
+// slow-header clients. A complete request that arrives then waits in the
+// lobby until the slow client idle longest has been idle for the grace, takes
+// its place and is answered; the requests in flight are answered too.
+func TestConnectionLimitEvictsSlowReader(t *testing.T) {
+	src := newFakeSource(healthySnapshot())
+	held := holdPings(src)
+	opts := testOptions()
+	opts.readHeaderTimeout = time.Minute
+	opts.pingTimeout = time.Minute
+	opts.idleGrace = 300 * time.Millisecond
+	s, _, _ := startServer(t, src, opts)
+	addr := s.Addr().String()
+
+	inFlight := make(chan int, reservedConns)
+	for range reservedConns {
+		go func() { inFlight <- statusOf(addr, "/livez") }()
+	}
+	waitConns(t, s, "requests in flight", func(n connCounts) bool { return n.answering == reservedConns })
+	firstSlow := time.Now()
+	slow := openConns(t, s, maxHeadReaders, "GET /livez HTTP/1.1\r\n", reading)
+
+	// /status does not ping: it is answered as soon as it has a place.
+	resp, _ := parseAnswer(t, rawExchange(t, addr, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n"), "GET")
+	if resp.StatusCode != 200 {
+		t.Errorf("request beside full places: %d, want 200", resp.StatusCode)
+	}
+	if d := time.Since(firstSlow); d < opts.idleGrace {
+		t.Errorf("a slow reader was evicted %v after it started, before the %v grace", d, opts.idleGrace)
+	}
+	_ = slow[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := slow[0].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("slow reader idle longest: read %v, want EOF (evicted)", err)
+	}
+	stillOpen(t, "slow connection", slow[1:])
+	close(held.release)
+	for range reservedConns {
+		if code := <-inFlight; code != 200 {
+			t.Errorf("request in flight answered %d, want 200", code)
+		}
 	}
 }
 
@@ -354,23 +477,9 @@ func TestConnectionLimitBusy(t *testing.T) {
 	}
 	// Every connection past its request head, so none is idle and
 	// evictable: only then is the server truly full.
-	busy := func() int {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		n := 0
-		for _, st := range s.conns {
-			if !st.idle {
-				n++
-			}
-		}
-		return n
-	}
-	for deadline := time.Now().Add(5 * time.Second); held.count.Load() < 1 || busy() < maxConns; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests in flight within 5s", busy(), maxConns)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitConns(t, s, "every place taken by a request in flight", func(n connCounts) bool {
+		return held.count.Load() >= 1 && n.answering == maxConns
+	})
 	go func() { answers <- statusOf(addr, "/readyz") }()
 	select {
 	case code := <-answers:

@@ -29,14 +29,24 @@ type Source interface {
 // options holds the knobs that production never changes but tests must: a
 // test of the read-header timeout cannot wait two seconds per run.
 type options struct {
-	// readHeaderTimeout bounds the time from accept to the end of the
-	// request head: a client sending its head a byte at a time (slowloris)
-	// is cut off instead of holding a connection slot.
+	// readHeaderTimeout bounds how long a connection may stay silent
+	// after its accept, and then how long its goroutine waits for the
+	// rest of its head (admit.go): a client sending its head a byte at a
+	// time (slowloris) is cut off instead of holding a place.
 	readHeaderTimeout time.Duration
 	// writeTimeout bounds writing the answer to a client that does not
 	// read it.
 	writeTimeout time.Duration
 	pingTimeout  time.Duration
+	// idleGrace is how long a connection must have been idle (silent, or
+	// no byte of a partial head) before it may be evicted (see admit.go).
+	// A second: a probe's request follows its handshake within a round
+	// trip, but the client that sends it may be starved of CPU for a
+	// while (measured: a client of 1,000 goroutines on 2 cores took over
+	// 100 ms between its connect and its write); evictions only happen
+	// when hundreds of connections wait, so a long grace costs nothing
+	// otherwise.
+	idleGrace time.Duration
 	// procRoot is where the proc filesystem is mounted; /metrics reads
 	// gm2-init's own usage from its "self" directory, and /status and
 	// /metrics the workers' trees.
@@ -52,6 +62,7 @@ func defaultOptions() options {
 		readHeaderTimeout: 2 * time.Second,
 		writeTimeout:      5 * time.Second,
 		pingTimeout:       time.Second,
+		idleGrace:         time.Second,
 		procRoot:          "/proc",
 	}
 }
@@ -60,23 +71,6 @@ func defaultOptions() options {
 // request head, request line and blank line included. Probes and scrapers
 // send a few hundred bytes.
 const maxHeaderBytes = 8 << 10
-
-// maxConns bounds the connections handled at once. The health port listens on
-// every interface, so anyone who can reach the pod can open connections;
-// each costs a goroutine and a head buffer of maxHeaderBytes, so without a
-// bound a flood would grow gm2-init's memory, PID 1's, without limit. The
-// honest load is a few kubelet probes and a Prometheus scrape at a time; 64
-// leaves ample room for bursts.
-//
-// A full server must still answer the kubelet, or a few dozen connections
-// that send nothing would fail the liveness probe and get the pod
-// restarted. So when every slot is taken, Serve closes the connection that
-// has waited longest without a complete request (or is lingering after its
-// answer), and accepts the next: a probe sends its request at once and is
-// never the one that waits longest. Only when every connection is being
-// answered, which takes at most the ping timeout and a write, do new ones
-// wait in the kernel's listen backlog.
-const maxConns = 64
 
 // Bounds on the lingering close (see linger).
 const (
@@ -106,6 +100,9 @@ type Server struct {
 	pinger pinger
 	livez  []check
 	readyz []check
+	// queues watches the listeners' accept queues (queue.go); nil when the
+	// caller gave no listeners.
+	queues *queueWatch
 	// procStart is gm2-init's start time in Unix seconds, read once at
 	// Listen because it cannot change; 0 when /proc could not tell.
 	procStart float64
@@ -118,11 +115,9 @@ type Server struct {
 	probeMu    sync.Mutex
 	probeState map[string]bool
 
-	// slots holds a token per connection being handled: Serve puts one in
-	// for each connection it accepts (evicting an idle one if it must) and the
-	// connection's goroutine takes it out when done, so that at most
-	// maxConns connections are open at once.
-	slots chan struct{}
+	// wake tells Serve, waiting for room in the lobby (admit.go), to look
+	// again.
+	wake chan struct{}
 	// quit is closed by Shutdown; Serve returns when it sees it.
 	quit chan struct{}
 	// ctx is the handlers' context; cancel ends it when Shutdown stops
@@ -130,10 +125,18 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// watches counts the goroutines waiting for a silent connection's
+	// first byte (admit.go); Shutdown waits for them.
+	watches sync.WaitGroup
+
 	mu      sync.Mutex
 	closing bool                    // Shutdown was called
-	conns   map[net.Conn]*connState // connections being handled
-	drained chan struct{}           // closed once closing and conns is empty
+	conns   map[net.Conn]*connState // connections with a place: read and answered (admit.go)
+	lobby   map[net.Conn]*connState // connections accepted and waiting for a place
+	drained chan struct{}           // closed once closing and both maps are empty
+	peekBuf []byte                  // for peeking under mu
+	retry   *time.Timer             // runs scheduleLocked at retryAt
+	retryAt time.Time
 }
 
 // Listen binds addr (tcp) and prepares a Server that answers from src.
@@ -142,11 +145,18 @@ type Server struct {
 // not loopback. Binding happens here, not in Serve, so that the caller can
 // fail before starting any worker when the port is taken. The "off" value of
 // --health-addr is the caller's business: do not call Listen then.
-func Listen(addr string, src Source, log zerolog.Logger) (*Server, error) {
-	return listen(addr, src, log, defaultOptions())
+//
+// cfg adds what only the caller knows: the listeners whose accept queues
+// /readyz and /metrics watch (queue.go).
+func Listen(addr string, src Source, log zerolog.Logger, cfg Config) (*Server, error) {
+	return listenWith(addr, src, log, defaultOptions(), cfg)
 }
 
 func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Server, error) {
+	return listenWith(addr, src, logger, opts, Config{})
+}
+
+func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cfg Config) (*Server, error) {
 	if src == nil {
 		return nil, errors.New("health: nil Source")
 	}
@@ -162,16 +172,24 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 		opts:       opts,
 		pinger:     pinger{src: src, timeout: opts.pingTimeout},
 		probeState: make(map[string]bool),
-		slots:      make(chan struct{}, maxConns),
+		wake:       make(chan struct{}, 1),
 		quit:       make(chan struct{}),
 		ctx:        ctx,
 		cancel:     cancel,
 		conns:      make(map[net.Conn]*connState),
+		lobby:      make(map[net.Conn]*connState),
 		drained:    make(chan struct{}),
+		peekBuf:    make([]byte, maxHeaderBytes),
 	}
 	s.livez = s.livezChecks()
 	s.readyz = readyzChecks()
 	s.usage = newUsageReader(opts.procRoot, usageTimeout, usageMaxAge)
+	s.queues = newQueueWatch(cfg, logger)
+	if s.queues != nil && s.queues.timeout > 0 {
+		s.readyz = append(s.readyz, check{name: "listener-queue", run: func(ctx context.Context, _ func() *status.Snapshot) error {
+			return s.queues.check(ctx)
+		}})
+	}
 	if start, err := procfs.StartTime(opts.procRoot); err != nil {
 		logger.Debug().Err(err).Msg("process_start_time_seconds unavailable")
 	} else {
@@ -189,7 +207,8 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // retried. Call it once.
 func (s *Server) Serve() error {
 	var backoff time.Duration
-	failed := 0 // accept errors in the current streak
+	failed := 0                             // accept errors in the current streak
+	peekBuf := make([]byte, maxHeaderBytes) // what a new connection sent (admit.go)
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
@@ -226,85 +245,35 @@ func (s *Server) Serve() error {
 			s.log.Info().Int("failed_accepts", failed).Msg("health endpoints accepting connections again")
 			failed = 0
 		}
-		// A slot for it, once it is here: evicting before a client
-		// arrives would close an idle connection for nobody.
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.evictIdle()
-			select {
-			case s.slots <- struct{}{}:
-			case <-s.quit:
-				_ = conn.Close()
-				return nil
-			}
-		}
-		if !s.track(conn) {
+		st := &connState{accepted: time.Now()}
+		if !s.enter(conn, st, peekBuf) {
 			_ = conn.Close()
-			<-s.slots
 			return nil
 		}
-		go s.serveConn(conn)
 	}
 }
 
-// track registers a connection that Shutdown must wait for; false when
-// Shutdown has begun and the connection must be closed at once.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = &connState{since: time.Now(), idle: true}
-	return true
-}
-
-// connState is what eviction needs to know of a connection.
-type connState struct {
-	since time.Time // when it last became idle
-	idle  bool      // reading its request head, or lingering after the answer
-}
-
-// setIdle records that c waits on its client (idle) or is being answered.
-func (s *Server) setIdle(c net.Conn, idle bool) {
-	s.mu.Lock()
-	if st := s.conns[c]; st != nil {
-		st.idle, st.since = idle, time.Now()
-	}
-	s.mu.Unlock()
-}
-
-// evictIdle closes the connection that has been idle longest, if any; its
-// goroutine then ends and frees a slot.
-func (s *Server) evictIdle() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var oldest net.Conn
-	var st *connState
-	for c, cs := range s.conns {
-		if cs.idle && (st == nil || cs.since.Before(st.since)) {
-			oldest, st = c, cs
-		}
-	}
-	if oldest == nil {
-		return
-	}
-	st.idle = false // closed once
-	s.log.Debug().Str("remote", oldest.RemoteAddr().String()).Msg("connection limit reached; closing the longest idle connection")
-	_ = oldest.Close()
-}
-
-// release closes a connection, forgets it and frees its slot.
+// release closes a connection, forgets it and gives its place to one that
+// waits.
 func (s *Server) release(c net.Conn) {
 	_ = c.Close() // may already be closed by Shutdown
-	<-s.slots
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.closing && len(s.conns) == 0 {
-		close(s.drained)
-	}
+	s.scheduleLocked(time.Now())
+	s.checkDrainedLocked()
 	s.mu.Unlock()
+}
+
+// checkDrainedLocked closes drained once Shutdown has begun and no
+// connection is left.
+func (s *Server) checkDrainedLocked() {
+	if s.closing && len(s.conns) == 0 && len(s.lobby) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
 }
 
 // Shutdown stops accepting, then waits for in-flight requests until ctx ends;
@@ -321,9 +290,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing {
 		s.closing = true
 		close(s.quit)
-		if len(s.conns) == 0 {
-			close(s.drained)
+		// Connections without a complete request have nothing in flight;
+		// complete ones still get a place and their answer.
+		for c, st := range s.lobby {
+			if st.kind != headComplete {
+				s.dropWaitingLocked(c, st)
+			}
 		}
+		if s.retry != nil {
+			s.retry.Stop()
+		}
+		s.checkDrainedLocked()
 	}
 	s.mu.Unlock()
 	// Closing the listener also releases the port when Serve never ran.
@@ -338,12 +315,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for c := range s.conns {
 			_ = c.Close() // the goroutine's next read or write fails
 		}
+		for c, st := range s.lobby {
+			s.dropWaitingLocked(c, st)
+		}
 		s.mu.Unlock()
 		s.cancel()
 		<-s.drained
 		err = errors.Join(err, fmt.Errorf("connections still open: %w", ctx.Err()))
 	}
 	s.cancel()
+	s.watches.Wait() // each ended with its connection's close
 	if err != nil {
 		return fmt.Errorf("shut down health endpoints on %s: %w", s.ln.Addr(), err)
 	}
@@ -351,7 +332,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // serveConn answers one request on c and closes it.
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn, st *connState) {
 	defer s.release(c)
 	// gm2-init is PID 1: a bug in a handler must cost a connection, not
 	// the container.
@@ -362,9 +343,10 @@ func (s *Server) serveConn(c net.Conn) {
 	}()
 	log := s.log.With().Str("remote", c.RemoteAddr().String()).Logger()
 
-	_ = c.SetReadDeadline(time.Now().Add(s.opts.readHeaderTimeout))
-	head, err := readHead(c, make([]byte, maxHeaderBytes))
-	s.setIdle(c, false)
+	head, err := readHead(headReader{c: c, st: st, s: s}, make([]byte, maxHeaderBytes))
+	if err == nil || errors.Is(err, errHeadTooLarge) {
+		s.headDone(st)
+	}
 	var req request
 	if err == nil {
 		req, err = parseRequest(head)
@@ -389,8 +371,9 @@ func (s *Server) serveConn(c net.Conn) {
 		log.Debug().Err(err).Msg("write answer")
 		return
 	}
-	s.setIdle(c, true)
-	linger(c)
+	if s.beginLinger(c, st) {
+		linger(c)
+	}
 }
 
 // linger half-closes c and discards what the client still sends, at most
@@ -400,12 +383,12 @@ func (s *Server) serveConn(c net.Conn) {
 // which can destroy the answer before the client has read it. A client that
 // reads the answer and closes, as every client does after "Connection:
 // close", ends the wait at once.
+// The read deadline is set by beginLinger.
 func linger(c net.Conn) {
 	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
 	_, _ = io.CopyN(io.Discard, c, lingerBytes)
 }
 

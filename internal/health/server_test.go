@@ -83,8 +83,14 @@ func (b *syncBuffer) String() string {
 // test, failing the test if Serve does not return nil after Shutdown.
 func startServer(t *testing.T, src Source, opts options) (*Server, string, *syncBuffer) {
 	t.Helper()
+	return startServerWith(t, src, opts, Config{})
+}
+
+// startServerWith is startServer with a Config.
+func startServerWith(t *testing.T, src Source, opts options, cfg Config) (*Server, string, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
-	s, err := listen("127.0.0.1:0", src, zerolog.New(logs), opts)
+	s, err := listenWith("127.0.0.1:0", src, zerolog.New(logs), opts, cfg)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -658,11 +664,11 @@ func TestListenErrors(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	_, err = Listen(addr, newFakeSource(healthySnapshot()), zerolog.Nop())
+	_, err = Listen(addr, newFakeSource(healthySnapshot()), zerolog.Nop(), Config{})
 	if err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("bind health address %s: ", addr)) {
 		t.Errorf("Listen on a taken port: %v, want a \"bind health address %s: …\" error", err, addr)
 	}
-	if _, err := Listen("127.0.0.1:0", nil, zerolog.Nop()); err == nil {
+	if _, err := Listen("127.0.0.1:0", nil, zerolog.Nop(), Config{}); err == nil {
 		t.Error("Listen with a nil Source succeeded")
 	}
 }
