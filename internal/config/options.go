@@ -131,7 +131,7 @@ var options = []*option{
 	},
 	{
 		long: "max-memory-restart", arg: "SIZE|off", def: "off", scope: appScope,
-		help: "replace a worker (rolling, like a reload) whose memory passes SIZE: bytes, or a whole number with K, M or G (300M, 1G)",
+		help: "replace a worker whose memory passes SIZE: bytes, or a whole number with K, M or G (300M, 1G; powers of 1024)",
 		set: func(c *Config, v string) (err error) {
 			if strings.EqualFold(strings.TrimSpace(v), "off") {
 				c.App.MaxMemory = 0
@@ -213,7 +213,7 @@ var options = []*option{
 	},
 	{
 		long: "config", arg: "FILE", scope: globalScope,
-		help: "run the apps of a PM2 process file (ecosystem.config.js, .json, .yaml); the flags are every app's defaults and the command after -- is optional",
+		help: "run the apps of a PM2 process file (ecosystem file); the flags are every app's defaults and the command after -- is optional",
 		set: func(c *Config, v string) (err error) {
 			c.ConfigFile, err = checkFile(v)
 			return err

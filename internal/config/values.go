@@ -130,7 +130,7 @@ func parseHealthAddr(v string) (string, error) {
 // is read later, and a typo in its name should fail here, in one line.
 func checkFile(v string) (string, error) {
 	if strings.TrimSpace(v) == "" {
-		return "", errors.New("accepted: the path of a PM2 process file (ecosystem.config.js, .json or .yaml)")
+		return "", errors.New("accepted: the path of a PM2 process file (ecosystem file)")
 	}
 	f, err := os.Open(v)
 	if err != nil {
