@@ -34,6 +34,7 @@ func Usage(w io.Writer, version string) {
 	}
 	fmt.Fprintf(w, "\nA switch takes its value after '=': --wait-ready, --wait-ready=false (never --wait-ready false).\n")
 	fmt.Fprintf(w, "An option is given once; only --listen repeats.\n")
+	fmt.Fprintf(w, "Durations take a unit (500ms, 8s, 1m30s) and are at most 24h.\n")
 	fmt.Fprintf(w, "Bad input: one line on stderr, exit status 2, nothing started.\n")
 	fmt.Fprintf(w, "\nSignals: TERM/INT graceful shutdown, HUP rolling reload, TTIN/TTOU one worker more/less,\nQUIT/USR1/USR2/WINCH forwarded to every worker (QUIT then shuts down).\n")
 }
