@@ -9,13 +9,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +22,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/preload"
@@ -75,47 +74,63 @@ func run() int {
 	}
 	// 2. `gm2-init healthcheck` for Docker HEALTHCHECK in images without curl.
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		return healthcheck(os.Args[2:])
+		return health.CheckCommand(os.Args[2:], config.HealthCheckAddr(), os.Stderr)
 	}
 
 	// A long-lived process with a small live heap: collect sooner.
 	tightenGC()
 
-	// 3. Configuration: flags over GM2_* variables over defaults.
+	// 3. Configuration: flags over GM2_* variables over defaults, then the
+	// worker count from the CPUs this container may really use. Bad input
+	// is one line on stderr and exit status 2, before anything is logged.
 	cfg, err := config.Parse(os.Args[1:])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init: "+err.Error())
-		return exitUsage
+		return fail(exitUsage, err.Error())
 	}
-	if cfg.ShowHelp {
+	switch {
+	case cfg.ShowHelp:
 		config.Usage(os.Stdout, version)
 		return 0
-	}
-	if cfg.ShowVersion {
+	case cfg.ShowVersion:
 		fmt.Println("gm2-init", version)
 		return 0
 	}
+	if len(cfg.App.Command) == 0 {
+		// --config without a command: the process file's apps are
+		// wired by the process-file work (internal/procfile).
+		return fail(exitUsage, cfg.Source("config")+": process files are not supported by this build; give the command after --")
+	}
+	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
+	workers, err := cfg.Resolve(cpu.Max)
+	if err != nil {
+		return fail(exitUsage, err.Error())
+	}
+	instances := workers.N
 	log := newLogger(cfg)
-	for _, w := range cfg.Warnings {
-		log.Warn().Msg(w)
+	if cfg.DryRun {
+		logConfigWarnings(log, cfg, cpu, workers)
+		if err := cfg.WriteDryRun(os.Stdout, version, cpu, []config.RunApp{{App: cfg.App, Workers: workers}}); err != nil {
+			return fail(exitRuntime, "--dry-run: "+err.Error())
+		}
+		return 0
 	}
 
-	// 4. How many workers: the CPUs this container may really use.
-	rounding := cpus.Floor
-	if cfg.CPUCeil {
-		rounding = cpus.Ceil
+	// 4. Bind every listener before any worker exists: the ports accept
+	// connections from now on; they wait in the backlog until a worker
+	// accepts. A bad address found here is still one line, nothing logged.
+	listeners, err := sockets.Bind(cfg.App.Listen)
+	if err != nil {
+		var be *sockets.BindError
+		if errors.As(err, &be) && be.Usage {
+			return fail(exitUsage, cfg.Source("listen")+": "+err.Error())
+		}
+		return fail(exitRuntime, cfg.Source("listen")+": "+err.Error())
 	}
-	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: rounding})
-	for _, w := range cpu.Warnings {
-		log.Warn().Str("component", "cpus").Msg(w)
-	}
-	instances, oversubscribed := cfg.Instances.Resolve(cpu.Max)
-	log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Str("instances_spec", cfg.Instances.String()).Int("instances", instances).Msg("worker count")
-	if oversubscribed {
-		log.Warn().Int("instances", instances).Int("cpus", cpu.Max).Msg("more workers than usable CPUs: they share the same CPU quota and add latency and memory")
-	}
-	if cfg.DryRun {
-		return dryRun(cfg, cpu, instances)
+	defer sockets.CloseAll(listeners)
+	logConfigWarnings(log, cfg, cpu, workers)
+	log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Str("instances_spec", cfg.App.Instances.String()).Int("instances", instances).Msg("worker count")
+	for _, l := range listeners {
+		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).Msg("listening")
 	}
 
 	// 5. Signals, before the first fork: a SIGCHLD must not arrive unheard.
@@ -131,24 +146,7 @@ func run() int {
 		}
 	}
 
-	// 6. Bind every listener before any worker exists: the ports accept
-	// connections from now on; they wait in the backlog until a worker
-	// accepts.
-	listeners, err := sockets.Bind(cfg.Listen)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init: --listen: "+err.Error())
-		var be *sockets.BindError
-		if errors.As(err, &be) && be.Usage {
-			return exitUsage
-		}
-		return exitRuntime
-	}
-	defer sockets.CloseAll(listeners)
-	for _, l := range listeners {
-		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).Msg("listening")
-	}
-
-	// 7. The readiness channels workers may use.
+	// 6. The readiness channels workers may use.
 	var notifySock *notify.Socket
 	if s, err := notify.Listen(""); err != nil {
 		log.Warn().Err(err).Msg("no NOTIFY_SOCKET for workers; READY=1 cannot be received")
@@ -159,9 +157,9 @@ func run() int {
 	// The Node preload: how this node can load it (a data: URL needs no
 	// file; Node < 18.18 gets a --require file, or nothing and a reason).
 	// Choose waits for its probe, so it runs before the reaper starts.
-	var preloadEnv []string
-	if cfg.NodePreload != "off" {
-		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.Command, preload.DefaultDirs())
+	app := spawn.App{App: cfg.App, Count: instances, Listeners: listeners}
+	if cfg.App.NodePreload != "off" {
+		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.App.Command, preload.DefaultDirs())
 		defer ch.Cleanup()
 		ev := log.Info()
 		switch {
@@ -171,56 +169,33 @@ func run() int {
 			ev = log.Debug() // no node in the image: nothing to say
 		}
 		ev.Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
-		preloadEnv = ch.WorkerEnv()
-	}
-
-	app := spawn.App{
-		App: appspec.App{
-			Name:          appspec.NameFromCommand(cfg.Command),
-			Command:       cfg.Command,
-			Path:          cfg.Path,
-			Instances:     cfg.Instances,
-			ExecMode:      appspec.Cluster,
-			Listen:        cfg.Listen,
-			StopSignal:    cfg.StopSignal,
-			KillTimeout:   cfg.KillTimeout,
-			Restart:       cfg.Restart,
-			MinUptime:     cfg.MinUptime,
-			MaxRestarts:   cfg.MaxRestarts,
-			WaitReady:     cfg.WaitReady,
-			ListenTimeout: cfg.ListenTimeout,
-			ReloadBatch:   cfg.ReloadBatch,
-			MinReady:      cfg.MinReady,
-			NodePreload:   cfg.NodePreload,
-		},
-		Count:      instances,
-		Listeners:  listeners,
-		PreloadEnv: preloadEnv,
+		app.PreloadEnv = ch.WorkerEnv()
 	}
 	apps := []spawn.App{app}
+
 	// Ports a Node worker listens on with no --listen for them are bound
 	// on its first request and shared with every worker of its app.
-	shared := sockets.NewRegistry(sockets.DefaultMaxShared, listeners)
+	shared := sockets.NewRegistry(cfg.MaxSharedPorts, listeners)
 	defer shared.Close()
 	sup := spawn.New(spawn.Options{
-		Apps:          apps,
-		Env:           os.Environ(),
-		Notify:        notifySock,
-		Shared:        shared,
-		Foreground:    instances == 1 && isTerminal(os.Stdin),
-		ShutdownDelay: cfg.ShutdownDelay,
-		Version:       version,
-		Log:           log,
+		Apps:                apps,
+		Env:                 os.Environ(),
+		Notify:              notifySock,
+		Shared:              shared,
+		Foreground:          instances == 1 && isTerminal(os.Stdin),
+		ShutdownDelay:       cfg.ShutdownDelay,
+		MemoryCheckInterval: cfg.MemoryCheckInterval,
+		Version:             version,
+		Log:                 log,
 	})
 
-	// 8. Health endpoints, answered from the supervisor's snapshots.
+	// 7. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
 		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
-			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: 5 * time.Second,
+			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout,
 		})
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
-			return exitRuntime
+			return fail(exitRuntime, cfg.Source("health-addr")+": "+err.Error())
 		}
 		go func() {
 			if err := hs.Serve(); err != nil {
@@ -234,11 +209,11 @@ func run() int {
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
 	}
-	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.KillTimeout.String()).
-		Str("worst_case_stop", worstCaseStop(cfg).String()).
+	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.App.KillTimeout.String()).
+		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, cfg.App).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
-	// 9. Reap and supervise until the end.
+	// 8. Reap and supervise until the end.
 	stopReaper := make(chan struct{})
 	defer close(stopReaper)
 	exits := make(chan []reaper.Exit, 16)
@@ -264,94 +239,22 @@ func newLogger(cfg *config.Config) zerolog.Logger {
 	return l.Level(cfg.LogLevel).With().Timestamp().Str("logger", "gm2-init").Logger()
 }
 
-// dryRun prints the resolved configuration as one JSON object.
-func dryRun(cfg *config.Config, cpu cpus.Result, instances int) int {
-	listen := make([]map[string]string, 0, len(cfg.Listen))
-	for _, l := range cfg.Listen {
-		listen = append(listen, map[string]string{"name": l.Name, "network": string(l.Network), "address": l.Addr, "spec": l.String()})
-	}
-	out := map[string]any{
-		"version":          version,
-		"instances":        instances,
-		"instances_spec":   cfg.Instances.String(),
-		"instances_source": cpu.Source,
-		"cpus":             map[string]any{"max": cpu.Max, "affinity": cpu.Affinity, "source": cpu.Source, "warnings": cpu.Warnings},
-		"listen":           listen,
-		"kill_timeout":     cfg.KillTimeout.String(),
-		"stop_signal":      unix.SignalName(cfg.StopSignal),
-		"restart":          string(cfg.Restart),
-		"min_uptime":       cfg.MinUptime.String(),
-		"max_restarts":     cfg.MaxRestarts,
-		"wait_ready":       cfg.WaitReady,
-		"listen_timeout":   cfg.ListenTimeout.String(),
-		"reload_batch":     cfg.ReloadBatch,
-		"health_addr":      cfg.HealthAddr,
-		"min_ready":        minReadyString(cfg.MinReady),
-		"shutdown_delay":   cfg.ShutdownDelay.String(),
-		"worst_case_stop":  worstCaseStop(cfg).String(),
-		"node_preload":     cfg.NodePreload,
-		"log_level":        cfg.LogLevel.String(),
-		"log_format":       cfg.LogFormat,
-		"command":          cfg.Command,
-		"path":             cfg.Path,
-	}
-	enc := json.NewEncoder(os.Stdout)
-	if err := enc.Encode(out); err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init: --dry-run: "+err.Error())
-		return exitRuntime
-	}
-	return 0
+// fail writes msg as gm2-init's one line on stderr and returns status.
+func fail(status int, msg string) int {
+	fmt.Fprintln(os.Stderr, "gm2-init: "+echo.Line(msg))
+	return status
 }
 
-// worstCaseStop is the longest a requested stop can take with cfg, from the
-// TERM to gm2-init's exit: what `docker stop -t` and Kubernetes'
-// terminationGracePeriodSeconds must exceed. It is logged at start and shown
-// by --dry-run, from this one place, so that checks of deployment files
-// (examples/kubernetes/check) read it instead of recomputing it.
-func worstCaseStop(cfg *config.Config) time.Duration {
-	return spawn.WorstCaseStop(cfg.ShutdownDelay, cfg.KillTimeout)
-}
-
-func minReadyString(n int) string {
-	if n == 0 {
-		return "all"
+// logConfigWarnings logs what the configuration and the CPU count warn
+// about, once the logger exists.
+func logConfigWarnings(log zerolog.Logger, cfg *config.Config, cpu cpus.Result, workers appspec.Count) {
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
 	}
-	return fmt.Sprint(n)
-}
-
-// healthcheck probes gm2-init's own health endpoint: `gm2-init healthcheck
-// [PATH [ADDR]]` (default /readyz) against ADDR, else GM2_HEALTH_ADDR, else
-// :9000. Exit 0 when healthy, 1 otherwise: what Docker's HEALTHCHECK
-// expects. (An image that sets --health-addr as a flag passes ADDR.)
-func healthcheck(args []string) int {
-	path := "/readyz"
-	if len(args) > 0 {
-		path = args[0]
+	for _, w := range cpu.Warnings {
+		log.Warn().Str("component", "cpus").Msg(w)
 	}
-	if len(args) > 2 {
-		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: usage: gm2-init healthcheck [PATH [ADDR]]")
-		return exitUsage
+	for _, w := range config.ResolveWarnings(workers, cpu.Max) {
+		log.Warn().Int("instances", workers.N).Int("cpus", cpu.Max).Msg(w)
 	}
-	if !strings.HasPrefix(path, "/") {
-		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: PATH must start with / (e.g. /livez or /readyz)")
-		return exitUsage
-	}
-	addr := os.Getenv("GM2_HEALTH_ADDR")
-	if len(args) > 1 {
-		addr = args[1]
-	}
-	if addr == "" {
-		addr = ":9000"
-	}
-	if strings.EqualFold(addr, "off") {
-		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: GM2_HEALTH_ADDR is off")
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := health.Check(ctx, addr, path, 3*time.Second); err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init healthcheck: "+err.Error())
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -224,6 +225,17 @@ func TestDryRun(t *testing.T) {
 	if l := cfg["listen"].([]any); len(l) != 2 || l[0].(map[string]any)["name"] != "web" {
 		t.Errorf("listeners: %v", cfg["listen"])
 	}
+	for field, want := range map[string]any{
+		"max_memory_restart": float64(0), "memory_check_interval": "30s", "queue_timeout": "5s",
+		"max_shared_ports": float64(64), "config": "", "env": "", "name": "true", "instances_spec": "3",
+	} {
+		if cfg[field] != want {
+			t.Errorf("%s = %v, want %v", field, cfg[field], want)
+		}
+	}
+	if apps := cfg["apps"].([]any); len(apps) != 1 || apps[0].(map[string]any)["instances"] != float64(3) {
+		t.Errorf("apps: %v", cfg["apps"])
+	}
 }
 
 func TestEnvironmentAndFlagPrecedence(t *testing.T) {
@@ -254,6 +266,44 @@ func TestEnvironmentAndFlagPrecedence(t *testing.T) {
 	}
 }
 
+// TestBadInput runs the real binary on 84 shapes of bad input: the 66 an
+// adversarial pass found handled well and the 18 it found accepted (issue
+// 12: marked "was accepted"). Each must be one line on stderr that names
+// the flag or variable, exit status 2 (1 for a busy port), and nothing
+// started; two typos of variable names are warnings instead.
+//
+// The shapes, by group (the numbers are the table's):
+//
+//	flags:      1 unknown long flag, 2 unknown short flag, 3-4 bad syntax,
+//	            5-6 flag without its value, 7-8 an option given twice,
+//	            9-10 a switch followed by a value, 11 bad switch value,
+//	            12 a flag with a newline
+//	command:    13 none, 14 none after --, 15 not found, 16 not executable,
+//	            17 a directory, 18 in a missing directory
+//	-i:         19 word, 20 fraction, 21 variable, 22 above the cap,
+//	            23 100 KB value, 24 far below -max, 25 empty
+//	CPUs:       26 --cpus above the cap, 27 negative, 28 fraction,
+//	            29 --cpu-rounding
+//	--listen:   30 port out of range, 31 empty, 32 GM2_LISTEN=",",
+//	            33 relative unix path, 34 host name, 35 unknown scheme,
+//	            36 the same address twice, 37 bad name, 38 missing
+//	            directory, 39 a regular file at the path, 40 port in use,
+//	            41 bad variable
+//	durations:  42 word, 43 no unit, 44 zero kill timeout, 45 negative,
+//	            46 zero listen timeout, 47 huge, 48 above 24h, 49 memory
+//	            check too often, 50 queue timeout too short
+//	signals:    51 unknown, 52 KILL, 53 TSTP, 54 CHLD, 55 32, 56 0
+//	others:     57 --restart, 58 --max-restarts, 59 --reload-batch,
+//	            60 GM2_WAIT_READY, 61-62 --health-addr, 63 health [::]
+//	            over an IPv4 listener, 64 health on a listener, 65 health
+//	            port in use, 66 --min-ready 0, 67 --min-ready above -i N,
+//	            68 --min-ready above -i max, 69 --node-preload,
+//	            70 --log-level, 71 --log-format, 72-74 --max-memory-restart
+//	            10X, -5M, 0, 75 --max-shared-ports, 76 --config missing,
+//	            77 --config a directory, 78 --only without --config,
+//	            79 GM2_ENV without --config, 80 empty --only, 81 bad --env
+//	variables:  82 GM2_INSTANCE=4 (warning), 83 GM2_KILLTIMEOUT (warning),
+//	            84 a value with a newline
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -261,12 +311,30 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, freePort, _ := net.SplitHostPort(free.Addr().String())
+	free.Close()
 	dir := t.TempDir()
-	marker := filepath.Join(dir, "started")
-	// A command that leaves a trace if it is ever started.
-	cmd := []string{"--", "sh", "-c", "touch " + marker}
+	// A command that leaves a trace if it is ever started: MARKER is a
+	// file of each case's own, so that one accepted case does not fail the
+	// others.
+	cmd := []string{"--", "sh", "-c", "touch MARKER"}
+	with := func(args ...string) []string { return append(args, cmd...) }
 	notExec := filepath.Join(dir, "notexec")
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	regular := filepath.Join(dir, "regular")
+	os.WriteFile(regular, []byte("x"), 0o644)
+	procfile := filepath.Join(dir, "ecosystem.json")
+	os.WriteFile(procfile, []byte(`{"apps":[]}`), 0o644)
+	huge := strings.Repeat("9", 100*1024)
+	const (
+		usage   = 2
+		runtime = 1
+		warning = 0 // with --dry-run: exit 0, one warning line
+	)
 	cases := []struct {
 		name string
 		env  []string
@@ -274,55 +342,196 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string // in the one line
 	}{
-		{"unknown flag", nil, append([]string{"--nope"}, cmd...), 2, "--nope"},
-		{"instances word", nil, append([]string{"-i", "abc"}, cmd...), 2, "-i/--instances"},
-		{"instances fraction", nil, append([]string{"-i", "1.5"}, cmd...), 2, "-i/--instances"},
-		{"instances env", []string{"GM2_INSTANCES=lots"}, cmd, 2, "GM2_INSTANCES"},
-		{"port out of range", nil, append([]string{"--listen", ":70000"}, cmd...), 2, "--listen"},
-		{"bad duration", nil, append([]string{"--kill-timeout", "soon"}, cmd...), 2, "--kill-timeout"},
-		{"duration without unit", []string{"GM2_KILL_TIMEOUT=1600"}, cmd, 2, "GM2_KILL_TIMEOUT"},
-		{"bad signal", nil, append([]string{"--stop-signal", "SIGNOPE"}, cmd...), 2, "--stop-signal"},
-		{"uncatchable signal", nil, append([]string{"--stop-signal", "KILL"}, cmd...), 2, "--stop-signal"},
-		{"bad restart", nil, append([]string{"--restart", "sometimes"}, cmd...), 2, "--restart"},
-		{"missing command", nil, []string{"-i", "2", "--"}, 2, "missing command"},
-		{"command not found", nil, []string{"--", "gm2-no-such-command"}, 2, "not found"},
-		{"command not executable", nil, []string{"--", notExec}, 2, "not executable"},
-		{"port in use", nil, append([]string{"--health-addr", "off", "--listen", busy.Addr().String()}, cmd...), 1, "address already in use"},
-		{"unix socket in missing directory", nil, append([]string{"--health-addr", "off", "--listen", "unix://" + dir + "/missing/app.sock"}, cmd...), 2, "no such file"},
-		{"health port in use", nil, append([]string{"--health-addr", busy.Addr().String()}, cmd...), 1, "--health-addr"},
-		{"bad log format", nil, append([]string{"--log-format", "xml"}, cmd...), 2, "--log-format"},
+		{"1 unknown flag", nil, with("--nope"), usage, "unknown flag --nope"},
+		{"2 unknown short flag", nil, with("-x"), usage, "unknown flag -x"},
+		{"3 bad flag syntax", nil, with("---x"), usage, `bad flag syntax "---x"`},
+		{"4 bad flag syntax =", nil, with("--=x"), usage, `bad flag syntax "--=x"`},
+		{"5 -i without a value", nil, []string{"-i"}, usage, "flag -i needs a value"},
+		{"6 --kill-timeout without a value", nil, []string{"--kill-timeout"}, usage, "flag --kill-timeout needs a value"},
+		{"7 option twice (was accepted)", nil, with("-i", "2", "--instances", "3"), usage, "-i/--instances given twice"},
+		{"8 option twice, same spelling", nil, with("--restart", "never", "--restart", "always"), usage, "--restart given twice"},
+		{"9 switch then false (was accepted)", nil, with("--wait-ready", "false", "--dry-run"), usage, "a switch takes its value after '=' (--wait-ready=false)"},
+		{"10 switch then true", nil, with("--dry-run", "true"), usage, "(--dry-run=true)"},
+		{"11 bad switch value", nil, with("--dry-run=perhaps"), usage, `--dry-run: invalid value "perhaps"`},
+		{"12 flag with a newline", nil, with("--a\nb"), usage, `unknown flag "--a\nb"`},
+
+		{"13 missing command", nil, nil, usage, "missing command"},
+		{"14 missing command after --", nil, []string{"-i", "2", "--"}, usage, "missing command"},
+		{"15 command not found", nil, []string{"--", "gm2-no-such-command"}, usage, "not found"},
+		{"16 command not executable", nil, []string{"--", notExec}, usage, "not executable"},
+		{"17 command is a directory", nil, []string{"--", dir}, usage, "is a directory"},
+		{"18 command in a missing directory", nil, []string{"--", "/nonexistent/app"}, usage, "no such file"},
+
+		{"19 instances word", nil, with("-i", "abc"), usage, "-i/--instances"},
+		{"20 instances fraction", nil, with("-i", "1.5"), usage, "-i/--instances"},
+		{"21 instances env", []string{"GM2_INSTANCES=lots"}, cmd, usage, "GM2_INSTANCES"},
+		{"22 instances above the cap", nil, with("-i", "1025"), usage, "from 1 to 1024"},
+		{"23 100 KB value (was echoed whole)", nil, with("-i", huge), usage, `-i/--instances: invalid value "` + huge[:64] + `…"`},
+		{"24 instances far below -max", nil, with("-i", "-2000"), usage, "-i/--instances"},
+		{"25 instances empty", nil, with("-i", ""), usage, `-i/--instances: invalid value ""`},
+
+		{"26 cpus above the cap (was accepted)", nil, with("--cpus", "100000", "-i", "max"), usage, "--cpus: invalid value \"100000\": accepted: 0 (detect) or a whole number of CPUs from 1 to 1024"},
+		{"27 cpus negative", nil, with("--cpus", "-1"), usage, "--cpus"},
+		{"28 cpus fraction", nil, with("--cpus", "1.5"), usage, "--cpus"},
+		{"29 cpu rounding", nil, with("--cpu-rounding", "round"), usage, "accepted: floor or ceil"},
+
+		{"30 port out of range", nil, with("--listen", ":70000"), usage, "--listen"},
+		{"31 empty listen (was accepted)", nil, with("--listen", ""), usage, `--listen: invalid value "": no address`},
+		{"32 listen list with no address (was accepted)", []string{"GM2_LISTEN=,"}, cmd, usage, `GM2_LISTEN: invalid value ",": no address`},
+		{"33 relative unix path", nil, with("--listen", "unix://rel.sock"), usage, "absolute path"},
+		{"34 host name", nil, with("--listen", "example.com:80"), usage, "is not an IP address"},
+		{"35 unknown scheme", nil, with("--listen", "ftp://:21"), usage, "unknown scheme"},
+		{"36 same address twice", nil, with("--listen", ":8080", "--listen", "8080"), usage, "bind the same address"},
+		{"37 bad listener name", nil, with("--listen", "a b=:1"), usage, "may only hold"},
+		{"38 unix socket in missing directory (was 3 lines)", nil, with("--health-addr", "off", "--listen", "unix://"+dir+"/missing/app.sock"), usage, "no such file"},
+		{"39 unix socket path is a regular file", nil, with("--health-addr", "off", "--listen", "unix://"+regular), usage, "is not a socket; refusing to remove it"},
+		{"40 port in use", nil, with("--health-addr", "off", "--listen", busy.Addr().String()), runtime, "address already in use"},
+		{"41 bad listen variable", []string{"GM2_LISTEN=http=:8080,:99999"}, cmd, usage, "GM2_LISTEN"},
+
+		{"42 bad duration", nil, with("--kill-timeout", "soon"), usage, "--kill-timeout"},
+		{"43 duration without unit", []string{"GM2_KILL_TIMEOUT=1600"}, cmd, usage, "GM2_KILL_TIMEOUT"},
+		{"44 zero kill timeout", nil, with("--kill-timeout", "0"), usage, "from 1ms to 24h"},
+		{"45 negative min uptime", nil, with("--min-uptime", "-1s"), usage, "--min-uptime"},
+		{"46 zero listen timeout", nil, with("--listen-timeout", "0s"), usage, "--listen-timeout"},
+		{"47 huge durations (overflowed worst_case_stop)", nil, with("--shutdown-delay", "2562047h", "--kill-timeout", "2562047h"), usage, "at most 24h"},
+		{"48 shutdown delay above 24h", []string{"GM2_SHUTDOWN_DELAY=25h"}, cmd, usage, "GM2_SHUTDOWN_DELAY"},
+		{"49 memory check too often", nil, with("--memory-check-interval", "500ms"), usage, "from 1s to 24h"},
+		{"50 queue timeout too short", nil, with("--queue-timeout", "10ms"), usage, "0 (off) or a duration from 100ms"},
+
+		{"51 bad signal", nil, with("--stop-signal", "SIGNOPE"), usage, "--stop-signal"},
+		{"52 uncatchable signal", nil, with("--stop-signal", "KILL"), usage, "cannot be caught"},
+		{"53 TSTP (was accepted)", nil, with("--stop-signal", "TSTP"), usage, "suspends a process"},
+		{"54 CHLD (was accepted)", nil, with("--stop-signal", "CHLD"), usage, "does not ask a server to stop"},
+		{"55 signal 32 (was accepted)", nil, with("--stop-signal", "32"), usage, "does not ask a server to stop"},
+		{"56 signal 0", []string{"GM2_STOP_SIGNAL=0"}, cmd, usage, "GM2_STOP_SIGNAL"},
+
+		{"57 bad restart", nil, with("--restart", "sometimes"), usage, "--restart"},
+		{"58 negative max restarts", nil, with("--max-restarts", "-1"), usage, "--max-restarts"},
+		{"59 zero reload batch", nil, with("--reload-batch", "0"), usage, "--reload-batch"},
+		{"60 bad wait-ready variable", []string{"GM2_WAIT_READY=maybe"}, cmd, usage, "GM2_WAIT_READY"},
+		{"61 health host name", nil, with("--health-addr", "example.com:80"), usage, "--health-addr"},
+		{"62 health bare port", nil, with("--health-addr", "9000"), usage, "--health-addr"},
+		{"63 health [::] over an IPv4 listener (was accepted)", nil, with("--health-addr", "[::]:"+freePort, "--listen", "0.0.0.0:"+freePort), usage, "bind the same address"},
+		{"64 health on a listener", nil, with("--listen", ":9000"), usage, "--health-addr default"},
+		{"65 health port in use", nil, with("--health-addr", busy.Addr().String()), runtime, "--health-addr"},
+		{"66 zero min ready", nil, with("--min-ready", "0"), usage, "--min-ready"},
+		{"67 min ready above -i N (was accepted)", nil, with("--min-ready", "5", "-i", "2"), usage, "--min-ready: 5 is more than the 2 workers of -i/--instances 2"},
+		{"68 min ready above -i max", nil, with("--cpus", "2", "-i", "max", "--min-ready", "5"), usage, "on 2 usable CPUs"},
+		{"69 bad node preload", nil, with("--node-preload", "maybe"), usage, "--node-preload"},
+		{"70 bad log level", nil, with("--log-level", "loud"), usage, "--log-level"},
+		{"71 bad log format", nil, with("--log-format", "xml"), usage, "--log-format"},
+		{"72 memory size 10X", nil, with("--max-memory-restart", "10X"), usage, "300M, 1G"},
+		{"73 memory size -5M", nil, with("--max-memory-restart=-5M"), usage, "--max-memory-restart"},
+		{"74 memory size 0", []string{"GM2_MAX_MEMORY_RESTART=0"}, cmd, usage, "GM2_MAX_MEMORY_RESTART"},
+		{"75 zero shared ports", nil, with("--max-shared-ports", "0"), usage, "from 1 to 1024"},
+		{"76 process file missing", nil, with("--config", dir+"/nope.json"), usage, "--config: invalid value"},
+		{"77 process file is a directory", nil, with("--config", dir), usage, "not a regular file"},
+		{"78 --only without --config", nil, with("--only", "web"), usage, "--only selects from a process file"},
+		{"79 GM2_ENV without --config", []string{"GM2_ENV=production"}, cmd, usage, "GM2_ENV selects from a process file"},
+		{"80 empty --only", nil, with("--config", procfile, "--only", ","), usage, "--only"},
+		{"81 bad --env", nil, with("--config", procfile, "--env", "a/b"), usage, "--env"},
+
+		{"82 GM2_INSTANCE typo (was silent)", []string{"GM2_INSTANCE=4"}, with("--dry-run"), warning, "did you mean GM2_INSTANCES?"},
+		{"83 GM2_KILLTIMEOUT typo", []string{"GM2_KILLTIMEOUT=3s"}, with("--dry-run"), warning, "did you mean GM2_KILL_TIMEOUT?"},
+		{"84 value with a newline", []string{"GM2_LOG_LEVEL=info\nerror"}, cmd, usage, `GM2_LOG_LEVEL: invalid value "info\nerror"`},
 	}
-	for _, c := range cases {
+	if len(cases) != 84 {
+		t.Fatalf("%d shapes, want 84", len(cases))
+	}
+	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cmd := exec.Command(bins.init, c.args...)
-			cmd.Env = append(os.Environ(), c.env...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
+			marker := filepath.Join(dir, "started-"+strconv.Itoa(i))
+			args := make([]string, len(c.args))
+			for j, a := range c.args {
+				args[j] = strings.ReplaceAll(a, "MARKER", marker)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bins.init, args...)
+			cmd.Env = append(os.Environ(), "NODE_APP_INSTANCE=", "GM2_INSTANCE=")
+			cmd.Env = append(cmd.Env, c.env...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("still running after 20 s: the bad input was accepted; stderr: %.300s", stderr.String())
+			}
 			code := 0
 			if ee, ok := err.(*exec.ExitError); ok {
 				code = ee.ExitCode()
 			}
 			if code != c.code {
-				t.Errorf("exit status %d, want %d; stderr: %s", code, c.code, stderr.String())
+				t.Errorf("exit status %d, want %d; stderr: %.300s", code, c.code, stderr.String())
 			}
-			out := strings.TrimRight(stderr.String(), "\n")
-			// JSON log lines may precede the error (the worker count); the
-			// error itself is the last line and a plain one.
-			lines := strings.Split(out, "\n")
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
 			last := lines[len(lines)-1]
-			if !strings.HasPrefix(last, "gm2-init: ") || !strings.Contains(last, c.want) {
-				t.Errorf("error line %q, want one line naming %q", last, c.want)
-			}
-			for _, l := range lines[:len(lines)-1] {
-				if !strings.HasPrefix(l, "{") {
-					t.Errorf("more than one plain error line: %q", out)
+			switch {
+			case c.code == warning:
+				var l logLine
+				if len(lines) != 1 || json.Unmarshal([]byte(last), &l) != nil || l["level"] != "warn" || !strings.Contains(l.msg(), c.want) {
+					t.Errorf("stderr %q, want one warning naming %q", stderr.String(), c.want)
+				}
+				var m map[string]any
+				if json.Unmarshal([]byte(stdout.String()), &m) != nil || m["instances"] != float64(1) {
+					t.Errorf("dry run: %.300s", stdout.String())
+				}
+			case c.code == runtime && strings.Contains(c.want, "--health-addr"):
+				// The health port is bound after the start has been
+				// logged: JSON lines, then the error.
+				if !strings.HasPrefix(last, "gm2-init: ") || !strings.Contains(last, c.want) {
+					t.Errorf("error line %q, want one line naming %q", last, c.want)
+				}
+				for _, l := range lines[:len(lines)-1] {
+					if !strings.HasPrefix(l, "{") {
+						t.Errorf("more than one plain error line: %q", stderr.String())
+					}
+				}
+			default:
+				if len(lines) != 1 || !strings.HasPrefix(last, "gm2-init: ") || !strings.Contains(last, c.want) {
+					t.Errorf("stderr %.500q, want exactly one line naming %q", stderr.String(), c.want)
+				}
+				if len(last) > 1000 {
+					t.Errorf("a line of %d bytes", len(last))
 				}
 			}
 			if _, err := os.Stat(marker); err == nil {
 				t.Fatal("the command was started despite the bad input")
 			}
 		})
+	}
+}
+
+// Flags after a switch's "=value" still count, and the worst-case stop of
+// the largest accepted durations is computed without overflow.
+func TestDryRunSwitchesAndBudget(t *testing.T) {
+	t.Parallel()
+	run := func(args ...string) map[string]any {
+		t.Helper()
+		out, err := exec.Command(bins.init, append([]string{"--dry-run"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("%q: %v\n%s", args, err, out)
+		}
+		return m
+	}
+	m := run("--wait-ready=false", "-i", "2", "--", "true")
+	if m["wait_ready"] != false || m["instances"] != float64(2) {
+		t.Errorf("--wait-ready=false -i 2: %v %v", m["wait_ready"], m["instances"])
+	}
+	m = run("--wait-ready", "-i", "2", "--", "true")
+	if m["wait_ready"] != true || m["instances"] != float64(2) {
+		t.Errorf("--wait-ready -i 2: %v %v", m["wait_ready"], m["instances"])
+	}
+	m = run("--shutdown-delay", "24h", "--kill-timeout", "24h", "--", "true")
+	if m["worst_case_stop"] != "48h0m1s" {
+		t.Errorf("worst_case_stop = %v", m["worst_case_stop"])
+	}
+	m = run("--cpus", "1024", "-i", "max", "--", "true")
+	if m["instances"] != float64(1024) {
+		t.Errorf("--cpus 1024 -i max: %v workers", m["instances"])
 	}
 }
 

@@ -165,17 +165,29 @@ func ParseInstances(s string) (Instances, error) {
 	return Instances{}, fmt.Errorf("%s", InstancesAccepted)
 }
 
-// Resolve turns the spec into a worker count given the usable CPUs (≥ 1).
-// The second result is true when a fixed N exceeds the CPUs (worth a warning:
-// extra workers only compete for the same quota).
+// Resolve turns the spec into a worker count given the usable CPUs (≥ 1),
+// never above MaxWorkers (a host with more CPUs than that gets MaxWorkers
+// for max: see Capped). The second result is true when a fixed N exceeds
+// the CPUs (worth a warning: extra workers only compete for the same quota).
 func (s Instances) Resolve(maxCPUs int) (n int, oversubscribed bool) {
 	if maxCPUs < 1 {
 		maxCPUs = 1
 	}
 	if s.Relative {
-		return max(1, maxCPUs-s.N), false
+		return min(MaxWorkers, max(1, maxCPUs-s.N)), false
 	}
-	return s.N, s.N > maxCPUs
+	return min(MaxWorkers, s.N), s.N > maxCPUs
+}
+
+// Capped tells whether Resolve(maxCPUs) cut the count to MaxWorkers.
+func (s Instances) Capped(maxCPUs int) bool {
+	if s.Relative {
+		if maxCPUs < 1 {
+			return false
+		}
+		return maxCPUs-s.N > MaxWorkers
+	}
+	return s.N > MaxWorkers
 }
 
 // RestartPolicy says when a worker that exited on its own is started again.

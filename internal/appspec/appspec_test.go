@@ -101,6 +101,11 @@ func TestResolve(t *testing.T) {
 		{"3", 8, 3, false},
 		{"5", 4, 5, true}, // more workers than CPUs: kept, but flagged
 		{"1024", 1, 1024, true},
+		// max follows the CPUs up to the cap on workers, never beyond.
+		{"max", 1024, 1024, false},
+		{"max", 1025, 1024, false},
+		{"max", 100000, 1024, false},
+		{"-1", 100000, 1024, false},
 		// A CPU count below 1 (an undetectable quota) counts as 1.
 		{"max", 0, 1, false},
 		{"max", -3, 1, false},

@@ -627,6 +627,18 @@
         } catch (err) {
           // nothing to unref
         }
+        // Once the child has exited, the channel must be read to its end:
+        // Node emits the child's 'close' (which npm and yarn wait for
+        // before they exit through their own handlers) only after the
+        // channel disconnects, and an unref'd channel lets the loop end
+        // before it reads that end.
+        child.once('exit', function () {
+          try {
+            if (child.channel) child.channel.ref();
+          } catch (err) {
+            // already closed
+          }
+        });
         // PM2's readiness handshake, from an app started by a wrapper.
         child.on('message', function (m) {
           if (m === 'ready' && process.connected) {

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/gm2-init/gm2-init/internal/echo"
 )
 
 // Network is the kind of socket a Spec binds.
@@ -90,7 +92,7 @@ func ParseSpec(raw string) (Spec, error) {
 		s.Name = v[:i]
 		v = v[i+1:]
 		if err := checkName(s.Name); err != nil {
-			return s, fmt.Errorf("address %q: %w", raw, err)
+			return s, fmt.Errorf("address %s: %w", quote(raw), err)
 		}
 	}
 	scheme := "tcp"
@@ -105,51 +107,51 @@ func ParseSpec(raw string) (Spec, error) {
 	case "unix", "unixgram":
 		s.Network = Network(scheme)
 		if !strings.HasPrefix(v, "/") {
-			return s, fmt.Errorf("address %q: a unix socket needs an absolute path (unix:///run/app.sock)", raw)
+			return s, fmt.Errorf("address %s: a unix socket needs an absolute path (unix:///run/app.sock)", quote(raw))
 		}
 		s.Addr = filepath.Clean(v)
 		if s.Addr == "/" {
-			return s, fmt.Errorf("address %q: %q is not a socket path", raw, v)
+			return s, fmt.Errorf("address %s: %s is not a socket path", quote(raw), quote(v))
 		}
 		if strings.ContainsFunc(s.Addr, unicode.IsControl) {
-			return s, fmt.Errorf("address %q: a socket path cannot hold control characters (NUL, newline …)", raw)
+			return s, fmt.Errorf("address %s: a socket path cannot hold control characters (NUL, newline …)", quote(raw))
 		}
 		if strings.TrimSpace(s.Addr) != s.Addr {
 			// "unix:/// /" would be "/ ", which no message shows legibly.
-			return s, fmt.Errorf("address %q: a socket path cannot end in white space", raw)
+			return s, fmt.Errorf("address %s: a socket path cannot end in white space", quote(raw))
 		}
 		if len(s.Addr) > 107 {
-			return s, fmt.Errorf("address %q: unix socket path longer than 107 bytes", raw)
+			return s, fmt.Errorf("address %s: unix socket path longer than 107 bytes", quote(raw))
 		}
 		if s.Name == "" {
 			s.Name = defaultName(string(s.Network) + "-" + filepath.Base(s.Addr))
 		}
 		return s, nil
 	default:
-		return s, fmt.Errorf("address %q: unknown scheme %q; accepted: %s", raw, scheme, Accepted)
+		return s, fmt.Errorf("address %s: unknown scheme %s; accepted: %s", quote(raw), quote(scheme), Accepted)
 	}
 	if !strings.Contains(v, ":") {
 		// A bare port: "8080".
 		if _, err := strconv.Atoi(v); err != nil {
-			return s, fmt.Errorf("address %q: missing port; accepted: %s", raw, Accepted)
+			return s, fmt.Errorf("address %s: missing port; accepted: %s", quote(raw), Accepted)
 		}
 		v = ":" + v
 	}
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		return s, fmt.Errorf("address %q: %v; accepted: %s", raw, strings.TrimPrefix(err.Error(), "address "+v+": "), Accepted)
+		return s, fmt.Errorf("address %s: %v; accepted: %s", quote(raw), strings.TrimPrefix(err.Error(), "address "+v+": "), Accepted)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 || port == "" {
-		return s, fmt.Errorf("address %q: port %q is not a number from 0 to 65535", raw, port)
+		return s, fmt.Errorf("address %s: port %s is not a number from 0 to 65535", quote(raw), quote(port))
 	}
 	if host != "" {
 		ip := net.ParseIP(host)
 		if ip == nil && host != "localhost" {
-			return s, fmt.Errorf("address %q: host %q is not an IP address (use 0.0.0.0, ::, 127.0.0.1, ::1 or localhost)", raw, host)
+			return s, fmt.Errorf("address %s: host %s is not an IP address (use 0.0.0.0, ::, 127.0.0.1, ::1 or localhost)", quote(raw), quote(host))
 		}
 		if ip != nil && ((s.Family == "4" && ip.To4() == nil) || (s.Family == "6" && ip.To4() != nil && !strings.Contains(host, ":"))) {
-			return s, fmt.Errorf("address %q: host %s does not match the %s scheme", raw, host, scheme)
+			return s, fmt.Errorf("address %s: host %s does not match the %s scheme", quote(raw), host, scheme)
 		}
 	}
 	s.Addr = net.JoinHostPort(host, strconv.Itoa(n))
@@ -174,15 +176,18 @@ func defaultName(name string) string {
 // colon-separated and systemd limits names to 255 printable characters.
 func checkName(name string) error {
 	if name == "" || len(name) > 255 {
-		return fmt.Errorf("name %q must be 1 to 255 characters", name)
+		return fmt.Errorf("name %s must be 1 to 255 characters", quote(name))
 	}
 	for _, r := range name {
 		if !nameChar(r) {
-			return fmt.Errorf("name %q may only hold letters, digits, '-', '_' and '.'", name)
+			return fmt.Errorf("name %s may only hold letters, digits, '-', '_' and '.'", quote(name))
 		}
 	}
 	return nil
 }
+
+// quote shows a user's value in a message: quoted, one line, cut short.
+func quote(v string) string { return echo.Quote(v) }
 
 func nameChar(r rune) bool {
 	return r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/nodeipc"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/preload"
@@ -114,7 +115,14 @@ func workerEnv(base []string, a *App, slot, instances, id int, l Layout) []strin
 		env = append(env, "GM2_PRELOAD_FD="+strconv.Itoa(l.PreloadFD))
 	}
 	if l.ChannelFD != 0 {
-		env = append(env, nodeipc.Env(l.ChannelFD, id)...)
+		ch := nodeipc.Env(l.ChannelFD, id)
+		if a.ExecMode == appspec.Fork {
+			// Fork mode shares nothing: the channel carries only
+			// process.send('ready'), and without GM2_NODE_CLUSTER the
+			// preload leaves listen() to Node.
+			ch = ch[:2]
+		}
+		env = append(env, ch...)
 	}
 	return env
 }

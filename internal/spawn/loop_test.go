@@ -198,18 +198,22 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 	defer sock.Close()
 	r := startSupervisorWith(t, 1, sock)
 	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
-	if err := r.Scale("sleep", 2); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Scale(ctx, "sleep", 2); err != nil {
 		t.Fatal(err)
 	}
 	waitSnapshot(t, r.Supervisor, "2 workers ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 2 })
-	if err := r.Reload(nil); err != nil {
+	if err := r.Reload(ctx, nil); err != nil { // returns once the pass ended
 		t.Fatal(err)
 	}
-	waitSnapshot(t, r.Supervisor, "reload ok", func(s *status.Snapshot) bool { return s.Reload.LastResult == "ok" && s.ReadyWorkers() == 2 })
-	if err := r.Reload([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
+	if snap := r.Snapshot(); snap.Reload.LastResult != "ok" || snap.Reload.Generation != 1 {
+		t.Fatalf("after gm2-init reload: %+v", snap.Reload)
+	}
+	if err := r.Reload(ctx, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
 		t.Errorf("reload of an unknown app: %v", err)
 	}
-	if err := r.Scale("sleep", 0); err == nil {
+	if err := r.Scale(ctx, "sleep", 0); err == nil {
 		t.Error("scaled to 0")
 	}
 	// A datagram from the test itself, no worker: dropped, the loop goes on.
@@ -219,8 +223,6 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 	}
 	c.Write([]byte("READY=1"))
 	c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := r.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

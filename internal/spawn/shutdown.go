@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -19,26 +20,13 @@ import (
 //  3. at the kill timeout, whatever is left gets SIGKILL, and gm2-init exits
 //     once it has reaped it (or after reapGrace).
 //
-// So the worst case from SIGTERM to exit is what WorstCaseStop returns, the
-// figure gm2-init logs at start for docker stop -t and
+// So the worst case from SIGTERM to exit is what appspec.WorstCaseStop
+// returns, the figure gm2-init logs at start for docker stop -t and
 // terminationGracePeriodSeconds.
 
 // reapGrace bounds the wait for processes to be reaped after the final
-// SIGKILL (a process in uninterruptible sleep may take its time; the kernel
-// kills what is left when PID 1 exits).
-const reapGrace = time.Second
-
-// WorstCaseStop is the longest a requested shutdown takes, from the signal
-// to gm2-init's exit: the shutdown delay, the longest kill timeout of the
-// apps, and the grace for reaping after SIGKILL. Durations are capped by
-// configuration, so the sum cannot overflow.
-func WorstCaseStop(shutdownDelay time.Duration, killTimeouts ...time.Duration) time.Duration {
-	var kill time.Duration
-	for _, k := range killTimeouts {
-		kill = max(kill, k)
-	}
-	return shutdownDelay + kill + reapGrace
-}
+// SIGKILL: the part of appspec.WorstCaseStop after the kill timeout.
+const reapGrace = appspec.StopSweep
 
 type shutdownState struct {
 	requested bool // a TERM/INT (or QUIT) asked for it

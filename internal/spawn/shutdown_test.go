@@ -145,12 +145,6 @@ func TestExitDuringShutdownIsNotRestarted(t *testing.T) {
 	}
 }
 
-func TestWorstCaseStop(t *testing.T) {
-	if got := WorstCaseStop(5*time.Second, 8*time.Second, 20*time.Second); got != 26*time.Second {
-		t.Errorf("worst case %v, want 5 s + 20 s + 1 s", got)
-	}
-}
-
 // The stop signal is each app's own.
 func TestStopSignalPerApp(t *testing.T) {
 	a, b := testApp("pm2app", 1), testApp("py", 1)

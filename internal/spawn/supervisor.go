@@ -57,6 +57,8 @@ type Supervisor struct {
 	// lastReady/lastTotal are the counts last given to Lifecycle.Status.
 	started              bool
 	lastReady, lastTotal int
+	// reloadWaiters are the `gm2-init reload` commands waiting for passes.
+	reloadWaiters []*reloadWaiter
 	// spoofed rate-limits the warning about notify messages from
 	// processes that are no workers.
 	spoofed map[int]*spoofCount
@@ -403,10 +405,13 @@ func (s *Supervisor) forward(sig syscall.Signal) {
 	s.log.Debug().Str("signal", unix.SignalName(sig)).Int("workers", len(s.byPid)).Msg("signal forwarded")
 }
 
-// Reload starts a rolling reload of the named apps (all when none is
-// named), the same pass as SIGHUP: `gm2-init reload [APP…]`.
-func (s *Supervisor) Reload(apps []string) error {
-	return s.call(func() error {
+// Reload runs a rolling reload of the named apps (all when none is named),
+// the same pass as SIGHUP: `gm2-init reload [APP…]`. It returns once the pass
+// that includes this request has ended in every app (an error says which
+// failed), or when ctx ends — which ends the wait, not the reload.
+func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
+	done := make(chan error, 1)
+	err := s.call(func() error {
 		targets, err := s.appsNamed(apps)
 		if err != nil {
 			return err
@@ -414,15 +419,62 @@ func (s *Supervisor) Reload(apps []string) error {
 		if s.down.active {
 			return errors.New("gm2-init is shutting down")
 		}
+		wt := &reloadWaiter{want: map[*app]uint64{}, done: done}
 		for _, a := range targets {
-			s.startReload(a, "control command")
+			// The pass that serves this request: the next one, whether
+			// it starts now or follows the pass under way.
+			wt.want[a] = a.reload.generation + 1
+			s.startReload(a, "gm2-init reload")
 		}
+		s.reloadWaiters = append(s.reloadWaiters, wt)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("the reload goes on; stopped waiting for it: %w", ctx.Err())
+	case <-s.done:
+		return errors.New("gm2-init stopped before the reload ended")
+	}
 }
 
-// Scale sets the number of instances of an app: `gm2-init scale APP N`.
-func (s *Supervisor) Scale(name string, n int) error {
+// reloadWaiter is a `gm2-init reload` waiting for its passes to end.
+type reloadWaiter struct {
+	want   map[*app]uint64 // the generation of the pass that serves it
+	failed []string
+	done   chan error
+}
+
+// reloadEnded tells the waiters of app a that its pass ended with result.
+func (s *Supervisor) reloadEnded(a *app, result string) {
+	out := s.reloadWaiters[:0]
+	for _, wt := range s.reloadWaiters {
+		if gen, ok := wt.want[a]; ok && a.reload.generation >= gen {
+			delete(wt.want, a)
+			if result != "ok" {
+				wt.failed = append(wt.failed, a.name+": "+result)
+			}
+		}
+		if len(wt.want) > 0 {
+			out = append(out, wt)
+			continue
+		}
+		if len(wt.failed) > 0 {
+			wt.done <- errors.New("reload " + strings.Join(wt.failed, "; "))
+		} else {
+			wt.done <- nil
+		}
+	}
+	s.reloadWaiters = out
+}
+
+// Scale sets the number of instances of an app: `gm2-init scale APP N`. It
+// returns once the change is under way.
+func (s *Supervisor) Scale(_ context.Context, name string, n int) error {
 	return s.call(func() error {
 		targets, err := s.appsNamed([]string{name})
 		if err != nil {

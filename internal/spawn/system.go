@@ -150,10 +150,13 @@ type osProc struct {
 	done    chan struct{}
 	// members are the descendants seen by Signal, with their start times
 	// (a pid reused by another process has another start time).
-	members map[int]uint64
+	members map[int]memberOf
 }
 
 func (p *osProc) Pid() int { return p.pid }
+
+// memberOf is what is remembered of a worker's descendant.
+type memberOf struct{ start uint64 }
 
 func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
@@ -222,7 +225,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 		}
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
-	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]uint64{}}
+	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]memberOf{}}
 	if preloadR != nil && spec.Events.Preload != nil {
 		go preload.Read(preloadR, spec.Events.Preload)
 	}
@@ -240,16 +243,26 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 
 func (o *osSystem) Signal(pr Proc, sig syscall.Signal) {
 	p := pr.(*osProc)
+	// The group first: the worker and what its wrapper started, in one
+	// call. Then, one by one, only the processes that are not in it any
+	// more (the worker itself included): a process must get the signal
+	// once, because a second SIGTERM is often read as "stop now" (npm, a
+	// shell, an app counting its signals).
 	unix.Kill(-p.pid, sig)
-	unix.Kill(p.pid, sig)
 	for _, d := range procfs.Descendants(o.proc, p.pid) {
-		p.members[d.Pid] = d.StartTime
+		p.members[d.Pid] = memberOf{start: d.StartTime}
 	}
-	for pid, start := range p.members {
-		if o.same(pid, start) {
-			unix.Kill(pid, sig)
-		} else {
+	if st, err := procfs.StatOf(o.proc, p.pid); err == nil && st.PGrp != p.pid {
+		unix.Kill(p.pid, sig)
+	}
+	for pid, m := range p.members {
+		st, err := procfs.StatOf(o.proc, pid)
+		if err != nil || st.StartTime != m.start {
 			delete(p.members, pid)
+			continue
+		}
+		if st.PGrp != p.pid {
+			unix.Kill(pid, sig)
 		}
 	}
 }
@@ -265,8 +278,8 @@ func (o *osSystem) Remains(pr Proc) bool {
 	if unix.Kill(-p.pid, 0) == nil {
 		return true
 	}
-	for pid, start := range p.members {
-		if o.same(pid, start) {
+	for pid, m := range p.members {
+		if o.same(pid, m.start) {
 			return true
 		}
 		delete(p.members, pid)

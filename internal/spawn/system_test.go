@@ -247,7 +247,7 @@ func TestWorkerOfAndRunsNode(t *testing.T) {
 	if w, ok := o.WorkerOf(sleeper, func(p int) bool { return p == cmd.Process.Pid }); !ok || w != cmd.Process.Pid {
 		t.Errorf("WorkerOf(sleep) = %d %v", w, ok)
 	}
-	if o.RunsNode(&osProc{pid: cmd.Process.Pid, members: map[int]uint64{}}) {
+	if o.RunsNode(&osProc{pid: cmd.Process.Pid, members: map[int]memberOf{}}) {
 		t.Error("sh and sleep taken for node")
 	}
 	// Signal 0 finds the test's own descendants: the sh and its sleep.

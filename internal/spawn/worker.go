@@ -241,8 +241,14 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 	}
 	ev.Str("app", sl.app.name).Int("slot", sl.index).Int("pid", w.pid).Str("status", e.String()).Int("code", code).
 		Str("state", string(w.state)).Str("lived", lived.Round(time.Millisecond).String()).Msg("worker exited")
-	s.keepRemains(w)
-	s.sys.Release(w.proc)
+	if !s.keepRemains(w) {
+		// Nothing of its tree is left: its channels can go. Otherwise
+		// they stay open until the tree is gone (releaseRemains): a Node
+		// app behind a wrapper (sh -c, npm start) holds the cluster
+		// channel, and a Node cluster worker exits the moment its
+		// channel closes — in the middle of its graceful stop.
+		s.sys.Release(w.proc)
+	}
 
 	switch {
 	case w.state == status.Draining:
@@ -273,10 +279,11 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 // kill timeout counted from the stop signal. After a crash, the leftovers
 // would go on serving the old code next to the replacement: they get the
 // stop signal now. Either way they are SIGKILLed when their time is up, and
-// the shutdown waits for them as for a worker.
-func (s *Supervisor) keepRemains(w *worker) {
+// the shutdown waits for them as for a worker. It reports whether any
+// remain.
+func (s *Supervisor) keepRemains(w *worker) bool {
 	if !s.sys.Remains(w.proc) {
-		return
+		return false
 	}
 	a := w.slot.app
 	deadline := s.clock.Now().Add(a.spec.KillTimeout)
@@ -294,6 +301,7 @@ func (s *Supervisor) keepRemains(w *worker) {
 	}
 	s.lingering = append(s.lingering, r)
 	r.timer = s.clock.AfterFunc(deadline.Sub(s.clock.Now()), func() { s.onRemainsTimeout(r) })
+	return true
 }
 
 // onRemainsTimeout SIGKILLs remains whose time is up, and forgets them one
@@ -306,6 +314,7 @@ func (s *Supervisor) onRemainsTimeout(r *remains) {
 	}
 	if r.killed || !s.sys.Remains(r.proc) {
 		s.lingering = append(s.lingering[:i], s.lingering[i+1:]...)
+		s.sys.Release(r.proc)
 		return
 	}
 	s.log.Warn().Str("app", r.app).Int("slot", r.slot).Int("pid", r.proc.Pid()).
@@ -326,6 +335,7 @@ func (s *Supervisor) recheckRemains() {
 			out = append(out, r)
 		} else {
 			r.timer.Stop()
+			s.sys.Release(r.proc)
 		}
 	}
 	s.lingering = out

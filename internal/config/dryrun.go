@@ -1,0 +1,75 @@
+package config
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/cpus"
+)
+
+// RunApp is an app as it would run: its settings and its worker count.
+type RunApp struct {
+	App     appspec.App
+	Workers appspec.Count
+}
+
+// WriteDryRun writes the resolved configuration as one JSON object (--dry-run).
+//
+// Every option has a field, named after its long flag (kill-timeout →
+// "kill_timeout"): gm2-init's own settings, and the command's app's, which
+// are also the defaults of a process file's apps. Next to them: "instances"
+// (the workers that would run in all), "instances_spec" (-i as given),
+// "instances_source" and "cpus" (how the usable CPUs were found), "name",
+// "command" and "path" of the command, "warnings", "worst_case_stop" (the
+// longest a shutdown may take, logged at start too), and "apps": each app
+// that would run, with its own fields. These names are stable: scripts and
+// tests read them.
+func (c *Config) WriteDryRun(w io.Writer, version string, cpu cpus.Result, apps []RunApp) error {
+	out := map[string]any{
+		"version":          version,
+		"instances_source": cpu.Source,
+		"cpus":             map[string]any{"max": cpu.Max, "affinity": cpu.Affinity, "source": cpu.Source, "warnings": nonNil(cpu.Warnings)},
+		"warnings":         nonNil(c.Warnings),
+	}
+	for _, o := range options {
+		if o.show != nil && o.scope == globalScope {
+			out[o.jsonField()] = o.show(c, nil)
+		}
+	}
+	for k, v := range c.appJSON(&c.App) {
+		out[k] = v
+	}
+	total := 0
+	list := make([]map[string]any, 0, len(apps))
+	for i := range apps {
+		a := c.appJSON(&apps[i].App)
+		a["instances"] = apps[i].Workers.N
+		list = append(list, a)
+		total += apps[i].Workers.N
+	}
+	out["instances"] = total
+	out["apps"] = list
+	runApps := make([]appspec.App, len(apps))
+	for i := range apps {
+		runApps[i] = apps[i].App
+	}
+	out["worst_case_stop"] = appspec.WorstCaseStop(c.ShutdownDelay, runApps...).String()
+	enc := json.NewEncoder(w)
+	return enc.Encode(out)
+}
+
+// appJSON is one app's part of WriteDryRun: every app option's field.
+func (c *Config) appJSON(a *appspec.App) map[string]any {
+	out := map[string]any{
+		"name":    a.Name,
+		"command": nonNil(a.Command),
+		"path":    a.Path,
+	}
+	for _, o := range options {
+		if o.show != nil && o.scope == appScope {
+			out[o.jsonField()] = o.show(c, a)
+		}
+	}
+	return out
+}

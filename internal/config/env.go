@@ -1,0 +1,167 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/gm2-init/gm2-init/internal/echo"
+)
+
+// readEnv reads every option's variable with envconfig, into a struct built
+// from the options table: one string field per option, named after the long
+// flag (kill-timeout → KillTimeout) and tagged split_words, which envconfig
+// turns into GM2_KILL_TIMEOUT. The result maps each option to its value and
+// whether the variable is set.
+//
+// No field carries an `envconfig:"name"` tag: envconfig would then also
+// read the unprefixed name, i.e. the app's own PORT or LOG_LEVEL, which
+// every worker inherits. Defaults are applied by parse, not by a `default`
+// tag, so that a message can tell a default from a variable.
+func readEnv() (map[*option]string, error) {
+	var fields []reflect.StructField
+	var opts []*option
+	for _, o := range options {
+		if o.scope == actionScope {
+			continue
+		}
+		fields = append(fields, reflect.StructField{
+			Name: fieldName(o.long),
+			Type: reflect.TypeFor[string](),
+			Tag:  `split_words:"true"`,
+		})
+		opts = append(opts, o)
+	}
+	v := reflect.New(reflect.StructOf(fields))
+	if err := envconfig.Process(Prefix, v.Interface()); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
+	out := map[*option]string{}
+	for i, o := range opts {
+		if _, set := os.LookupEnv(o.env()); set {
+			out[o] = v.Elem().Field(i).String()
+		}
+	}
+	return out, nil
+}
+
+// fieldName is the Go field name envconfig sees for a long flag name:
+// kill-timeout → KillTimeout, cpus → Cpus (not CPUs, which split_words
+// would spell C_P_US).
+func fieldName(long string) string {
+	var b strings.Builder
+	for _, w := range strings.Split(long, "-") {
+		if w != "" {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String()
+}
+
+// workerSideVars are GM2_* names that gm2-init sets for its workers. They
+// are not options: seen in the environment (a gm2-init started inside a
+// worker, a worker spawning a tool) they are no typo.
+var workerSideVars = map[string]bool{
+	"GM2_INSTANCE":   true,
+	"GM2_LISTENERS":  true,
+	"GM2_PRELOAD_FD": true,
+}
+
+// unknownVars warns about GM2_* variables that no option reads: most
+// likely typos. A warning, not an error: a newer deployment may set an
+// option an older binary does not know.
+//
+// GM2_INSTANCE is special: it is both what gm2-init gives each worker (its
+// slot) and the likeliest typo of GM2_INSTANCES. An outer gm2-init always
+// sets NODE_APP_INSTANCE to the same value next to it, so GM2_INSTANCE
+// alone, or with a different NODE_APP_INSTANCE, is a typo.
+func unknownVars(environ []string) []string {
+	known := map[string]bool{}
+	var names []string
+	for _, o := range options {
+		if e := o.env(); e != "" {
+			known[e] = true
+			names = append(names, e)
+		}
+	}
+	values := map[string]string{}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		values[name] = value
+	}
+	var out []string
+	for name, value := range values {
+		if !strings.HasPrefix(name, Prefix+"_") || known[name] {
+			continue
+		}
+		if name == "GM2_INSTANCE" {
+			if nai, ok := values["NODE_APP_INSTANCE"]; !ok || nai != value {
+				out = append(out, fmt.Sprintf("GM2_INSTANCE=%s ignored: gm2-init sets it for its workers (their slot number), it is no option; did you mean GM2_INSTANCES?", echo.Quote(value)))
+			}
+			continue
+		}
+		if workerSideVars[name] {
+			continue
+		}
+		msg := fmt.Sprintf("unknown variable %s ignored", plain(name))
+		if s := suggest(name, names); s != "" {
+			msg += "; did you mean " + s + "?"
+		} else {
+			msg += " (gm2-init -h lists the GM2_* variables)"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// suggest returns the known name closest to name when it is close enough
+// to be a typo of it: at most 2 edits, or a plural/singular away.
+func suggest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := distance(name, k, bestD); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance of a and b, or limit when it is at
+// least limit (names are short; the limit only saves work).
+func distance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
+}
+
+// HealthCheckAddr is the health address `gm2-init healthcheck` probes when
+// it is given none: GM2_HEALTH_ADDR as set, else --health-addr's default.
+func HealthCheckAddr() string {
+	o := byLong("health-addr")
+	if v, ok := os.LookupEnv(o.env()); ok {
+		return v
+	}
+	return o.def
+}

@@ -1,0 +1,52 @@
+package health
+
+import (
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestCheckCommand(t *testing.T) {
+	src := newFakeSource(healthySnapshot())
+	s, _, _ := startServer(t, src, testOptions())
+	addr := portOf(t, s.Addr().String())
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		addr string // what main passes: GM2_HEALTH_ADDR or the default
+		code int
+		want string // in stderr; "" = nothing written
+	}{
+		{"configured address", []string{"/livez"}, addr, CheckHealthy, ""},
+		{"ADDR wins", []string{"/livez", addr}, closedAddr, CheckHealthy, ""},
+		{"missing path", []string{"/no-such-endpoint"}, addr, CheckUnhealthy, "404"},
+		{"nobody listens", []string{"/livez"}, closedAddr, CheckUnhealthy, "health check http://" + closedAddr + "/livez"},
+		{"relative path", []string{"livez"}, addr, CheckUsage, `PATH "livez" must start with /`},
+		{"path with a newline", []string{"live\nz"}, addr, CheckUsage, `PATH "live\nz"`},
+		{"too many arguments", []string{"/livez", addr, "x"}, addr, CheckUsage, "usage: gm2-init healthcheck [PATH [ADDR]]"},
+		{"health off", nil, "off", CheckUsage, "the health endpoints are off"},
+		{"bad address", []string{"/livez", "nowhere"}, addr, CheckUnhealthy, "gm2-init healthcheck: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			code := CheckCommand(tc.args, tc.addr, &stderr)
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			out := stderr.String()
+			if tc.want == "" && out != "" || !strings.Contains(out, tc.want) {
+				t.Errorf("stderr %q, want %q", out, tc.want)
+			}
+			if strings.Count(out, "\n") > 1 {
+				t.Errorf("more than one line: %q", out)
+			}
+		})
+	}
+}
