@@ -77,10 +77,39 @@ func run() int {
 		return healthcheck(os.Args[2:])
 	}
 
+	// 3. What gm2-init's own parent passed, before anything else is opened:
+	// the sockets of LISTEN_FDS (when LISTEN_PID is gm2-init's) are kept,
+	// every other inherited descriptor is closed, so that no worker
+	// inherits it. The variables are consumed here: workers get their own.
+	act, err := sockets.ParseActivation(os.Getenv(sockets.EnvListenPid), os.Getenv(sockets.EnvListenFDs),
+		os.Getenv(sockets.EnvListenFDNames), os.Getpid())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gm2-init: "+err.Error())
+		return exitUsage
+	}
+	closedFDs, fdErr := sockets.CloseInherited(act.Count)
+	inherited, err := act.Take()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gm2-init: "+err.Error())
+		return exitUsage
+	}
+	// The notify protocol towards gm2-init's own supervisor: read here and
+	// removed from the environment, so that nothing gm2-init starts (the
+	// workers, the Node probe) mistakes it for its own.
+	up := upstreamEnv{
+		notify:      os.Getenv(notify.EnvNotifySocket),
+		watchdog:    os.Getenv(notify.EnvWatchdogUSec),
+		watchdogPid: os.Getenv(notify.EnvWatchdogPid),
+	}
+	for _, k := range []string{sockets.EnvListenPid, sockets.EnvListenFDs, sockets.EnvListenFDNames,
+		notify.EnvNotifySocket, notify.EnvWatchdogUSec, notify.EnvWatchdogPid} {
+		os.Unsetenv(k)
+	}
+
 	// A long-lived process with a small live heap: collect sooner.
 	tightenGC()
 
-	// 3. Configuration: flags over GM2_* variables over defaults.
+	// 4. Configuration: flags over GM2_* variables over defaults.
 	cfg, err := config.Parse(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gm2-init: "+err.Error())
@@ -98,8 +127,17 @@ func run() int {
 	for _, w := range cfg.Warnings {
 		log.Warn().Msg(w)
 	}
+	if len(closedFDs) > 0 {
+		log.Info().Ints("fds", closedFDs).Msg("closed descriptors inherited from the parent process, so that workers do not inherit them")
+	}
+	if fdErr != nil {
+		log.Warn().Err(fdErr).Msg("some inherited descriptors could not be marked close-on-exec; workers may inherit them")
+	}
+	if act.Ignored != "" {
+		log.Info().Str("reason", act.Ignored).Msg("LISTEN_FDS is not for gm2-init; its sockets are not taken over")
+	}
 
-	// 4. How many workers: the CPUs this container may really use.
+	// 5. How many workers: the CPUs this container may really use.
 	rounding := cpus.Floor
 	if cfg.CPUCeil {
 		rounding = cpus.Ceil
@@ -114,10 +152,10 @@ func run() int {
 		log.Warn().Int("instances", instances).Int("cpus", cpu.Max).Msg("more workers than usable CPUs: they share the same CPU quota and add latency and memory")
 	}
 	if cfg.DryRun {
-		return dryRun(cfg, cpu, instances)
+		return dryRun(cfg, cpu, instances, inherited)
 	}
 
-	// 5. Signals, before the first fork: a SIGCHLD must not arrive unheard.
+	// 6. Signals, before the first fork: a SIGCHLD must not arrive unheard.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, handledSignals...)
 	sigchld := make(chan os.Signal, 1)
@@ -130,10 +168,11 @@ func run() int {
 		}
 	}
 
-	// 6. Bind every listener before any worker exists: the ports accept
+	// 7. Bind every listener before any worker exists: the ports accept
 	// connections from now on; they wait in the backlog until a worker
-	// accepts.
-	listeners, err := sockets.Bind(cfg.Listen)
+	// accepts. A --listen address that the parent passed already is not
+	// bound again: its socket is used. The other inherited sockets follow.
+	listeners, err := sockets.Open(cfg.Listen, inherited)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gm2-init: --listen: "+err.Error())
 		var be *sockets.BindError
@@ -143,17 +182,22 @@ func run() int {
 		return exitRuntime
 	}
 	defer sockets.CloseAll(listeners)
-	for _, l := range listeners {
-		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).Msg("listening")
+	for i, l := range listeners {
+		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).
+			Int("fd", sockets.FirstFD+i).Bool("inherited", l.Inherited).Msg("listening")
 	}
 
-	// 7. The readiness channels workers may use.
+	// 8. The readiness channels workers may use.
 	var notifySock *notify.Socket
-	if s, err := notify.Listen(""); err != nil {
+	nlog := log.With().Str("component", "notify").Logger()
+	if s, err := (notify.Config{OnDrop: func(d notify.Drop) {
+		nlog.Warn().Err(d.Err).Int("sender_pid", d.Pid).Uint64("count", d.Count).Msg("notify datagrams dropped")
+	}}).Listen(); err != nil {
 		log.Warn().Err(err).Msg("no NOTIFY_SOCKET for workers; READY=1 cannot be received")
 	} else {
 		notifySock = s
 		defer notifySock.Close()
+		logNotifyFallback(nlog, s)
 	}
 	// The Node preload: how this node can load it (a data: URL needs no
 	// file; Node < 18.18 gets a --require file, or nothing and a reason).
@@ -170,12 +214,19 @@ func run() int {
 		preloadEnv = ch.WorkerEnv()
 	}
 
+	// What gm2-init tells its own supervisor (systemd Type=notify, podman
+	// --sdnotify=container, another gm2-init): nil when nobody asked.
+	parent, watchdog := dialParent(up, log.With().Str("component", "notify-parent").Logger())
+	if parent != nil {
+		defer parent.Close()
+	}
+
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gm2-init: cannot find its own executable: "+err.Error())
 		return exitRuntime
 	}
-	sup := spawn.New(spawn.Options{
+	opts := spawn.Options{
 		Path: cfg.Path, Args: cfg.Command, Env: os.Environ(), Self: self,
 		Instances:        instances,
 		Listeners:        sockets.Files(listeners),
@@ -197,11 +248,18 @@ func run() int {
 		MinReady:         cfg.MinReady,
 		Version:          version,
 		Log:              log,
-	})
+	}
+	if parent != nil {
+		opts.Lifecycle = parent
+	}
+	sup := spawn.New(opts)
+	stopHooks := startTestHooks(sup, log)
+	defer stopHooks()
 
-	// 8. Health endpoints, answered from the supervisor's snapshots.
+	// 9. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
-		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger())
+		src := &withListeners{Supervisor: sup, listeners: statusListeners(listeners)}
+		hs, err := health.Listen(cfg.HealthAddr, src, log.With().Str("component", "health").Logger())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
 			return exitRuntime
@@ -222,7 +280,14 @@ func run() int {
 		Dur("worst_case_stop", cfg.ShutdownDelay+cfg.KillTimeout+2*time.Second).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
-	// 9. Reap and supervise until the end.
+	// 10. Reap and supervise until the end. The watchdog pings only while
+	// the loop answers a round trip, the check behind /livez.
+	if parent != nil && watchdog > 0 {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go parent.Watchdog(ctx, watchdog, sup.Ping)
+		log.Info().Dur("interval", watchdog).Msg("watchdog: WATCHDOG=1 to gm2-init's own supervisor while the supervisor loop answers")
+	}
 	stopReaper := make(chan struct{})
 	defer close(stopReaper)
 	exits := make(chan []reaper.Exit, 16)
@@ -266,11 +331,25 @@ func newLogger(cfg *config.Config) zerolog.Logger {
 	return l.Level(cfg.LogLevel).With().Timestamp().Str("logger", "gm2-init").Logger()
 }
 
-// dryRun prints the resolved configuration as one JSON object.
-func dryRun(cfg *config.Config, cpu cpus.Result, instances int) int {
+// dryRun prints the resolved configuration as one JSON object. Inherited
+// sockets (LISTEN_FDS) are listed with the --listen value that will use
+// each, if any; the others follow the --listen ones for the workers.
+func dryRun(cfg *config.Config, cpu cpus.Result, instances int, inherited []*sockets.Listener) int {
 	listen := make([]map[string]string, 0, len(cfg.Listen))
 	for _, l := range cfg.Listen {
 		listen = append(listen, map[string]string{"name": l.Name, "network": string(l.Network), "address": l.Addr, "spec": l.String()})
+	}
+	takenBy := make([]string, len(inherited))
+	for j, i := range sockets.Matches(cfg.Listen, inherited) {
+		if i >= 0 {
+			takenBy[i] = cfg.Listen[j].Raw
+			listen[j]["inherited_fd"] = fmt.Sprint(inherited[i].File.Fd())
+		}
+	}
+	inh := make([]map[string]any, 0, len(inherited))
+	for i, l := range inherited {
+		inh = append(inh, map[string]any{"fd": sockets.FirstFD + i, "name": l.Spec.Name, "network": string(l.Spec.Network),
+			"address": l.Bound, "listen": takenBy[i]})
 	}
 	out := map[string]any{
 		"version":          version,
@@ -279,6 +358,7 @@ func dryRun(cfg *config.Config, cpu cpus.Result, instances int) int {
 		"instances_source": cpu.Source,
 		"cpus":             map[string]any{"max": cpu.Max, "affinity": cpu.Affinity, "source": cpu.Source, "warnings": cpu.Warnings},
 		"listen":           listen,
+		"inherited":        inh,
 		"kill_timeout":     cfg.KillTimeout.String(),
 		"stop_signal":      unix.SignalName(cfg.StopSignal),
 		"restart":          string(cfg.Restart),

@@ -40,8 +40,19 @@ func TestMain(m *testing.M) {
 	bins.init = filepath.Join(dir, "gm2-init")
 	bins.worker = filepath.Join(dir, "testworker")
 	bins.goapp = filepath.Join(dir, "goapp")
+	// Others than root may run the binaries (a worker that drops its
+	// privileges with setpriv).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	for _, b := range []struct{ out, pkg string }{{bins.init, ".."}, {bins.worker, "./testworker"}, {bins.goapp, "../examples/goapp"}} {
 		args := []string{"build", "-o", b.out}
+		if b.out == bins.init {
+			// The hooks the tests use (a frozen supervisor loop); inert
+			// unless a test asks (testhooks_on.go).
+			args = append(args, "-tags", "gm2testhooks")
+		}
 		env := append(os.Environ(), "CGO_ENABLED=0")
 		if raceEnabled && b.out == bins.init {
 			args = append(args, "-race")
@@ -106,7 +117,16 @@ type Init struct {
 // environment variables are added to the test's environment.
 func startInit(t *testing.T, env []string, args ...string) *Init {
 	t.Helper()
-	argv := append(namespaceCmd(t), bins.init)
+	return startInitVia(t, env, nil, args...)
+}
+
+// startInitVia is startInit with gm2-init started through a wrapper
+// command (argv before gm2-init's path) that execs it: a shell that opens
+// descriptors, systemd-socket-activate.
+func startInitVia(t *testing.T, env, wrapper []string, args ...string) *Init {
+	t.Helper()
+	argv := append(namespaceCmd(t), wrapper...)
+	argv = append(argv, bins.init)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)

@@ -16,6 +16,8 @@
 //	TW_IGNORE_TERM=1       ignore the stop signals (TERM, INT)
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
+//	TW_READY_GATE=FIFO     with TW_GATE_SLOT=N: the worker of slot N sends READY=1 only once
+//	                       the FIFO has a writer (the test opens it when that worker may be ready)
 //	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
 package main
@@ -160,6 +162,14 @@ func serve() {
 	if os.Getenv("TW_NO_READY") != "1" {
 		if d, err := time.ParseDuration(os.Getenv("TW_READY_DELAY")); err == nil {
 			time.Sleep(d)
+		}
+		if gate := os.Getenv("TW_READY_GATE"); gate != "" && os.Getenv("TW_GATE_SLOT") == os.Getenv("GM2_INSTANCE") {
+			// Opening a FIFO for reading blocks until it has a writer.
+			f, err := os.Open(gate)
+			if err != nil {
+				fail(err)
+			}
+			f.Close()
 		}
 		sdNotify("READY=1\nSTATUS=serving")
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gm2-init/gm2-init/internal/notify"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/spawn"
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// The Parent is the supervisor's Lifecycle.
+var _ spawn.Lifecycle = (*notify.Parent)(nil)
+
+// upstreamEnv is what gm2-init's own service manager set for it, read
+// before the variables are removed from the environment.
+type upstreamEnv struct {
+	notify, watchdog, watchdogPid string
+}
+
+// dialParent prepares the messages to gm2-init's own supervisor and the
+// watchdog interval (0: no watchdog). A value it cannot use is a warning,
+// not a failure: gm2-init still does its job, only the service manager is
+// not told.
+func dialParent(up upstreamEnv, log zerolog.Logger) (*notify.Parent, time.Duration) {
+	if up.notify == "" {
+		if up.watchdog != "" {
+			log.Warn().Msg("WATCHDOG_USEC is set but NOTIFY_SOCKET is not: no watchdog pings")
+		}
+		return nil, 0
+	}
+	parent, err := notify.DialParent(up.notify, func(err error) {
+		log.Warn().Err(err).Msg("cannot notify gm2-init's own supervisor")
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("gm2-init's own supervisor will not be notified")
+		return nil, 0
+	}
+	every, err := notify.WatchdogInterval(up.watchdog, up.watchdogPid, os.Getpid())
+	if err != nil {
+		log.Warn().Err(err).Msg("no watchdog pings")
+	}
+	log.Info().Str("notify_socket", up.notify).Msg("notifying gm2-init's own supervisor (READY=1 once every worker has started)")
+	return parent, every
+}
+
+// logNotifyFallback says where the workers' notify socket went when the
+// first directory could not hold it.
+func logNotifyFallback(log zerolog.Logger, s *notify.Socket) {
+	why := s.FallbackReason()
+	if why == nil {
+		return
+	}
+	if s.Abstract() {
+		log.Warn().Err(why).Str("notify_socket", s.Env()).
+			Msg("no writable directory for the notify socket: it is in the abstract namespace, which some clients " +
+				"(Ruby's sd_notify, used by puma) cannot reach; its name is listed in /proc/net/unix, and the " +
+				"sender check is the only gate, as for a path. Make TMPDIR or /dev/shm writable to avoid this")
+		return
+	}
+	log.Info().Err(why).Str("notify_socket", s.Env()).Msg("notify socket in a fallback directory")
+}
+
+// statusListeners describes the listeners for /status.
+func statusListeners(ls []*sockets.Listener) []status.Listener {
+	out := make([]status.Listener, len(ls))
+	for i, l := range ls {
+		out[i] = status.Listener{Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, Inherited: l.Inherited}
+	}
+	return out
+}
+
+// withListeners adds the listeners to the supervisor's snapshots, until the
+// supervisor publishes them itself (then its own are used). A snapshot is
+// immutable and shared: the copy is made once per snapshot.
+type withListeners struct {
+	*spawn.Supervisor
+	listeners []status.Listener
+
+	mu   sync.Mutex
+	from *status.Snapshot
+	out  *status.Snapshot
+}
+
+func (w *withListeners) Snapshot() *status.Snapshot {
+	snap := w.Supervisor.Snapshot()
+	if len(snap.Listeners) > 0 || len(w.listeners) == 0 {
+		return snap
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if snap != w.from {
+		c := *snap
+		c.Listeners = w.listeners
+		w.from, w.out = snap, &c
+	}
+	return w.out
+}
