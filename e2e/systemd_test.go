@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -597,4 +600,188 @@ func TestBadActivation(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"inherited":[]`) {
 		t.Errorf("LISTEN_PID of another process: %v\n%s", err, out)
 	}
+}
+
+// lineWatcher collects a command's output lines and lets a test wait for
+// one (no polling: each line wakes the waiters).
+type lineWatcher struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	lines []string
+	done  bool
+}
+
+func watchLines(r io.Reader) *lineWatcher {
+	w := &lineWatcher{}
+	w.cond = sync.NewCond(&w.mu)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.lines = append(w.lines, sc.Text())
+			w.cond.Broadcast()
+			w.mu.Unlock()
+		}
+		w.mu.Lock()
+		w.done = true
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}()
+	return w
+}
+
+// wait blocks until a line contains all of parts, or fails after timeout.
+func (w *lineWatcher) wait(t *testing.T, timeout time.Duration, parts ...string) {
+	t.Helper()
+	timer := time.AfterFunc(timeout, func() { w.mu.Lock(); w.cond.Broadcast(); w.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for next := 0; ; {
+		for ; next < len(w.lines); next++ {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(w.lines[next], p)
+			}
+			if all {
+				return
+			}
+		}
+		if w.done || time.Now().After(deadline) {
+			t.Fatalf("no line with %q (ended: %v); output:\n%s", parts, w.done, strings.Join(w.lines, "\n"))
+		}
+		w.cond.Wait()
+	}
+}
+
+// TestPodmanSocketActivationAndSdnotify runs gm2-init as PID 1 of a podman
+// container the way the quadlet example does (examples/systemd): the socket
+// comes from a socket unit (here systemd-socket-activate, which podman
+// passes into the container with LISTEN_PID=1), the container has no network
+// of its own (Network=none), and Notify=true (--sdnotify=container) makes
+// podman relay gm2-init's READY=1 — which must come only once both workers
+// are ready (slot 1 is held back until the test lets it go).
+func TestPodmanSocketActivationAndSdnotify(t *testing.T) {
+	t.Parallel()
+	podman := requireTool(t, "podman", "podman")
+	requireTool(t, "runc", "runc")
+	activate := requireTool(t, "systemd-socket-activate", "systemd")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for podman with runc here")
+	}
+	// A static gm2-init (the race-enabled one needs libc) and testworker
+	// in an image with nothing else.
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-tags", "gm2testhooks", "-o", filepath.Join(dir, "gm2-init"), "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bins.worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "testworker"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	containerfile := `FROM scratch
+COPY gm2-init testworker /
+ENTRYPOINT ["/gm2-init", "-i", "2", "--wait-ready", "--listen-timeout", "60s", "--health-addr", "off", "--"]
+CMD ["/testworker"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(containerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("gm2-e2e-systemd-%d", os.Getpid())
+	image := "localhost/" + name + ":latest"
+	if out, err := exec.Command(podman, "build", "-q", "-t", image, dir).CombinedOutput(); err != nil {
+		t.Fatalf("podman build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command(podman, "rm", "-f", "-t", "0", name).Run()
+		exec.Command(podman, "rmi", "-f", image).Run()
+	})
+
+	r := newNotifyReceiver(t)
+	gateDir := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(gateDir, "gate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePorts(t, 1)[0]
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	// systemd-socket-activate passes NOTIFY_SOCKET on only when told (-E).
+	cmd := exec.Command(activate, "-l", addr, "-E", "NOTIFY_SOCKET",
+		podman, "--runtime", "runc", "run", "--rm", "--name", name,
+		"--sdnotify=container", "--network", "none",
+		"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
+		"-v", gateDir+":/gate", "-e", "TW_READY_GATE=/gate/gate", "-e", "TW_GATE_SLOT=1", image)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+r.path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// An *os.File, so that Wait does not wait for conmon (which inherits
+	// it and may outlive podman run) to close it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	out := watchLines(pr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	exited := make(chan struct{})
+	var runErr error
+	go func() { runErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		pr.Close() // ends watchLines' reader
+	})
+	out.wait(t, 20*time.Second, "Listening on "+addr)
+
+	// The first connection starts podman; a worker answers it.
+	answered := make(chan workerInfo, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 60 * time.Second}).Get("http://" + addr + "/")
+		if err != nil {
+			t.Error(err)
+			answered <- workerInfo{}
+			return
+		}
+		defer resp.Body.Close()
+		var wi workerInfo
+		json.NewDecoder(resp.Body).Decode(&wi)
+		answered <- wi
+	}()
+	out.wait(t, 60*time.Second, `"fd":3`, `"inherited":true`, `"listening"`)
+	out.wait(t, 60*time.Second, `"worker ready"`, `"slot":0`)
+	wi := <-answered
+	if wi.ListenFDs != "1" || wi.ListenPid != wi.Pid || wi.FDNames != "tcp-"+strconv.Itoa(port) {
+		t.Errorf("worker in the container: %+v; want LISTEN_FDS=1, its own LISTEN_PID, tcp-%d", wi, port)
+	}
+	if early := r.pending(); hasReady(early) {
+		t.Fatalf("podman relayed READY=1 while slot 1 was not ready: %+v", early)
+	}
+	gate, err := os.OpenFile(filepath.Join(gateDir, "gate"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	r.until("READY=1")
+	out.wait(t, 10*time.Second, `"worker ready"`, `"slot":1`)
+
+	if err := exec.Command(podman, "stop", "-t", "10", name).Run(); err != nil {
+		t.Fatalf("podman stop: %v", err)
+	}
+	select {
+	case <-exited:
+		if runErr != nil {
+			t.Errorf("podman run: %v", runErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("podman run did not end after podman stop")
+	}
+	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
 }
