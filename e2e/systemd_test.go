@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -784,4 +785,37 @@ CMD ["/testworker"]
 		t.Fatal("podman run did not end after podman stop")
 	}
 	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
+}
+
+// TestSystemdUnitFiles checks the unit files of examples/systemd with
+// `systemd-analyze verify` (offline: no running systemd needed), with the
+// binaries' paths pointed at the ones built for the tests (verify checks
+// that ExecStart exists). Any message — an unknown key, a typo in a
+// section — fails the test. The quadlet file (gm2-app.container) needs
+// podman's quadlet generator (podman 4.4+), which Debian 12's podman 4.3
+// lacks; its mechanics are TestPodmanSocketActivationAndSdnotify's.
+func TestSystemdUnitFiles(t *testing.T) {
+	t.Parallel()
+	analyze := requireTool(t, "systemd-analyze", "systemd")
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"gm2-app.socket", "gm2-app.service"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.NewReplacer("/usr/local/bin/gm2-init", bins.init, "/usr/local/bin/goapp", bins.goapp).Replace(string(b))
+		if name == "gm2-app.service" && !strings.Contains(text, "ExecStart="+bins.init+" ") {
+			t.Fatalf("%s: ExecStart does not run /usr/local/bin/gm2-init", name)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, p)
+	}
+	out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }

@@ -4,7 +4,8 @@
 # the real binary as PID 1 in a new PID namespace.
 #
 # On a fresh Debian machine (as root, or with sudo) it installs what the
-# tests use: prometheus (for promtool, which checks /metrics) and the Node
+# tests use: prometheus (for promtool, which checks /metrics), systemd (for
+# systemd-socket-activate and systemd-analyze), podman and runc, and the Node
 # example's pinned dependencies (npm ci). Everything else is Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,12 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v unshare  >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3  >/dev/null 2>&1 || need_apt+=(python3)
+# systemd-socket-activate and systemd-analyze (socket activation of gm2-init,
+# the unit files of examples/systemd); podman and runc (the same in a
+# container, with --sdnotify=container).
+command -v systemd-socket-activate >/dev/null 2>&1 || need_apt+=(systemd)
+command -v podman   >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc     >/dev/null 2>&1 || need_apt+=(runc)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "==> installing ${need_apt[*]}"
