@@ -819,3 +819,91 @@ func TestSystemdUnitFiles(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestReadmeSocketActivateCommand runs the README's systemd-socket-activate
+// command exactly as written — port 8080, gm2-init from PATH, ./goapp — in
+// a network namespace of its own, so that port 8080 cannot collide with
+// anything on the machine.
+func TestReadmeSocketActivateCommand(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "systemd-socket-activate", "systemd")
+	nsenter := requireTool(t, "nsenter", "util-linux")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace it can enter")
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "    systemd-socket-activate ") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if line != "systemd-socket-activate -l 127.0.0.1:8080 gm2-init -i 2 -- ./goapp" {
+		t.Fatalf("README command %q: update this test with it", line)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bins.init, filepath.Join(bin, "gm2-init")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bins.goapp, filepath.Join(dir, "goapp")); err != nil {
+		t.Fatal(err)
+	}
+	script := `"$0" lo-up && cd "$1" && export PATH="$2:$PATH" && exec ` + line
+	cmd := exec.Command("unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", script, bins.worker, dir, bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	out := watchLines(pr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		pr.Close()
+	})
+	out.wait(t, 20*time.Second, "Listening on 127.0.0.1:8080")
+	kids := childrenOf(cmd.Process.Pid)
+	if len(kids) != 1 {
+		t.Fatalf("children of unshare: %v", kids)
+	}
+	pid1 := kids[0] // systemd-socket-activate, then gm2-init: one pid
+	workers := map[string]bool{}
+	for i := 0; i < 100 && len(workers) < 2; i++ {
+		get := exec.Command(nsenter, "--net=/proc/"+strconv.Itoa(pid1)+"/ns/net", bins.worker, "get", "http://127.0.0.1:8080/")
+		body, err := get.Output()
+		if err != nil {
+			t.Fatalf("GET inside the namespace: %v", err)
+		}
+		if !strings.HasPrefix(string(body), "hello from worker ") {
+			t.Fatalf("answer %q", body)
+		}
+		workers[strings.Fields(string(body))[3]] = true
+	}
+	if !workers["0"] || !workers["1"] {
+		t.Errorf("answers from workers %v, want 0 and 1", workers)
+	}
+	out.wait(t, time.Second, `"listening"`, `"inherited":true`, `127.0.0.1:8080`)
+	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gm2-init did not exit after SIGTERM")
+	}
+	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
+}

@@ -7,6 +7,8 @@
 //	orphans N              fork N children that exit at once, then exit without reaping them
 //	daemonize FILE         start `grandchild FILE` in a new session and exit (a double fork)
 //	grandchild FILE        write "up" to FILE, and "term" when SIGTERM arrives, then exit
+//	lo-up                  bring the loopback interface of its network namespace up
+//	get URL                print the body of GET URL (10 s timeout)
 //
 // Variables for the server:
 //
@@ -26,6 +28,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,9 +70,44 @@ func main() {
 		case "grandchild":
 			grandchild(os.Args[2])
 			return
+		case "lo-up":
+			loUp()
+			return
+		case "get":
+			get(os.Args[2])
+			return
 		}
 	}
 	serve()
+}
+
+// loUp sets IFF_UP on lo: a new network namespace starts with it down.
+func loUp() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fail(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		fail(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		fail(fmt.Errorf("SIOCGIFFLAGS: %w", err))
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		fail(fmt.Errorf("SIOCSIFFLAGS: %w", err))
+	}
+}
+
+func get(url string) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		fail(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(os.Stdout, resp.Body)
 }
 
 func fail(err error) {
