@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/health"
@@ -203,53 +204,63 @@ func run() int {
 	// file; Node < 18.18 gets a --require file, or nothing and a reason).
 	// Choose waits for its probe, so it runs before the reaper starts.
 	var preloadEnv []string
-	if cfg.NodePreload == "on" || (cfg.NodePreload == "auto" && len(listeners) > 0) {
+	if cfg.NodePreload != "off" {
 		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.Command, preload.DefaultDirs())
 		defer ch.Cleanup()
 		ev := log.Info()
-		if ch.Mode == preload.ModeOff {
+		switch {
+		case ch.Mode == preload.ModeOff:
 			ev = log.Warn()
+		case ch.Node == "":
+			ev = log.Debug() // no node in the image: nothing to say
 		}
 		ev.Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
 		preloadEnv = ch.WorkerEnv()
 	}
 
+	app := spawn.App{
+		App: appspec.App{
+			Name:          appspec.NameFromCommand(cfg.Command),
+			Command:       cfg.Command,
+			Path:          cfg.Path,
+			Instances:     cfg.Instances,
+			ExecMode:      appspec.Cluster,
+			Listen:        cfg.Listen,
+			StopSignal:    cfg.StopSignal,
+			KillTimeout:   cfg.KillTimeout,
+			Restart:       cfg.Restart,
+			MinUptime:     cfg.MinUptime,
+			MaxRestarts:   cfg.MaxRestarts,
+			WaitReady:     cfg.WaitReady,
+			ListenTimeout: cfg.ListenTimeout,
+			ReloadBatch:   cfg.ReloadBatch,
+			MinReady:      cfg.MinReady,
+			NodePreload:   cfg.NodePreload,
+		},
+		Count:      instances,
+		Listeners:  listeners,
+		PreloadEnv: preloadEnv,
+	}
+	apps := []spawn.App{app}
+	// Ports a Node worker listens on with no --listen for them are bound
+	// on its first request and shared with every worker of its app.
+	shared := sockets.NewRegistry(sockets.DefaultMaxShared, listeners)
+	defer shared.Close()
+	opts := spawn.Options{
+		Apps:          apps,
+		Env:           os.Environ(),
+		Notify:        notifySock,
+		Shared:        shared,
+		Foreground:    instances == 1 && isTerminal(os.Stdin),
+		ShutdownDelay: cfg.ShutdownDelay,
+		Version:       version,
+		Log:           log,
+	}
 	// What gm2-init tells its own supervisor (systemd Type=notify, podman
 	// --sdnotify=container, another gm2-init): nil when nobody asked.
 	parent, watchdog := dialParent(up, log.With().Str("component", "notify-parent").Logger())
 	if parent != nil {
 		defer parent.Close()
-	}
-
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gm2-init: cannot find its own executable: "+err.Error())
-		return exitRuntime
-	}
-	opts := spawn.Options{
-		Path: cfg.Path, Args: cfg.Command, Env: os.Environ(), Self: self,
-		Instances:        instances,
-		Listeners:        sockets.Files(listeners),
-		ListenFDNames:    sockets.Names(listeners),
-		ListenersDesc:    preload.ListenersEnv(preloadListeners(listeners)),
-		PreloadEnv:       preloadEnv,
-		PreloadListeners: preloadCapable(listeners),
-		Notify:           notifySock,
-		Foreground:       instances == 1 && isTerminal(os.Stdin),
-		StopSignal:       cfg.StopSignal,
-		KillTimeout:      cfg.KillTimeout,
-		MinUptime:        cfg.MinUptime,
-		ListenTimeout:    cfg.ListenTimeout,
-		ShutdownDelay:    cfg.ShutdownDelay,
-		Restart:          cfg.Restart,
-		MaxRestarts:      cfg.MaxRestarts,
-		WaitReady:        cfg.WaitReady,
-		ReloadBatch:      cfg.ReloadBatch,
-		MinReady:         cfg.MinReady,
-		Version:          version,
-		Log:              log,
-	}
-	if parent != nil {
 		opts.Lifecycle = parent
 	}
 	sup := spawn.New(opts)
@@ -258,8 +269,7 @@ func run() int {
 
 	// 9. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
-		src := &withListeners{Supervisor: sup, listeners: statusListeners(listeners)}
-		hs, err := health.Listen(cfg.HealthAddr, src, log.With().Str("component", "health").Logger())
+		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gm2-init: --health-addr: "+err.Error())
 			return exitRuntime
@@ -276,8 +286,8 @@ func run() int {
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
 	}
-	log.Info().Dur("shutdown_delay", cfg.ShutdownDelay).Dur("kill_timeout", cfg.KillTimeout).
-		Dur("worst_case_stop", cfg.ShutdownDelay+cfg.KillTimeout+2*time.Second).
+	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.KillTimeout.String()).
+		Str("worst_case_stop", worstCaseStop(cfg).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
 	// 10. Reap and supervise until the end. The watchdog pings only while
@@ -301,30 +311,12 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// preloadCapable counts the listeners a Node app can take over: all but
-// unixgram sockets, which Node has no API for.
-func preloadCapable(ls []*sockets.Listener) int {
-	n := 0
-	for _, l := range ls {
-		if l.Spec.Network != "unixgram" {
-			n++
-		}
-	}
-	return n
-}
-
-func preloadListeners(ls []*sockets.Listener) []preload.Listener {
-	out := make([]preload.Listener, len(ls))
-	for i, l := range ls {
-		out[i] = preload.Listener{FD: 3 + i, Proto: string(l.Spec.Network), Addr: l.Bound}
-	}
-	return out
-}
-
 func newLogger(cfg *config.Config) zerolog.Logger {
 	var l zerolog.Logger
 	if cfg.LogFormat == "console" {
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		// Colour codes only for a terminal: in a log file or a
+		// collector they are noise.
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
 	} else {
 		l = zerolog.New(os.Stderr)
 	}
@@ -370,6 +362,7 @@ func dryRun(cfg *config.Config, cpu cpus.Result, instances int, inherited []*soc
 		"health_addr":      cfg.HealthAddr,
 		"min_ready":        minReadyString(cfg.MinReady),
 		"shutdown_delay":   cfg.ShutdownDelay.String(),
+		"worst_case_stop":  worstCaseStop(cfg).String(),
 		"node_preload":     cfg.NodePreload,
 		"log_level":        cfg.LogLevel.String(),
 		"log_format":       cfg.LogFormat,
@@ -382,6 +375,15 @@ func dryRun(cfg *config.Config, cpu cpus.Result, instances int, inherited []*soc
 		return exitRuntime
 	}
 	return 0
+}
+
+// worstCaseStop is the longest a requested stop can take with cfg, from the
+// TERM to gm2-init's exit: what `docker stop -t` and Kubernetes'
+// terminationGracePeriodSeconds must exceed. It is logged at start and shown
+// by --dry-run, from this one place, so that checks of deployment files
+// (examples/kubernetes/check) read it instead of recomputing it.
+func worstCaseStop(cfg *config.Config) time.Duration {
+	return spawn.WorstCaseStop(cfg.ShutdownDelay, cfg.KillTimeout)
 }
 
 func minReadyString(n int) string {

@@ -2,15 +2,12 @@ package main
 
 import (
 	"os"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/gm2-init/gm2-init/internal/notify"
-	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/spawn"
-	"github.com/gm2-init/gm2-init/internal/status"
 )
 
 // The Parent is the supervisor's Lifecycle.
@@ -63,40 +60,4 @@ func logNotifyFallback(log zerolog.Logger, s *notify.Socket) {
 		return
 	}
 	log.Info().Err(why).Str("notify_socket", s.Env()).Msg("notify socket in a fallback directory")
-}
-
-// statusListeners describes the listeners for /status.
-func statusListeners(ls []*sockets.Listener) []status.Listener {
-	out := make([]status.Listener, len(ls))
-	for i, l := range ls {
-		out[i] = status.Listener{Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, Inherited: l.Inherited}
-	}
-	return out
-}
-
-// withListeners adds the listeners to the supervisor's snapshots, until the
-// supervisor publishes them itself (then its own are used). A snapshot is
-// immutable and shared: the copy is made once per snapshot.
-type withListeners struct {
-	*spawn.Supervisor
-	listeners []status.Listener
-
-	mu   sync.Mutex
-	from *status.Snapshot
-	out  *status.Snapshot
-}
-
-func (w *withListeners) Snapshot() *status.Snapshot {
-	snap := w.Supervisor.Snapshot()
-	if len(snap.Listeners) > 0 || len(w.listeners) == 0 {
-		return snap
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if snap != w.from {
-		c := *snap
-		c.Listeners = w.listeners
-		w.from, w.out = snap, &c
-	}
-	return w.out
 }

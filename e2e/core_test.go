@@ -117,6 +117,7 @@ func TestStopSignalReachesWorkerBehindShell(t *testing.T) {
 func TestKillTimeout(t *testing.T) {
 	t.Parallel()
 	in := startInit(t, []string{"TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "300ms", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed after the kill timeout, on purpose
 	in.WaitReady(1, 10*time.Second)
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 137 {
@@ -137,7 +138,11 @@ func TestCrashLoopBacksOffThenErrors(t *testing.T) {
 	var delays []time.Duration
 	for _, l := range in.Lines() {
 		if l.msg() == "restarting worker" {
-			delays = append(delays, time.Duration(l["delay"].(float64))*time.Millisecond)
+			d, err := time.ParseDuration(l.str("delay"))
+			if err != nil {
+				t.Fatalf("delay %q: %v", l.str("delay"), err)
+			}
+			delays = append(delays, d)
 		}
 	}
 	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // Edge cases of the supervisor's state machine: reloads that meet crashes,
@@ -87,6 +89,7 @@ func TestKillDuringReloadDoesNotSpoilTheExitStatus(t *testing.T) {
 	// replaces it; its replacement stops cleanly.
 	script := fmt.Sprintf(`if [ ! -e %s ]; then : > %s; TW_IGNORE_TERM=1 exec %s; fi; exec %s`, first, first, bins.worker, bins.worker)
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--kill-timeout", "300ms", "--", "sh", "-c", script)...)
+	in.AllowUncleanStops() // the first worker is SIGKILLed, on purpose
 	in.WaitReady(1, 10*time.Second)
 	_, pos := in.reload(0)
 	in.WaitLog(10*time.Second, pos, "worker still running after the kill timeout; sending SIGKILL", nil)
@@ -134,10 +137,7 @@ func TestScaleDownKeepsTheLastWorkingSlot(t *testing.T) {
 // it reads. script(1) gives gm2-init a real pseudo-terminal.
 func TestInteractiveProgramGetsTheTerminal(t *testing.T) {
 	t.Parallel()
-	script, err := exec.LookPath("script")
-	if err != nil {
-		t.Skip("script (bsdutils) not installed")
-	}
+	script := testtool.Require(t, "script", "Debian package bsdutils")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	inner := strings.Join(append(namespaceCmd(t), bins.init,

@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // noClockReadiness is passed where a test checks that the preload, not the
@@ -46,9 +48,7 @@ const nodeTimeout = 60 * time.Second
 // needNode skips the test when node is not installed.
 func needNode(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not on PATH: the Node preload cannot be tested")
-	}
+	testtool.Require(t, "node", "Debian package nodejs; the Node preload cannot be tested without it")
 }
 
 // repoPath returns the absolute path of a file of the repository.
@@ -278,9 +278,7 @@ func TestNodeListenPort(t *testing.T) {
 // hands the listener on to the shell and the app it starts.
 func TestNodeNpmStart(t *testing.T) {
 	needNode(t)
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not on PATH")
-	}
+	testtool.Require(t, "npm", "Debian package npm")
 	t.Parallel()
 	in, _, _ := runHTTPApp(t, httpApp{cmd: []string{"npm", "--prefix", repoPath(t, "examples/node"), "start", "--silent"}, wrapped: true})
 	stopClean(t, in)
@@ -314,9 +312,7 @@ func TestNodeShellWrappers(t *testing.T) {
 // examples/node/package.json) runs unchanged as two workers.
 func TestNodeExpress(t *testing.T) {
 	needNode(t)
-	if _, err := os.Stat(filepath.Join("..", "examples", "node", "node_modules", "express", "package.json")); err != nil {
-		t.Skip("examples/node/node_modules is missing: run `npm ci` in examples/node")
-	}
+	testtool.RequireFile(t, filepath.Join("..", "examples", "node", "node_modules", "express", "package.json"), "run `npm ci` in examples/node")
 	t.Parallel()
 	in, _, _ := runHTTPApp(t, httpApp{cmd: []string{"node", repoPath(t, "examples/node/express-app.js")}})
 	stopClean(t, in)

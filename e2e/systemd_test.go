@@ -20,21 +20,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// requireTool returns the path of a command the test needs: a skip when it
-// is missing, a failure under CI=true (scripts/test.sh installs it).
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (Debian package %s; scripts/test.sh installs it)", name, pkg)
-		}
-		t.Skipf("%s not installed (Debian package %s)", name, pkg)
-	}
-	return p
-}
+	"github.com/gm2-init/gm2-init/internal/testtool"
+)
 
 // waitRaw waits for text in gm2-init's stderr (lines that are not
 // gm2-init's JSON: a wrapper's messages).
@@ -108,7 +96,7 @@ func freePorts(t *testing.T, n int) []int {
 // starts at the first connection, which the caller makes.
 func startSocketActivated(t *testing.T, env []string, nports int, names string, args func(ports []int) []string) (*Init, []int) {
 	t.Helper()
-	activate := requireTool(t, "systemd-socket-activate", "systemd")
+	activate := testtool.Require(t, "systemd-socket-activate", "Debian package systemd")
 	for attempt := 0; ; attempt++ {
 		ports := freePorts(t, nports)
 		wrapper := []string{activate}
@@ -481,7 +469,7 @@ func TestNotifyFromWorkerOfAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the worker switches to uid 65534")
 	}
-	setpriv := requireTool(t, "setpriv", "util-linux")
+	setpriv := testtool.Require(t, "setpriv", "Debian package util-linux")
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--listen-timeout", "30s", "--",
 		setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bins.worker)...)
 	l, _ := in.WaitLog(40*time.Second, 0, "worker ready", nil)
@@ -666,9 +654,9 @@ func (w *lineWatcher) wait(t *testing.T, timeout time.Duration, parts ...string)
 // are ready (slot 1 is held back until the test lets it go).
 func TestPodmanSocketActivationAndSdnotify(t *testing.T) {
 	t.Parallel()
-	podman := requireTool(t, "podman", "podman")
-	requireTool(t, "runc", "runc")
-	activate := requireTool(t, "systemd-socket-activate", "systemd")
+	podman := testtool.Require(t, "podman", "Debian package podman")
+	testtool.Require(t, "runc", "Debian package runc")
+	activate := testtool.Require(t, "systemd-socket-activate", "Debian package systemd")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for podman with runc here")
 	}
@@ -796,7 +784,7 @@ CMD ["/testworker"]
 // lacks; its mechanics are TestPodmanSocketActivationAndSdnotify's.
 func TestSystemdUnitFiles(t *testing.T) {
 	t.Parallel()
-	analyze := requireTool(t, "systemd-analyze", "systemd")
+	analyze := testtool.Require(t, "systemd-analyze", "Debian package systemd")
 	dir := t.TempDir()
 	var units []string
 	for _, name := range []string{"gm2-app.socket", "gm2-app.service"} {
@@ -826,8 +814,8 @@ func TestSystemdUnitFiles(t *testing.T) {
 // anything on the machine.
 func TestReadmeSocketActivateCommand(t *testing.T) {
 	t.Parallel()
-	requireTool(t, "systemd-socket-activate", "systemd")
-	nsenter := requireTool(t, "nsenter", "util-linux")
+	testtool.Require(t, "systemd-socket-activate", "Debian package systemd")
+	nsenter := testtool.Require(t, "nsenter", "Debian package util-linux")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a network namespace it can enter")
 	}
@@ -906,4 +894,33 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 		t.Fatal("gm2-init did not exit after SIGTERM")
 	}
 	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
+}
+
+// TestSocketActivationNodeListen: an unmodified Node app's listen(PORT) is
+// served on the socket gm2-init's parent passed, by every worker (the
+// preload hands it the inherited socket; a bind of its own would fail with
+// EADDRINUSE).
+func TestSocketActivationNodeListen(t *testing.T) {
+	t.Parallel()
+	node := testtool.Require(t, "node", "Debian package nodejs")
+	app := `require('http').createServer((q, r) => r.end(String(process.pid))).listen(Number(process.argv[1]))`
+	in, ports := startSocketActivated(t, nil, 1, "", func(p []int) []string {
+		return []string{"-i", "2", "--health-addr", "off", "--", node, "-e", app, strconv.Itoa(p[0])}
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	pids := map[string]bool{}
+	for i := 0; i < 400 && len(pids) < 2; i++ {
+		code, body, err := httpGet(addr, "/")
+		if err != nil || code != 200 {
+			t.Fatalf("GET %s: %d %v", addr, code, err)
+		}
+		pids[body] = true
+	}
+	if len(pids) != 2 {
+		t.Errorf("answers from %v, want 2 workers", pids)
+	}
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
 }

@@ -46,7 +46,7 @@ type DataPathResult struct {
 
 func benchDataPath(e *Env) (*DataPathResult, error) {
 	res := &DataPathResult{
-		Variants:     []string{"gm2-init", "ideal", "pm2-runtime", "node-cluster"},
+		Variants:     []string{"gm2-init", "gm2-init/on-demand", "ideal", "pm2-runtime", "node-cluster"},
 		PairVariants: []string{"gm2-init", "ideal", "ideal-2"},
 	}
 	serverCPUs, loadCPU, threads := cpuSplit()

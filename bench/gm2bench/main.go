@@ -53,6 +53,13 @@ type Params struct {
 	ReloadRounds  int `json:"reload_rounds"`
 	ReloadCount   int `json:"reloads"`
 	ReloadClients int `json:"reload_clients"`
+
+	ScrapeRounds  int   `json:"scrape_rounds"`
+	ScrapeWorkers int   `json:"scrape_workers"`
+	ScrapeCold    int   `json:"scrape_cold"`  // cold scrapes of each endpoint per round
+	ScrapeBurst   int   `json:"scrape_burst"` // back-to-back scrapes per round
+	ScrapeReads   int   `json:"scrape_reads"` // in-process reads of every tree per round
+	PSSSizesMB    []int `json:"pss_sizes_mb"`
 }
 
 func params(quick bool) Params {
@@ -65,6 +72,8 @@ func params(quick bool) Params {
 		ReapRounds:  3, ReapTotal: 100000, ReapBatch: 10000,
 		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
 		ReloadRounds: 1, ReloadCount: 20, ReloadClients: 20,
+		ScrapeRounds: 3, ScrapeWorkers: 64, ScrapeCold: 20, ScrapeBurst: 1000, ScrapeReads: 200,
+		PSSSizesMB: []int{16, 128, 512},
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
@@ -74,6 +83,8 @@ func params(quick bool) Params {
 		p.ReapRounds = 1
 		p.ScaleRounds = 1
 		p.ReloadCount = 10
+		p.ScrapeRounds, p.ScrapeCold, p.ScrapeReads = 1, 5, 50
+		p.PSSSizesMB = []int{16, 256}
 	}
 	return p
 }
@@ -102,6 +113,7 @@ type Results struct {
 	Reap      *ReapResult      `json:"reap,omitempty"`
 	Scale     *ScaleResult     `json:"scale,omitempty"`
 	Reload    *ReloadResult    `json:"reload,omitempty"`
+	Scrape    *ScrapeResult    `json:"scrape,omitempty"`
 	Errors    []string         `json:"errors,omitempty"`
 }
 
@@ -113,7 +125,7 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
 	quick := flag.Bool("quick", false, "short run (a few minutes)")
-	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload,scrape")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
 	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
@@ -209,6 +221,7 @@ func main() {
 	step("reap", func() (err error) { res.Reap, err = benchReap(e); return })
 	step("scale", func() (err error) { res.Scale, err = benchScale(e); return })
 	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })
+	step("scrape", func() (err error) { res.Scrape, err = benchScrape(e); return })
 	res.Meta.Finished = time.Now().UTC().Format(time.RFC3339)
 	res.Meta.Duration = time.Since(started).Round(time.Second).String()
 	res.Meta.LoadAvgEnd = loadAvg()

@@ -28,7 +28,7 @@ type StartResult struct {
 	Runs     []StartRun `json:"runs"`
 }
 
-var startVariants = []string{"gm2-init", "ideal", "pm2-runtime", "gm2-init/fd3"}
+var startVariants = []string{"gm2-init", "gm2-init/on-demand", "ideal", "pm2-runtime", "gm2-init/fd3"}
 
 // fd3Rounds bounds the rounds of gm2-init/fd3, whose init-ready time can
 // be the whole --listen-timeout (10 s).
@@ -104,7 +104,7 @@ func (e *Env) startOnce(name string, round int) (StartRun, error) {
 	run.AllServingMs = ms(at[len(at)-1])
 	var match func(string) bool
 	switch name {
-	case "gm2-init", "gm2-init/fd3":
+	case "gm2-init", "gm2-init/fd3", "gm2-init/on-demand":
 		match = func(s string) bool { return strings.Contains(s, `"message":"worker ready"`) }
 	case "pm2-runtime":
 		match = func(s string) bool { return strings.Contains(s, "] online") }

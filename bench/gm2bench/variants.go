@@ -32,6 +32,13 @@ func (e *Env) nodeVariant(name string, n int) variant {
 		v.health = "127.0.0.1:" + strconv.Itoa(freePort())
 		v.argv = []string{e.GM2, "-i", ns, "--listen", v.addr, "--health-addr", v.health, "--", e.Node, e.Hello}
 		v.env = []string{"PORT=" + strconv.Itoa(port)}
+	case "gm2-init/on-demand":
+		// No --listen: the app's listen(PORT, HOST) asks gm2-init, its
+		// cluster primary, which binds the port on the first request and
+		// hands the same socket to every worker (issue 14).
+		v.health = "127.0.0.1:" + strconv.Itoa(freePort())
+		v.argv = []string{e.GM2, "-i", ns, "--health-addr", v.health, "--", e.Node, e.Hello}
+		v.env = []string{"PORT=" + strconv.Itoa(port), "HOST=127.0.0.1"}
 	case "gm2-init/fd3":
 		// The app takes fd 3 itself (server.listen({fd: 3})).
 		v.health = "127.0.0.1:" + strconv.Itoa(freePort())

@@ -16,12 +16,19 @@
 //	TW_CRASH_IF=FILE       exit 3 at once if FILE exists (a broken new version)
 //	TW_CRASH_SLOT=N        exit 3 at once when GM2_INSTANCE is N (one bad slot)
 //	TW_IGNORE_TERM=1       ignore the stop signals (TERM, INT)
+//	TW_EXIT_ON_TERM=N      after draining on a stop signal, exit with status N
 //	TW_NO_READY=1          never send READY=1
 //	TW_READY_DELAY=DUR     wait before sending READY=1
+//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize);
+//	                       "{instance}" in FILE becomes GM2_INSTANCE (one file per worker)
 //	TW_READY_GATE=FIFO     with TW_GATE_SLOT=N: the worker of slot N sends READY=1 only once
 //	                       the FIFO has a writer (the test opens it when that worker may be ready)
-//	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
+//	TW_ESCAPE=1            at start, fork a child that moves to a process group of its own,
+//	                       and move the worker into that group too (both leave the group
+//	                       gm2-init created); combine with TW_IGNORE_TERM
+//	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
+//	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
 package main
 
 import (
@@ -35,6 +42,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -140,6 +148,24 @@ func grandchild(file string) {
 	os.WriteFile(file, []byte("term"), 0o644)
 }
 
+// escape forks a child that ignores SIGTERM and makes a process group of its
+// own, then moves the worker into that group: neither is in the group
+// gm2-init made for the worker any more, so signalling that group alone
+// reaches nobody.
+func escape() {
+	cmd := exec.Command("sh", "-c", "trap '' TERM INT; while :; do sleep 1; done")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fail(err)
+	}
+	if err := unix.Setpgid(0, cmd.Process.Pid); err != nil {
+		fail(fmt.Errorf("setpgid: %w", err))
+	}
+}
+
+// held keeps TW_ALLOC_MB's memory reachable for the worker's whole life.
+var held []byte
+
 func serve() {
 	if code := os.Getenv("TW_CRASH"); code != "" {
 		n, _ := strconv.Atoi(code)
@@ -160,7 +186,19 @@ func serve() {
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	}
 	if f := os.Getenv("TW_DAEMON"); f != "" {
+		f = strings.ReplaceAll(f, "{instance}", os.Getenv("GM2_INSTANCE"))
 		if err := exec.Command(os.Args[0], "daemonize", f).Run(); err != nil {
+			fail(err)
+		}
+	}
+	if os.Getenv("TW_ESCAPE") == "1" {
+		escape()
+	}
+	if n := os.Getenv("TW_STUBBORN"); n != "" {
+		// SIG_IGN survives exec: the shell and its sleeps ignore SIGTERM.
+		// The shell exits at once, so the sleeps are orphans of PID 1.
+		signal.Ignore(syscall.SIGTERM)
+		if err := exec.Command("sh", "-c", "i=0; while [ $i -lt "+n+" ]; do sleep 1000 & i=$((i+1)); done").Run(); err != nil {
 			fail(err)
 		}
 	}
@@ -169,6 +207,12 @@ func serve() {
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fail(err)
+		}
+	}
+	if n, _ := strconv.Atoi(os.Getenv("TW_ALLOC_MB")); n > 0 {
+		held = make([]byte, n<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1
 		}
 	}
 	var ln net.Listener
@@ -217,7 +261,12 @@ func serve() {
 	<-stop
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv.Drain(ctx)
+	if err := srv.Drain(ctx); err != nil {
+		fail(fmt.Errorf("drain: %w", err))
+	}
+	if n, err := strconv.Atoi(os.Getenv("TW_EXIT_ON_TERM")); err == nil {
+		os.Exit(n)
+	}
 }
 
 func sdNotify(msg string) {

@@ -242,8 +242,9 @@ func TestHugeMountinfo(t *testing.T) {
 	got := Detect(v2MapFS("0::/\n", b.String(), map[string]string{"sys/fs/cgroup/cpu.max": "200000 100000"}), 8, Options{})
 	checkResult(t, got, 2, "→ 2", "")
 
-	// A line beyond maxMountinfoLine is an I/O-level failure: warn, use A.
-	over := "1 0 0:1 / / rw - overlay overlay rw,lowerdir=" + strings.Repeat("y", maxMountinfoLine) + "\n"
+	// A line beyond the cgroup package's bound on one mountinfo line (1 MiB)
+	// is an I/O-level failure: warn, use A.
+	over := "1 0 0:1 / / rw - overlay overlay rw,lowerdir=" + strings.Repeat("y", 1<<20) + "\n"
 	got = Detect(v2MapFS("0::/\n", over, map[string]string{"sys/fs/cgroup/cpu.max": "200000 100000"}), 8, Options{})
 	checkResult(t, got, 8, "limit unknown", "read /proc/self/mountinfo")
 }

@@ -8,6 +8,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/gm2-init/gm2-init/internal/cgroup"
 )
 
 // fraction is a CPU quota of q/p CPUs, both positive. Quotas are kept as
@@ -44,34 +46,20 @@ func (l limit) describe() string {
 	return fmt.Sprintf("%s %d/%d at %s", l.files, l.frac.q, l.frac.p, l.dir)
 }
 
-const (
-	procCgroup    = "proc/self/cgroup"
-	procMountinfo = "proc/self/mountinfo"
-	v1Label       = "cpu.cfs_quota_us/cpu.cfs_period_us"
-)
+const v1Label = "cpu.cfs_quota_us/cpu.cfs_period_us"
 
 // findQuota returns the smallest CPU quota on the path from the process's CPU
 // cgroup up to the root of the mounted hierarchy. ok is false when there is
 // no limit or it cannot be known; the warnings say which.
 func findQuota(fsys fs.FS) (lim limit, ok bool, warns []string) {
-	data, err := fs.ReadFile(fsys, procCgroup)
+	loc, found, err := cgroup.Locate(fsys, "cpu")
 	if err != nil {
-		return limit{}, false, []string{fmt.Sprintf("read /%s: %v; cgroup CPU limit unknown", procCgroup, errText(err))}
+		return limit{}, false, []string{err.Error() + "; cgroup CPU limit unknown"}
 	}
-	ref, found := parseProcCgroup(string(data))
 	if !found {
 		// No CPU controller and no unified hierarchy: the kernel
 		// cannot be enforcing a CPU quota on us.
 		return limit{}, false, nil
-	}
-
-	mounts, err := readCPUMounts(fsys, procMountinfo, ref)
-	if err != nil {
-		return limit{}, false, []string{fmt.Sprintf("read /%s: %v; cgroup CPU limit unknown", procMountinfo, errText(err))}
-	}
-	levels, err := locate(mounts, ref)
-	if err != nil {
-		return limit{}, false, []string{fmt.Sprintf("%s: %v; ignoring the cgroup CPU limit", ref, err)}
 	}
 
 	// Every ancestor's quota also applies to us, and any of them may be
@@ -79,8 +67,8 @@ func findQuota(fsys fs.FS) (lim limit, ok bool, warns []string) {
 	// container's (golang/go#81180, automaxprocs#66), and a leaf can be
 	// tighter than its parent, so stopping at the first or the outermost
 	// limited level (libuv) is wrong. Keep the minimum over all levels.
-	for _, d := range levels {
-		f, limited, warn := readLevel(fsys, d, ref.v2)
+	for _, d := range loc.Levels {
+		f, limited, warn := readLevel(fsys, d, loc.Ref.V2)
 		if warn != "" {
 			warns = append(warns, warn)
 		}
@@ -88,7 +76,7 @@ func findQuota(fsys fs.FS) (lim limit, ok bool, warns []string) {
 			continue
 		}
 		if !ok || f.less(lim.frac) {
-			lim, ok = limit{frac: f, files: levelLabel(ref.v2), dir: displayPath(d)}, true
+			lim, ok = limit{frac: f, files: levelLabel(loc.Ref.V2), dir: cgroup.DisplayPath(d)}, true
 		}
 	}
 	return lim, ok, warns
@@ -99,77 +87,6 @@ func levelLabel(v2 bool) string {
 		return "cpu.max"
 	}
 	return v1Label
-}
-
-// locate picks the mount to read ref through and lists the directories from
-// ref's cgroup up to the mount point, inclusive, as fs.FS paths. The mount
-// point itself is a level: with a cgroup namespace the container's own cgroup
-// is the mount's root, and skipping a cgroup whose relative name is empty
-// (ClickHouse#66237) loses exactly the container's limit.
-//
-// When a hierarchy is mounted more than once, the mount with the shortest
-// root is preferred: it shows the most ancestors, and each may hold a limit.
-func locate(mounts []mount, ref cgroupRef) ([]string, error) {
-	if len(mounts) == 0 {
-		kind := "cgroup (v1) mount with the cpu controller"
-		if ref.v2 {
-			kind = "cgroup2 mount"
-		}
-		return nil, fmt.Errorf("no %s in /%s", kind, procMountinfo)
-	}
-	var (
-		found    bool
-		bestRel  []string
-		bestBase []string
-		firstErr error
-	)
-	for _, m := range mounts {
-		base, err := pathComponents(m.mountPoint)
-		if err != nil {
-			firstErr = keepFirst(firstErr, fmt.Errorf("mount point: %w", err))
-			continue
-		}
-		rel, err := relativeTo(m.root, ref.path)
-		if err != nil {
-			firstErr = keepFirst(firstErr, err)
-			continue
-		}
-		if !found || len(rel) > len(bestRel) {
-			found, bestRel, bestBase = true, rel, base
-		}
-	}
-	if !found {
-		return nil, firstErr
-	}
-	levels := make([]string, 0, len(bestRel)+1)
-	for i := len(bestRel); i >= 0; i-- {
-		levels = append(levels, fsPath(append(append([]string(nil), bestBase...), bestRel[:i]...)))
-	}
-	return levels, nil
-}
-
-// keepFirst keeps the first error seen.
-func keepFirst(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
-}
-
-// fsPath turns path components into an fs.FS name ("." for the root).
-func fsPath(comps []string) string {
-	if len(comps) == 0 {
-		return "."
-	}
-	return path.Join(comps...)
-}
-
-// displayPath turns an fs.FS name back into the absolute path users know.
-func displayPath(name string) string {
-	if name == "." {
-		return "/"
-	}
-	return "/" + name
 }
 
 // readLevel reads one cgroup directory's quota. A missing file is normal (the
@@ -185,7 +102,7 @@ func readLevel(fsys fs.FS, dir string, v2 bool) (fraction, bool, string) {
 		}
 		f, limited, err := parseCPUMax(string(data))
 		if err != nil {
-			return fraction{}, false, fmt.Sprintf("%s: %v; ignoring this level", displayPath(name), err)
+			return fraction{}, false, fmt.Sprintf("%s: %v; ignoring this level", cgroup.DisplayPath(name), err)
 		}
 		return f, limited, ""
 	}
@@ -197,7 +114,7 @@ func readLevel(fsys fs.FS, dir string, v2 bool) (fraction, bool, string) {
 	}
 	quota, err := parseV1Quota(string(data))
 	if err != nil {
-		return fraction{}, false, fmt.Sprintf("%s: %v; ignoring this level", displayPath(qname), err)
+		return fraction{}, false, fmt.Sprintf("%s: %v; ignoring this level", cgroup.DisplayPath(qname), err)
 	}
 	if quota <= 0 {
 		return fraction{}, false, ""
@@ -206,11 +123,11 @@ func readLevel(fsys fs.FS, dir string, v2 bool) (fraction, bool, string) {
 	data, err = fs.ReadFile(fsys, pname)
 	if err != nil {
 		// A quota without a period cannot be turned into CPUs.
-		return fraction{}, false, fmt.Sprintf("read %s: %v; ignoring the quota at this level", displayPath(pname), errText(err))
+		return fraction{}, false, fmt.Sprintf("read %s: %v; ignoring the quota at this level", cgroup.DisplayPath(pname), cgroup.ErrText(err))
 	}
 	period, err := parseV1Period(string(data))
 	if err != nil {
-		return fraction{}, false, fmt.Sprintf("%s: %v; ignoring the quota at this level", displayPath(pname), err)
+		return fraction{}, false, fmt.Sprintf("%s: %v; ignoring the quota at this level", cgroup.DisplayPath(pname), err)
 	}
 	return fraction{q: uint64(quota), p: period}, true, ""
 }
@@ -219,25 +136,7 @@ func readFailure(name string, err error) (fraction, bool, string) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return fraction{}, false, ""
 	}
-	return fraction{}, false, fmt.Sprintf("read %s: %v; ignoring this level", displayPath(name), errText(err))
-}
-
-// errText drops the fs.FS-relative name from a *fs.PathError: the warnings
-// name the absolute path themselves, and "open proc/self/cgroup" next to
-// "/proc/self/cgroup" only confuses.
-func errText(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
-}
-
-// firstLine returns data up to its first newline; cgroup files are one line,
-// and the final newline may be missing.
-func firstLine(data string) string {
-	line, _, _ := strings.Cut(data, "\n")
-	return line
+	return fraction{}, false, fmt.Sprintf("read %s: %v; ignoring this level", cgroup.DisplayPath(name), cgroup.ErrText(err))
 }
 
 // parseCPUMax parses a cgroup v2 cpu.max file: "$MAX $PERIOD", where $MAX is
@@ -245,7 +144,7 @@ func firstLine(data string) string {
 // adding one does not cost us the limit. "max" without a period is accepted
 // as no limit: the quota is unlimited whatever the period is.
 func parseCPUMax(data string) (f fraction, limited bool, err error) {
-	fields := strings.Fields(firstLine(data))
+	fields := strings.Fields(cgroup.FirstLine(data))
 	if len(fields) == 0 {
 		return fraction{}, false, errors.New("empty cpu.max")
 	}
@@ -269,7 +168,7 @@ func parseCPUMax(data string) (f fraction, limited bool, err error) {
 // parseV1Quota parses cpu.cfs_quota_us: microseconds per period, or -1 for
 // no limit. Any value <= 0 is returned as is and means no limit.
 func parseV1Quota(data string) (int64, error) {
-	s := strings.TrimSpace(firstLine(data))
+	s := strings.TrimSpace(cgroup.FirstLine(data))
 	q, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("cpu.cfs_quota_us %q is not an integer", data)
@@ -279,7 +178,7 @@ func parseV1Quota(data string) (int64, error) {
 
 // parseV1Period parses cpu.cfs_period_us, which must be positive.
 func parseV1Period(data string) (uint64, error) {
-	s := strings.TrimSpace(firstLine(data))
+	s := strings.TrimSpace(cgroup.FirstLine(data))
 	p, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || p == 0 {
 		return 0, fmt.Errorf("cpu.cfs_period_us %q is not a positive integer", data)

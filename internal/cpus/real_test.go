@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // The real tests re-execute the test binary as a helper process that moves
@@ -151,10 +153,7 @@ func TestRealAffinity(t *testing.T) {
 		}
 	})
 	t.Run("taskset", func(t *testing.T) {
-		taskset, err := exec.LookPath("taskset")
-		if err != nil {
-			t.Skip("taskset (util-linux) is not installed")
-		}
+		taskset := testtool.Require(t, "taskset", "Debian package util-linux")
 		res := runHelper(t, []string{taskset, "-c", strconv.Itoa(one)})
 		if res.Affinity != 1 || res.Max != 1 {
 			t.Errorf("taskset -c %d: Affinity = %d, Max = %d; want 1, 1", one, res.Affinity, res.Max)
@@ -164,26 +163,16 @@ func TestRealAffinity(t *testing.T) {
 
 // ownCPUCgroup finds this process's CPU cgroup directory with the package's
 // own resolution; the real tests then check the kernel agrees with it.
-func ownCPUCgroup(t *testing.T) (cgroupRef, string) {
+func ownCPUCgroup(t *testing.T) (cgroup.Ref, string) {
 	t.Helper()
-	root := os.DirFS("/")
-	data, err := fs.ReadFile(root, procCgroup)
+	loc, found, err := cgroup.Locate(os.DirFS("/"), "cpu")
 	if err != nil {
-		t.Skipf("no /%s: %v", procCgroup, err)
+		t.Skipf("locate the CPU cgroup: %v", err)
 	}
-	ref, ok := parseProcCgroup(string(data))
-	if !ok {
+	if !found {
 		t.Skip("this kernel has no CPU cgroup")
 	}
-	mounts, err := readCPUMounts(root, procMountinfo, ref)
-	if err != nil {
-		t.Skipf("read /%s: %v", procMountinfo, err)
-	}
-	levels, err := locate(mounts, ref)
-	if err != nil {
-		t.Skipf("%s: %v", ref, err)
-	}
-	return ref, displayPath(levels[0])
+	return loc.Ref, cgroup.DisplayPath(loc.Levels[0])
 }
 
 // makeCgroup creates a child cgroup of parent and removes it at cleanup,
@@ -239,7 +228,7 @@ func needRootAndCPUs(t *testing.T) []int {
 func TestRealCgroupV1(t *testing.T) {
 	cpus := needRootAndCPUs(t)
 	ref, base := ownCPUCgroup(t)
-	if ref.v2 {
+	if ref.V2 {
 		t.Skip("the cpu controller is on cgroup v2 here; see TestRealCgroupV2")
 	}
 	a := len(cpus)
@@ -287,7 +276,7 @@ func TestRealCgroupV1(t *testing.T) {
 func TestRealCgroupV2(t *testing.T) {
 	a := len(needRootAndCPUs(t))
 	ref, base := ownCPUCgroup(t)
-	if !ref.v2 {
+	if !ref.V2 {
 		t.Skip("the cpu controller is on a cgroup v1 hierarchy here; see TestRealCgroupV1")
 	}
 	ctrls, err := os.ReadFile(filepath.Join(base, "cgroup.controllers"))

@@ -16,7 +16,12 @@
 //	/readyz   200 "ok" while at least MinReady workers are ready and not shutting down
 //	/healthz  alias of /livez (see handleProbe for why)
 //	/status   JSON view of the snapshot, with uptimes computed at request time
-//	/metrics  Prometheus text exposition format 0.0.4
+//	          and each worker's usage (its whole process tree) read from /proc
+//	/metrics  Prometheus text exposition format 0.0.4, per-slot usage included
+//
+// The workers' usage is the one thing read outside the snapshot: from /proc,
+// only when /status or /metrics asks, bounded in time and at most once a
+// second (usage.go).
 //
 // The endpoints speak a strict subset of HTTP/1.x (http1.go), one request per
 // connection, rather than net/http, which would bring TLS, X.509 and HTTP/2

@@ -2,11 +2,13 @@ package health
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -121,8 +123,9 @@ func formatBool(v bool) string {
 	return "0"
 }
 
-// writeMetrics renders snap and gm2-init's own process usage.
-func writeMetrics(e *exposition, snap *status.Snapshot, u procUsage, procStart float64) {
+// writeMetrics renders snap, the usage of the workers' process trees (trees,
+// keyed by pid; nil when none was read) and gm2-init's own process usage.
+func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.TreeResult, u procfs.Usage, procStart float64) {
 	e.family("gm2_info", "gauge", "Always 1; the version label tells which gm2-init runs.")
 	e.sample("gm2_info", "1", label{"version", snap.Version})
 
@@ -163,31 +166,85 @@ func writeMetrics(e *exposition, snap *status.Snapshot, u procUsage, procStart f
 	e.counter("gm2_orphans_reaped_total", "Orphaned processes (not workers) reaped by gm2-init as PID 1.", formatUint(snap.Counters.OrphansReaped))
 	e.counter("gm2_workers_started_total", "Worker processes started, first starts, restarts and reloads included.", formatUint(snap.Counters.WorkersStarted))
 
-	// The standard process_* families, for gm2-init itself (workers are
-	// separate processes with metrics of their own).
-	if u.statErr == nil {
-		e.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", formatFloat(u.cpuSeconds))
+	writeWorkerUsage(e, snap, trees)
+
+	// The standard process_* families, for gm2-init itself (the workers
+	// are in the gm2_worker_* families above).
+	if u.StatErr == nil {
+		e.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", formatFloat(u.CPUSeconds))
+		e.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", formatUint(u.ResidentBytes))
+		e.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", formatUint(u.VirtualBytes))
 	}
-	if u.statmErr == nil {
-		e.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", formatUint(u.residentBytes))
-		e.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", formatUint(u.virtualBytes))
-	}
-	if u.fdErr == nil {
-		e.gauge("process_open_fds", "Number of open file descriptors.", formatInt(u.openFDs))
+	if u.FDErr == nil {
+		e.gauge("process_open_fds", "Number of open file descriptors.", formatInt(u.OpenFDs))
 	}
 	if procStart > 0 {
 		e.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", formatFloat(procStart))
 	}
 }
 
-func (s *Server) handleMetrics() reply {
-	u := readProcUsage(s.opts.procRoot)
-	for what, err := range map[string]error{"stat": u.statErr, "statm": u.statmErr, "fd": u.fdErr} {
+// writeWorkerUsage writes the gm2_worker_* families: one series per slot,
+// labelled app and instance, summing the slot's workers and all their
+// descendants (see slotUsage).
+//
+// The labels are deliberately not the pid nor the reload generation: both
+// change at every restart and reload, so each would start a new series every
+// time, and a crash-looping worker would leave hundreds behind in
+// Prometheus (cardinality, and dashboards of short-lived lines). With app and
+// instance, a restart shows as what it is, one series whose counter resets,
+// which rate() and increase() handle; the pid is in /status.
+func writeWorkerUsage(e *exposition, snap *status.Snapshot, trees map[int]procfs.TreeResult) {
+	type row struct {
+		labels []label
+		st     procfs.Stats
+	}
+	var rows []row
+	partial := 0
+	for _, sl := range snap.Slots {
+		st, ok := slotUsage(sl, trees)
+		if st.Partial {
+			partial++
+		}
+		if ok {
+			rows = append(rows, row{[]label{{"app", sl.App}, {"instance", formatInt(sl.Index)}}, st})
+		}
+	}
+	families := []struct {
+		name, typ, help string
+		value           func(procfs.Stats) string
+	}{
+		{"gm2_worker_memory_bytes", "gauge", "Resident set size (RSS) of the slot's worker and all its descendants, summed, in bytes; during a reload the old and the new worker both count.",
+			func(s procfs.Stats) string { return formatUint(s.RSSBytes) }},
+		{"gm2_worker_cpu_seconds_total", "counter", "User and system CPU time of the slot's worker and all its descendants (with the children they waited for), in seconds; resets when the worker is replaced.",
+			func(s procfs.Stats) string { return formatFloat(s.CPUSeconds()) }},
+		{"gm2_worker_threads", "gauge", "Threads of the slot's worker and all its descendants.",
+			func(s procfs.Stats) string { return formatInt(s.Threads) }},
+		{"gm2_worker_processes", "gauge", "Processes in the slot's worker tree, the worker included.",
+			func(s procfs.Stats) string { return formatInt(s.Processes) }},
+		{"gm2_worker_open_fds", "gauge", "Open file descriptors of the slot's worker and all its descendants, summed.",
+			func(s procfs.Stats) string { return formatInt(s.FDs) }},
+	}
+	if len(rows) > 0 {
+		for _, f := range families {
+			e.family(f.name, f.typ, f.help)
+			for _, r := range rows {
+				e.sample(f.name, f.value(r.st), r.labels...)
+			}
+		}
+	}
+	e.gauge("gm2_worker_usage_partial_slots", "Slots whose worker trees this scrape could read only in part or not at all (deadline, permissions): their gm2_worker_* figures are a lower bound or missing.", formatInt(partial))
+}
+
+func (s *Server) handleMetrics(ctx context.Context) reply {
+	u := procfs.ReadSelf(s.opts.procRoot)
+	for what, err := range map[string]error{"stat": u.StatErr, "fd": u.FDErr} {
 		if err != nil {
 			s.log.Debug().Err(err).Str("proc", what).Msg("process metric unavailable")
 		}
 	}
+	snap := s.snapshot()
+	trees := s.usage.read(ctx, snap)
 	var e exposition
-	writeMetrics(&e, s.snapshot(), u, s.procStart)
+	writeMetrics(&e, snap, trees, u, s.procStart)
 	return bodyReply(statusOK, metricsContentType, e.buf.Bytes())
 }

@@ -16,7 +16,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/status"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 var (
@@ -416,7 +419,7 @@ func hostileSnapshot() *status.Snapshot {
 
 func TestMetricsHostileStrings(t *testing.T) {
 	var e exposition
-	writeMetrics(&e, hostileSnapshot(), procUsage{cpuSeconds: 1.25, residentBytes: 4096, virtualBytes: 8192, openFDs: 9}, 1.7e9)
+	writeMetrics(&e, hostileSnapshot(), nil, procfs.Usage{CPUSeconds: 1.25, ResidentBytes: 4096, VirtualBytes: 8192, OpenFDs: 9}, 1.7e9)
 	body := e.buf.String()
 	if err := checkExposition(body); err != nil {
 		t.Fatalf("exposition invalid: %v\n%s", err, body)
@@ -441,7 +444,7 @@ func TestMetricsHostileStrings(t *testing.T) {
 func TestMetricsWithoutProc(t *testing.T) {
 	var e exposition
 	missing := errors.New("no /proc")
-	writeMetrics(&e, &status.Snapshot{}, procUsage{statErr: missing, statmErr: missing, fdErr: missing}, 0)
+	writeMetrics(&e, &status.Snapshot{}, nil, procfs.Usage{StatErr: missing, FDErr: missing}, 0)
 	body := e.buf.String()
 	if err := checkExposition(body); err != nil {
 		t.Fatalf("exposition invalid: %v\n%s", err, body)
@@ -485,69 +488,12 @@ func runPromtool(t *testing.T, body string) {
 	}
 }
 
-// TestPromtool reports the skip explicitly, so a CI without promtool shows
-// that the check did not run.
+// TestPromtool checks the exposition with Prometheus' own checker. Without
+// promtool it skips and says so (fails under CI=true, where
+// scripts/test.sh installs it).
 func TestPromtool(t *testing.T) {
-	if _, err := exec.LookPath("promtool"); err != nil {
-		t.Skip("promtool not installed (Debian package prometheus): exposition checked by the built-in checker only")
-	}
+	testtool.Require(t, "promtool", "Debian package prometheus; without it the exposition is checked by the built-in checker only")
 	var e exposition
-	writeMetrics(&e, healthySnapshot(), readProcUsage("/proc"), 1.7e9)
+	writeMetrics(&e, healthySnapshot(), nil, procfs.ReadSelf("/proc"), 1.7e9)
 	runPromtool(t, e.buf.String())
-}
-
-func TestParseProcStat(t *testing.T) {
-	// comm may hold spaces and parentheses: fields count from the last ')'.
-	line := "1234 (gm2 (init) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 12345 1000000 300 18446744073709551615\n"
-	st, err := parseProcStat([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st != (procStat{utime: 250, stime: 50, starttime: 12345}) {
-		t.Errorf("parsed %+v", st)
-	}
-	for _, bad := range []string{"", "1234 gm2 S 1", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 50 0 0 20 0 8 0 12345"} {
-		if _, err := parseProcStat([]byte(bad)); err == nil {
-			t.Errorf("parseProcStat(%q) succeeded", bad)
-		}
-	}
-}
-
-func TestParseStatmAndBootTime(t *testing.T) {
-	v, r, err := parseStatm([]byte("1000 300 200 10 0 150 0\n"), 4096)
-	if err != nil || v != 1000*4096 || r != 300*4096 {
-		t.Errorf("parseStatm = %d, %d, %v", v, r, err)
-	}
-	if _, _, err := parseStatm([]byte("1000\n"), 4096); err == nil {
-		t.Error("parseStatm of one field succeeded")
-	}
-	bt, err := parseBootTime([]byte("cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n"))
-	if err != nil || bt != 1700000000 {
-		t.Errorf("parseBootTime = %d, %v", bt, err)
-	}
-	if _, err := parseBootTime([]byte("cpu 1\n")); err == nil {
-		t.Error("parseBootTime without btime succeeded")
-	}
-}
-
-func TestReadProcSelf(t *testing.T) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc on this system")
-	}
-	u := readProcUsage("/proc")
-	if u.statErr != nil || u.statmErr != nil || u.fdErr != nil {
-		t.Fatalf("readProcUsage: %v %v %v", u.statErr, u.statmErr, u.fdErr)
-	}
-	if u.residentBytes == 0 || u.virtualBytes < u.residentBytes || u.openFDs < 3 || u.cpuSeconds < 0 {
-		t.Errorf("implausible usage %+v", u)
-	}
-	start, err := processStartTime("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary started before now and, on any CI, within a day.
-	now := float64(time.Now().Unix())
-	if start > now+1 || start < now-86400 {
-		t.Errorf("process start %v, now %v", start, now)
-	}
 }

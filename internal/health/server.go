@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -37,7 +38,8 @@ type options struct {
 	writeTimeout time.Duration
 	pingTimeout  time.Duration
 	// procRoot is where the proc filesystem is mounted; /metrics reads
-	// gm2-init's own usage from its "self" directory.
+	// gm2-init's own usage from its "self" directory, and /status and
+	// /metrics the workers' trees.
 	procRoot string
 }
 
@@ -107,6 +109,8 @@ type Server struct {
 	// procStart is gm2-init's start time in Unix seconds, read once at
 	// Listen because it cannot change; 0 when /proc could not tell.
 	procStart float64
+	// usage reads the workers' process trees for /status and /metrics.
+	usage *usageReader
 
 	// probeState remembers the last outcome of each probe so that only
 	// transitions are logged: the kubelet probes every few seconds and a
@@ -167,7 +171,8 @@ func listen(addr string, src Source, logger zerolog.Logger, opts options) (*Serv
 	}
 	s.livez = s.livezChecks()
 	s.readyz = readyzChecks()
-	if start, err := processStartTime(opts.procRoot); err != nil {
+	s.usage = newUsageReader(opts.procRoot, usageTimeout, usageMaxAge)
+	if start, err := procfs.StartTime(opts.procRoot); err != nil {
 		logger.Debug().Err(err).Msg("process_start_time_seconds unavailable")
 	} else {
 		s.procStart = start
@@ -417,9 +422,9 @@ func (s *Server) route(ctx context.Context, req *request) reply {
 	case "/readyz":
 		h = func() reply { return s.handleProbe(ctx, req, "readyz", s.readyz) }
 	case "/status":
-		h = s.handleStatus
+		h = func() reply { return s.handleStatus(ctx) }
 	case "/metrics":
-		h = s.handleMetrics
+		h = func() reply { return s.handleMetrics(ctx) }
 	default:
 		return textReply(statusNotFound, "not found")
 	}

@@ -1,11 +1,14 @@
 package health
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"sort"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -50,6 +53,51 @@ type workerView struct {
 	StartedAt     time.Time    `json:"started_at,omitzero"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
 	Status        string       `json:"status"`
+	// The usage figures appear inline when the worker's tree was read.
+	*UsageView
+	// UsageError says why they are missing: the worker is gone (the
+	// snapshot is a moment old) or the read hit its deadline.
+	UsageError string `json:"usage_error,omitempty"`
+}
+
+// UsageView is the resource usage of one worker and all its descendants
+// (`sh -c`, `npm start` and the server they start), read from /proc when
+// /status is requested. Memory is the resident set size, summed (see
+// procfs.Stats for why RSS and not PSS).
+type UsageView struct {
+	RSSBytes   uint64  `json:"rss_bytes"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Threads    int     `json:"threads"`
+	Processes  int     `json:"processes"`
+	FDs        int     `json:"fds"`
+	// Partial: part of the tree could not be read; the figures are a
+	// lower bound.
+	Partial bool `json:"usage_partial,omitempty"`
+}
+
+func usageView(trees map[int]procfs.TreeResult, pid int) (*UsageView, string) {
+	r, ok := trees[pid]
+	switch {
+	case !ok:
+		return nil, "not read: another read of /proc was still running"
+	case r.Err != nil:
+		if isGone(r.Err) {
+			return nil, "process gone"
+		}
+		if errors.Is(r.Err, context.DeadlineExceeded) {
+			return nil, "not read within " + usageTimeout.String()
+		}
+		return nil, r.Err.Error()
+	}
+	st := r.Stats
+	return &UsageView{
+		RSSBytes:   st.RSSBytes,
+		CPUSeconds: math.Round(st.CPUSeconds()*1000) / 1000,
+		Threads:    st.Threads,
+		Processes:  st.Processes,
+		FDs:        st.FDs,
+		Partial:    st.Partial,
+	}, ""
 }
 
 // countersView always lists both reload results, so that a consumer does not
@@ -70,7 +118,9 @@ func uptime(now, t time.Time) float64 {
 	return math.Round(now.Sub(t).Seconds()*1000) / 1000
 }
 
-func buildStatusView(snap *status.Snapshot, now time.Time) statusView {
+// buildStatusView renders snap at now; trees holds the workers' usage (nil:
+// none read, which leaves the usage fields out).
+func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.TreeResult) statusView {
 	v := statusView{
 		Version:       snap.Version,
 		StartedAt:     snap.StartedAt,
@@ -114,14 +164,18 @@ func buildStatusView(snap *status.Snapshot, now time.Time) statusView {
 			Workers:       make([]workerView, 0, len(sl.Workers)),
 		}
 		for _, w := range sl.Workers {
-			sv.Workers = append(sv.Workers, workerView{
+			wv := workerView{
 				Pid:           w.Pid,
 				State:         w.State,
 				Generation:    w.Generation,
 				StartedAt:     w.StartedAt,
 				UptimeSeconds: uptime(now, w.StartedAt),
 				Status:        w.Status,
-			})
+			}
+			if trees != nil && w.Pid > 0 {
+				wv.UsageView, wv.UsageError = usageView(trees, w.Pid)
+			}
+			sv.Workers = append(sv.Workers, wv)
 		}
 		v.Slots = append(v.Slots, sv)
 	}
@@ -153,8 +207,10 @@ func reloadResults(m map[string]uint64) []string {
 	return append(out, extra...)
 }
 
-func (s *Server) handleStatus() reply {
-	body, err := json.MarshalIndent(buildStatusView(s.snapshot(), time.Now()), "", "  ")
+func (s *Server) handleStatus(ctx context.Context) reply {
+	snap := s.snapshot()
+	trees := s.usage.read(ctx, snap)
+	body, err := json.MarshalIndent(buildStatusView(snap, time.Now(), trees), "", "  ")
 	if err != nil {
 		// Only an unencodable value could get here (none is in the
 		// view); say so rather than send half a document.

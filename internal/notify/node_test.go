@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 func countReady(t *testing.T, r io.Reader) (int, error) {
@@ -233,10 +235,7 @@ func runNode(t *testing.T, argv ...string) int {
 }
 
 func TestNodeProcessSend(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := testtool.Require(t, "node", "Debian package nodejs")
 	const app = `process.send('ready'); process.send({x: 1}); process.send('not ready'); process.disconnect()`
 	t.Run("direct", func(t *testing.T) {
 		if n := runNode(t, node, "-e", app); n != 1 {

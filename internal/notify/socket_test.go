@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // waitTimeout bounds every wait in these tests.
@@ -411,11 +413,7 @@ func startWorker(t *testing.T, s *Socket, argv ...string) *exec.Cmd {
 
 func lookPython(t *testing.T) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
-	return py
+	return testtool.Require(t, "python3", "Debian package python3")
 }
 
 func TestReceiveFromChildProcess(t *testing.T) {

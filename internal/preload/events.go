@@ -16,6 +16,9 @@ const (
 	// KindListening: a server or socket in process Pid listens on inherited
 	// fd FD.
 	KindListening = "listening"
+	// KindShared: a server or socket in process Pid listens on the socket
+	// gm2-init shares on demand with registry id ID (sockets.Shared.ID).
+	KindShared = "shared"
 )
 
 // MaxLine bounds an event line, newline included. The preload's lines are
@@ -24,13 +27,15 @@ const MaxLine = 512
 
 // Event is one line the preload wrote to the GM2_PRELOAD_FD pipe.
 type Event struct {
-	Kind string // KindHello or KindListening
+	Kind string // KindHello, KindListening or KindShared
 	FD   int    // the inherited fd (KindListening only)
+	ID   int    // the on-demand socket's id (KindShared only)
 	Pid  int    // the process that wrote the line
 }
 
-// ParseLine decodes "hello PID" or "listening FD PID", with or without the
-// trailing newline. Numbers are plain decimal, PID at least 1, FD at least 3.
+// ParseLine decodes "hello PID", "listening FD PID" or "shared ID PID", with
+// or without the trailing newline. Numbers are plain decimal, PID and ID at
+// least 1, FD at least 3.
 func ParseLine(line string) (Event, error) {
 	s := strings.TrimSuffix(line, "\n")
 	f := strings.Split(s, " ")
@@ -45,8 +50,13 @@ func ParseLine(line string) (Event, error) {
 		if ev.FD, err = parseNumber(f[1], 3); err == nil {
 			ev.Pid, err = parseNumber(f[2], 1)
 		}
+	case f[0] == KindShared && len(f) == 3:
+		ev.Kind = KindShared
+		if ev.ID, err = parseNumber(f[1], 1); err == nil {
+			ev.Pid, err = parseNumber(f[2], 1)
+		}
 	default:
-		err = errors.New("not a hello or listening line")
+		err = errors.New("not a hello, listening or shared line")
 	}
 	if err != nil {
 		return Event{}, fmt.Errorf("preload: event %q: %w", clip(s), err)

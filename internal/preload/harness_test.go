@@ -25,6 +25,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // waitLimit bounds every wait on a node process in these tests.
@@ -43,11 +46,7 @@ func bothModes() []loadMode { return []loadMode{viaRequire, viaImport} }
 
 func nodePath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("node")
-	if err != nil {
-		t.Skipf("node is not installed (%v): the preload tests run real node processes", err)
-	}
-	return p
+	return testtool.Require(t, "node", "Debian package nodejs; the preload tests run real node processes")
 }
 
 // loadOption returns the NODE_OPTIONS token for mode.
@@ -165,6 +164,8 @@ type spec struct {
 	listeners   string   // GM2_LISTENERS to set instead of the one socks give
 	listenPID   bool     // set LISTEN_PID to the started process's pid
 	stdin       bool     // give the process a stdin pipe
+	primary     *primary // give the process a Node IPC channel served by this cluster primary
+	pathDir     string   // put this directory first in PATH (the node under test)
 }
 
 // proc is a started node process (tree) in its own process group.
@@ -177,6 +178,8 @@ type proc struct {
 	events chan Event
 	seen   []Event
 	done   chan struct{}
+	ready  chan struct{} // one value per process.send('ready') the primary got
+	prim   *primary      // the cluster primary of the process, if any
 }
 
 // lockedBuffer collects output and tells a waiter that more arrived.
@@ -222,17 +225,14 @@ func baseEnv() []string {
 
 func start(t *testing.T, s spec) *proc {
 	t.Helper()
-	bin, err := exec.LookPath(s.args[0])
-	if err != nil {
-		t.Skipf("%s is not installed: %v", s.args[0], err)
-	}
+	bin := testtool.Require(t, s.args[0], "")
 	args := s.args[1:]
 	if s.listenPID {
 		// Go cannot set a variable between fork and exec; a shell can.
 		args = append([]string{"-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, bin}, args...)
 		bin = "/bin/sh"
 	}
-	p := &proc{t: t, events: make(chan Event, 256), done: make(chan struct{})}
+	p := &proc{t: t, events: make(chan Event, 256), done: make(chan struct{}), ready: make(chan struct{}, 16)}
 	p.stdout.notify = make(chan struct{}, 1)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.dir
@@ -240,6 +240,7 @@ func start(t *testing.T, s spec) *proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	env := baseEnv()
 	var pr, pw *os.File
+	var err error
 	if !s.noContract {
 		pr, pw, err = os.Pipe()
 		if err != nil {
@@ -266,6 +267,20 @@ func start(t *testing.T, s spec) *proc {
 	if opts := AppendOption(s.nodeOptions, s.opt); opts != "" {
 		env = append(env, "NODE_OPTIONS="+opts)
 	}
+	var channel *os.File
+	if s.primary != nil {
+		var child *os.File
+		channel, child, err = nodeipc.NewChannel()
+		if err != nil {
+			t.Fatalf("channel: %v", err)
+		}
+		defer child.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+		env = append(env, nodeipc.Env(2+len(cmd.ExtraFiles), s.primary.nextID())...)
+	}
+	if s.pathDir != "" {
+		env = setEnvVar(env, "PATH", s.pathDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	cmd.Env = append(env, s.env...)
 	if s.stdin {
 		if p.stdin, err = cmd.StdinPipe(); err != nil {
@@ -276,6 +291,10 @@ func start(t *testing.T, s spec) *proc {
 		t.Fatalf("start %v: %v", s.args, err)
 	}
 	p.cmd = cmd
+	p.prim = s.primary
+	if channel != nil {
+		s.primary.serve(p, channel)
+	}
 	if pw != nil {
 		_ = pw.Close()
 		go func() {
@@ -311,10 +330,25 @@ func start(t *testing.T, s spec) *proc {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
+// setEnvVar returns env with key set to value.
+func setEnvVar(env []string, key, value string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
 // fail reports what the process said, which is what one needs to debug.
 func (p *proc) fail(format string, args ...any) {
 	p.t.Helper()
-	p.t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s\nevents: %v", fmt.Sprintf(format, args...), p.stdout.String(), p.stderr.String(), p.seen)
+	prim := ""
+	if p.prim != nil {
+		prim = "\nprimary's log:\n" + p.prim.log.String()
+	}
+	p.t.Fatalf("%s\nstdout:\n%s\nstderr:\n%s\nevents: %v%s", fmt.Sprintf(format, args...), p.stdout.String(), p.stderr.String(), p.seen, prim)
 }
 
 // next returns the next event, or false at the pipe's EOF.

@@ -10,6 +10,7 @@ import gm2Path from 'node:path';
 import gm2Module from 'node:module';
 import gm2Events from 'node:events';
 import gm2WorkerThreads from 'node:worker_threads';
+import gm2Os from 'node:os';
 const gm2Builtins = {
   fs: gm2Fs,
   net: gm2Net,
@@ -19,8 +20,14 @@ const gm2Builtins = {
   module: gm2Module,
   events: gm2Events,
   worker_threads: gm2WorkerThreads,
+  os: gm2Os,
 };
+// The cluster module picks its primary or worker half when it is first
+// loaded, from NODE_UNIQUE_ID: it must not be imported before the preload
+// has decided, so it is loaded on demand (the path only anchors the lookup
+// of a builtin; no file is read).
 const require = (id) => {
+  if (id === 'cluster') return gm2Module.createRequire('/gm2-init-preload.cjs')('cluster');
   if (!Object.prototype.hasOwnProperty.call(gm2Builtins, id)) throw new Error('gm2-init preload: no builtin ' + id);
   return gm2Builtins[id];
 };

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // These tests run real node processes (and npm) with sockets the test binds
@@ -574,9 +576,7 @@ func TestExpress(t *testing.T) {
 	nodePath(t)
 	t.Parallel()
 	dir := repoFile(t, "examples/node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "express", "package.json")); err != nil {
-		t.Skip("examples/node/node_modules is missing: run `npm ci` in examples/node to test Express")
-	}
+	testtool.RequireFile(t, filepath.Join(dir, "node_modules", "express", "package.json"), "run `npm ci` in examples/node to test Express")
 	sk := passTCP(t)
 	p := start(t, spec{
 		args:  []string{"node", "express-app.js"},

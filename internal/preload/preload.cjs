@@ -23,8 +23,9 @@
   }
 
   function setup() {
-    const spec = process.env.GM2_LISTENERS;
-    if (!spec) return;
+    const spec = process.env.GM2_LISTENERS || '';
+    const clusterId = toInt(process.env.GM2_NODE_CLUSTER);
+    if (!spec && clusterId < 1) return;
     let workerThreads = null;
     try {
       workerThreads = require('worker_threads');
@@ -48,12 +49,19 @@
 
     const pid = process.pid;
     const direct = process.env.LISTEN_PID === String(pid);
-    const channelFd = toInt(process.env.NODE_CHANNEL_FD);
+    // Node has already opened the IPC channel (NODE_CHANNEL_FD) and removed
+    // the variable; its descriptor is what process.channel reports.
+    const channelFd = process.channel && typeof process.channel.fd === 'number' ? process.channel.fd : -1;
 
     const entries = parseListeners(spec).filter(function (e) {
       return e.fd !== channelFd && verify(e);
     });
-    if (entries.length === 0) return;
+    // The channel is gm2-init's (or a relaying wrapper's) when
+    // GM2_NODE_CLUSTER names a worker id and NODE_CHANNEL_FD really was a
+    // socket: the variable is inherited also by processes that got no
+    // channel, or the channel of another parent.
+    const ours = clusterId >= 1 && channelFd >= 0 && isSocket(channelFd);
+    if (entries.length === 0 && !ours) return;
 
     let reportFd = toInt(process.env.GM2_PRELOAD_FD);
     if (!validReportFd(reportFd)) reportFd = -1;
@@ -64,10 +72,25 @@
     handoff.sort(function (a, b) { return a - b; });
     let consumed = false;
 
+    // replyIds maps a query's ref to the on-demand socket id of its answer;
+    // relayed, the ref of a query relayed up to {child, seq, gm2, cmd}.
+    const replyIds = new Map();
+    const relayed = new Map();
+    let nextRelay = 0;
+    // cluster is Node's cluster module when this process is a cluster
+    // worker of gm2-init (or of a relaying wrapper), else null.
+    const cluster = ours ? becomeWorker(clusterId) : null;
+    const UV_EADDRINUSE = -require('os').constants.errno.EADDRINUSE;
+    const UV_ECONNRESET = -require('os').constants.errno.ECONNRESET;
+
     report('hello ' + pid);
     patchNet();
     patchDgram();
     patchChildProcess();
+    if (cluster !== null) {
+      patchCluster();
+      relayReplies();
+    }
     handleSignals();
     try {
       // ESM named imports of builtins (import { spawn } from
@@ -76,6 +99,14 @@
       if (typeof mod.syncBuiltinESMExports === 'function') mod.syncBuiltinESMExports();
     } catch (err) {
       // Nothing to refresh on a Node without ESM.
+    }
+
+    function isSocket(fd) {
+      try {
+        return fs.fstatSync(fd).isSocket();
+      } catch (err) {
+        return false;
+      }
     }
 
     // ---- GM2_LISTENERS ----------------------------------------------------
@@ -218,13 +249,6 @@
       return asked[0] !== '\0' && path.resolve(asked) === path.resolve(bound);
     }
 
-    function toPort(v) {
-      if (typeof v !== 'number' && typeof v !== 'string') return 0;
-      if (typeof v === 'string' && v.trim() === '') return 0;
-      const n = Number(v);
-      return Number.isInteger(n) && n > 0 && n <= 65535 ? n : 0;
-    }
-
     function toBacklog(v) {
       const n = Number(v);
       return n >= 0 ? n : 0;
@@ -241,69 +265,128 @@
       });
     }
 
+    // portOf reads a port the way net and dgram accept it: undefined and
+    // null mean 0 (any free port); a number or a numeric string from 0 to
+    // 65535 is that port; anything else is -1 and left to Node, which
+    // throws its own error for it.
+    function portOf(v) {
+      if (v === undefined || v === null) return 0;
+      if (typeof v !== 'number' && typeof v !== 'string') return -1;
+      if (typeof v === 'string' && v.trim() === '') return -1;
+      const n = Number(v);
+      return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : -1;
+    }
+
+    // asPrimary runs fn while the cluster module says this process is the
+    // primary. net's listen() asks the primary for every form that is not
+    // exclusive, even for an fd or a handle (it would then ask gm2-init to
+    // open its own descriptor with that number); and those forms ignore
+    // `exclusive`. listen() reads cluster.isPrimary synchronously for them,
+    // so flipping it for that call makes Node open the fd in this process.
+    function asPrimary(fn) {
+      if (cluster === null || cluster.isPrimary !== false) return fn();
+      cluster.isPrimary = true;
+      try {
+        return fn();
+      } finally {
+        cluster.isPrimary = false;
+      }
+    }
+
+    // exclusive returns a copy of an options object with exclusive: true.
+    function exclusive(o) {
+      return Object.assign({}, o, { exclusive: true });
+    }
+
     function patchNet() {
       const proto = net.Server.prototype;
       const orig = proto.listen;
       proto.listen = copyShape(function listen() {
+        const server = this;
         const args = Array.prototype.slice.call(arguments);
-        let redirected = null;
+        let plan = null;
         try {
-          redirected = redirectListen(this, args);
+          plan = planListen(server, args);
         } catch (err) {
-          redirected = null;
+          plan = null;
         }
-        return orig.apply(this, redirected || args);
+        if (plan === null) return orig.apply(server, args);
+        if (plan.local) return asPrimary(function () { return orig.apply(server, plan.args); });
+        return orig.apply(server, plan.args);
       }, orig);
       proto.listen[MARK] = true;
     }
 
-    // redirectListen mirrors net's normalizeArgs: listen(port[, host][,
+    // planListen mirrors net's normalizeArgs: listen(port[, host][,
     // backlog][, cb]), listen({port, host, backlog}[, cb]), listen(path[,
-    // backlog][, cb]), listen({path}[, cb]). Handles, fds, port 0 and
-    // ports or paths gm2-init did not pass are left to Node.
-    function redirectListen(server, args) {
+    // backlog][, cb]), listen({path}[, cb]), listen(handle), listen({fd}).
+    // It returns null to leave the call to Node as it is, or {args, local}:
+    // new arguments, and whether to run them as the primary (local).
+    //
+    //  - a --listen port (and unix path): {fd: N} of the passed socket, local;
+    //  - in a cluster worker of gm2-init, what Node's cluster never shares
+    //    stays the process's own: port 0, unix paths (exclusive: true), fds
+    //    and handles (local);
+    //  - any other port in a cluster worker: left to Node, which asks
+    //    gm2-init (shared on demand); `exclusive: true` binds locally.
+    function planListen(server, args) {
       if (server._handle) return null; // Node throws ERR_SERVER_ALREADY_LISTEN
       const n = args.length;
-      if (n === 0 || typeof args[0] === 'function') return null;
+      const worker = cluster !== null;
+      if (n === 0) return worker ? { args: [{ port: 0, exclusive: true }], local: false } : null;
+      const a0 = args[0];
+      if (typeof a0 === 'function') {
+        return worker ? { args: [{ port: 0, exclusive: true }].concat(args), local: false } : null;
+      }
       const cb = typeof args[n - 1] === 'function' ? args[n - 1] : null;
       const backlogFromArgs = toBacklog(n > 1 && args[1]) || toBacklog(n > 2 && args[2]);
-      const a0 = args[0];
-      let port = 0;
+      let port = -1;
       let host = '';
       let upath = '';
       let signal = null;
       let backlog = backlogFromArgs;
+      let object = false;
       if (a0 !== null && typeof a0 === 'object') {
-        if (a0._handle || a0.handle || typeof a0.fd === 'number') return null;
-        if (typeof a0.port === 'number' || typeof a0.port === 'string') {
-          port = toPort(a0.port);
+        object = true;
+        if (a0._handle || a0.handle || typeof a0.fd === 'number') return { args: args, local: true };
+        if ('port' in a0) {
+          port = portOf(a0.port);
           host = typeof a0.host === 'string' ? a0.host : '';
-        } else if ('port' in a0) {
-          return null;
-        } else if (typeof a0.path === 'string') {
+        } else if (typeof a0.path === 'string' && a0.path !== '') {
           upath = a0.path;
+        } else {
+          return null; // Node throws ERR_INVALID_ARG_VALUE
         }
         signal = a0.signal || null;
         backlog = toBacklog(a0.backlog) || backlogFromArgs;
-      } else if (typeof a0 === 'string' && toBacklog(a0) === 0 && a0 !== '0') {
+      } else if (typeof a0 === 'string' && !(Number(a0) >= 0)) {
         upath = a0; // net's isPipeName: a string that is not a number
       } else {
-        port = toPort(a0);
+        port = portOf(a0);
         if (n > 1 && typeof args[1] === 'string') host = args[1];
       }
-      if (port === 0 && upath === '') return null;
-      const e = upath !== '' ? take('unix', 0, '', upath, 0) : take('tcp', port, host, '', 0);
-      if (e === null) return null;
-      const opts = { fd: e.fd };
-      if (signal) opts.signal = signal;
-      const out = [opts];
-      if (backlog) out.push(backlog);
-      if (cb) out.push(cb);
-      onListening(server, e.fd);
-      // A server opened from an fd has no pipe name, and address() returns
-      // that name; Node sets it at the same point for listen(path).
-      if (upath !== '') server._pipeName = upath;
-      return out;
+      if (port < 0 && upath === '') return null;
+      const e = upath !== '' ? take('unix', 0, '', upath, 0) : port > 0 ? take('tcp', port, host, '', 0) : null;
+      if (e !== null) {
+        const opts = { fd: e.fd };
+        if (signal) opts.signal = signal;
+        const out = [opts];
+        if (backlog) out.push(backlog);
+        if (cb) out.push(cb);
+        onListening(server, e.fd);
+        // A server opened from an fd has no pipe name, and address() returns
+        // that name; Node sets it at the same point for listen(path).
+        if (upath !== '') server._pipeName = upath;
+        return { args: out, local: true };
+      }
+      if (!worker || port > 0) return null;
+      // Port 0 or a unix path in a cluster worker: exclusive, as Node's
+      // cluster module would not share them either. The other arguments
+      // stay, so that backlog and callback are read as before.
+      if (object) return { args: [exclusive(a0)].concat(args.slice(1)), local: false };
+      const opts = upath !== '' ? { path: upath, exclusive: true } : { port: 0, exclusive: true };
+      if (upath === '' && n > 1 && typeof args[1] === 'string') opts.host = args[1];
+      return { args: [opts].concat(args.slice(1)), local: false };
     }
 
     function patchDgram() {
@@ -313,7 +396,7 @@
         const args = Array.prototype.slice.call(arguments);
         let redirected = null;
         try {
-          redirected = redirectBind(this, args);
+          redirected = planBind(this, args);
         } catch (err) {
           redirected = null;
         }
@@ -321,35 +404,298 @@
       }, orig);
     }
 
-    // redirectBind covers bind(port[, address][, cb]) and bind({port,
-    // address, exclusive}[, cb]). Only a listener of the socket's own family
-    // is used: a udp4 socket on an IPv6 fd would receive but fail to reply.
-    function redirectBind(sock, args) {
+    // planBind covers bind(port[, address][, cb]), bind({port, address,
+    // exclusive, fd}[, cb]) and bind(handle). A --listen port of the
+    // socket's own family is redirected to its fd (a udp4 socket on an IPv6
+    // fd would receive but fail to reply). dgram honours `exclusive` for
+    // every form, so in a cluster worker an fd, port 0 and no port at all
+    // are made exclusive; another port is left to Node, which asks gm2-init.
+    function planBind(sock, args) {
       const n = args.length;
-      if (n === 0 || typeof args[0] === 'function') return null;
-      const cb = typeof args[n - 1] === 'function' ? args[n - 1] : null;
+      const worker = cluster !== null;
+      const cb = n > 0 && typeof args[n - 1] === 'function' ? args[n - 1] : null;
+      const rest = cb ? [cb] : [];
+      if (n === 0 || typeof args[0] === 'function') {
+        return worker ? [{ port: 0, exclusive: true }].concat(rest) : null;
+      }
       const a0 = args[0];
       let port = 0;
       let host = '';
-      let exclusive = false;
       if (a0 !== null && typeof a0 === 'object') {
-        if (a0.fd !== undefined || typeof a0.recvStart === 'function') return null;
-        port = toPort(a0.port);
+        if (typeof a0.recvStart === 'function') return null; // a handle: Node opens it here
+        if (a0.fd !== undefined) return worker && !a0.exclusive ? [exclusive(a0)].concat(rest) : null;
+        port = portOf(a0.port);
         host = typeof a0.address === 'string' ? a0.address : '';
-        exclusive = !!a0.exclusive;
       } else {
-        port = toPort(a0);
+        port = portOf(a0);
         if (n > 1 && typeof args[1] === 'string') host = args[1];
       }
-      if (port === 0) return null;
+      if (port < 0) return null;
       const family = sock.type === 'udp6' ? 6 : 4;
-      const e = take('udp', port, host, '', family);
-      if (e === null) return null;
-      const out = [{ fd: e.fd, exclusive: exclusive }];
-      if (cb) out.push(cb);
-      onListening(sock, e.fd);
-      return out;
+      const e = port > 0 ? take('udp', port, host, '', family) : null;
+      if (e !== null) {
+        onListening(sock, e.fd);
+        return [{ fd: e.fd, exclusive: true }].concat(rest);
+      }
+      if (!worker || port > 0) return null;
+      if (a0 !== null && typeof a0 === 'object') return [exclusive(a0)].concat(rest);
+      const opts = { port: 0, exclusive: true };
+      if (host) opts.address = host;
+      return [opts].concat(rest);
     }
+
+    // ---- cluster worker of gm2-init ---------------------------------------
+
+    // becomeWorker makes this process a cluster worker, exactly as Node
+    // does for a child with NODE_UNIQUE_ID (cluster.isWorker, cluster.worker
+    // with the id gm2-init gave), and returns the cluster module; null when
+    // it cannot (something loaded the cluster module as primary before this
+    // preload ran). gm2-init does not set NODE_UNIQUE_ID itself, see the
+    // nodeipc package doc.
+    function becomeWorker(id) {
+      const had = Object.prototype.hasOwnProperty.call(process.env, 'NODE_UNIQUE_ID');
+      let c;
+      // Node's worker setup reads its id from NODE_UNIQUE_ID and removes it
+      // from the environment, as here.
+      if (!had) process.env.NODE_UNIQUE_ID = String(id);
+      try {
+        c = require('cluster');
+        if (!c || !c.isWorker) return null;
+        if (!c.worker) {
+          if (typeof c._setupWorker !== 'function') return null;
+          c._setupWorker();
+        }
+      } finally {
+        if (!had) delete process.env.NODE_UNIQUE_ID;
+      }
+      // The worker's 'message' and 'disconnect' listeners (Node's own: the
+      // app has not run yet) each keep the loop alive through the channel:
+      // a one-shot script would never end. Take those references back; a
+      // pending query holds one of its own (channelRef), and the app's own
+      // listeners count as in Node.
+      if (process.env.GM2_NODE_RELAYED === '1') {
+        // A wrapper relays for this process (npm start). A stop signal
+        // reaches the whole process group, and a wrapper often dies of it
+        // at once: Node's cluster worker would then exit on the spot, in
+        // the middle of the app's graceful stop. With gm2-init's own channel
+        // that cannot happen (gm2-init keeps it open while the worker
+        // lives), so only here the disconnect counts as intended.
+        process.prependListener('disconnect', function () {
+          if (c.worker) c.worker.exitedAfterDisconnect = true;
+        });
+      }
+      const n = process.listenerCount('message') + process.listenerCount('disconnect');
+      for (let i = 0; i < n; i++) channelUnref();
+      return c;
+    }
+
+    // The channel's reference count (Node's Control.refCounted, which
+    // Node's own listeners and writes use too), so that what the app does
+    // with the channel (process.on('message')) keeps it alive as in Node.
+    function channelRef() {
+      const ch = process.channel;
+      if (!ch) return;
+      if (typeof ch.refCounted === 'function') ch.refCounted();
+      else ch.ref();
+    }
+
+    function channelUnref() {
+      const ch = process.channel;
+      if (!ch) return;
+      if (typeof ch.unrefCounted === 'function') ch.unrefCounted();
+      else ch.unref();
+    }
+
+    // patchCluster wraps the cluster worker's query to its primary: the
+    // channel is referenced while the answer is pending (else a process
+    // with nothing else to do would exit before it arrives); the query is
+    // tagged {pid, ref} so that the answer names the on-demand socket,
+    // which is reported when the server listens; and a second server of
+    // this process on an address it already serves gets EADDRINUSE, as
+    // without gm2-init (and as Node's own primary answers).
+    function patchCluster() {
+      const orig = cluster._getServer;
+      if (typeof orig !== 'function') return;
+      const held = new Set();
+      let nextRef = 0;
+      cluster._getServer = copyShape(function _getServer(obj, options, cb) {
+        if (options === null || typeof options !== 'object' || typeof cb !== 'function') {
+          return orig.apply(this, arguments);
+        }
+        const key = [options.address, options.port, options.addressType, options.fd].join(':');
+        if (held.has(key)) {
+          process.nextTick(cb, UV_EADDRINUSE, null);
+          return undefined;
+        }
+        if (!process.connected) {
+          // No primary any more (a relaying wrapper died): Node would wait
+          // for an answer forever.
+          process.nextTick(cb, UV_ECONNRESET, null);
+          return undefined;
+        }
+        const ref = ++nextRef;
+        let pending = true;
+        channelRef();
+        const finish = function () {
+          if (!pending) return;
+          pending = false;
+          channelUnref();
+        };
+        const tagged = Object.assign({}, options, { gm2: { pid: pid, ref: ref } });
+        const done = function (errno, handle) {
+          finish();
+          const id = replyIds.get(ref);
+          replyIds.delete(ref);
+          if (!errno && handle) {
+            consumed = true;
+            held.add(key);
+            const close = handle.close;
+            handle.close = function () {
+              held.delete(key);
+              return close.apply(this, arguments);
+            };
+            if (id >= 1) {
+              obj.once('listening', function () {
+                setImmediate(function () {
+                  report('shared ' + id + ' ' + pid);
+                });
+              });
+            }
+          }
+          return cb.apply(this, arguments);
+        };
+        try {
+          return orig.call(this, obj, tagged, done);
+        } catch (err) {
+          finish();
+          throw err;
+        }
+      }, orig);
+    }
+
+    // relayReplies watches the answers of gm2-init (or of a relaying
+    // wrapper) before Node's cluster module handles them: it keeps the
+    // socket id of this process's answers, and neutralises an answer meant
+    // for another process that shared the channel (a script run before
+    // this one by the same shell): its ack would match one of this
+    // process's own queries. In a wrapper it also passes the answers to
+    // relayed queries down to the child that asked.
+    function relayReplies() {
+      process.prependListener('internalMessage', function (msg, handle) {
+        try {
+          if (msg === null || typeof msg !== 'object' || msg.ack === undefined) return;
+          if (msg.cmd === 'NODE_GM2') {
+            relayDown(msg, handle);
+            return;
+          }
+          if (msg.cmd !== 'NODE_CLUSTER' || msg.gm2 === null || typeof msg.gm2 !== 'object') return;
+          if (msg.gm2.pid !== pid) {
+            delete msg.ack;
+            closeHandle(handle);
+            return;
+          }
+          replyIds.set(msg.gm2.ref, msg.gm2.id);
+        } catch (err) {
+          // An unexpected message: Node handles it as it would anyway.
+        }
+      });
+    }
+
+    function closeHandle(handle) {
+      try {
+        if (handle && typeof handle.close === 'function') handle.close();
+      } catch (err) {
+        // already closed
+      }
+    }
+
+    // ---- relay (a wrapper's children) ------------------------------------
+
+    // A wrapper (npm start, yarn start, a Node launcher) is a cluster worker
+    // of gm2-init but not the app: Node gives its children no channel. So a
+    // process that has not listened itself gives every child an IPC channel
+    // and GM2_NODE_CLUSTER, and passes its children's queries up to
+    // gm2-init as NODE_GM2 messages (ignored by its own cluster module),
+    // and the answers, with their sockets, back down.
+    function relayChild(child, ownChannel) {
+      if (!child || typeof child.send !== 'function' || !child.channel) return;
+      if (ownChannel) {
+        // The channel must not keep the wrapper alive by itself: the child
+        // process does, as long as the wrapper waits for it.
+        try {
+          child.channel.unref();
+        } catch (err) {
+          // nothing to unref
+        }
+        // PM2's readiness handshake, from an app started by a wrapper.
+        child.on('message', function (m) {
+          if (m === 'ready' && process.connected) {
+            try {
+              process.send('ready');
+            } catch (err) {
+              // the channel to gm2-init is gone
+            }
+          }
+        });
+      }
+      child.on('internalMessage', function (msg, handle) {
+        try {
+          relayUp(child, msg, handle);
+        } catch (err) {
+          closeHandle(handle);
+        }
+      });
+    }
+
+    function relayUp(child, msg, handle) {
+      if (msg === null || typeof msg !== 'object') return;
+      if (msg.cmd !== 'NODE_CLUSTER' && msg.cmd !== 'NODE_GM2') return;
+      closeHandle(handle); // a worker never sends its primary a socket
+      if (msg.act === 'exitedAfterDisconnect') {
+        // The child disconnects from this wrapper on purpose: answer here.
+        child.send({ cmd: msg.cmd, ack: msg.seq }, undefined, { swallowErrors: true }, noop);
+        return;
+      }
+      if (msg.act !== 'queryServer' || !process.connected) {
+        if (msg.act === 'queryServer') {
+          child.send({ cmd: msg.cmd, ack: msg.seq, errno: UV_ECONNRESET, data: null },
+            undefined, { swallowErrors: true }, noop);
+        }
+        return;
+      }
+      const ref = ++nextRelay;
+      relayed.set(ref, { child: child, seq: msg.seq, gm2: msg.gm2, cmd: msg.cmd });
+      channelRef();
+      const up = Object.assign({}, msg, { cmd: 'NODE_GM2', seq: ref, gm2: { pid: pid, ref: ref } });
+      process.send(up, undefined, { swallowErrors: true }, noop);
+    }
+
+    function relayDown(msg, handle) {
+      const r = relayed.get(msg.ack);
+      if (r === undefined || !msg.gm2 || msg.gm2.pid !== pid) {
+        closeHandle(handle);
+        return;
+      }
+      relayed.delete(msg.ack);
+      channelUnref();
+      const down = { cmd: r.cmd, ack: r.seq, errno: msg.errno, key: msg.key, data: msg.data === undefined ? null : msg.data };
+      if (r.gm2 !== null && typeof r.gm2 === 'object') {
+        down.gm2 = { pid: r.gm2.pid, ref: r.gm2.ref, id: msg.gm2.id };
+      }
+      if (!r.child.connected) {
+        closeHandle(handle);
+        return;
+      }
+      if (handle) {
+        // Node closes no "net.Native" handle it sends: this process's copy
+        // is closed once the child has it.
+        r.child.send(down, handle, { swallowErrors: true }, function () { closeHandle(handle); });
+      } else {
+        r.child.send(down, undefined, { swallowErrors: true }, noop);
+      }
+    }
+
+    function noop() {}
 
     // ---- child processes ------------------------------------------------
 
@@ -357,30 +703,52 @@
     // wrapper (npm start, yarn, a Node launcher) would thus starve the app
     // it starts; so, in a process that has not used a listener itself, every
     // child gets the inherited listener fds and the report pipe at the same
-    // numbers. A process that did use one (the app) hands nothing on, so its
-    // own subprocesses do not hold the listening sockets.
-    function extendStdio(stdio) {
+    // numbers, and (in a cluster worker of gm2-init) an IPC channel to relay
+    // its queries (relay). A process that did use one (the app) hands
+    // nothing on, so its own subprocesses do not hold the listening sockets.
+    // extendStdio returns the new stdio, whether the child has a channel
+    // and whether this preload added it.
+    function extendStdio(stdio, relay) {
       let arr;
       if (stdio === undefined || stdio === null) arr = ['pipe', 'pipe', 'pipe'];
       else if (typeof stdio === 'string') arr = [stdio, stdio, stdio];
       else if (Array.isArray(stdio)) arr = Array.from(stdio);
-      else return stdio; // let Node report the invalid value
+      else return { stdio: stdio, ipc: false, added: false }; // let Node report the invalid value
       while (arr.length < 3) arr.push(undefined);
-      let ipc = false;
+      const ipc = arr.indexOf('ipc') >= 0;
+      let moved = false;
       handoff.forEach(function (fd) {
         if (arr[fd] === 'ipc') {
           // fork() puts its IPC channel at fd 3; move it after ours (the
           // child learns the number from NODE_CHANNEL_FD).
           arr[fd] = undefined;
-          ipc = true;
+          moved = true;
         }
       });
       handoff.forEach(function (fd) {
         while (arr.length <= fd) arr.push(undefined);
         if (arr[fd] === undefined || arr[fd] === null) arr[fd] = fd;
       });
-      if (ipc) arr.push('ipc');
-      return arr;
+      let added = false;
+      if (moved) arr.push('ipc');
+      else if (relay && !ipc) {
+        arr.push('ipc');
+        added = true;
+      }
+      return { stdio: arr, ipc: ipc || added, added: added };
+    }
+
+    // clusterEnv sets GM2_NODE_CLUSTER in a child's environment only when
+    // this process relays for it: any other child (the app's own
+    // subprocesses, a fork of its own) must not take its channel for
+    // gm2-init's.
+    function clusterEnv(pairs, relay) {
+      if (!Array.isArray(pairs)) return pairs;
+      const out = pairs.filter(function (kv) {
+        return typeof kv !== 'string' || (kv.indexOf('GM2_NODE_CLUSTER=') !== 0 && kv.indexOf('GM2_NODE_RELAYED=') !== 0);
+      });
+      if (relay) out.push('GM2_NODE_CLUSTER=' + cluster.worker.id, 'GM2_NODE_RELAYED=1');
+      return out;
     }
 
     function patchChildProcess() {
@@ -390,21 +758,36 @@
       if (CP && CP.prototype && typeof CP.prototype.spawn === 'function') {
         const orig = CP.prototype.spawn;
         CP.prototype.spawn = copyShape(function spawn(options) {
-          if (!consumed && options !== null && typeof options === 'object') {
+          let info = null;
+          if (options !== null && typeof options === 'object') {
             try {
-              options.stdio = extendStdio(options.stdio);
+              const relay = !consumed && cluster !== null && cluster.worker !== null;
+              if (!consumed) {
+                info = extendStdio(options.stdio, relay);
+                options.stdio = info.stdio;
+              }
+              if (cluster !== null) options.envPairs = clusterEnv(options.envPairs, relay && info !== null && info.ipc);
             } catch (err) {
-              // leave options as they are
+              info = null; // leave options as they are
             }
           }
-          return orig.apply(this, arguments);
+          const ret = orig.apply(this, arguments);
+          if (info !== null && info.ipc && cluster !== null && !consumed) {
+            try {
+              relayChild(this, info.added);
+            } catch (err) {
+              // the child runs without a relay
+            }
+          }
+          return ret;
         }, orig);
       }
       // The sync family calls an internal function, so each export is
       // wrapped. execSync and execFileSync echo the child's stderr only
       // when no stdio was given; there the call is left alone, which costs
       // nothing: a long-running app started that way would have its
-      // output buffered until it exits, so nobody does that.
+      // output buffered until it exits, so nobody does that. A synchronous
+      // child gets no IPC channel (Node has none for them).
       wrapSync('spawnSync', true);
       wrapSync('execFileSync', false);
       wrapSync('execSync', false);
@@ -425,7 +808,7 @@
               else if (o !== null && typeof o === 'object') extend = always || o.stdio !== undefined;
               if (extend) {
                 while (args.length <= i) args.push(undefined);
-                args[i] = Object.assign({}, o, { stdio: extendStdio(o && o.stdio) });
+                args[i] = Object.assign({}, o, { stdio: extendStdio(o && o.stdio, false).stdio });
               }
             }
           } catch (err) {

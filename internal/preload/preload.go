@@ -24,17 +24,35 @@
 //     An abstract unix address starts with '@'. ListenersEnv builds it; a
 //     listener it cannot describe (a unix path containing ',', a unixpacket
 //     socket) is left out, and Node never takes that fd over.
+//
 //   - GM2_PRELOAD_FD (EnvReportFD): the write end of a pipe, passed right
 //     after the listeners. The preload writes one line per event with a
 //     single write(2), each far below PIPE_BUF so lines from several
 //     processes never interleave: "hello PID" when it becomes active in a
 //     process, "listening FD PID" when a server or socket it redirected to
-//     inherited fd FD is listening. ParseLine and Read decode them. gm2-init
+//     inherited fd FD is listening, "shared ID PID" when a server or socket
+//     listens on the socket gm2-init shares on demand with registry id ID
+//     (sockets.Shared.ID). ParseLine and Read decode them. gm2-init
 //     must keep reading until the worker is gone: a full pipe drops lines
 //     (the write end may be non-blocking) or, if blocking, stalls the app.
 //
+//   - NODE_CHANNEL_FD (with NODE_CHANNEL_SERIALIZATION_MODE=json) and
+//     GM2_NODE_CLUSTER=ID, from nodeipc.Env: the worker's IPC channel to
+//     gm2-init, its cluster primary (package nodeipc). When the channel
+//     really is a socket, the preload makes the process a cluster worker
+//     with id ID (what Node does for NODE_UNIQUE_ID, which gm2-init does not
+//     set: see nodeipc), so that Node's cluster module asks gm2-init for
+//     every port the app listens on. The preload keeps port 0, unix paths,
+//     fds and handles private (exclusive), references the channel only
+//     while a query waits (a one-shot script still ends), tags each query
+//     {pid, ref} and reports "shared ID PID". In a process that has not
+//     listened (npm, yarn, a launcher) it gives each child an IPC channel
+//     of its own, GM2_NODE_CLUSTER and GM2_NODE_RELAYED=1, and relays the
+//     child's queries up as NODE_GM2 messages and the sockets back down,
+//     plus the child's process.send('ready').
+//
 // The preload is active only in a process whose environment has
-// GM2_LISTENERS, and only for entries it can prove: the process gm2-init
+// GM2_LISTENERS or GM2_NODE_CLUSTER, and only for entries it can prove: the process gm2-init
 // started (LISTEN_PID equal to its pid) only needs a socket at that fd;
 // any other process (a descendant started by a wrapper) needs the fd's inode
 // listed in /proc/self/net as a socket of that kind, listening on that port,

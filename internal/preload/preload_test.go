@@ -23,6 +23,8 @@ func TestParseLine(t *testing.T) {
 		{"listening 3 77", Event{Kind: KindListening, FD: 3, Pid: 77}},
 		{"listening 12 999999999\n", Event{Kind: KindListening, FD: 12, Pid: 999999999}},
 		{"listening 003 077", Event{Kind: KindListening, FD: 3, Pid: 77}},
+		{"shared 1 77", Event{Kind: KindShared, ID: 1, Pid: 77}},
+		{"shared 64 123456\n", Event{Kind: KindShared, ID: 64, Pid: 123456}},
 	}
 	for _, c := range ok {
 		got, err := ParseLine(c.line)
@@ -35,6 +37,7 @@ func TestParseLine(t *testing.T) {
 		"hello 1\n\n", "hello 1\r\n", "Hello 1", "hello 0x10", "hello 1234567890",
 		"listening 3", "listening 2 10", "listening 3 0", "listening 3 10 1", "listening a 10",
 		"listening 3  10", " listening 3 10", "ready 3 10", "listening 3 10 ", "hello ١",
+		"shared 0 10", "shared 1", "shared 1 0", "shared x 10", "shared 1 10 2", "Shared 1 10",
 	}
 	for _, line := range bad {
 		if got, err := ParseLine(line); err == nil {
@@ -91,7 +94,7 @@ func TestRead(t *testing.T) {
 		"hello " + strings.Repeat("1", MaxLine) + "\n" +
 		"listening 4 11\n" +
 		"hello 12" // unterminated: dropped
-	want := []Event{{KindHello, 0, 10}, {KindListening, 3, 10}, {KindListening, 4, 11}}
+	want := []Event{{Kind: KindHello, Pid: 10}, {Kind: KindListening, FD: 3, Pid: 10}, {Kind: KindListening, FD: 4, Pid: 11}}
 	for name, r := range map[string]io.Reader{
 		"whole":    strings.NewReader(in),
 		"bytewise": iotest.OneByteReader(strings.NewReader(in)),
@@ -141,6 +144,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte("hello 1\nlistening 3 1\n"), uint8(0))
 	f.Add([]byte(strings.Repeat("a", 2000)+"\nhello 2\n"), uint8(1))
 	f.Add([]byte("\n\n\nlistening 3 4"), uint8(2))
+	f.Add([]byte("shared 2 40\nshared 0 1\n"), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, how uint8) {
 		var r io.Reader
 		switch how % 3 {
@@ -154,7 +158,7 @@ func FuzzRead(f *testing.F) {
 		n := 0
 		err := Read(r, func(ev Event) {
 			n++
-			if ev.Kind != KindHello && ev.Kind != KindListening {
+			if ev.Kind != KindHello && ev.Kind != KindListening && ev.Kind != KindShared {
 				t.Fatalf("event of kind %q", ev.Kind)
 			}
 		})

@@ -1,12 +1,19 @@
-// Package procfs reads the few facts gm2-init needs from /proc: a process's
-// parent, the children of a process, its state letter.
+// Package procfs is gm2-init's one reader of /proc: a process's parent (to
+// credit a READY=1 sent by a wrapper's child to its worker), the members of a
+// process group, an executable's name, the usage of a worker's process tree
+// (memory, CPU, threads, fds for /status, /metrics and the memory check) and
+// gm2-init's own usage.
+//
+// It depends on nothing but golang.org/x/sys, reads with plain
+// open/read/getdents into reused buffers, and parses without allocating,
+// because /metrics reads a few files per process of every worker at each
+// scrape and gm2-init shares its CPU quota with the workers. Every function
+// takes the mount point of the proc file system ("/proc"), so that tests can
+// hand it a fake tree.
 package procfs
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,61 +61,25 @@ func ParentPid(procRoot string, pid int) (int, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("parent of pid %d: not a pid", pid)
 	}
-	path := filepath.Join(procRoot, strconv.Itoa(pid), "stat")
-	f, err := os.Open(path)
+	st, err := readStat(procRoot, pid, nil)
 	if err != nil {
 		return 0, fmt.Errorf("parent of pid %d: %w", pid, err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStatSize))
-	if err != nil {
-		return 0, fmt.Errorf("parent of pid %d: read %s: %w", pid, path, err)
-	}
-	ppid, err := parseStatPPid(data)
-	if err != nil {
-		return 0, fmt.Errorf("parent of pid %d: %s: %w", pid, path, err)
-	}
-	return ppid, nil
+	return st.PPid, nil
 }
 
-var errBadStat = errors.New("malformed stat line")
-
-// parseStatPPid extracts field 4 (ppid) from a /proc/<pid>/stat line:
-//
-//	pid (comm) state ppid pgrp …
-//
-// comm is chosen by the process (prctl(PR_SET_NAME), argv[0]) and may contain
-// spaces, '(' and ')', so the fields are counted after the LAST ')' — the
-// kernel writes nothing after comm that could contain one.
-func parseStatPPid(data []byte) (int, error) {
-	ppid, _, err := parseStatIDs(data)
-	return ppid, err
-}
-
-// parseStatIDs extracts fields 4 and 5 (ppid and pgrp) of a stat line.
-func parseStatIDs(data []byte) (ppid, pgrp int, err error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("%w: no ')' after comm", errBadStat)
+// readStat reads and parses (not in full) procRoot/<pid>/stat, using buf.
+func readStat(procRoot string, pid int, buf []byte) (Stat, error) {
+	_, path := pidPath(nil, procRoot, pid, "stat")
+	data, err := readFile(path, buf, maxStatSize)
+	if err != nil {
+		return Stat{}, err
 	}
-	fields := bytes.Fields(data[i+1:])
-	if len(fields) < 2 {
-		return 0, 0, fmt.Errorf("%w: no ppid field", errBadStat)
+	st, err := parseStat(data, false)
+	if err != nil {
+		return Stat{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(fields[0]) != 1 {
-		return 0, 0, fmt.Errorf("%w: state %q is not one letter", errBadStat, fields[0])
-	}
-	ppid, ok := ParseDecimal(fields[1])
-	if !ok {
-		return 0, 0, fmt.Errorf("%w: ppid %q", errBadStat, fields[1])
-	}
-	pgrp = -1
-	if len(fields) > 2 {
-		if g, ok := ParseDecimal(fields[2]); ok {
-			pgrp = g
-		}
-	}
-	return ppid, pgrp, nil
+	return st, nil
 }
 
 // MaxPid bounds parsed pids: pid_t is a 32-bit signed integer on Linux.
@@ -137,46 +108,45 @@ func ParseDecimal(b []byte) (int, bool) {
 // not rely on /proc/PID/task/TID/children, which needs CONFIG_PROC_CHILDREN
 // and is missing on some kernels.
 func Children(procRoot string, pid int) []int {
-	ents, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		p, ok := ParseDecimal([]byte(e.Name()))
-		if !ok || p == 0 {
-			continue
-		}
-		if pp, err := ParentPid(procRoot, p); err == nil && pp == pid {
-			out = append(out, p)
-		}
-	}
-	return out
+	return scan(procRoot, func(st Stat) bool { return st.PPid == pid })
 }
 
 // GroupMembers lists the pids whose process group is pgid, by scanning
 // procRoot. gm2-init starts every worker as the leader of its own group, so
 // this is the worker and what its wrapper started (sh -c, npm start).
 func GroupMembers(procRoot string, pgid int) []int {
-	ents, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
+	return scan(procRoot, func(st Stat) bool { return st.PGrp == pgid })
+}
+
+// scan returns the pids under procRoot whose stat line satisfies keep.
+func scan(procRoot string, keep func(Stat) bool) []int {
 	var out []int
-	for _, e := range ents {
-		p, ok := ParseDecimal([]byte(e.Name()))
-		if !ok || p == 0 {
-			continue
+	scanStats(procRoot, func(pid int, st Stat) {
+		if keep(st) {
+			out = append(out, pid)
 		}
-		data, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "stat"))
-		if err != nil || len(data) > maxStatSize {
-			continue
+	})
+	return out
+}
+
+// scanStats calls each with the (partly parsed) stat line of every process
+// under procRoot. Processes that vanish or do not parse during the scan are
+// skipped: a scan is never atomic, and a process that exits during it was
+// not worth reporting anyway.
+func scanStats(procRoot string, each func(pid int, st Stat)) {
+	var pids []int
+	_ = readDirNames(procRoot, nil, func(name []byte) bool {
+		if p, ok := ParseDecimal(name); ok && p > 0 {
+			pids = append(pids, p)
 		}
-		if _, g, err := parseStatIDs(data); err == nil && g == pgid {
-			out = append(out, p)
+		return true
+	})
+	buf := make([]byte, 0, 512)
+	for _, p := range pids {
+		if st, err := readStat(procRoot, p, buf); err == nil {
+			each(p, st)
 		}
 	}
-	return out
 }
 
 // ExeName returns the base name of the executable pid runs ("" when it

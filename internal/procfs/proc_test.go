@@ -14,7 +14,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
+
+// parseStatPPid is the ancestor walk's use of parseStat.
+func parseStatPPid(data []byte) (int, error) {
+	st, err := parseStat(data, false)
+	return st.PPid, err
+}
 
 func TestParseStatPPid(t *testing.T) {
 	tests := []struct {
@@ -181,7 +189,7 @@ func startShellChain(t *testing.T, script string) (*exec.Cmd, []int) {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		testtool.Missing(t, "cannot start sh: %v", err)
 	}
 	var pids []int
 	t.Cleanup(func() {
@@ -269,7 +277,7 @@ func TestGroupMembersAndExeName(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		testtool.Missing(t, "cannot start sh: %v", err)
 	}
 	defer func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

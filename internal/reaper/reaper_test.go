@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // start runs a shell command as a real child that nobody Wait()s for.
@@ -14,7 +16,7 @@ func start(t *testing.T, script string) int {
 	t.Helper()
 	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", script}, &os.ProcAttr{})
 	if err != nil {
-		t.Skipf("no /bin/sh: %v", err)
+		testtool.Missing(t, "no /bin/sh: %v", err)
 	}
 	return p.Pid
 }

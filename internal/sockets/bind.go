@@ -117,6 +117,7 @@ func bindInet(s Spec) (*Listener, error) {
 	switch {
 	case host != "":
 		ip = net.ParseIP(host)
+		dual = s.DualStack && ip.Equal(net.IPv6unspecified)
 	case s.Family == "4":
 		ip = net.IPv4zero
 	default:
@@ -155,7 +156,7 @@ func bindInet(s Spec) (*Listener, error) {
 			return nil, &BindError{Spec: s, Err: fmt.Errorf("set IPV6_V6ONLY: %w", err)}
 		}
 	}
-	if typ == unix.SOCK_STREAM {
+	if typ == unix.SOCK_STREAM || s.ReuseAddr {
 		// Lets a restarted gm2-init bind while old connections sit in TIME_WAIT.
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 			return nil, &BindError{Spec: s, Err: fmt.Errorf("set SO_REUSEADDR: %w", err)}

@@ -42,6 +42,13 @@ type Spec struct {
 	// Raw is the value as the user wrote it (without surrounding white
 	// space, which a multi-line GM2_LISTEN adds), for messages.
 	Raw string
+	// DualStack makes an explicit unspecified IPv6 host ("[::]:3000")
+	// accept IPv4 too (IPV6_V6ONLY off), as Node's listen(port, '::')
+	// does. Only on-demand requests set it; --listen [::]:PORT is IPv6 only.
+	DualStack bool
+	// ReuseAddr sets SO_REUSEADDR on a UDP socket (dgram's reuseAddr).
+	// TCP sockets always get it.
+	ReuseAddr bool
 }
 
 // String renders the spec in the canonical URL-ish form used in logs.

@@ -68,8 +68,6 @@ type Listener struct {
 	OnDemand bool   `json:"on_demand,omitempty"` // bound when a worker first asked for it
 	// Inherited: passed by gm2-init's own parent (LISTEN_FDS), not bound.
 	Inherited bool `json:"inherited,omitempty"`
-	// FirstPid is the worker that asked first (on-demand sockets only).
-	FirstPid int `json:"first_pid,omitempty"`
 }
 
 // Reload describes rolling reloads.
@@ -85,6 +83,7 @@ type Counters struct {
 	Reloads        map[string]uint64 `json:"reloads_total"` // by result: "ok", "failed"
 	OrphansReaped  uint64            `json:"orphans_reaped_total"`
 	WorkersStarted uint64            `json:"workers_started_total"`
+	MemoryRestarts uint64            `json:"memory_restarts_total"` // workers replaced for --max-memory-restart
 }
 
 // Snapshot is an immutable view of the supervisor. Never modify one you were

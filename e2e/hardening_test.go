@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A worker that moves itself and a child out of the process group gm2-init
+// made for it, both ignoring SIGTERM, still stops: the stop signal and the
+// SIGKILL go to the worker's whole tree, not only to its group. (Before,
+// the shutdown hung forever with the log saying "sending SIGKILL".)
+func TestShutdownReachesAWorkerThatLeftItsGroup(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "1s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
+	in.WaitReady(1, 10*time.Second)
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(10 * time.Second); code != 137 {
+		t.Fatalf("exit status %d, want 137 after the kill timeout", code)
+	}
+}
+
+// The same worker is replaced by a reload: its old tree is gone once the
+// kill timeout has passed.
+func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1"}, baseArgs("--kill-timeout", "1s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
+	in.WaitReady(1, 10*time.Second)
+	old, _ := in.WaitLog(5*time.Second, 0, "worker started", nil)
+	in.Signal(syscall.SIGHUP)
+	in.WaitLog(10*time.Second, 0, "worker exited", func(l logLine) bool { return l.int("pid") == old.int("pid") })
+	in.WaitLog(10*time.Second, 0, "reload finished", nil)
+}
+
+// The worst-case stop budget gm2-init logs holds, with a worker whose tree
+// ignores SIGTERM and 300 double-forked daemons that ignore it too.
+func TestStopBudgetHoldsWithStubbornOrphans(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1", "TW_STUBBORN=300"}, baseArgs("--kill-timeout", "2s", "--", bins.worker)...)
+	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
+	budgetLine, _ := in.WaitLog(10*time.Second, 0, "stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop", nil)
+	budget, err := time.ParseDuration(budgetLine.str("worst_case_stop"))
+	if err != nil {
+		t.Fatalf("worst_case_stop %q: %v", budgetLine.str("worst_case_stop"), err)
+	}
+	in.WaitReady(1, 20*time.Second)
+	start := time.Now()
+	in.Signal(syscall.SIGTERM)
+	code := in.Wait(budget + 10*time.Second)
+	took := time.Since(start)
+	if code != 137 {
+		t.Errorf("exit status %d, want 137", code)
+	}
+	// The budget is a promise to docker stop -t and Kubernetes: a stop
+	// that takes longer is SIGKILLed by the engine. 300 ms of slack cover
+	// the test's own measurement (it sees the exit through unshare).
+	if took > budget+300*time.Millisecond {
+		t.Errorf("stop took %v, beyond the worst case gm2-init logged (%v)", took, budget)
+	}
+	t.Logf("stop took %v (worst case logged: %v)", took, budget)
+}
+
+// Workers keep starting after gm2-init's binary is deleted from disk (an
+// image layer update, a bind mount, a package upgrade): restarts and
+// reloads exec the binary that runs, not its path.
+func TestWorkersStartAfterTheBinaryIsDeleted(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "gm2-init")
+	copyFile(t, bins.init, bin)
+	in := startInitBin(t, bin, nil, baseArgs("-i", "2", "--wait-ready", "--", bins.worker)...)
+	in.WaitReady(2, 10*time.Second)
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	in.Signal(syscall.SIGHUP)
+	l, _ := in.WaitLog(20*time.Second, 0, "reload finished", nil)
+	if l.str("result") != "ok" {
+		t.Fatalf("reload after the binary was deleted: %v", l)
+	}
+	in.WaitReady(4, 10*time.Second)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,479 @@
+package health
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// helperEnv makes the test binary a worker that allocates and touches the
+// given MiB, burns the given CPU milliseconds, prints "ready PID" and stays
+// (TestMain).
+const helperEnv = "GM2_HEALTH_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		var mib, cpuMs int
+		if _, err := fmt.Sscan(spec, &mib, &cpuMs); err != nil {
+			fmt.Fprintln(os.Stderr, "helper spec:", err)
+			os.Exit(3)
+		}
+		helperSink = make([]byte, mib<<20)
+		for i := 0; i < len(helperSink); i += 4096 {
+			helperSink[i] = 1
+		}
+		for cpuTime() < time.Duration(cpuMs)*time.Millisecond {
+			for i := range helperSink[:min(len(helperSink), 1<<16)] {
+				helperSink[i]++
+			}
+		}
+		// The runtime opens its poller's fds (epoll, eventfd) lazily, at the
+		// first timer or pollable file: open them now, so that the fd count is
+		// the same before and after "ready".
+		if r, w, err := os.Pipe(); err == nil {
+			r.Close()
+			w.Close()
+		}
+		fmt.Printf("ready %d\n", os.Getpid())
+		time.Sleep(2 * time.Minute) // bounded, should the test die without killing it
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+var helperSink []byte
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// startWorker runs `sh -c script` ("$0" is the test binary acting as the
+// helper) and waits for n ready lines. It returns sh's pid; sh and the
+// helpers are killed by pid at cleanup.
+func startWorker(t *testing.T, script, spec string, n int) int {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", script, exe)
+	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start sh: %v", err)
+	}
+	var helpers []int
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		for _, p := range helpers {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		_ = cmd.Wait()
+	})
+	ready := make(chan int)
+	go func() { // ends when sh's stdout closes (cleanup)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "ready" {
+				p, _ := strconv.Atoi(f[1])
+				ready <- p
+			}
+		}
+		close(ready)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for len(helpers) < n {
+		select {
+		case p, ok := <-ready:
+			if !ok {
+				t.Fatalf("sh -c %q ended before %d ready lines", script, n)
+			}
+			helpers = append(helpers, p)
+		case <-timeout.C:
+			t.Fatalf("sh -c %q: %d of %d ready lines within 30s", script, len(helpers), n)
+		}
+	}
+	go func() {
+		for range ready {
+		}
+	}()
+	return cmd.Process.Pid
+}
+
+// procTree reads the tree of root independently of procfs: parents from
+// every /proc/*/status, RSS and threads from status, fds by listing fd/, CPU
+// from stat split with strings.Fields.
+type procTree struct {
+	pids               int
+	rss                float64
+	threads, fds       int
+	cpuSeconds         float64
+	cpuTicksPerSeconds float64
+}
+
+func readTree(t *testing.T, root int) procTree {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(pid int, key string) (float64, bool) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return 0, false
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && k == key {
+				f := strings.Fields(v)
+				n, err := strconv.ParseFloat(f[0], 64)
+				if err != nil {
+					return 0, false
+				}
+				if len(f) > 1 && f[1] == "kB" {
+					n *= 1024
+				}
+				return n, true
+			}
+		}
+		return 0, false
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			if pp, ok := field(pid, "PPid"); ok {
+				parent[pid] = int(pp)
+			}
+		}
+	}
+	in := map[int]bool{root: true}
+	for changed := true; changed; {
+		changed = false
+		for p, pp := range parent {
+			if !in[p] && in[pp] {
+				in[p], changed = true, true
+			}
+		}
+	}
+	var tr procTree
+	for p := range in {
+		tr.pids++
+		rss, _ := field(p, "VmRSS")
+		tr.rss += rss
+		th, _ := field(p, "Threads")
+		tr.threads += int(th)
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p)); err == nil {
+			tr.fds += len(fds)
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
+			f := strings.Fields(string(b[strings.LastIndex(string(b), ")")+1:]))
+			for _, n := range f[11:15] {
+				v, _ := strconv.ParseFloat(n, 64)
+				tr.cpuSeconds += v / 100 // USER_HZ
+			}
+		}
+	}
+	return tr
+}
+
+func near(got, want, frac, abs float64) bool {
+	return math.Abs(got-want) <= max(frac*math.Abs(want), abs)
+}
+
+// TestWorkerUsageEndpoints: two slots, one a worker run through `sh -c` with
+// two helpers below it (48 MiB each), one a helper sh exec'd into; /status and
+// /metrics report each tree's figures within 10 % of an independent reading
+// of /proc, and promtool accepts the exposition.
+func TestWorkerUsageEndpoints(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skipf("no procfs: %v", err)
+	}
+	tree := startWorker(t, `"$0" & "$0" & wait`, "48 200", 2)
+	single := startWorker(t, `exec "$0"`, "16 0", 1)
+
+	snap := healthySnapshot()
+	snap.Slots[0].App, snap.Slots[1].App = "web", "web"
+	snap.Slots[0].Pid, snap.Slots[0].Workers[0].Pid = tree, tree
+	snap.Slots[1].Pid, snap.Slots[1].Workers[0].Pid = single, single
+	_, base, _ := startServer(t, newFakeSource(snap), testOptions())
+
+	r := get(t, base+"/status")
+	var v struct {
+		Slots []struct {
+			Workers []struct {
+				Pid        int      `json:"pid"`
+				RSS        *uint64  `json:"rss_bytes"`
+				CPU        *float64 `json:"cpu_seconds"`
+				Threads    *int     `json:"threads"`
+				Processes  *int     `json:"processes"`
+				FDs        *int     `json:"fds"`
+				Partial    bool     `json:"usage_partial"`
+				UsageError string   `json:"usage_error"`
+			} `json:"workers"`
+		} `json:"slots"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		t.Fatalf("status: %v\n%s", err, r.body)
+	}
+	for i, root := range []int{tree, single} {
+		w := v.Slots[i].Workers[0]
+		if w.RSS == nil || w.CPU == nil || w.Threads == nil || w.Processes == nil || w.FDs == nil || w.Partial || w.UsageError != "" {
+			t.Fatalf("slot %d: usage missing or partial: %s", i, r.body)
+		}
+		ind := readTree(t, root)
+		if *w.Processes != ind.pids || !near(float64(*w.RSS), ind.rss, 0.10, 0) || *w.Threads != ind.threads ||
+			!near(float64(*w.FDs), float64(ind.fds), 0.10, 0) || !near(*w.CPU, ind.cpuSeconds, 0.10, 0.03) {
+			t.Errorf("slot %d: /status %d processes, %d B, %d threads, %d fds, %.2f s; /proc %+v",
+				i, *w.Processes, *w.RSS, *w.Threads, *w.FDs, *w.CPU, ind)
+		}
+	}
+	if w := v.Slots[0].Workers[0]; *w.Processes != 3 || *w.RSS < 96<<20 || *w.CPU < 0.35 {
+		t.Errorf("sh -c tree: %d processes, %d bytes, %.2f s; want 3, ≥ 96 MiB, ≥ 0.4 s", *w.Processes, *w.RSS, *w.CPU)
+	}
+
+	m := get(t, base+"/metrics")
+	if err := checkExposition(m.body); err != nil {
+		t.Fatalf("exposition invalid: %v\n%s", err, m.body)
+	}
+	runPromtool(t, m.body)
+	for i, root := range []int{tree, single} {
+		ind := readTree(t, root)
+		labels := fmt.Sprintf(`{app="web",instance="%d"}`, i)
+		for _, c := range []struct {
+			family     string
+			want       float64
+			frac, abs  float64
+			exactCount bool
+		}{
+			{"gm2_worker_memory_bytes", ind.rss, 0.10, 0, false},
+			{"gm2_worker_cpu_seconds_total", ind.cpuSeconds, 0.10, 0.03, false},
+			{"gm2_worker_threads", float64(ind.threads), 0, 0, true},
+			{"gm2_worker_processes", float64(ind.pids), 0, 0, true},
+			{"gm2_worker_open_fds", float64(ind.fds), 0.10, 0, false},
+		} {
+			got, ok := sampleValue(m.body, c.family+labels)
+			if !ok || !near(got, c.want, c.frac, c.abs) {
+				t.Errorf("%s%s = %v (found %v), /proc says %v", c.family, labels, got, ok, c.want)
+			}
+		}
+	}
+	if got, ok := sampleValue(m.body, "gm2_worker_usage_partial_slots"); !ok || got != 0 {
+		t.Errorf("gm2_worker_usage_partial_slots = %v, %v", got, ok)
+	}
+}
+
+// sampleValue finds the line "series value" in an exposition.
+func sampleValue(body, series string) (float64, bool) {
+	for _, l := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(l, series+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestWorkerUsageExposition: synthetic trees, exact lines. A slot being
+// reloaded sums its two workers; a gone worker is left out; a worker not
+// read marks its slot partial; slots without a readable worker have no
+// series; hostile app names are escaped.
+func TestWorkerUsageExposition(t *testing.T) {
+	tick := float64(procfs.ClockTicks())
+	snap := &status.Snapshot{Slots: []status.Slot{
+		{App: "api", Index: 0, Workers: []status.Worker{{Pid: 10}, {Pid: 11}}}, // reload: both count
+		{App: "api", Index: 1, Workers: []status.Worker{{Pid: 20}, {Pid: 21}}}, // 21 gone
+		{App: "api", Index: 2, Workers: []status.Worker{{Pid: 30}}},            // deadline
+		{App: "w\"e\\b\n", Index: 0, Workers: []status.Worker{{Pid: 40}}},      // partial tree
+		{App: "api", Index: 3, State: status.Backoff},                          // no worker
+	}}
+	gone := fmt.Errorf("process tree of pid 21: %w", fs.ErrNotExist)
+	trees := map[int]procfs.TreeResult{
+		10: {Pid: 10, Stats: procfs.Stats{RSSBytes: 1000, CPUTicks: uint64(2 * tick), Threads: 3, Processes: 2, FDs: 10}},
+		11: {Pid: 11, Stats: procfs.Stats{RSSBytes: 500, CPUTicks: uint64(tick / 2), Threads: 1, Processes: 1, FDs: 5}},
+		20: {Pid: 20, Stats: procfs.Stats{RSSBytes: 7, CPUTicks: 0, Threads: 1, Processes: 1, FDs: 4}},
+		21: {Pid: 21, Err: gone},
+		30: {Pid: 30, Err: context.DeadlineExceeded},
+		40: {Pid: 40, Stats: procfs.Stats{RSSBytes: 4096, CPUTicks: uint64(tick), Threads: 2, Processes: 1, FDs: 3, Partial: true}},
+	}
+	var e exposition
+	writeWorkerUsage(&e, snap, trees)
+	body := e.buf.String()
+	if err := checkExposition(body); err != nil {
+		t.Fatalf("exposition invalid: %v\n%s", err, body)
+	}
+	runPromtool(t, body)
+	for _, w := range []string{
+		`gm2_worker_memory_bytes{app="api",instance="0"} 1500`,
+		`gm2_worker_cpu_seconds_total{app="api",instance="0"} 2.5`,
+		`gm2_worker_threads{app="api",instance="0"} 4`,
+		`gm2_worker_processes{app="api",instance="0"} 3`,
+		`gm2_worker_open_fds{app="api",instance="0"} 15`,
+		`gm2_worker_memory_bytes{app="api",instance="1"} 7`,
+		`gm2_worker_processes{app="api",instance="1"} 1`,
+		`gm2_worker_memory_bytes{app="w\"e\\b\n",instance="0"} 4096`,
+		`gm2_worker_usage_partial_slots 2`,
+	} {
+		if !strings.Contains(body, w+"\n") {
+			t.Errorf("missing %q in\n%s", w, body)
+		}
+	}
+	for _, absent := range []string{`instance="2"`, `instance="3"`} {
+		if strings.Contains(body, absent) {
+			t.Errorf("series for a slot without figures (%s):\n%s", absent, body)
+		}
+	}
+
+	// No worker at all: only the partial gauge, at 0.
+	e = exposition{}
+	writeWorkerUsage(&e, &status.Snapshot{}, nil)
+	if got := e.buf.String(); strings.Contains(got, "gm2_worker_memory") || !strings.Contains(got, "gm2_worker_usage_partial_slots 0\n") {
+		t.Errorf("no workers:\n%s", got)
+	}
+}
+
+func TestStatusUsageFields(t *testing.T) {
+	snap := &status.Snapshot{Slots: []status.Slot{{Index: 0, Workers: []status.Worker{{Pid: 10}, {Pid: 11}, {Pid: 12}, {Pid: 13}}}}}
+	trees := map[int]procfs.TreeResult{
+		10: {Pid: 10, Stats: procfs.Stats{RSSBytes: 0, CPUTicks: 0, Threads: 1, Processes: 1}},
+		11: {Pid: 11, Err: fmt.Errorf("x: %w", fs.ErrNotExist)},
+		12: {Pid: 12, Err: context.DeadlineExceeded},
+	}
+	b, err := json.Marshal(buildStatusView(snap, time.Now(), trees))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Slots []struct {
+			Workers []map[string]any `json:"workers"`
+		} `json:"slots"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	ws := v.Slots[0].Workers
+	// A zero figure is still written: it is a reading, not a gap.
+	for _, k := range []string{"rss_bytes", "cpu_seconds", "threads", "processes", "fds"} {
+		if _, ok := ws[0][k]; !ok {
+			t.Errorf("worker 10 lacks %s: %v", k, ws[0])
+		}
+	}
+	if _, ok := ws[0]["usage_partial"]; ok {
+		t.Errorf("usage_partial written when false: %v", ws[0])
+	}
+	for i, want := range []string{"process gone", "not read within 500ms", "not read: another read of /proc was still running"} {
+		w := ws[i+1]
+		if w["usage_error"] != want || w["rss_bytes"] != nil {
+			t.Errorf("worker %v: usage_error %q, want %q (%v)", w["pid"], w["usage_error"], want, w)
+		}
+	}
+	// Without a read (no workers asked), no usage fields at all.
+	b, _ = json.Marshal(buildStatusView(snap, time.Now(), nil))
+	if strings.Contains(string(b), "usage_error") || strings.Contains(string(b), "rss_bytes") {
+		t.Errorf("usage fields without a read: %s", b)
+	}
+}
+
+// fakeStat writes a fake /proc/<pid> with a stat line and no children.
+func fakeStat(t *testing.T, root string, pid int, rssPages int) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	for _, d := range []string{"fd", "task/" + strconv.Itoa(pid)} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat := fmt.Sprintf("%d (w) S 1 %d %d 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 10 1000 %d\n", pid, pid, pid, rssPages)
+	for name, data := range map[string]string{"stat": stat, "task/" + strconv.Itoa(pid) + "/children": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestUsageReaderReuse: reads of the same workers within maxAge share one
+// read of /proc; a later read, or another set of workers, reads anew.
+func TestUsageReaderReuse(t *testing.T) {
+	root := t.TempDir()
+	fakeStat(t, root, 10, 1)
+	fakeStat(t, root, 20, 1)
+	now := time.Unix(1000, 0)
+	u := newUsageReader(root, time.Second, time.Second)
+	u.now = func() time.Time { return now }
+	snap := &status.Snapshot{Slots: []status.Slot{{Workers: []status.Worker{{Pid: 10}}}}}
+
+	rss := func(trees map[int]procfs.TreeResult, pid int) uint64 { return trees[pid].Stats.RSSBytes }
+	page := uint64(os.Getpagesize())
+	if got := rss(u.read(context.Background(), snap), 10); got != page {
+		t.Fatalf("first read: %d", got)
+	}
+	fakeStat(t, root, 10, 5)
+	now = now.Add(999 * time.Millisecond)
+	if got := rss(u.read(context.Background(), snap), 10); got != page {
+		t.Errorf("read within maxAge: %d, want the reused %d", got, page)
+	}
+	now = now.Add(2 * time.Millisecond)
+	if got := rss(u.read(context.Background(), snap), 10); got != 5*page {
+		t.Errorf("read after maxAge: %d, want %d", got, 5*page)
+	}
+	fakeStat(t, root, 10, 7)
+	snap2 := &status.Snapshot{Slots: []status.Slot{{Workers: []status.Worker{{Pid: 10}, {Pid: 20}}}}}
+	if trees := u.read(context.Background(), snap2); rss(trees, 10) != 7*page || rss(trees, 20) != page {
+		t.Errorf("other workers: %+v", trees)
+	}
+	// The clock stepped back: never reuse a read "from the future".
+	now = now.Add(-time.Hour)
+	fakeStat(t, root, 10, 9)
+	if got := rss(u.read(context.Background(), snap2), 10); got != 9*page {
+		t.Errorf("after a clock step back: %d", got)
+	}
+	if u.read(context.Background(), &status.Snapshot{}) != nil {
+		t.Error("a snapshot without workers read something")
+	}
+}
+
+// TestUsageReaderBusy: a request that cannot get the reader within the bound
+// gets "not read" for every worker instead of waiting.
+func TestUsageReaderBusy(t *testing.T) {
+	u := newUsageReader(t.TempDir(), 50*time.Millisecond, time.Second)
+	u.sem <- struct{}{} // a read in progress that does not end
+	snap := &status.Snapshot{Slots: []status.Slot{{Workers: []status.Worker{{Pid: 10}}}}}
+	trees := u.read(context.Background(), snap)
+	if trees == nil || len(trees) != 0 {
+		t.Errorf("busy reader returned %v", trees)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if trees := u.read(ctx, snap); trees == nil || len(trees) != 0 {
+		t.Errorf("cancelled request returned %v", trees)
+	}
+	<-u.sem
+	if trees := u.read(context.Background(), snap); !errors.Is(trees[10].Err, fs.ErrNotExist) {
+		t.Errorf("free reader: %+v", trees)
+	}
+	if !slices.Equal(workerPids(snap), []int{10}) {
+		t.Errorf("workerPids = %v", workerPids(snap))
+	}
+}

@@ -1,0 +1,353 @@
+package procfs
+
+// The readings behind gm2-init's wrong-port check: which sockets a process
+// tree has open, which TCP sockets listen in its network namespace, and what
+// the processes are (command line, executable, environment). Each reader
+// takes procRoot ("/proc" in production, a fake tree in tests), reads a
+// bounded amount, and reports what it could not read as an error or an
+// empty result: a process may exit between two readings.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// TCPListen is the state of a listening socket in /proc/net/tcp (the
+// kernel's TCP_LISTEN, printed in hex).
+const TCPListen = 0x0A
+
+// maxNetTCPSize bounds how much of a /proc/net/tcp file is read: a row is
+// 150 bytes, so 16 MiB is about 100,000 sockets. A busy server has more
+// connections than that only in the rare worst case, and the listening
+// sockets the check looks for are in the same hash table order as any
+// other; the bound keeps a fake or hostile procRoot from costing memory.
+const maxNetTCPSize = 16 << 20
+
+// maxTreeSize bounds the process tree walk (a fork bomb in a worker must
+// not make gm2-init walk forever).
+const maxTreeSize = 4096
+
+// maxCmdlineSize and maxEnvironSize bound the reads of those files.
+const (
+	maxCmdlineSize = 64 << 10
+	maxEnvironSize = 1 << 20
+)
+
+// TCPSocket is one row of /proc/PID/net/tcp or tcp6.
+type TCPSocket struct {
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	State  uint8  // TCPListen for a listening socket
+	Inode  uint64 // 0 for a socket no process owns (TIME_WAIT)
+}
+
+var errBadNetTCP = errors.New("malformed /proc/net/tcp row")
+
+// ParseNetTCP parses the content of /proc/PID/net/tcp (v6 false) or tcp6
+// (v6 true). The first line is the header. Addresses are printed by the
+// kernel as the hex of 32-bit words in host byte order (so 127.0.0.1 reads
+// 0100007F on little-endian machines), ports as the hex of the port.
+//
+// A malformed row is an error naming the row: the file comes from the
+// kernel, so a bad row means procRoot is not what it should be.
+func ParseNetTCP(data []byte, v6 bool) ([]TCPSocket, error) {
+	var out []TCPSocket
+	lines := bytes.Split(data, []byte{'\n'})
+	for i, line := range lines {
+		if i == 0 || len(bytes.TrimSpace(line)) == 0 {
+			continue // header, final newline
+		}
+		s, err := parseNetTCPRow(line, v6)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func parseNetTCPRow(line []byte, v6 bool) (TCPSocket, error) {
+	f := bytes.Fields(line)
+	// sl local rem st tx:rx tr:when retrnsmt uid timeout inode …
+	if len(f) < 10 {
+		return TCPSocket{}, fmt.Errorf("%w: %d fields, want at least 10", errBadNetTCP, len(f))
+	}
+	if !bytes.HasSuffix(f[0], []byte{':'}) {
+		return TCPSocket{}, fmt.Errorf("%w: slot %q", errBadNetTCP, f[0])
+	}
+	local, err := parseHexAddrPort(f[1], v6)
+	if err != nil {
+		return TCPSocket{}, fmt.Errorf("%w: local address: %v", errBadNetTCP, err)
+	}
+	remote, err := parseHexAddrPort(f[2], v6)
+	if err != nil {
+		return TCPSocket{}, fmt.Errorf("%w: remote address: %v", errBadNetTCP, err)
+	}
+	st, err := strconv.ParseUint(string(f[3]), 16, 8)
+	if err != nil || len(f[3]) != 2 {
+		return TCPSocket{}, fmt.Errorf("%w: state %q", errBadNetTCP, f[3])
+	}
+	ino, err := strconv.ParseUint(string(f[9]), 10, 64)
+	if err != nil || f[9][0] == '+' {
+		return TCPSocket{}, fmt.Errorf("%w: inode %q", errBadNetTCP, f[9])
+	}
+	return TCPSocket{Local: local, Remote: remote, State: uint8(st), Inode: ino}, nil
+}
+
+// parseHexAddrPort parses "0100007F:1F90" (v4) or 32 hex digits and a port
+// (v6).
+func parseHexAddrPort(b []byte, v6 bool) (netip.AddrPort, error) {
+	i := bytes.IndexByte(b, ':')
+	if i < 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: no ':'", b)
+	}
+	hexAddr, hexPort := b[:i], b[i+1:]
+	words := 1
+	if v6 {
+		words = 4
+	}
+	if len(hexAddr) != 8*words {
+		return netip.AddrPort{}, fmt.Errorf("%q: address of %d hex digits, want %d", b, len(hexAddr), 8*words)
+	}
+	if len(hexPort) != 4 {
+		return netip.AddrPort{}, fmt.Errorf("%q: port of %d hex digits, want 4", b, len(hexPort))
+	}
+	port, err := strconv.ParseUint(string(hexPort), 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: port: %w", b, err)
+	}
+	var raw [16]byte
+	for w := 0; w < words; w++ {
+		v, err := strconv.ParseUint(string(hexAddr[8*w:8*w+8]), 16, 32)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%q: address: %w", b, err)
+		}
+		// The kernel prints each 32-bit word of the address as a number
+		// in host byte order: put it back in memory order.
+		binary.NativeEndian.PutUint32(raw[4*w:], uint32(v))
+	}
+	var addr netip.Addr
+	if v6 {
+		addr = netip.AddrFrom16(raw)
+	} else {
+		addr = netip.AddrFrom4([4]byte(raw[:4]))
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
+}
+
+// ListeningTCP reads procRoot/PID/net/tcp and tcp6 — the TCP sockets of
+// pid's network namespace, not only pid's own — and returns those in the
+// listening state. A missing tcp6 (IPv6 disabled) is not an error.
+func ListeningTCP(procRoot string, pid int) ([]TCPSocket, error) {
+	var out []TCPSocket
+	for _, f := range []struct {
+		name string
+		v6   bool
+	}{{"tcp", false}, {"tcp6", true}} {
+		path := filepath.Join(procRoot, strconv.Itoa(pid), "net", f.name)
+		data, err := readBounded(path, maxNetTCPSize)
+		if err != nil {
+			if f.v6 && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("listening sockets of pid %d: %w", pid, err)
+		}
+		rows, err := ParseNetTCP(data, f.v6)
+		if err != nil {
+			return nil, fmt.Errorf("listening sockets of pid %d: %s: %w", pid, path, err)
+		}
+		for _, r := range rows {
+			if r.State == TCPListen {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ParseSocketLink returns the inode of a "socket:[12345]" link target, the
+// form /proc/PID/fd/N shows for a socket.
+func ParseSocketLink(target string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(target, "socket:[")
+	if !ok {
+		return 0, false
+	}
+	digits, ok := strings.CutSuffix(rest, "]")
+	if !ok || digits == "" || digits[0] == '+' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// SocketInodes returns the inodes of the sockets pid has open, from the
+// links in procRoot/PID/fd, mapped to one fd number that holds each.
+func SocketInodes(procRoot string, pid int) (map[uint64]int, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sockets of pid %d: %w", pid, err)
+	}
+	out := map[uint64]int{}
+	for _, e := range ents {
+		fd, ok := ParseDecimal([]byte(e.Name()))
+		if !ok {
+			continue
+		}
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed since the listing
+		}
+		if ino, ok := ParseSocketLink(target); ok {
+			if _, seen := out[ino]; !seen {
+				out[ino] = fd
+			}
+		}
+	}
+	return out, nil
+}
+
+// Tree returns pid and its descendants, pid first, then breadth-first. It
+// reads procRoot/PID/task/TID/children (every thread's children: a child's
+// parent is the thread that forked it) and falls back to scanning every
+// process's parent (Children) when that file does not exist
+// (CONFIG_PROC_CHILDREN off). At most maxTreeSize pids are returned.
+func Tree(procRoot string, pid int) []int {
+	out := []int{pid}
+	seen := map[int]bool{pid: true}
+	for i := 0; i < len(out) && len(out) < maxTreeSize; i++ {
+		for _, c := range childrenOf(procRoot, out[i]) {
+			if !seen[c] && len(out) < maxTreeSize {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func childrenOf(procRoot string, pid int) []int {
+	tasks, err := os.ReadDir(filepath.Join(procRoot, strconv.Itoa(pid), "task"))
+	if err != nil {
+		return nil // gone
+	}
+	var out []int
+	found := false
+	for _, t := range tasks {
+		data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "task", t.Name(), "children"), maxCmdlineSize)
+		if err != nil {
+			continue
+		}
+		found = true
+		for _, f := range bytes.Fields(data) {
+			if c, ok := ParseDecimal(f); ok && c > 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	if !found {
+		return Children(procRoot, pid)
+	}
+	return out
+}
+
+// Cmdline returns the arguments of pid (procRoot/PID/cmdline split at NUL
+// bytes). A process that rewrote its title (puma, gunicorn with
+// setproctitle) shows the new title, often as one argument with spaces.
+func Cmdline(procRoot string, pid int) ([]string, error) {
+	data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"), maxCmdlineSize)
+	if err != nil {
+		return nil, fmt.Errorf("command line of pid %d: %w", pid, err)
+	}
+	data = bytes.TrimRight(data, "\x00")
+	if len(data) == 0 {
+		return nil, nil // a kernel thread or a zombie
+	}
+	var out []string
+	for _, a := range bytes.Split(data, []byte{0}) {
+		out = append(out, string(a))
+	}
+	return out, nil
+}
+
+// EnvValue returns the value of key in the environment pid started with
+// (procRoot/PID/environ: what execve received, not later changes).
+func EnvValue(procRoot string, pid int, key string) (string, bool, error) {
+	data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "environ"), maxEnvironSize)
+	if err != nil {
+		return "", false, fmt.Errorf("environment of pid %d: %w", pid, err)
+	}
+	prefix := []byte(key + "=")
+	for _, kv := range bytes.Split(data, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, prefix); ok {
+			return string(v), true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// IsGoBinary reports whether pid runs a program built by the Go toolchain:
+// such an ELF file carries a note named "Go" of type 4 (the Go build ID)
+// within its first page, where the Go linker places it.
+func IsGoBinary(procRoot string, pid int) bool {
+	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 4096)
+	n, _ := io.ReadFull(f, head)
+	return hasGoBuildIDNote(head[:n])
+}
+
+// hasGoBuildIDNote looks for an ELF note header: namesz 4, any descsz,
+// type 4, name "Go\0\0" (little-endian: the notes of the machines Go
+// containers run on, amd64 and arm64).
+func hasGoBuildIDNote(head []byte) bool {
+	if len(head) < 4 || string(head[:4]) != "\x7fELF" {
+		return false
+	}
+	name := []byte("Go\x00\x00")
+	for i := 0; ; {
+		j := bytes.Index(head[i:], name)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		if at >= 12 &&
+			binary.LittleEndian.Uint32(head[at-12:]) == 4 &&
+			binary.LittleEndian.Uint32(head[at-4:]) == 4 {
+			return true
+		}
+		i = at + 1
+	}
+}
+
+// readBounded reads at most limit bytes of path; a file that is longer is
+// an error (the caller's bound is meant to hold every real file).
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: longer than %d bytes", path, limit)
+	}
+	return data, nil
+}

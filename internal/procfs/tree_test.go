@@ -1,0 +1,673 @@
+package procfs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ---- fake trees ----------------------------------------------------------
+
+// fakeProcess is one process of a fake proc tree.
+type fakeProcess struct {
+	pid, ppid int
+	state     byte          // 'S' if zero
+	tids      []int         // threads; [pid] if nil
+	children  map[int][]int // tid → children listed in task/<tid>/children
+	noKidFile bool          // task/<tid>/ without a children file (no CONFIG_PROC_CHILDREN)
+	fds       int
+	utime     uint64
+	cutime    uint64
+	rssPages  uint64
+	rawStat   string // replaces the stat line when set
+}
+
+func writeFakeTree(t *testing.T, procs ...fakeProcess) string {
+	t.Helper()
+	root := t.TempDir()
+	mk := func(p string) {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, data string) {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range procs {
+		dir := filepath.Join(root, strconv.Itoa(p.pid))
+		tids := p.tids
+		if tids == nil {
+			tids = []int{p.pid}
+		}
+		state := p.state
+		if state == 0 {
+			state = 'S'
+		}
+		mk(filepath.Join(dir, "fd"))
+		stat := statLine(p.pid, "fake "+strconv.Itoa(p.pid), state, p.ppid, p.utime, 1, p.cutime, 0, len(tids), 10, 1<<20, p.rssPages)
+		if p.rawStat != "" {
+			stat = p.rawStat
+		}
+		write(filepath.Join(dir, "stat"), stat)
+		for i := range p.fds {
+			write(filepath.Join(dir, "fd", strconv.Itoa(i)), "")
+		}
+		for _, tid := range tids {
+			td := filepath.Join(dir, "task", strconv.Itoa(tid))
+			mk(td)
+			if p.noKidFile {
+				continue
+			}
+			var b strings.Builder
+			for _, k := range p.children[tid] {
+				fmt.Fprintf(&b, "%d ", k)
+			}
+			write(filepath.Join(td, "children"), b.String())
+		}
+	}
+	return root
+}
+
+func TestTreeStatsFakeTree(t *testing.T) {
+	page := pageSize()
+	procs := []fakeProcess{
+		// 10 is the worker: two threads, each with a child; 11 is
+		// also listed by both threads (a child re-parented between two
+		// reads must count once), 10 lists itself (a cycle).
+		{pid: 10, ppid: 1, tids: []int{10, 15}, children: map[int][]int{10: {11, 12}, 15: {11, 13, 10, 14, 16}},
+			fds: 4, utime: 100, cutime: 50, rssPages: 1000},
+		{pid: 11, ppid: 10, children: map[int][]int{11: {20}}, fds: 3, utime: 10, rssPages: 100},
+		{pid: 12, ppid: 10, state: 'Z', utime: 7},                    // zombie: counted, no fd dir needed
+		{pid: 13, ppid: 99, fds: 50, utime: 1000, rssPages: 1 << 20}, // pid reused by another parent's child
+		// 14 is listed but gone.
+		{pid: 16, ppid: 10, rawStat: "16 (broken"},            // unreadable: partial
+		{pid: 20, ppid: 11, fds: 1, utime: 1, rssPages: 10},   // grandchild
+		{pid: 30, ppid: 1, fds: 2, utime: 5, rssPages: 5},     // unrelated
+		{pid: 40, ppid: 1, noKidFile: true, fds: 1, utime: 1}, // see the fallback test
+	}
+	root := writeFakeTree(t, procs...)
+
+	s, err := TreeStats(root, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stats{
+		RSSBytes:  (1000 + 100 + 10) * page,
+		CPUTicks:  (100 + 1 + 50) + (10 + 1) + (7 + 1) + (1 + 1),
+		Threads:   2 + 1 + 1 + 1,
+		Processes: 4, // 10, 11, 12, 20
+		FDs:       4 + 3 + 1,
+		Partial:   true, // 16
+	}
+	if s != want {
+		t.Errorf("TreeStats(10) =\n%+v, want\n%+v", s, want)
+	}
+	if s.CPUSeconds() != float64(want.CPUTicks)/float64(ClockTicks()) {
+		t.Errorf("CPUSeconds() = %v", s.CPUSeconds())
+	}
+
+	s, err = TreeStats(root, 30)
+	if err != nil || s != (Stats{RSSBytes: 5 * page, CPUTicks: 6, Threads: 1, Processes: 1, FDs: 2}) {
+		t.Errorf("TreeStats(30) = %+v, %v", s, err)
+	}
+	if _, err := TreeStats(root, 14); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "pid 14") {
+		t.Errorf("TreeStats(gone) error %v", err)
+	}
+	if _, err := TreeStats(root, 16); !errors.Is(err, errBadStat) {
+		t.Errorf("TreeStats(broken) error %v", err)
+	}
+	if _, err := TreeStats(root, 0); err == nil {
+		t.Error("TreeStats(0) succeeded")
+	}
+}
+
+// TestTreeStatsNoChildrenFiles: on a kernel without CONFIG_PROC_CHILDREN the
+// task directories exist without children files; the tree is then found by
+// scanning every stat line for its parent.
+func TestTreeStatsNoChildrenFiles(t *testing.T) {
+	page := pageSize()
+	root := writeFakeTree(t,
+		fakeProcess{pid: 10, ppid: 1, noKidFile: true, tids: []int{10, 11}, rssPages: 1},
+		fakeProcess{pid: 20, ppid: 10, noKidFile: true, rssPages: 2},
+		fakeProcess{pid: 21, ppid: 20, noKidFile: true, rssPages: 4},
+		fakeProcess{pid: 30, ppid: 1, noKidFile: true, rssPages: 8},
+	)
+	s, err := TreeStats(root, 10)
+	if err != nil || s.Processes != 3 || s.RSSBytes != 7*page || s.Partial {
+		t.Errorf("TreeStats = %+v, %v; want 3 processes, %d bytes", s, err, 7*page)
+	}
+}
+
+func TestTreeStatsBounded(t *testing.T) {
+	kids := make([]int, 50)
+	procs := []fakeProcess{{pid: 1000, ppid: 1}}
+	for i := range kids {
+		kids[i] = 2000 + i
+		procs = append(procs, fakeProcess{pid: 2000 + i, ppid: 1000})
+	}
+	procs[0].children = map[int][]int{1000: kids}
+	r := newReader(writeFakeTree(t, procs...))
+	r.maxProcs = 10
+	s, err := r.tree(context.Background(), 1000)
+	if err != nil || s.Processes != 10 || !s.Partial {
+		t.Errorf("bounded walk = %+v, %v; want 10 processes, partial", s, err)
+	}
+}
+
+func TestReadTreesDeadline(t *testing.T) {
+	root := writeFakeTree(t,
+		fakeProcess{pid: 10, ppid: 1, children: map[int][]int{10: {11}}},
+		fakeProcess{pid: 11, ppid: 10},
+		fakeProcess{pid: 20, ppid: 1},
+	)
+	res := ReadTrees(context.Background(), root, []int{10, 99, 20})
+	if res[0].Err != nil || res[0].Stats.Processes != 2 || res[0].Pid != 10 ||
+		!errors.Is(res[1].Err, fs.ErrNotExist) || res[1].Pid != 99 ||
+		res[2].Err != nil || res[2].Stats.Processes != 1 {
+		t.Errorf("ReadTrees = %+v", res)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, r := range ReadTrees(ctx, root, []int{10, 20}) {
+		if !errors.Is(r.Err, context.Canceled) || r.Stats != (Stats{}) {
+			t.Errorf("after the deadline: %+v", r)
+		}
+	}
+	// A deadline during a walk: the root is read, the rest is not, and
+	// the result says so.
+	s, err := newReader(root).tree(ctx, 10)
+	if err != nil || s.Processes != 1 || !s.Partial {
+		t.Errorf("walk cut short = %+v, %v", s, err)
+	}
+}
+
+func TestParseChildren(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []int
+		err  bool
+	}{
+		{"", nil, false},
+		{"123 ", []int{123}, false},
+		{"1 22 333 \n", []int{1, 22, 333}, false},
+		{"1 x 3 ", []int{1}, true},
+		{"0 ", nil, true},
+		{"-5 ", nil, true},
+		{"99999999999 ", nil, true},
+	} {
+		got, err := parseChildren([]byte(tc.in), nil)
+		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
+			t.Errorf("parseChildren(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+func FuzzParseChildren(f *testing.F) {
+	f.Add([]byte("1 22 333 \n"))
+	f.Add([]byte("0"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := parseChildren(data, nil)
+		for _, p := range got {
+			if p <= 0 || p > MaxPid {
+				t.Fatalf("pid %d from %q", p, data)
+			}
+		}
+		if err == nil && len(got) != len(strings.Fields(string(data))) {
+			t.Fatalf("parseChildren(%q) = %v: not every field", data, got)
+		}
+	})
+}
+
+// ---- real processes ------------------------------------------------------
+
+// helperEnv makes the test binary act as a worker (see TestMain):
+// "mib fds cpuMillis then", where then is "block" (print a ready line with
+// the pid and stay), "exit" (end after the work) or "spawn N" (start N
+// `sleep` children from N different OS threads, print their pids, stay).
+const helperEnv = "GM2_PROCFS_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		if err := helperMain(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// helperLifetime bounds a helper whose test died without killing it.
+const helperLifetime = 2 * time.Minute
+
+var sink []byte // the helper's allocation stays reachable
+
+func helperMain(spec string) error {
+	f := strings.Fields(spec)
+	if len(f) < 4 {
+		return fmt.Errorf("spec %q", spec)
+	}
+	mib, _ := strconv.Atoi(f[0])
+	nfds, _ := strconv.Atoi(f[1])
+	cpuMs, _ := strconv.Atoi(f[2])
+	sink = make([]byte, mib<<20)
+	for i := 0; i < len(sink); i += 4096 {
+		sink[i] = 1 // resident, not just reserved
+	}
+	for range nfds {
+		if _, err := os.Open(os.DevNull); err != nil {
+			return err
+		}
+	}
+	for cpuTime() < time.Duration(cpuMs)*time.Millisecond {
+		for i := 0; i < 1e6; i++ {
+			sink = sink[:len(sink)]
+		}
+	}
+	// The runtime opens its poller's fds (epoll, eventfd) lazily, at the
+	// first timer or pollable file: open them now, so that the fd count is
+	// the same before and after "ready".
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	switch f[3] {
+	case "exit":
+		return nil
+	case "spawn":
+		n, _ := strconv.Atoi(f[4])
+		pids := make(chan int)
+		for range n {
+			go func() {
+				// Each fork comes from a thread of its own, so the
+				// children are spread over several task/<tid>/children.
+				runtime.LockOSThread()
+				cmd := exec.Command("sleep", "120")
+				if err := cmd.Start(); err != nil {
+					pids <- -1
+					return
+				}
+				pids <- cmd.Process.Pid
+				_ = cmd.Wait()
+			}()
+		}
+		var got []string
+		for range n {
+			got = append(got, strconv.Itoa(<-pids))
+		}
+		fmt.Printf("ready %d %s\n", os.Getpid(), strings.Join(got, " "))
+	default:
+		fmt.Printf("ready %d\n", os.Getpid())
+	}
+	time.Sleep(helperLifetime)
+	return nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func needProc(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skipf("no procfs: %v", err)
+	}
+}
+
+// startTree runs `sh -c script` with the helper spec in the environment
+// ("$0" is the test binary) and waits for n ready lines; it returns sh's pid
+// and the fields of the ready lines. Everything is killed by pid at cleanup.
+func startTree(t testing.TB, script, spec string, n int) (int, [][]string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", script, exe)
+	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start sh: %v", err)
+	}
+	// Its own group, as gm2-init starts workers: killing the group at
+	// cleanup reaches every helper and sleep below it.
+	var killed []int
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		for _, p := range killed {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		_ = cmd.Wait()
+	})
+	lines := make(chan []string)
+	go func() { // ends when sh's stdout closes, at the latest at cleanup
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) > 1 && f[0] == "ready" {
+				lines <- f
+			}
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	var got [][]string
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for len(got) < n {
+		select {
+		case f, ok := <-lines:
+			if !ok {
+				t.Fatalf("sh -c %q ended after %d of %d ready lines", script, len(got), n)
+			}
+			got = append(got, f)
+			for _, s := range f[1:] {
+				if p, err := strconv.Atoi(s); err == nil {
+					killed = append(killed, p)
+				}
+			}
+		case <-timeout.C:
+			t.Fatalf("sh -c %q: %d of %d ready lines within 30s", script, len(got), n)
+		}
+	}
+	go func() { // drain further lines so that no helper blocks on stdout
+		for range lines {
+		}
+	}()
+	return cmd.Process.Pid, got
+}
+
+// independent reads the tree of root with code that shares nothing with the
+// package: parents from /proc/*/status, figures from status, fd/ listings
+// and stat split with strings.Fields.
+type independent struct {
+	pids                 []int
+	rss                  uint64
+	threads, fds         int
+	cpuTicks, childTicks uint64
+}
+
+func readIndependently(t *testing.T, root int) independent {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp := statusKB(t, fmt.Sprintf("/proc/%d/status", pid), "PPid"); pp >= 0 {
+			parent[pid] = int(pp)
+		}
+	}
+	in := map[int]bool{root: true}
+	for changed := true; changed; {
+		changed = false
+		for p, pp := range parent {
+			if !in[p] && in[pp] {
+				in[p], changed = true, true
+			}
+		}
+	}
+	var r independent
+	for p := range in {
+		r.pids = append(r.pids, p)
+		status := fmt.Sprintf("/proc/%d/status", p)
+		if kb := statusKB(t, status, "VmRSS"); kb > 0 {
+			r.rss += uint64(kb)
+		}
+		r.threads += int(statusKB(t, status, "Threads"))
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p)); err == nil {
+			r.fds += len(fds)
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndex(string(b), ")")+1:]))
+		for i, n := range f[11:15] { // utime stime cutime cstime
+			v, _ := strconv.ParseUint(n, 10, 64)
+			r.cpuTicks += v
+			if i >= 2 {
+				r.childTicks += v
+			}
+		}
+	}
+	slices.Sort(r.pids)
+	return r
+}
+
+// statusKB returns a "Key: value [kB]" line of a status file in bytes (kB)
+// or as is; -1 when the file or the line is missing.
+func statusKB(t *testing.T, path, key string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k != key {
+			continue
+		}
+		f := strings.Fields(v)
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %s: %q", path, key, v)
+		}
+		if len(f) > 1 && f[1] == "kB" {
+			n *= 1024
+		}
+		return n
+	}
+	return -1
+}
+
+func within(got, want, frac float64) bool {
+	return math.Abs(got-want) <= frac*math.Abs(want)
+}
+
+// closeTicks: CPU times read a moment apart agree within 10 % or two ticks
+// (the unit of the kernel's figures).
+func closeTicks(got, want uint64) bool {
+	return within(float64(got), float64(want), 0.10) || max(got, want)-min(got, want) <= 2
+}
+
+func treePids(t *testing.T, root int) []int {
+	t.Helper()
+	var pids []int
+	r := newReader("/proc")
+	var walk func(p, threads int)
+	walk = func(p, threads int) {
+		pids = append(pids, p)
+		kids, _ := r.children(p, threads)
+		for _, k := range slices.Clone(kids) {
+			walk(k, 2) // list every thread
+		}
+	}
+	walk(root, 2)
+	slices.Sort(pids)
+	return pids
+}
+
+// TestTreeStatsRealTree: `sh -c 'helper & helper & wait'`, two helpers of
+// 32 MiB each with 10 extra fds: the figures of sh's tree match an
+// independent reading of /proc within 10 %.
+func TestTreeStatsRealTree(t *testing.T) {
+	needProc(t)
+	sh, _ := startTree(t, `"$0" & "$0" & wait`, "32 10 0 block", 2)
+
+	s, err := TreeStats("/proc", sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ind := readIndependently(t, sh)
+	if s.Processes != 3 || len(ind.pids) != 3 {
+		t.Fatalf("processes: TreeStats %d, independently %v", s.Processes, ind.pids)
+	}
+	if s.Partial {
+		t.Error("partial")
+	}
+	if s.RSSBytes < 64<<20 || !within(float64(s.RSSBytes), float64(ind.rss), 0.10) {
+		t.Errorf("RSS %d, independently %d (want ≥ 64 MiB)", s.RSSBytes, ind.rss)
+	}
+	if s.Threads != ind.threads || s.Threads < 3 {
+		t.Errorf("threads %d, independently %d", s.Threads, ind.threads)
+	}
+	// Listing fd/ opens one more in this process, not in theirs: exact.
+	if s.FDs != ind.fds || s.FDs < 20 {
+		t.Errorf("fds %d, independently %d (each helper has 10 extra)", s.FDs, ind.fds)
+	}
+	if !closeTicks(s.CPUTicks, ind.cpuTicks) {
+		t.Errorf("CPU ticks %d, independently %d", s.CPUTicks, ind.cpuTicks)
+	}
+
+	// The scan used without children files finds the same tree.
+	r := newReader("/proc")
+	r.parents = scanParents("/proc")
+	s2, err := r.tree(context.Background(), sh)
+	if err != nil || s2.Processes != s.Processes || s2.FDs != s.FDs || s2.Threads != s.Threads {
+		t.Errorf("scan fallback = %+v, %v; children files gave %+v", s2, err, s)
+	}
+}
+
+// TestTreeStatsExec: `sh -c 'exec helper'` is one process, the helper.
+func TestTreeStatsExec(t *testing.T) {
+	needProc(t)
+	sh, lines := startTree(t, `exec "$0"`, "16 0 0 block", 1)
+	if lines[0][1] != strconv.Itoa(sh) {
+		t.Fatalf("ready from pid %s, sh was %d: no exec?", lines[0][1], sh)
+	}
+	s, err := TreeStats("/proc", sh)
+	if err != nil || s.Processes != 1 || s.RSSBytes < 16<<20 {
+		t.Fatalf("TreeStats = %+v, %v", s, err)
+	}
+	ind := readIndependently(t, sh)
+	if !within(float64(s.RSSBytes), float64(ind.rss), 0.10) {
+		t.Errorf("RSS %d, independently %d", s.RSSBytes, ind.rss)
+	}
+}
+
+// TestTreeStatsKeepsWaitedChildren: a child that burnt CPU and was waited for
+// by sh stays in the tree's CPU time (through sh's cutime/cstime).
+func TestTreeStatsKeepsWaitedChildren(t *testing.T) {
+	needProc(t)
+	// The first helper burns 300 ms and exits; sh waits for it, then
+	// runs a second one (which burns 300 ms too) that stays.
+	sh, _ := startTree(t, `GM2_PROCFS_TEST_HELPER="0 0 300 exit" "$0"; "$0"`, "0 0 300 block", 1)
+	s, err := TreeStats("/proc", sh)
+	if err != nil || s.Processes != 2 {
+		t.Fatalf("TreeStats = %+v, %v", s, err)
+	}
+	ind := readIndependently(t, sh)
+	if ind.childTicks == 0 {
+		t.Fatalf("sh's cutime+cstime is 0: the exited child's time is not there")
+	}
+	if s.CPUSeconds() < 0.55 || !closeTicks(s.CPUTicks, ind.cpuTicks) {
+		t.Errorf("CPU %.2f s (%d ticks), independently %d ticks; want ≥ 0.6 s", s.CPUSeconds(), s.CPUTicks, ind.cpuTicks)
+	}
+}
+
+// TestTreeStatsThreadChildren: children forked by different threads of a
+// process are all found (each thread has its own children list).
+func TestTreeStatsThreadChildren(t *testing.T) {
+	needProc(t)
+	sh, lines := startTree(t, `exec "$0"`, "0 0 0 spawn 6", 1)
+	want := []int{sh}
+	for _, f := range lines[0][2:] {
+		p, err := strconv.Atoi(f)
+		if err != nil || p <= 0 {
+			t.Fatalf("helper could not start sleep: %q", lines[0])
+		}
+		want = append(want, p)
+	}
+	slices.Sort(want)
+	if got := treePids(t, sh); !slices.Equal(got, want) {
+		t.Errorf("tree %v, want %v", got, want)
+	}
+	s, err := TreeStats("/proc", sh)
+	if err != nil || s.Processes != 7 {
+		t.Errorf("TreeStats = %+v, %v; want 7 processes", s, err)
+	}
+}
+
+func TestReadTreesReal(t *testing.T) {
+	needProc(t)
+	a, _ := startTree(t, `exec "$0"`, "8 0 0 block", 1)
+	b, _ := startTree(t, `"$0"; :`, "8 0 0 block", 1)
+	res := ReadTrees(context.Background(), "/proc", []int{a, 1 << 30, b})
+	if res[0].Err != nil || res[0].Stats.Processes != 1 || res[0].Stats.RSSBytes < 8<<20 {
+		t.Errorf("tree a: %+v", res[0])
+	}
+	if !isGone(res[1].Err) {
+		t.Errorf("no such pid: %+v", res[1])
+	}
+	if res[2].Err != nil || res[2].Stats.Processes != 2 {
+		t.Errorf("tree b: %+v", res[2])
+	}
+}
+
+// BenchmarkTreeStats measures one tree of this test process's own children
+// (a shell and two helpers); bench/ measures the 64-worker scrape.
+func BenchmarkTreeStats(b *testing.B) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		b.Skip("no procfs")
+	}
+	sh, _ := startTree(b, `"$0" & "$0" & wait`, "0 0 0 block", 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := TreeStats("/proc", sh); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRSSvsPSS compares reading the RSS (stat) and the PSS
+// (smaps_rollup) of this process.
+func BenchmarkRSSvsPSS(b *testing.B) {
+	if _, err := os.Stat("/proc/self/smaps_rollup"); err != nil {
+		b.Skip("no smaps_rollup")
+	}
+	pid := os.Getpid()
+	b.Run("stat", func(b *testing.B) {
+		r := newReader("/proc")
+		for b.Loop() {
+			var s Stats
+			if _, err := r.add(&s, pid, -1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("smaps_rollup", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ReadPSS("/proc", pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,338 @@
+package spawn
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// reloadApp is a wait-ready app: readiness is under the test's control.
+func reloadApp(n int) App {
+	a := testApp("web", n)
+	a.WaitReady = true
+	return a
+}
+
+func (h *harness) lastReload() map[string]any {
+	h.t.Helper()
+	l := h.lines("reload finished")
+	if len(l) == 0 {
+		h.t.Fatalf("no reload finished:\n%s", h.logs.String())
+	}
+	return l[len(l)-1]
+}
+
+func TestReloadReplacesSlotByBatch(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(3)}})
+	h.startAll()
+	old := h.readyPids()
+	h.signal(sigHUP)
+	if len(h.started()) != 4 {
+		t.Fatalf("batch 1 started %d candidates", len(h.started())-3)
+	}
+	for i := range 3 {
+		c := h.candidatePid(i)
+		if st := h.sys.procs[c].spec; st.Slot != i {
+			t.Fatalf("candidate for slot %d runs as slot %d", i, st.Slot)
+		}
+		if v, _ := envOf(h.sys.procs[c].spec, "GM2_INSTANCE"); v != itoa(i) {
+			t.Fatalf("candidate GM2_INSTANCE=%s", v)
+		}
+		oldPid := h.pid(i)
+		if len(h.signals(oldPid)) != 0 {
+			t.Fatalf("old worker signalled before its replacement is ready")
+		}
+		h.ready(c)
+		if sigs := h.signals(oldPid); len(sigs) != 1 || sigs[0] != sigTERM {
+			t.Fatalf("old worker of slot %d got %v once its replacement was ready", i, sigs)
+		}
+		h.exit(0, oldPid)
+	}
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(3) {
+		t.Errorf("reload %v", l)
+	}
+	if slices.Equal(old, h.readyPids()) || len(h.readyPids()) != 3 {
+		t.Errorf("ready %v before, %v after", old, h.readyPids())
+	}
+	if h.snapshot().Counters.Reloads["ok"] != 1 {
+		t.Error("reload not counted")
+	}
+	want := []string{"reloading", "ready 3/3"}
+	if got := h.life.calls[len(h.life.calls)-2:]; !slices.Equal(got, want) {
+		t.Errorf("lifecycle %v", h.life.calls)
+	}
+}
+
+func TestReloadBatchOfTwo(t *testing.T) {
+	a := reloadApp(4)
+	a.ReloadBatch = 2
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.signal(sigHUP)
+	if n := len(h.started()); n != 6 {
+		t.Fatalf("%d started, want 4 + a batch of 2", n)
+	}
+	h.ready(h.candidatePid(0))
+	if n := len(h.started()); n != 7 {
+		t.Fatalf("a finished slot did not let the next one start: %d", n)
+	}
+}
+
+// A burst of HUPs during a pass runs exactly one more pass.
+func TestHUPStormRunsExactlyOneMorePass(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(2)}})
+	h.startAll()
+	h.signal(sigHUP)
+	for range 1000 {
+		h.signal(sigHUP)
+	}
+	for range 2 { // two passes of two slots
+		for i := range 2 {
+			old := h.pid(i)
+			h.ready(h.candidatePid(i))
+			h.exit(0, old)
+		}
+	}
+	if n := h.count("reload started"); n != 2 {
+		t.Fatalf("%d passes after 1001 HUPs, want 2", n)
+	}
+	if h.s.apps[0].reload.inProgress || len(h.s.byPid) != 2 {
+		t.Fatalf("in progress %v, %d workers", h.s.apps[0].reload.inProgress, len(h.s.byPid))
+	}
+}
+
+func TestCandidateCrashIsRetriedAndTheOldKeepsServing(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	h.exit(1, h.candidatePid(0))
+	if h.slot(0).current.pid != old || len(h.signals(old)) != 0 {
+		t.Fatal("the old worker was touched after its replacement crashed")
+	}
+	h.advance(100 * time.Millisecond) // retry
+	h.ready(h.candidatePid(0))
+	h.exit(0, old)
+	if l := h.lastReload(); l["result"] != "ok" || l["failures"] != float64(1) {
+		t.Errorf("reload %v", l)
+	}
+}
+
+func TestReloadAbandonedWhenTheNewVersionNeverStarts(t *testing.T) {
+	a := reloadApp(2)
+	a.MaxRestarts = 2
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.readyPids()
+	h.signal(sigHUP)
+	for i := 1; i <= 3; i++ {
+		h.exit(1, h.candidatePid(0))
+		if i <= 2 {
+			h.advance(backoff(i))
+		}
+	}
+	l := h.lastReload()
+	if !strings.HasPrefix(l["result"].(string), "failed: slot 0: replacement never became ready") {
+		t.Errorf("reload %v", l)
+	}
+	if !slices.Equal(h.readyPids(), old) {
+		t.Errorf("capacity changed: %v, want %v", h.readyPids(), old)
+	}
+	if h.snapshot().Counters.Reloads["failed"] != 1 {
+		t.Error("failed reload not counted")
+	}
+}
+
+// The old worker crashes while its replacement starts: the replacement
+// takes over when ready; no restart is scheduled meanwhile.
+func TestOldWorkerCrashesDuringItsReplacement(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.exit(1, old)
+	if sl := h.slot(0); sl.current != nil || sl.candidate == nil || sl.restart != nil {
+		t.Fatalf("slot after the old crashed: current %v candidate %v restart %v", sl.current, sl.candidate, sl.restart)
+	}
+	h.ready(cand)
+	h.wantState(0, status.Ready)
+	if h.pid(0) != cand || h.lastReload()["result"] != "ok" {
+		t.Errorf("pid %d, reload %v", h.pid(0), h.lastReload())
+	}
+}
+
+// Both the old worker and its replacement fail: the slot restarts as after
+// any crash, the pass goes on, and its result says a slot was not replaced.
+func TestOldAndNewBothFail(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(2)}})
+	h.startAll()
+	h.signal(sigHUP)
+	h.exit(1, h.pid(0))
+	h.exit(1, h.candidatePid(0))
+	h.wantState(0, status.Backoff)
+	c1 := h.candidatePid(1) // the pass went on
+	old1 := h.pid(1)
+	h.ready(c1)
+	h.exit(0, old1)
+	if l := h.lastReload(); l["result"] != "failed: 1 slot(s) not replaced" {
+		t.Errorf("reload %v", l)
+	}
+	h.advance(time.Second)
+	h.ready(h.pid(0))
+	h.wantState(0, status.Ready)
+}
+
+func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
+	a := reloadApp(2)
+	a.ReloadBatch = 2
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.signal(sigHUP)
+	c0 := h.candidatePid(0)
+	h.signal(sigTTOU)
+	old0 := h.pid(0)
+	h.ready(c0)
+	h.exit(0, old0)
+	if l := h.lastReload(); l["result"] != "ok" {
+		t.Errorf("reload %v", l)
+	}
+	if n := h.s.apps[0].instances(); n != 1 {
+		t.Errorf("%d instances", n)
+	}
+}
+
+func TestScaleUpDuringReload(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	h.signal(sigHUP)
+	h.signal(sigTTIN)
+	h.ready(h.pid(1)) // the new slot is not part of the pass
+	old := h.pid(0)
+	h.ready(h.candidatePid(0))
+	h.exit(0, old)
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
+		t.Errorf("reload %v", l)
+	}
+	if len(h.readyPids()) != 2 {
+		t.Errorf("ready %v", h.readyPids())
+	}
+}
+
+// TERM while a candidate is starting: the candidate is stopped with the
+// rest, the pass ends as failed, and nothing else starts (invariant 7).
+func TestShutdownWhileACandidateStarts(t *testing.T) {
+	a := reloadApp(2)
+	h := newHarness(t, Options{Apps: []App{a}, ShutdownDelay: 5 * time.Second})
+	h.startAll()
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.signal(sigTERM)
+	if sigs := h.signals(cand); len(sigs) != 1 || sigs[0] != sigTERM {
+		t.Fatalf("candidate got %v at the shutdown", sigs)
+	}
+	if l := h.lastReload(); l["result"] != "failed: interrupted by shutdown" {
+		t.Errorf("reload %v", l)
+	}
+	h.ready(cand) // too late: it is draining
+	h.signal(sigHUP)
+	serving := h.readyPids()
+	h.advance(5 * time.Second)
+	for _, pid := range serving {
+		if len(h.signals(pid)) != 1 {
+			t.Errorf("worker %d got %v after the delay", pid, h.signals(pid))
+		}
+	}
+	h.exit(0, append(serving, cand)...)
+	if !h.s.finished || h.s.exitCode() != 0 {
+		t.Errorf("finished %v exit %d", h.s.finished, h.s.exitCode())
+	}
+}
+
+// Under --wait-ready a replacement that never said READY does not replace a
+// worker that did: the reload of that slot fails after --listen-timeout.
+func TestSilentReplacementDoesNotReplaceAReadyWorker(t *testing.T) {
+	a := reloadApp(1)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.advance(10 * time.Second) // --listen-timeout
+	if h.pid(0) != old || len(h.signals(old)) != 0 {
+		t.Fatal("the old worker was replaced by a silent one")
+	}
+	if sigs := h.signals(cand); len(sigs) != 1 || sigs[0] != sigTERM {
+		t.Fatalf("silent candidate got %v", sigs)
+	}
+	h.exit(-int(sigTERM), cand)
+	if l := h.lastReload(); !strings.HasPrefix(l["result"].(string), "failed") {
+		t.Errorf("reload %v", l)
+	}
+}
+
+// A worker that was itself ready by timeout may be replaced by one that
+// is too.
+func TestSilentReplacementOfASilentWorker(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.advance(10 * time.Second) // ready by --listen-timeout
+	old := h.pid(0)
+	h.signal(sigHUP)
+	h.advance(10 * time.Second)
+	if len(h.signals(old)) != 1 {
+		t.Fatal("old silent worker not replaced")
+	}
+}
+
+func TestReloadRevivesAnErroredSlot(t *testing.T) {
+	a := reloadApp(2)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Errored)
+	h.signal(sigHUP)
+	old0 := h.pid(0)
+	h.ready(h.candidatePid(0))
+	h.exit(0, old0)
+	c1 := h.candidatePid(1)
+	h.ready(c1)
+	h.wantState(1, status.Ready)
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(2) {
+		t.Errorf("reload %v", l)
+	}
+}
+
+func TestReloadOneAppOfTwo(t *testing.T) {
+	api, jobs := reloadApp(2), reloadApp(1)
+	api.Name, jobs.Name = "api", "jobs"
+	h := newHarness(t, Options{Apps: []App{api, jobs}})
+	h.startAll()
+	jobsPid := h.pid(0, "jobs")
+	h.event(func() { h.s.startReload(h.s.apps[0], "control command") })
+	for i := range 2 {
+		old := h.pid(i, "api")
+		h.ready(h.candidatePid(i, "api"))
+		h.exit(0, old)
+	}
+	if h.pid(0, "jobs") != jobsPid || h.slot(0, "jobs").candidate != nil {
+		t.Error("the other app was reloaded too")
+	}
+	if _, err := h.s.appsNamed([]string{"nope"}); err == nil || !strings.Contains(err.Error(), `no app named "nope" (apps: api, jobs)`) {
+		t.Errorf("unknown app: %v", err)
+	}
+}
+
+func TestHUPDuringShutdownIsIgnored(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}, ShutdownDelay: time.Second})
+	h.startAll()
+	h.signal(sigTERM)
+	h.signal(sigHUP)
+	if h.count("reload started") != 0 || len(h.started()) != 1 {
+		t.Error("a reload started during the shutdown")
+	}
+}

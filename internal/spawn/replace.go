@@ -1,0 +1,322 @@
+package spawn
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// A slot's worker is replaced the same way for a rolling reload (SIGHUP,
+// `gm2-init reload`) and for a worker over --max-memory-restart: the new
+// worker (the candidate) starts next to the old one, with the same
+// GM2_INSTANCE, and the old one gets the stop signal only once the new one
+// is ready. If the candidate dies before it is ready, the old one keeps
+// serving.
+
+// reloadState is one app's rolling reload.
+//
+// A pass replaces the slots --reload-batch at a time. A reload requested
+// during a pass sets pending: the pass finishes, then exactly one more pass
+// runs, however many requests arrived.
+type reloadState struct {
+	generation uint64 // passes started, the generation of new workers
+	inProgress bool
+	pending    bool
+	queue      []*slot // slots still to replace in this pass
+	started    time.Time
+	replaced   int
+	failures   int // replacements that died or timed out before ready
+	// unreplaced counts the slots the pass gave up on; abandoned says why
+	// the whole pass stopped early. Either makes the result "failed".
+	unreplaced int
+	abandoned  string
+	lastResult string
+}
+
+// replacing counts the app's slots with a reload replacement under way.
+func (a *app) replacing(kind string) int {
+	n := 0
+	for _, sl := range a.slots {
+		if sl.replacing == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Supervisor) startReload(a *app, why string) {
+	if s.down.active {
+		return
+	}
+	r := &a.reload
+	if r.inProgress {
+		if !r.pending {
+			s.log.Info().Str("app", a.name).Msg("reload requested during a reload; one more pass will follow")
+		}
+		r.pending = true
+		return
+	}
+	first := !s.anyReloading()
+	r.generation++
+	r.inProgress, r.started = true, s.clock.Now()
+	r.replaced, r.failures, r.unreplaced, r.abandoned = 0, 0, 0, ""
+	r.queue = r.queue[:0]
+	for _, sl := range a.slots {
+		if !sl.retiring {
+			r.queue = append(r.queue, sl)
+		}
+	}
+	s.log.Info().Str("app", a.name).Str("by", why).Uint64("generation", r.generation).Int("slots", len(r.queue)).Int("batch", a.spec.ReloadBatch).Msg("reload started")
+	if first && s.opt.Lifecycle != nil {
+		s.opt.Lifecycle.Reloading()
+	}
+	s.pumpReload(a)
+}
+
+// anyReloading tells whether a reload pass of some app is under way.
+func (s *Supervisor) anyReloading() bool {
+	for _, a := range s.apps {
+		if a.reload.inProgress {
+			return true
+		}
+	}
+	return false
+}
+
+// pumpReload starts replacements until --reload-batch are under way, and
+// ends the pass when none is left.
+func (s *Supervisor) pumpReload(a *app) {
+	r := &a.reload
+	if !r.inProgress {
+		return
+	}
+	for r.abandoned == "" && a.replacing(replaceReload) < a.spec.ReloadBatch && len(r.queue) > 0 {
+		sl := r.queue[0]
+		r.queue = r.queue[1:]
+		switch {
+		case sl.retiring:
+		case sl.candidate != nil:
+			// A memory replacement is under way: it starts the new code
+			// too, so the pass takes it over.
+			sl.replacing, sl.replaceAttempts = replaceReload, 0
+		default:
+			sl.replaceAttempts = 0
+			s.startReplacement(sl, replaceReload)
+		}
+	}
+	if a.replacing(replaceReload) == 0 && len(r.queue) == 0 {
+		s.finishReload(a)
+	}
+}
+
+// startReplacement starts a candidate for sl. A slot that has no worker
+// (errored, stopped, backing off) simply gets one: new code deserves a new
+// chance.
+func (s *Supervisor) startReplacement(sl *slot, kind string) {
+	if sl.state == status.Errored || sl.state == status.Stopped {
+		sl.failures = 0
+	}
+	stopTimer(&sl.restart)
+	stopTimer(&sl.replaceRetry)
+	sl.replacing = kind
+	w, err := s.startWorker(sl)
+	if err != nil {
+		s.log.Error().Err(err).Str("app", sl.app.name).Int("slot", sl.index).Msg("cannot start replacement worker")
+		s.replacementFailed(sl, "start failed: "+err.Error())
+		return
+	}
+	sl.candidate = w
+	if sl.current == nil {
+		sl.state = status.Starting
+	}
+}
+
+// promote makes the ready candidate the slot's serving worker and stops the
+// old one.
+func (s *Supervisor) promote(sl *slot) {
+	w, old := sl.candidate, sl.current
+	sl.candidate, sl.current = nil, w
+	sl.state = status.Ready
+	kind := sl.replacing
+	sl.replacing, sl.replaceAttempts = "", 0
+	if old != nil {
+		s.stop(old, "replaced ("+kind+")")
+	}
+	switch kind {
+	case replaceReload:
+		sl.app.reload.replaced++
+		s.pumpReload(sl.app)
+	case replaceMemory:
+		s.counters.MemoryRestarts++
+		sl.memFailures = 0
+	}
+}
+
+// replacementFailed handles a candidate that exited, could not start, or
+// timed out before it was ready: the old worker keeps serving; a reload
+// retries with backoff and, after --max-restarts attempts, gives up the
+// pass; a memory replacement waits for a later check.
+func (s *Supervisor) replacementFailed(sl *slot, why string) {
+	a := sl.app
+	r := &a.reload
+	kind := sl.replacing
+	sl.replaceAttempts++
+	sl.lastExit = why
+	if kind == replaceReload {
+		r.failures++
+	}
+	giveUp := func() {
+		sl.replacing = ""
+		if kind == replaceReload {
+			r.unreplaced++
+		}
+	}
+	switch {
+	case s.down.active:
+		giveUp()
+		return
+	case sl.current == nil:
+		// The old worker is gone too (it crashed meanwhile): nothing keeps
+		// serving, so the slot restarts at once, as after any crash, and
+		// the pass goes on with the other slots.
+		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Msg("replacement worker failed before ready and the old one is gone; restarting the slot")
+		giveUp()
+		s.afterExit(sl, nil, 1, why)
+		s.pumpReload(a)
+		return
+	case kind == replaceMemory:
+		giveUp()
+		sl.memFailures++
+		sl.memNotBefore = s.clock.Now().Add(s.opt.MemoryCheckInterval << min(sl.memFailures, 5))
+		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Msg("memory replacement failed before ready; the old worker keeps serving")
+		return
+	case sl.replaceAttempts > a.spec.MaxRestarts:
+		giveUp()
+		r.abandoned = "slot " + strconv.Itoa(sl.index) + ": replacement never became ready (" + why + ")"
+		r.queue = nil
+		s.log.Error().Str("app", a.name).Int("slot", sl.index).Int("attempts", sl.replaceAttempts).Str("last_exit", why).
+			Msg("reload abandoned: the new version does not start; the old workers keep serving")
+		s.pumpReload(a)
+		return
+	}
+	d := backoff(sl.replaceAttempts)
+	s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Str("retry_in", dur(d)).Msg("replacement worker failed before ready; the old one keeps serving")
+	sl.replaceRetry = s.clock.AfterFunc(d, func() { s.onReplaceRetry(sl) })
+}
+
+func (s *Supervisor) onReplaceRetry(sl *slot) {
+	sl.replaceRetry = nil
+	r := &sl.app.reload
+	if sl.replacing != replaceReload {
+		return
+	}
+	if r.inProgress && r.abandoned == "" && !s.down.active && sl.candidate == nil && !sl.retiring {
+		s.startReplacement(sl, replaceReload)
+		return
+	}
+	sl.replacing = ""
+	s.pumpReload(sl.app)
+}
+
+func (s *Supervisor) finishReload(a *app) {
+	r := &a.reload
+	if !r.inProgress {
+		return
+	}
+	r.inProgress = false
+	result := "ok"
+	switch {
+	case r.abandoned != "":
+		result = "failed"
+		r.lastResult = "failed: " + r.abandoned
+	case r.unreplaced > 0:
+		result = "failed"
+		r.lastResult = "failed: " + strconv.Itoa(r.unreplaced) + " slot(s) not replaced"
+	default:
+		r.lastResult = "ok"
+	}
+	s.counters.Reloads[result]++
+	ev := s.log.Info()
+	if result != "ok" {
+		ev = s.log.Error()
+	}
+	ev.Str("app", a.name).Uint64("generation", r.generation).Str("result", r.lastResult).
+		Str("duration", dur(s.clock.Now().Sub(r.started))).
+		Int("replaced", r.replaced).Int("failures", r.failures).Int("not_replaced", r.unreplaced).Msg("reload finished")
+	if r.pending && !s.down.active {
+		r.pending = false
+		s.startReload(a, "pending request")
+		return
+	}
+	r.pending = false
+	if s.opt.Lifecycle != nil && !s.down.active && !s.anyReloading() {
+		ready, total, _ := s.readyCounts()
+		s.opt.Lifecycle.Ready(ready, total)
+	}
+}
+
+// memoryLimited tells whether some app has --max-memory-restart.
+func (s *Supervisor) memoryLimited() bool {
+	for _, a := range s.apps {
+		if a.spec.MaxMemory > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// onMemoryCheck measures the workers of every app with a memory limit and
+// replaces, the reload way, those over it — at most --reload-batch of an
+// app at a time, and never a slot being reloaded.
+func (s *Supervisor) onMemoryCheck() {
+	s.memTimer = nil
+	if s.down.active {
+		return
+	}
+	s.memTimer = s.clock.AfterFunc(s.opt.MemoryCheckInterval, s.onMemoryCheck)
+	now := s.clock.Now()
+	for _, a := range s.apps {
+		limit := a.spec.MaxMemory
+		if limit <= 0 || a.reload.inProgress {
+			continue
+		}
+		busy := a.replacing(replaceMemory)
+		for _, sl := range a.slots {
+			w := sl.current
+			if busy >= a.spec.ReloadBatch {
+				break
+			}
+			if w == nil || w.state != status.Ready || sl.candidate != nil || sl.replacing != "" || sl.retiring || now.Before(sl.memNotBefore) {
+				continue
+			}
+			rss, err := s.sys.Memory(w.proc)
+			first := !w.measured
+			w.measured = true
+			if err != nil || rss <= limit {
+				if first {
+					sl.memStreak, sl.memWarned = 0, false
+				}
+				continue
+			}
+			// Over the limit at its first check: the limit is below what
+			// the app needs to run. Back off, and say so once.
+			if first {
+				sl.memStreak++
+			} else {
+				sl.memStreak = 0
+			}
+			if sl.memStreak >= 3 && !sl.memWarned {
+				sl.memWarned = true
+				s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
+					Msg("worker is over --max-memory-restart right after it starts: the limit is below the app's baseline; raise it")
+			}
+			sl.memNotBefore = now.Add(s.opt.MemoryCheckInterval * time.Duration(1<<min(sl.memStreak, 5)))
+			s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int("pid", w.pid).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
+				Msg("worker over --max-memory-restart; replacing it (new worker first, then the old one stops)")
+			sl.replaceAttempts = 0
+			s.startReplacement(sl, replaceMemory)
+			busy++
+		}
+	}
+}

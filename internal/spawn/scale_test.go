@@ -1,0 +1,136 @@
+package spawn
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+func TestTTINAndTTOU(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	h.startAll()
+	h.signal(sigTTIN)
+	h.signal(sigTTIN)
+	if n := h.s.apps[0].instances(); n != 3 {
+		t.Fatalf("%d instances after 2 TTIN", n)
+	}
+	if v, _ := envOf(h.sys.procs[h.lastStarted()].spec, "GM2_INSTANCE"); v != "2" {
+		t.Errorf("new slot GM2_INSTANCE=%s", v)
+	}
+	h.advance(2 * time.Second)
+	top := h.pid(2)
+	h.signal(sigTTOU)
+	if sigs := h.signals(top); len(sigs) != 1 {
+		t.Fatalf("highest slot's worker got %v", sigs)
+	}
+	if n := h.s.apps[0].instances(); n != 2 {
+		t.Fatalf("%d instances", n)
+	}
+	// TTIN while slot 2 is still draining takes it back.
+	h.signal(sigTTIN)
+	if len(h.s.apps[0].slots) != 3 || h.slot(2).retiring {
+		t.Fatal("retiring slot not taken back")
+	}
+	h.exit(0, top)
+	h.signal(sigTTOU)
+	h.signal(sigTTOU)
+	h.signal(sigTTOU)
+	if h.count("SIGTTOU ignored: one worker is the minimum") != 1 {
+		t.Errorf("no minimum:\n%s", h.logs.String())
+	}
+	for _, p := range h.sys.order {
+		if !p.exited && len(p.signals) > 0 {
+			h.exit(0, p.pid)
+		}
+	}
+	if len(h.s.apps[0].slots) != 1 {
+		t.Errorf("%d slots left after the retired ones exited", len(h.s.apps[0].slots))
+	}
+}
+
+func TestTTOUKeepsTheLastWorkingSlot(t *testing.T) {
+	a := testApp("web", 2)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.exit(1, h.pid(0))
+	h.wantState(0, status.Errored)
+	h.signal(sigTTOU)
+	if h.count("SIGTTOU ignored: the other slots have errored or stopped") != 1 {
+		t.Error("removed the last working slot")
+	}
+}
+
+// scale runs a scale command as one event.
+func (h *harness) scale(app, n int) (err error) {
+	h.event(func() { err = h.s.scale(h.s.apps[app], n, "gm2-init scale") })
+	return err
+}
+
+func TestScaleCommand(t *testing.T) {
+	api, worker := testApp("api", 2), testApp("worker", 1)
+	worker.ExecMode = appspec.Fork
+	h := newHarness(t, Options{Apps: []App{api, worker}})
+	h.startAll()
+	if err := h.scale(0, 4); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.s.apps[0].instances(); n != 4 {
+		t.Fatalf("%d", n)
+	}
+	if err := h.scale(1, 2); err == nil || !strings.Contains(err.Error(), "fork mode") {
+		t.Errorf("fork app scaled: %v", err)
+	}
+	if err := h.scale(0, 0); err == nil {
+		t.Error("scaled to 0")
+	}
+	if err := h.scale(0, appspec.MaxWorkers); err == nil || !strings.Contains(err.Error(), "cap") {
+		t.Errorf("past the cap: %v", err)
+	}
+	if err := h.scale(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.s.apps[0].instances(); n != 1 {
+		t.Errorf("%d", n)
+	}
+	// TTIN goes to the first cluster app.
+	h.signal(sigTTIN)
+	if h.s.apps[0].instances() != 2 || h.s.apps[1].instances() != 1 {
+		t.Error("TTIN scaled the wrong app")
+	}
+}
+
+func TestTTINCappedAtMaxWorkers(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", appspec.MaxWorkers)}})
+	h.signal(sigTTIN)
+	if h.s.apps[0].instances() != appspec.MaxWorkers || h.count("SIGTTIN ignored: 1025 workers in all would pass the cap of 1024") != 1 {
+		t.Errorf("TTIN past the cap:\n%s", h.lines("SIGTTIN ignored: 1025 workers in all would pass the cap of 1024"))
+	}
+}
+
+func TestSnapshotShape(t *testing.T) {
+	api := reloadApp(2)
+	api.Name = "api"
+	api.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:3000")}
+	api.MinReady = 0
+	jobs := testApp("jobs", 1)
+	h := newHarness(t, Options{Apps: []App{api, jobs}, Version: "test"})
+	h.ready(h.pid(0, "api"))
+	snap := h.snapshot()
+	if len(snap.Apps) != 2 || snap.Apps[0].Name != "api" || snap.Apps[0].MinReady != 2 || snap.Apps[0].Ready != 1 {
+		t.Errorf("apps %+v", snap.Apps)
+	}
+	if len(snap.Slots) != 3 || snap.Slots[2].App != "jobs" || snap.Slots[0].Pid == 0 {
+		t.Errorf("slots %+v", snap.Slots)
+	}
+	if len(snap.Listeners) != 1 || snap.Listeners[0].App != "api" || snap.Listeners[0].Address != "0.0.0.0:3000" {
+		t.Errorf("listeners %+v", snap.Listeners)
+	}
+	if snap.Instances != 3 || snap.Version != "test" || snap.ReadyWorkers() != 1 {
+		t.Errorf("totals %+v", snap)
+	}
+}

@@ -1,0 +1,247 @@
+package spawn
+
+import (
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+func TestStartGivesEachSlotItsEnvironment(t *testing.T) {
+	a := testApp("web", 3)
+	a.Env = []string{"NODE_ENV=production", "PATH=/app/bin"}
+	a.InstanceVar = "INSTANCE_ID"
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	if got := len(h.started()); got != 3 {
+		t.Fatalf("%d workers started, want 3", got)
+	}
+	for i, p := range h.sys.order {
+		want := map[string]string{
+			"GM2_INSTANCE": itoa(i), "NODE_APP_INSTANCE": itoa(i), "INSTANCE_ID": itoa(i), "GM2_INSTANCES": "3",
+			"NODE_ENV": "production", "PATH": "/app/bin", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http",
+		}
+		for k, v := range want {
+			if got, _ := envOf(p.spec, k); got != v {
+				t.Errorf("worker %d: %s=%q, want %q", i, k, got, v)
+			}
+		}
+		// Inherited values of per-worker variables are replaced, never
+		// doubled.
+		n := 0
+		for _, kv := range p.spec.Env {
+			if len(kv) > 13 && kv[:13] == "GM2_INSTANCE=" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("worker %d has %d GM2_INSTANCE entries", i, n)
+		}
+		if !p.spec.Layout.NeedsShim() || len(p.spec.Layout.Listeners) != 1 {
+			t.Errorf("worker %d: layout %+v", i, p.spec.Layout)
+		}
+	}
+}
+
+func TestLayoutNumbersDescriptors(t *testing.T) {
+	for _, c := range []struct {
+		listeners       int
+		pre, ch         bool
+		wantPre, wantCh int
+		shim            bool
+	}{
+		{0, false, false, 0, 0, false},
+		{2, false, false, 0, 0, true},
+		{2, true, false, 5, 0, true},
+		{2, true, true, 5, 6, true},
+		{0, false, true, 0, 3, false},
+		{1, false, true, 0, 4, true},
+	} {
+		l := NewLayout(make([]*os.File, c.listeners), c.pre, c.ch)
+		if l.PreloadFD != c.wantPre || l.ChannelFD != c.wantCh || l.NeedsShim() != c.shim {
+			t.Errorf("%+v: got preload %d channel %d shim %v", c, l.PreloadFD, l.ChannelFD, l.NeedsShim())
+		}
+	}
+}
+
+func TestReadyAfterMinUptimeAndLifecycle(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.advance(999 * time.Millisecond)
+	if len(h.readyPids()) != 0 {
+		t.Fatal("ready before --min-uptime")
+	}
+	h.advance(time.Millisecond)
+	if len(h.readyPids()) != 2 {
+		t.Fatalf("ready %v after --min-uptime", h.readyPids())
+	}
+	want := []string{"status 0/2", "status 1/2", "status 2/2", "ready 2/2"}
+	if !slices.Equal(h.life.calls, want) {
+		t.Errorf("lifecycle %v, want %v", h.life.calls, want)
+	}
+}
+
+func TestWaitReadyNeedsTheWorkersWord(t *testing.T) {
+	a := testApp("web", 2)
+	a.WaitReady = true
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.advance(5 * time.Second)
+	if len(h.readyPids()) != 0 {
+		t.Fatal("ready without READY=1")
+	}
+	h.ready(h.pid(0))
+	// A READY=1 from a descendant of the worker (sh -c that did not exec)
+	// counts for the worker.
+	h.sys.ancestors[4242] = h.pid(1)
+	h.notify(4242, "READY=1\nSTATUS=warming up")
+	if len(h.readyPids()) != 2 {
+		t.Fatalf("ready %v", h.readyPids())
+	}
+	if h.slot(1).current.statusText != "warming up" {
+		t.Errorf("STATUS= not kept: %q", h.slot(1).current.statusText)
+	}
+	if h.slot(0).current.readyBy != "READY=1" {
+		t.Errorf("ready by %q", h.slot(0).current.readyBy)
+	}
+}
+
+func TestListenTimeoutMakesASilentWorkerReady(t *testing.T) {
+	a := testApp("web", 1)
+	a.WaitReady = true
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.advance(10 * time.Second)
+	h.wantState(0, status.Ready)
+	if by := h.slot(0).current.readyBy; by != "listen-timeout" {
+		t.Errorf("ready by %q", by)
+	}
+	if h.count("worker did not report ready in time; treating it as ready") != 1 {
+		t.Error("no warning")
+	}
+}
+
+func TestProcessSendReady(t *testing.T) {
+	a := testApp("web", 1)
+	a.WaitReady = true
+	h := newHarness(t, Options{Apps: []App{a}})
+	if h.sys.order[0].spec.Layout.ChannelFD != 3 {
+		t.Fatalf("no Node IPC channel at fd 3: %+v", h.sys.order[0].spec.Layout)
+	}
+	h.nodeReady(h.pid(0))
+	h.wantState(0, status.Ready)
+}
+
+func TestPreloadReadinessNeedsEveryPassedListener(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	a.Listeners = []*sockets.Listener{
+		testListener("http", sockets.TCP, "0.0.0.0:3000"),
+		testListener("logs", sockets.Unixgram, "/run/logs.sock"), // Node cannot take it: not waited for
+		testListener("admin", sockets.TCP, "0.0.0.0:3001"),
+	}
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	if l := h.sys.order[0].spec.Layout; l.PreloadFD != 6 {
+		t.Fatalf("preload pipe at %d, want 6", l.PreloadFD)
+	}
+	h.preload(pid, preload.KindHello, 0)
+	h.advance(2 * time.Second) // past --min-uptime: the preload decides
+	h.wantState(0, status.Starting)
+	h.preload(pid, preload.KindListening, 3)
+	h.wantState(0, status.Starting)
+	h.preload(pid, preload.KindListening, 5)
+	h.wantState(0, status.Ready)
+	// The next worker of the slot (a restart) waits for the same sockets.
+	h.exit(1, pid)
+	h.advance(time.Second)
+	next := h.pid(0)
+	h.preload(next, preload.KindListening, 3)
+	h.wantState(0, status.Starting)
+	h.preload(next, preload.KindListening, 5)
+	h.wantState(0, status.Ready)
+}
+
+func TestNodeWorkerIsNotReadyByTheClock(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.sys.procs[h.pid(0)].node = true
+	h.advance(5 * time.Second)
+	h.wantState(0, status.Starting)
+	h.advance(5 * time.Second) // --listen-timeout
+	h.wantState(0, status.Ready)
+}
+
+func TestZeroConfigNodeWorkerReadyAtItsFirstListen(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.preload(h.pid(0), preload.KindListening, 3)
+	h.wantState(0, status.Ready)
+}
+
+func TestReadyOfAnExitedWorkerIsIgnored(t *testing.T) {
+	a := testApp("web", 1)
+	a.WaitReady = true
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	h.sys.procs[pid].exited = true // its exit is queued behind READY=1
+	h.ready(pid)
+	h.wantState(0, status.Starting)
+}
+
+func TestNotifyFromAStrangerIsRateLimited(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	for range 1000 {
+		h.notify(9999, "READY=1")
+	}
+	const msg = "notify message from a process that is not a worker nor a descendant of one; dropped"
+	if n := h.count(msg); n != 1 {
+		t.Fatalf("%d warnings for 1000 datagrams, want 1", n)
+	}
+	h.advance(spoofInterval)
+	h.notify(9999, "READY=1")
+	l := h.lines(msg)
+	if len(l) != 2 || l[1]["dropped_since_last_warning"] != float64(999) {
+		t.Fatalf("second warning %v", l)
+	}
+}
+
+func TestLateStoppingIsNoSpoofing(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	pid := h.pid(0)
+	h.signal(sigTERM)
+	h.exit(0, pid)
+	h.notify(pid, "STOPPING=1")
+	if h.count("notify message from a process that is not a worker nor a descendant of one; dropped") != 0 {
+		t.Error("a worker's STOPPING=1 read after its exit was called spoofing")
+	}
+}
+
+func TestStartFailureBacksOff(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	h.exit(1, h.pid(0))
+	h.sys.failStarts = 1
+	h.advance(100 * time.Millisecond)
+	h.wantState(0, status.Backoff)
+	if h.count("cannot start worker") != 1 {
+		t.Error("start failure not logged")
+	}
+	h.advance(200 * time.Millisecond)
+	h.wantState(0, status.Starting)
+}
+
+func TestForegroundOnlyForOneWorker(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("sh", 1)}, Foreground: true})
+	if !h.sys.order[0].spec.Foreground {
+		t.Error("a single worker does not get the terminal")
+	}
+	h2 := newHarness(t, Options{Apps: []App{testApp("sh", 2)}, Foreground: true})
+	for _, p := range h2.sys.order {
+		if p.spec.Foreground {
+			t.Error("one of two workers got the terminal")
+		}
+	}
+}

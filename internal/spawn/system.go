@@ -1,0 +1,358 @@
+package spawn
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/reaper"
+)
+
+// System is everything the supervisor does to the operating system. The
+// real one (NewSystem) forks, signals and reads /proc; the unit tests use a
+// fake that records what was asked and hands out fake pids. The supervisor
+// calls it only from its loop.
+type System interface {
+	// Start starts one worker as described. The readiness channels it
+	// opens report through spec.Events, from goroutines of the System's
+	// own, which end when the worker's channels close (Release).
+	Start(spec *StartSpec) (Proc, error)
+	// Signal sends sig to the worker's whole tree: its process group, the
+	// worker itself (it may have left its group) and every descendant it
+	// has now (they may have left it too), and remembers those
+	// descendants so that Signal and Remains still find them after the
+	// worker is gone.
+	Signal(p Proc, sig syscall.Signal)
+	// Remains tells whether any process of an exited worker's tree is
+	// still alive: its group, or a descendant remembered by Signal.
+	Remains(p Proc) bool
+	// Exited tells, without reaping it, whether the worker has exited:
+	// its exit may be queued behind the event being handled.
+	Exited(p Proc) bool
+	// RunsNode tells whether a process of the worker's tree runs node
+	// (the app itself, or npm/yarn, which are node too).
+	RunsNode(p Proc) bool
+	// Release frees what the System holds for an exited worker (its ends
+	// of the readiness channels, its pidfd).
+	Release(p Proc)
+	// WorkerOf walks up from pid through its ancestors (pid included) and
+	// returns the first for which isWorker is true.
+	WorkerOf(pid int, isWorker func(int) bool) (int, bool)
+	// SignalOthers sends sig to every process gm2-init is responsible for
+	// that belongs to no live worker's tree (exclude): as PID 1 every
+	// process of the namespace, else its own descendants. It reports
+	// whether any was signalled.
+	SignalOthers(sig syscall.Signal, exclude []Proc) bool
+	// Memory returns the resident memory of the worker's tree in bytes.
+	Memory(p Proc) (int64, error)
+}
+
+// Proc is a started worker as the System knows it.
+type Proc interface{ Pid() int }
+
+// StartSpec describes one worker to start.
+type StartSpec struct {
+	App        string
+	Slot       int
+	Path       string   // the program, resolved
+	Argv       []string // Argv[0] as the user wrote it
+	Dir        string   // working directory; "" = gm2-init's
+	Env        []string // the complete environment, fd variables included
+	Layout     Layout   // the descriptors from 3 on
+	Foreground bool     // give it the terminal on stdin (one worker, docker run -it)
+	Events     WorkerEvents
+}
+
+// WorkerEvents are how a worker's readiness channels report. The supervisor
+// fills them with functions that post into its loop; they may be called
+// from any goroutine.
+type WorkerEvents struct {
+	Preload   func(preload.Event) // the Node preload's pipe (GM2_PRELOAD_FD)
+	NodeReady func()              // process.send('ready') on the Node IPC channel
+	// Query answers the worker's listen() on the Node IPC channel (Node's
+	// cluster protocol: see internal/nodeipc). It runs on the channel's
+	// goroutine, not in the loop.
+	Query func(nodeipc.Query) nodeipc.Reply
+}
+
+// Clock is the supervisor's time. AfterFunc's f runs in the supervisor's
+// loop, never concurrently with an event.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc.
+type Timer interface {
+	// Stop cancels the timer; false if it already fired (its function
+	// may still be queued for the loop: handlers re-check their state).
+	Stop() bool
+}
+
+// loopClock is the real Clock: time.AfterFunc whose function is posted into
+// the supervisor's loop.
+type loopClock struct{ post func(func()) }
+
+func (c loopClock) Now() time.Time { return time.Now() }
+func (c loopClock) AfterFunc(d time.Duration, f func()) Timer {
+	return time.AfterFunc(d, func() { c.post(f) })
+}
+
+// NewSystem returns the real System. self is the executable that workers
+// are started through (the LISTEN_PID shim, see ExecArg); procRoot is where
+// /proc is mounted.
+func NewSystem(self, procRoot string) System {
+	return &osSystem{self: self, proc: procRoot}
+}
+
+// SelfExecutable names the running gm2-init for the exec shim: the
+// /proc/self/exe magic link when /proc has it, which resolves to the binary
+// that is running even after the file was deleted or replaced on disk (an
+// image layer update, a package upgrade, a bind mount), and the path
+// os.Executable reports otherwise.
+func SelfExecutable(procRoot string) (string, error) {
+	link := procRoot + "/self/exe"
+	if _, err := os.Stat(link); err == nil {
+		return link, nil
+	}
+	p, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find gm2-init's own executable: %w", err)
+	}
+	return p, nil
+}
+
+type osSystem struct {
+	self string
+	proc string
+	// noFg: the terminal could not be handed over once; stop trying.
+	noFg bool
+}
+
+// osProc is a worker started by osSystem.
+type osProc struct {
+	pid     int
+	proc    *os.Process
+	closers []*os.File // our ends of the readiness channels
+	// channel is our end of the Node IPC channel, served by a goroutine
+	// that stop ends and done reports; it is closed only after the worker
+	// is gone, because a Node cluster worker exits when it disconnects.
+	channel *os.File
+	stop    context.CancelFunc
+	done    chan struct{}
+	// members are the descendants seen by Signal, with their start times
+	// (a pid reused by another process has another start time).
+	members map[int]uint64
+}
+
+func (p *osProc) Pid() int { return p.pid }
+
+func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	files = append(files, spec.Layout.Listeners...)
+	var mine, theirs []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	var preloadR, channel *os.File
+	if spec.Layout.PreloadFD != 0 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("preload pipe: %w", err)
+		}
+		if len(files) != spec.Layout.PreloadFD {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("preload pipe at fd %d, layout says %d", len(files), spec.Layout.PreloadFD)
+		}
+		files = append(files, w)
+		mine, theirs = append(mine, r), append(theirs, w)
+		preloadR = r
+	}
+	if spec.Layout.ChannelFD != 0 {
+		parent, child, err := nodeipc.NewChannel()
+		if err != nil {
+			closeAll(mine)
+			closeAll(theirs)
+			return nil, fmt.Errorf("node IPC channel: %w", err)
+		}
+		if len(files) != spec.Layout.ChannelFD {
+			closeAll(append(mine, parent))
+			closeAll(append(theirs, child))
+			return nil, fmt.Errorf("node IPC channel at fd %d, layout says %d", len(files), spec.Layout.ChannelFD)
+		}
+		files = append(files, child)
+		theirs = append(theirs, child)
+		channel = parent
+	}
+	path, argv, env := spec.Path, spec.Argv, spec.Env
+	if spec.Layout.NeedsShim() {
+		path = o.self
+		argv = append([]string{spec.Argv[0], ExecArg, spec.Path}, spec.Argv...)
+		env = shimEnv(env)
+	}
+	// Its own process group, so that the stop signal reaches what a
+	// wrapper (sh -c, npm start) started too.
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if spec.Foreground && !o.noFg {
+		sys.Foreground, sys.Ctty = true, 0
+	}
+	attr := &os.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
+	proc, err := os.StartProcess(path, argv, attr)
+	if err != nil && sys.Foreground {
+		o.noFg = true
+		sys.Foreground = false
+		proc, err = os.StartProcess(path, argv, attr)
+	}
+	closeAll(theirs)
+	if err != nil {
+		closeAll(mine)
+		if channel != nil {
+			channel.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
+	}
+	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]uint64{}}
+	if preloadR != nil && spec.Events.Preload != nil {
+		go preload.Read(preloadR, spec.Events.Preload)
+	}
+	if channel != nil {
+		ctx, stop := context.WithCancel(context.Background())
+		p.channel, p.stop, p.done = channel, stop, make(chan struct{})
+		h := nodeipc.Handler{Query: spec.Events.Query, Ready: spec.Events.NodeReady}
+		go func() {
+			defer close(p.done)
+			_ = nodeipc.Serve(ctx, channel, h)
+		}()
+	}
+	return p, nil
+}
+
+func (o *osSystem) Signal(pr Proc, sig syscall.Signal) {
+	p := pr.(*osProc)
+	unix.Kill(-p.pid, sig)
+	unix.Kill(p.pid, sig)
+	for _, d := range procfs.Descendants(o.proc, p.pid) {
+		p.members[d.Pid] = d.StartTime
+	}
+	for pid, start := range p.members {
+		if o.same(pid, start) {
+			unix.Kill(pid, sig)
+		} else {
+			delete(p.members, pid)
+		}
+	}
+}
+
+// same tells whether pid still names the process that started at start.
+func (o *osSystem) same(pid int, start uint64) bool {
+	st, err := procfs.StatOf(o.proc, pid)
+	return err == nil && st.StartTime == start
+}
+
+func (o *osSystem) Remains(pr Proc) bool {
+	p := pr.(*osProc)
+	if unix.Kill(-p.pid, 0) == nil {
+		return true
+	}
+	for pid, start := range p.members {
+		if o.same(pid, start) {
+			return true
+		}
+		delete(p.members, pid)
+	}
+	return false
+}
+
+func (o *osSystem) Exited(pr Proc) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pr.Pid(), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err == nil && info.Signo != 0
+}
+
+func (o *osSystem) RunsNode(pr Proc) bool {
+	pids := []int{pr.Pid()}
+	for _, d := range procfs.Descendants(o.proc, pr.Pid()) {
+		pids = append(pids, d.Pid)
+	}
+	for _, pid := range pids {
+		if strings.HasPrefix(procfs.ExeName(o.proc, pid), "node") {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *osSystem) Release(pr Proc) {
+	p := pr.(*osProc)
+	for _, f := range p.closers {
+		f.Close()
+	}
+	p.closers = nil
+	if p.channel != nil {
+		p.stop()
+		<-p.done // Serve returns at once: its reads are woken by the cancel
+		p.channel.Close()
+		p.channel = nil
+	}
+	p.proc.Release()
+}
+
+func (o *osSystem) WorkerOf(pid int, isWorker func(int) bool) (int, bool) {
+	return procfs.FindAncestor(o.proc, pid, isWorker)
+}
+
+func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
+	skip := map[int]bool{os.Getpid(): true}
+	for _, pr := range exclude {
+		p := pr.(*osProc)
+		skip[p.pid] = true
+		for pid := range p.members {
+			skip[pid] = true
+		}
+	}
+	var targets []int
+	if reaper.IsPID1() {
+		ents, _ := os.ReadDir(o.proc)
+		for _, e := range ents {
+			if pid, ok := procfs.ParseDecimal([]byte(e.Name())); ok && pid > 1 {
+				targets = append(targets, pid)
+			}
+		}
+	} else {
+		for _, d := range procfs.Descendants(o.proc, os.Getpid()) {
+			targets = append(targets, d.Pid)
+		}
+	}
+	any := false
+	for _, pid := range targets {
+		if skip[pid] {
+			continue
+		}
+		if st, err := procfs.StatOf(o.proc, pid); err == nil && skip[st.PGrp] {
+			continue // in a live worker's group
+		}
+		if unix.Kill(pid, sig) == nil {
+			any = true
+		}
+	}
+	return any
+}
+
+func (o *osSystem) Memory(pr Proc) (int64, error) {
+	st, err := procfs.TreeStats(o.proc, pr.Pid())
+	if err != nil {
+		return 0, err
+	}
+	return int64(min(st.RSSBytes, 1<<62)), nil
+}

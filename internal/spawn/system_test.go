@@ -1,0 +1,328 @@
+package spawn
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/procfs"
+)
+
+// These tests run the real System with real processes: the part of the
+// supervisor that the fakes stand in for.
+
+// skipShort skips the tests that run real processes under -short: `go test
+// -short ./internal/spawn` runs the state machine's cases alone, with no
+// process, in well under a second.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs real processes; -short runs the state machine's cases only")
+	}
+}
+
+func realSystem(t *testing.T) *osSystem {
+	t.Helper()
+	self, err := os.Executable() // the test binary handles ExecArg (TestMain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewSystem(self, "/proc").(*osSystem)
+}
+
+// waitGone waits until pid no longer exists or is a zombie, bounded.
+func waitGone(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if i := strings.LastIndexByte(string(st), ')'); i > 0 && strings.HasPrefix(string(st[i+2:]), "Z") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still alive after %v", pid, within)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// reap waits for the worker the System started (the test is its parent).
+func reap(t *testing.T, p Proc) unix.WaitStatus {
+	t.Helper()
+	var ws unix.WaitStatus
+	done := make(chan struct{})
+	go func() {
+		unix.Wait4(p.Pid(), &ws, 0, nil)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("worker %d did not exit", p.Pid())
+	}
+	return ws
+}
+
+// A worker and a child that both left the worker's process group and
+// ignore SIGTERM are still reached: the stop signal finds them through the
+// tree, and SIGKILL ends both.
+func TestSignalReachesWhatLeftTheGroup(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	// The worker: the test binary in escape mode (see escapeWorker).
+	self, _ := os.Executable()
+	p, err := o.Start(&StartSpec{
+		Path: self, Argv: []string{self},
+		Env: append(os.Environ(), "GM2_TEST_ESCAPE="+ready),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(ready); err == nil && len(b) > 1 {
+			child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("worker did not start its child")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, err := procfs.StatOf("/proc", p.Pid())
+	if err != nil || st.PGrp == p.Pid() {
+		t.Fatalf("the worker did not leave its group: %+v %v", st, err)
+	}
+	o.Signal(p, unix.SIGTERM) // ignored by both, but remembers the child
+	if o.Exited(p) || o.RunsNode(p) {
+		t.Fatal("the worker exited on an ignored SIGTERM, or is taken for node")
+	}
+	o.Signal(p, unix.SIGKILL)
+	ws := reap(t, p)
+	if !ws.Signaled() || ws.Signal() != unix.SIGKILL {
+		t.Errorf("worker ended with %v", ws)
+	}
+	waitGone(t, child, 10*time.Second)
+	o.Release(p)
+}
+
+// Start lays out the descriptors as Layout says, goes through the shim when
+// the worker gets listeners (LISTEN_PID is then its own pid), and reports
+// the preload's events.
+func TestStartLayoutAndShim(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	out := filepath.Join(t.TempDir(), "out")
+	layout := NewLayout([]*os.File{lf}, true, true)
+	events := make(chan preload.Event, 4)
+	ready := make(chan struct{}, 1)
+	script := `{ echo "pid=$$ listen_pid=$LISTEN_PID"; ls /proc/self/fd; } > ` + out +
+		`; echo "listening 3 $$" >&4; printf '"ready"\n' >&5; sleep 60`
+	p, err := o.Start(&StartSpec{
+		Path: "/bin/sh", Argv: []string{"sh", "-c", script},
+		Env: append(os.Environ(), "LISTEN_FDS=1"), Layout: layout,
+		Events: WorkerEvents{
+			Preload:   func(ev preload.Event) { events <- ev },
+			NodeReady: func() { ready <- struct{}{} },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { o.Signal(p, unix.SIGKILL); reap(t, p); o.Release(p) }()
+	select {
+	case ev := <-events:
+		if ev.Kind != preload.KindListening || ev.FD != 3 || ev.Pid != p.Pid() {
+			t.Errorf("event %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no preload event")
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no process.send('ready')")
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pid=" + strconv.Itoa(p.Pid()) + " listen_pid=" + strconv.Itoa(p.Pid())
+	if !strings.HasPrefix(string(b), want) {
+		t.Errorf("worker says %q, want %q", b, want)
+	}
+	if layout.PreloadFD != 4 || layout.ChannelFD != 5 {
+		t.Errorf("layout %+v", layout)
+	}
+	if m, err := o.Memory(p); err != nil || m <= 0 {
+		t.Errorf("memory %d %v", m, err)
+	}
+}
+
+// Without listeners or preload, the program is exec'd directly.
+func TestStartWithoutShim(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	p, err := o.Start(&StartSpec{Path: "/bin/sh", Argv: []string{"sh", "-c", "exit 7"}, Env: os.Environ()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := reap(t, p); ws.ExitStatus() != 7 {
+		t.Errorf("status %v", ws)
+	}
+	o.Release(p)
+	if _, err := o.Start(&StartSpec{Path: "/nonexistent/prog", Argv: []string{"prog"}}); err == nil {
+		t.Error("starting a missing program did not fail")
+	}
+}
+
+func TestRemainsAndExited(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	// The worker leaves a child in its group and exits.
+	p, err := o.Start(&StartSpec{Path: "/bin/sh", Argv: []string{"sh", "-c", "sleep 60 & echo $! ; exit 0"}, Env: os.Environ()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !o.Exited(p) {
+		if time.Now().After(deadline) {
+			t.Fatal("Exited never true")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	reap(t, p)
+	if !o.Remains(p) {
+		t.Fatal("the sleep left in the group is not seen")
+	}
+	o.Signal(p, unix.SIGKILL)
+	deadline = time.Now().Add(10 * time.Second)
+	for o.Remains(p) {
+		if time.Now().After(deadline) {
+			t.Fatal("remains survived SIGKILL")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	o.Release(p)
+}
+
+func TestWorkerOfAndRunsNode(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $!; wait")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	sleeper, _ := strconv.Atoi(strings.TrimSpace(line))
+	if w, ok := o.WorkerOf(sleeper, func(p int) bool { return p == cmd.Process.Pid }); !ok || w != cmd.Process.Pid {
+		t.Errorf("WorkerOf(sleep) = %d %v", w, ok)
+	}
+	if o.RunsNode(&osProc{pid: cmd.Process.Pid, members: map[int]uint64{}}) {
+		t.Error("sh and sleep taken for node")
+	}
+	// Signal 0 finds the test's own descendants: the sh and its sleep.
+	if !o.SignalOthers(0, nil) {
+		t.Error("SignalOthers found none of the test's descendants")
+	}
+}
+
+func TestSelfExecutable(t *testing.T) {
+	skipShort(t)
+	if p, err := SelfExecutable("/proc"); err != nil || p != "/proc/self/exe" {
+		t.Errorf("with /proc: %q %v", p, err)
+	}
+	if p, err := SelfExecutable(t.TempDir()); err != nil || !filepath.IsAbs(p) {
+		t.Errorf("without /proc: %q %v", p, err)
+	}
+}
+
+// escapeWorker is the test binary as the worker of
+// TestSignalReachesWhatLeftTheGroup: it starts a child in a process group of
+// its own, moves itself into that group, ignores SIGTERM, writes the
+// child's pid to file and waits.
+func escapeWorker(file string) {
+	signal.Ignore(unix.SIGTERM)
+	cmd := exec.Command("sleep", "60") // SIG_IGN survives the exec
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.Exit(3)
+	}
+	if err := unix.Setpgid(0, cmd.Process.Pid); err != nil {
+		os.Exit(4)
+	}
+	if err := os.WriteFile(file, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		os.Exit(5)
+	}
+	select {}
+}
+
+// The shim runs with GOTRACEBACK=none (quiet when a full pids cgroup keeps
+// the Go runtime from starting threads) and gives the app its own value
+// back, or none.
+func TestShimKeepsTheAppsGOTRACEBACK(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	for _, c := range []struct{ env, want string }{{"GOTRACEBACK=crash", "crash"}, {"", "<unset>"}} {
+		out := filepath.Join(t.TempDir(), "out")
+		env := []string{"PATH=" + os.Getenv("PATH"), "LISTEN_FDS=0"}
+		if c.env != "" {
+			env = append(env, c.env)
+		}
+		p, err := o.Start(&StartSpec{
+			Path: "/bin/sh", Argv: []string{"sh", "-c", `echo "${GOTRACEBACK-<unset>} ${GM2_SHIM_GOTRACEBACK-}${GM2_SHIM_NO_GOTRACEBACK-}" > ` + out},
+			Env: env, Layout: NewLayout(nil, true, false),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reap(t, p)
+		o.Release(p)
+		b, _ := os.ReadFile(out)
+		if got := strings.TrimSpace(string(b)); got != c.want {
+			t.Errorf("env %q: the app sees %q, want %q", c.env, got, c.want)
+		}
+	}
+}
+
+func TestShimEnvRoundTrip(t *testing.T) {
+	for _, env := range [][]string{{"A=1"}, {"A=1", "GOTRACEBACK=all"}, {"GOTRACEBACK="}} {
+		got := appEnv(shimEnv(env))
+		if strings.Join(got, "|") != strings.Join(env, "|") {
+			t.Errorf("%q → %q", env, got)
+		}
+	}
+	// A shim not started by gm2-init (no marks) leaves the environment alone.
+	if got := appEnv([]string{"GOTRACEBACK=none"}); len(got) != 1 {
+		t.Errorf("%q", got)
+	}
+}
