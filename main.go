@@ -1,8 +1,9 @@
 // gm2-init is an init for containers: PID 1 duties (reaping, signal
 // forwarding, no orphans left behind) plus PM2's cluster mode for any
 // language — N workers sharing ports that gm2-init binds once and passes with
-// the systemd socket-activation protocol, rolling reloads on SIGHUP, restarts
-// with backoff, and health endpoints for Kubernetes.
+// the systemd socket-activation protocol, or binds on a Node worker's first
+// listen(), rolling reloads on SIGHUP, restarts with backoff, and health
+// endpoints for Kubernetes.
 //
 // This file only wires the packages together, in the order things happen.
 package main
@@ -25,7 +26,6 @@ import (
 	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/notify"
-	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/spawn"
@@ -44,8 +44,6 @@ import (
 // microseconds each, a few times per thousand requests.
 const gcPercent = 25
 
-func tightenGC() { debug.SetGCPercent(gcPercent) }
-
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
@@ -53,7 +51,7 @@ var version = "dev"
 // described in the README).
 const (
 	exitRuntime = 1 // the system refused: a port in use, a socket that cannot be created
-	exitUsage   = 2 // bad flag, variable or command: nothing was started
+	exitUsage   = 2 // bad flag, variable, command or process file: nothing was started
 )
 
 // handledSignals are delivered to the supervisor. The list is explicit: a
@@ -77,11 +75,15 @@ func run() int {
 		return health.CheckCommand(os.Args[2:], config.HealthCheckAddr(), os.Stderr)
 	}
 
-	// A long-lived process with a small live heap: collect sooner.
-	tightenGC()
+	// 3. What gm2-init's own parent passed, before anything else is opened.
+	up, err := takeFromParent()
+	if err != nil {
+		return fail(exitUsage, err.Error())
+	}
+	debug.SetGCPercent(gcPercent)
 
-	// 3. Configuration: flags over GM2_* variables over defaults, then the
-	// worker count from the CPUs this container may really use. Bad input
+	// 4. Configuration: flags over GM2_* variables over defaults, then the
+	// worker counts from the CPUs this container may really use. Bad input
 	// is one line on stderr and exit status 2, before anything is logged.
 	cfg, err := config.Parse(os.Args[1:])
 	if err != nil {
@@ -95,30 +97,25 @@ func run() int {
 		fmt.Println("gm2-init", version)
 		return 0
 	}
-	if len(cfg.App.Command) == 0 {
-		// --config without a command: the process file's apps are
-		// wired by the process-file work (internal/procfile).
-		return fail(exitUsage, cfg.Source("config")+": process files are not supported by this build; give the command after --")
-	}
 	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
-	workers, err := cfg.Resolve(cpu.Max)
+	plan, err := planApps(cfg, cpu)
 	if err != nil {
 		return fail(exitUsage, err.Error())
 	}
-	instances := workers.N
 	log := newLogger(cfg)
 	if cfg.DryRun {
-		logConfigWarnings(log, cfg, cpu, workers)
-		if err := cfg.WriteDryRun(os.Stdout, version, cpu, []config.RunApp{{App: cfg.App, Workers: workers}}); err != nil {
+		plan.logWarnings(log, cfg, cpu)
+		if err := cfg.WriteDryRun(os.Stdout, version, cpu, plan.runApps(), up.inherited); err != nil {
 			return fail(exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
 	}
 
-	// 4. Bind every listener before any worker exists: the ports accept
+	// 5. Bind every listener before any worker exists: the ports accept
 	// connections from now on; they wait in the backlog until a worker
-	// accepts. A bad address found here is still one line, nothing logged.
-	listeners, err := sockets.Bind(cfg.App.Listen)
+	// accepts. A --listen address that the parent passed already is not
+	// bound again. A bad address found here is still one line.
+	listeners, err := sockets.Open(cfg.App.Listen, up.inherited)
 	if err != nil {
 		var be *sockets.BindError
 		if errors.As(err, &be) && be.Usage {
@@ -127,13 +124,16 @@ func run() int {
 		return fail(exitRuntime, cfg.Source("listen")+": "+err.Error())
 	}
 	defer sockets.CloseAll(listeners)
-	logConfigWarnings(log, cfg, cpu, workers)
-	log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Str("instances_spec", cfg.App.Instances.String()).Int("instances", instances).Msg("worker count")
-	for _, l := range listeners {
-		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).Msg("listening")
+	up.log(log)
+	plan.logWarnings(log, cfg, cpu)
+	plan.logCounts(log, cpu)
+	for i, l := range listeners {
+		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).
+			Int("fd", sockets.FirstFD+i).Bool("inherited", l.Inherited).Msg("listening")
 	}
+	logMemoryBudget(log, plan)
 
-	// 5. Signals, before the first fork: a SIGCHLD must not arrive unheard.
+	// 6. Signals, before the first fork: a SIGCHLD must not arrive unheard.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, handledSignals...)
 	sigchld := make(chan os.Signal, 1)
@@ -146,50 +146,42 @@ func run() int {
 		}
 	}
 
-	// 6. The readiness channels workers may use.
-	var notifySock *notify.Socket
-	if s, err := notify.Listen(""); err != nil {
-		log.Warn().Err(err).Msg("no NOTIFY_SOCKET for workers; READY=1 cannot be received")
-	} else {
-		notifySock = s
+	// 7. The readiness channels workers may use, and the Node preload (its
+	// probe of node waits for the process: before the reaper starts).
+	notifySock := listenNotify(log)
+	if notifySock != nil {
 		defer notifySock.Close()
 	}
-	// The Node preload: how this node can load it (a data: URL needs no
-	// file; Node < 18.18 gets a --require file, or nothing and a reason).
-	// Choose waits for its probe, so it runs before the reaper starts.
-	app := spawn.App{App: cfg.App, Count: instances, Listeners: listeners}
-	if cfg.App.NodePreload != "off" {
-		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), cfg.App.Command, preload.DefaultDirs())
-		defer ch.Cleanup()
-		ev := log.Info()
-		switch {
-		case ch.Mode == preload.ModeOff:
-			ev = log.Warn()
-		case ch.Node == "":
-			ev = log.Debug() // no node in the image: nothing to say
-		}
-		ev.Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
-		app.PreloadEnv = ch.WorkerEnv()
-	}
-	apps := []spawn.App{app}
+	apps, cleanup := plan.spawnApps(log, listeners)
+	defer cleanup()
 
 	// Ports a Node worker listens on with no --listen for them are bound
 	// on its first request and shared with every worker of its app.
 	shared := sockets.NewRegistry(cfg.MaxSharedPorts, listeners)
 	defer shared.Close()
-	sup := spawn.New(spawn.Options{
+	opts := spawn.Options{
 		Apps:                apps,
 		Env:                 os.Environ(),
 		Notify:              notifySock,
 		Shared:              shared,
-		Foreground:          instances == 1 && isTerminal(os.Stdin),
+		Foreground:          plan.total() == 1 && isTerminal(os.Stdin),
 		ShutdownDelay:       cfg.ShutdownDelay,
 		MemoryCheckInterval: cfg.MemoryCheckInterval,
 		Version:             version,
 		Log:                 log,
-	})
+	}
+	// What gm2-init tells its own supervisor (systemd Type=notify, podman
+	// --sdnotify=container, another gm2-init): nil when nobody asked.
+	parent, watchdog := dialParent(up.env, log.With().Str("component", "notify-parent").Logger())
+	if parent != nil {
+		defer parent.Close()
+		opts.Lifecycle = parent
+	}
+	sup := spawn.New(opts)
+	stopHooks := startTestHooks(sup, log)
+	defer stopHooks()
 
-	// 7. Health endpoints, answered from the supervisor's snapshots.
+	// 8. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
 		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
 			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout,
@@ -209,11 +201,18 @@ func run() int {
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
 	}
-	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", cfg.App.KillTimeout.String()).
-		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, cfg.App).String()).
+	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", plan.maxKillTimeout().String()).
+		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, plan.apps...).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
-	// 8. Reap and supervise until the end.
+	// 9. Reap and supervise until the end. The watchdog pings only while
+	// the loop answers a round trip, the check behind /livez.
+	if parent != nil && watchdog > 0 {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go parent.Watchdog(ctx, watchdog, sup.Ping)
+		log.Info().Str("interval", watchdog.String()).Msg("watchdog: WATCHDOG=1 to gm2-init's own supervisor while the supervisor loop answers")
+	}
 	stopReaper := make(chan struct{})
 	defer close(stopReaper)
 	exits := make(chan []reaper.Exit, 16)
@@ -245,16 +244,17 @@ func fail(status int, msg string) int {
 	return status
 }
 
-// logConfigWarnings logs what the configuration and the CPU count warn
-// about, once the logger exists.
-func logConfigWarnings(log zerolog.Logger, cfg *config.Config, cpu cpus.Result, workers appspec.Count) {
-	for _, w := range cfg.Warnings {
-		log.Warn().Msg(w)
+// listenNotify opens the NOTIFY_SOCKET workers send READY=1 to; nil when it
+// cannot (READY=1 then cannot be received, which the log says).
+func listenNotify(log zerolog.Logger) *notify.Socket {
+	nlog := log.With().Str("component", "notify").Logger()
+	s, err := notify.Config{OnDrop: func(d notify.Drop) {
+		nlog.Warn().Err(d.Err).Int("sender_pid", d.Pid).Uint64("count", d.Count).Msg("notify datagrams dropped")
+	}}.Listen()
+	if err != nil {
+		log.Warn().Err(err).Msg("no NOTIFY_SOCKET for workers; READY=1 cannot be received")
+		return nil
 	}
-	for _, w := range cpu.Warnings {
-		log.Warn().Str("component", "cpus").Msg(w)
-	}
-	for _, w := range config.ResolveWarnings(workers, cpu.Max) {
-		log.Warn().Int("instances", workers.N).Int("cpus", cpu.Max).Msg(w)
-	}
+	logNotifyFallback(log, s)
+	return s
 }

@@ -44,8 +44,19 @@ func TestMain(m *testing.M) {
 	bins.init = filepath.Join(dir, "gm2-init")
 	bins.worker = filepath.Join(dir, "testworker")
 	bins.goapp = filepath.Join(dir, "goapp")
+	// Others than root may run the binaries (a worker that drops its
+	// privileges with setpriv).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	for _, b := range []struct{ out, pkg string }{{bins.init, ".."}, {bins.worker, "./testworker"}, {bins.goapp, "../examples/goapp"}} {
 		args := []string{"build", "-o", b.out}
+		if b.out == bins.init {
+			// The hooks the tests use (a frozen supervisor loop); inert
+			// unless a test asks (testhooks_on.go).
+			args = append(args, "-tags", "gm2testhooks")
+		}
 		env := append(os.Environ(), "CGO_ENABLED=0")
 		if raceEnabled && b.out == bins.init {
 			args = append(args, "-race")
@@ -111,25 +122,34 @@ type Init struct {
 // environment variables are added to the test's environment.
 func startInit(t *testing.T, env []string, args ...string) *Init {
 	t.Helper()
-	return startInitWith(t, bins.init, "", env, args...)
+	return startInitWith(t, bins.init, "", env, nil, args...)
 }
 
 // startInitBin is startInit with another gm2-init binary.
 func startInitBin(t *testing.T, bin string, env []string, args ...string) *Init {
 	t.Helper()
-	return startInitWith(t, bin, "", env, args...)
+	return startInitWith(t, bin, "", env, nil, args...)
 }
 
 // startInitIn is startInit in the working directory dir ("" for the
 // test's own), which the workers inherit.
 func startInitIn(t *testing.T, dir string, env []string, args ...string) *Init {
 	t.Helper()
-	return startInitWith(t, bins.init, dir, env, args...)
+	return startInitWith(t, bins.init, dir, env, nil, args...)
 }
 
-func startInitWith(t *testing.T, bin, dir string, env []string, args ...string) *Init {
+// startInitVia is startInit with gm2-init started through a wrapper
+// command (argv before gm2-init's path) that execs it: a shell that opens
+// descriptors, systemd-socket-activate.
+func startInitVia(t *testing.T, env, wrapper []string, args ...string) *Init {
 	t.Helper()
-	argv := append(namespaceCmd(t), bin)
+	return startInitWith(t, bins.init, "", env, wrapper, args...)
+}
+
+func startInitWith(t *testing.T, bin, dir string, env, wrapper []string, args ...string) *Init {
+	t.Helper()
+	argv := append(namespaceCmd(t), wrapper...)
+	argv = append(argv, bin)
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir

@@ -5,7 +5,8 @@
 #
 # On a fresh Debian machine (as root, or with sudo) it installs what the
 # tests use: prometheus (for promtool, which checks /metrics), util-linux
-# (unshare, taskset), bsdutils (script), nodejs and npm, python3, the real
+# (unshare, taskset, setpriv, nsenter), bsdutils (script), nodejs and npm, python3,
+# systemd (systemd-socket-activate, systemd-analyze: examples/systemd), the real
 # servers of the README's recipes, and podman with runc and catatonit for the
 # container suite (e2e/container); then the Node example's pinned
 # dependencies (npm ci) and the Node majors the tests run on besides the
@@ -28,6 +29,9 @@ command -v runc      >/dev/null 2>&1 || need_apt+=(runc)
 command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 # The real servers of the README's recipes (e2e/recipes_test.go): gunicorn, uvicorn, puma + its sd_notify gem.
 { command -v gunicorn && command -v uvicorn && command -v puma && ruby -rsd_notify -e ''; } >/dev/null 2>&1 || need_apt+=(gunicorn python3-gunicorn uvicorn python3-uvicorn puma ruby-sd-notify)
+# systemd-socket-activate and systemd-analyze: gm2-init under socket activation and the
+# unit files of examples/systemd (e2e/systemd_test.go).
+command -v systemd-socket-activate >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "==> installing ${need_apt[*]}"

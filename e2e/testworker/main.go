@@ -7,6 +7,8 @@
 //	orphans N              fork N children that exit at once, then exit without reaping them
 //	daemonize FILE         start `grandchild FILE` in a new session and exit (a double fork)
 //	grandchild FILE        write "up" to FILE, and "term" when SIGTERM arrives, then exit
+//	lo-up                  bring the loopback interface of its network namespace up
+//	get URL                print the body of GET URL (10 s timeout)
 //
 // Variables for the server:
 //
@@ -19,6 +21,8 @@
 //	TW_READY_DELAY=DUR     wait before sending READY=1
 //	TW_DAEMON=FILE         at start, leave a double-forked grandchild behind (see daemonize);
 //	                       "{instance}" in FILE becomes GM2_INSTANCE (one file per worker)
+//	TW_READY_GATE=FIFO     with TW_GATE_SLOT=N: the worker of slot N sends READY=1 only once
+//	                       the FIFO has a writer (the test opens it when that worker may be ready)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
 //	TW_ESCAPE=1            at start, fork a child that moves to a process group of its own,
 //	                       and move the worker into that group too (both leave the group
@@ -31,6 +35,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -73,9 +78,44 @@ func main() {
 		case "grandchild":
 			grandchild(os.Args[2])
 			return
+		case "lo-up":
+			loUp()
+			return
+		case "get":
+			get(os.Args[2])
+			return
 		}
 	}
 	serve()
+}
+
+// loUp sets IFF_UP on lo: a new network namespace starts with it down.
+func loUp() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fail(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		fail(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		fail(fmt.Errorf("SIOCGIFFLAGS: %w", err))
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		fail(fmt.Errorf("SIOCSIFFLAGS: %w", err))
+	}
+}
+
+func get(url string) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		fail(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(os.Stdout, resp.Body)
 }
 
 func fail(err error) {
@@ -204,6 +244,14 @@ func serve() {
 	if os.Getenv("TW_NO_READY") != "1" {
 		if d, err := time.ParseDuration(os.Getenv("TW_READY_DELAY")); err == nil {
 			time.Sleep(d)
+		}
+		if gate := os.Getenv("TW_READY_GATE"); gate != "" && os.Getenv("TW_GATE_SLOT") == os.Getenv("GM2_INSTANCE") {
+			// Opening a FIFO for reading blocks until it has a writer.
+			f, err := os.Open(gate)
+			if err != nil {
+				fail(err)
+			}
+			f.Close()
 		}
 		sdNotify("READY=1\nSTATUS=serving")
 	}

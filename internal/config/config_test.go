@@ -768,7 +768,7 @@ func TestDryRun(t *testing.T) {
 	}
 	var b bytes.Buffer
 	cpu := cpus.Result{Max: 2, Affinity: 4, Source: "test"}
-	if err := c.WriteDryRun(&b, "v9", cpu, []RunApp{{App: c.App, Workers: n}}); err != nil {
+	if err := c.WriteDryRun(&b, "v9", cpu, []RunApp{{App: c.App, Workers: n}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Count(b.String(), "\n") != 1 {

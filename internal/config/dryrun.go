@@ -3,9 +3,11 @@ package config
 import (
 	"encoding/json"
 	"io"
+	"strconv"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // RunApp is an app as it would run: its settings and its worker count.
@@ -25,7 +27,11 @@ type RunApp struct {
 // longest a shutdown may take, logged at start too), and "apps": each app
 // that would run, with its own fields. These names are stable: scripts and
 // tests read them.
-func (c *Config) WriteDryRun(w io.Writer, version string, cpu cpus.Result, apps []RunApp) error {
+//
+// inherited are the sockets gm2-init's parent passed (LISTEN_FDS): they are
+// listed under "inherited" with the --listen value each one serves, if any
+// ("listen"), and a --listen entry served by one shows its "inherited_fd".
+func (c *Config) WriteDryRun(w io.Writer, version string, cpu cpus.Result, apps []RunApp, inherited []*sockets.Listener) error {
 	out := map[string]any{
 		"version":          version,
 		"instances_source": cpu.Source,
@@ -55,6 +61,21 @@ func (c *Config) WriteDryRun(w io.Writer, version string, cpu cpus.Result, apps 
 		runApps[i] = apps[i].App
 	}
 	out["worst_case_stop"] = appspec.WorstCaseStop(c.ShutdownDelay, runApps...).String()
+	listen := listenJSON(c.App.Listen)
+	takenBy := make([]string, len(inherited))
+	for j, i := range sockets.Matches(c.App.Listen, inherited) {
+		if i >= 0 {
+			takenBy[i] = c.App.Listen[j].Raw
+			listen[j]["inherited_fd"] = strconv.Itoa(sockets.FirstFD + i)
+		}
+	}
+	out["listen"] = listen
+	inh := make([]map[string]any, 0, len(inherited))
+	for i, l := range inherited {
+		inh = append(inh, map[string]any{"fd": sockets.FirstFD + i, "name": l.Spec.Name, "network": string(l.Spec.Network),
+			"address": l.Bound, "listen": takenBy[i]})
+	}
+	out["inherited"] = inh
 	enc := json.NewEncoder(w)
 	return enc.Encode(out)
 }

@@ -30,6 +30,8 @@ type statusView struct {
 	Counters      countersView   `json:"counters"`
 	States        map[string]int `json:"slots_by_state"`
 	Errored       []int          `json:"errored_slots"`
+	// Listeners are the sockets passed to the workers, in fd order (3, 4, …).
+	Listeners []status.Listener `json:"listeners"`
 }
 
 type slotView struct {
@@ -140,6 +142,10 @@ func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.
 	}
 	if v.Errored == nil {
 		v.Errored = []int{}
+	}
+	v.Listeners = snap.Listeners
+	if v.Listeners == nil {
+		v.Listeners = []status.Listener{}
 	}
 	for _, st := range status.AllStates {
 		v.States[string(st)] = 0

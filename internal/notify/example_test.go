@@ -4,10 +4,12 @@ import (
 	"github.com/gm2-init/gm2-init/internal/procfs"
 
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"os"
 	"os/exec"
+	"time"
 
 	"github.com/gm2-init/gm2-init/internal/notify"
 )
@@ -62,4 +64,30 @@ func Example() {
 			log.Printf("worker %d is ready (status %q)", worker, m.Status)
 		}
 	}
+}
+
+// ExampleLimiter is how the supervisor thins out its warnings about
+// datagrams from processes that are not workers: one line per sender and
+// interval, with a count, and a timer for the counts of a flood that
+// stopped.
+func ExampleLimiter() {
+	lim := notify.NewLimiter(10*time.Second, 0)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	warn := func(r notify.Report) { fmt.Printf("dropped %d datagram(s) from pid %d\n", r.Count, r.Sender) }
+
+	// 100,000 spoofed datagrams from pid 4242 within one second.
+	for i := range 100_000 {
+		if r, ok := lim.Note(4242, t0.Add(time.Duration(i)*10*time.Microsecond)); ok {
+			warn(r)
+		}
+	}
+	// In the supervisor: arm a timer for lim.Due() and flush when it fires.
+	if due, ok := lim.Due(); ok {
+		for _, r := range lim.Flush(due) {
+			warn(r)
+		}
+	}
+	// Output:
+	// dropped 1 datagram(s) from pid 4242
+	// dropped 99999 datagram(s) from pid 4242
 }

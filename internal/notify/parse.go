@@ -1,15 +1,20 @@
 // Package notify provides the channels through which a worker tells gm2-init
 // that it is ready (--wait-ready): the systemd notify protocol (a unix datagram
 // socket named by NOTIFY_SOCKET) and PM2's Node handshake
-// (process.send('ready') over the IPC channel named by NODE_CHANNEL_FD).
+// (process.send('ready') over the IPC channel named by NODE_CHANNEL_FD) — and
+// the same protocol one level up (Parent): what gm2-init tells its own
+// service manager.
 //
 // The package only moves and decodes messages. Deciding which worker a message
 // belongs to, and what "ready" does to a rolling reload, is the supervisor's
 // job: it gets the sender's pid (Message.Pid) and procfs.FindAncestor to map a
 // wrapper's child (`sh -c`, `npm start`) back to the worker it started.
 //
-// Nothing in this package starts a goroutine: Receive and ReadNode block in the
-// caller's goroutine and are stopped by closing what they read from.
+// Nothing in this package starts a goroutine: Receive, ReadNode and
+// Parent.Watchdog block in the caller's goroutine and are stopped by closing
+// what they read from or by their context. The one exception is Parent's
+// retry timer, which exists only while a message waits for a busy receiver
+// and is stopped by Parent.Close.
 package notify
 
 import (

@@ -1,13 +1,13 @@
 package notify
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +31,10 @@ const (
 	// (C's strncpy, Ruby) would not reach them anyway.
 	maxSunPath = len(unix.RawSockaddrUnix{}.Path) - 1
 
+	// dirMode and socketMode: see Listen for why others may send.
+	dirMode    = 0o711
+	socketMode = 0o666
+
 	// shmDir is tried after the base directory and before the abstract
 	// namespace: with a read-only root filesystem Docker and Kubernetes
 	// still mount a writable tmpfs there, and a filesystem path works with
@@ -51,12 +55,32 @@ type Config struct {
 	// When none works, the socket goes to the abstract namespace.
 	Dirs []string
 
-	// OnDrop, if set, is called (from Receive's goroutine) for each
-	// datagram Receive discards: without credentials, or too long. The
-	// error says why and, when known, from which pid. Deciding whether the
-	// sender is a worker is the caller's job and is not reported here.
-	// OnDrop runs while Receive holds its lock: it must not call Receive.
-	OnDrop func(error)
+	// OnDrop, if set, is told (from Receive's goroutine) about the
+	// datagrams Receive discards: without credentials, or too long. It is
+	// rate-limited per sender (see Limiter): the first drop is reported at
+	// once, later ones at most once per DropInterval with their count.
+	// Deciding whether the sender is a worker is the caller's job and is
+	// not reported here. OnDrop runs while Receive holds its lock: it must
+	// not call Receive.
+	OnDrop func(Drop)
+
+	// DropInterval is the rate limit of OnDrop per sender;
+	// DefaultDropInterval when 0.
+	DropInterval time.Duration
+}
+
+// Drop reports datagrams that Receive discarded.
+type Drop struct {
+	// Pid is the sender (0 when unknown; OtherSenders for senders lumped
+	// together by the rate limit).
+	Pid int
+	// Count is how many datagrams this report stands for: 1 for a sender's
+	// first, more when the rate limit held some back.
+	Count uint64
+	// Err says why the latest of them was dropped; nil when the report only
+	// carries a count held back earlier (reported by Close or by a later
+	// datagram).
+	Err error
 }
 
 // DefaultDirs lists the base directories Listen tries: baseDir (or
@@ -78,9 +102,10 @@ func DefaultDirs(baseDir string) []string {
 type Socket struct {
 	conn     *net.UnixConn
 	env      string // NOTIFY_SOCKET value
-	dir      string // private directory; "" for the abstract namespace
+	dir      string // its own directory; "" for the abstract namespace
 	fallback error  // why earlier locations were not used; nil if the first worked
-	onDrop   func(error)
+	onDrop   func(Drop)
+	drops    *Limiter
 
 	// mu serializes Receive, which reuses buf and oob across calls.
 	mu  sync.Mutex
@@ -91,12 +116,20 @@ type Socket struct {
 	closeErr  error
 }
 
-// Listen creates a private directory (mode 0700, random name) under baseDir
-// ("" means os.TempDir()) and binds a SOCK_DGRAM, close-on-exec unix socket
-// with SO_PASSCRED in it. If that fails it tries /dev/shm, then an abstract
-// socket with a random, unguessable name; for an abstract socket the
-// SCM_CREDENTIALS check done by the caller is the only gate, since abstract
-// sockets have no file permissions.
+// Listen creates a directory of its own (mode 0711, random name) under
+// baseDir ("" means os.TempDir()) and binds a SOCK_DGRAM, close-on-exec unix
+// socket with SO_PASSCRED in it, mode 0666. If that fails it tries /dev/shm,
+// then an abstract socket with a random, unguessable name.
+//
+// Who may send: any process, whatever its uid — a worker that drops its
+// privileges (setpriv, gosu, su-exec in an entrypoint script)
+// must still be able to say READY=1. The gate is the SCM_CREDENTIALS check
+// the caller makes on every datagram (Message.Pid must be a worker or a
+// descendant of one), which is systemd's own model: /run/systemd/notify is
+// writable by everyone. File permissions could not be the gate anyway: the
+// socket's path is listed in /proc/net/unix for every process of the network
+// namespace. The directory is 0711 so that nobody else can list it, nor
+// remove or replace the socket in it.
 func Listen(baseDir string) (*Socket, error) {
 	return Config{Dirs: DefaultDirs(baseDir)}.Listen()
 }
@@ -114,6 +147,7 @@ func (c Config) Listen() (*Socket, error) {
 		if err == nil {
 			s.fallback = errors.Join(errs...)
 			s.onDrop = c.OnDrop
+			s.drops = NewLimiter(c.DropInterval, 0)
 			return s, nil
 		}
 		errs = append(errs, err)
@@ -125,6 +159,7 @@ func (c Config) Listen() (*Socket, error) {
 	}
 	s.fallback = errors.Join(errs...)
 	s.onDrop = c.OnDrop
+	s.drops = NewLimiter(c.DropInterval, 0)
 	return s, nil
 }
 
@@ -138,7 +173,12 @@ func listenInDir(base string) (*Socket, error) {
 	}
 	dir, err := os.MkdirTemp(base, "gm2-init-")
 	if err != nil {
-		return nil, fmt.Errorf("notify: private directory in %s: %w", base, err)
+		return nil, fmt.Errorf("notify: directory in %s: %w", base, err)
+	}
+	// MkdirTemp makes it 0700; others need to pass through (see Listen).
+	if err := os.Chmod(dir, dirMode); err != nil {
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("notify: chmod %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, socketFile)
 	if len(path) > maxSunPath {
@@ -151,9 +191,9 @@ func listenInDir(base string) (*Socket, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	// The private directory is the access gate; a fixed socket mode makes
-	// the result independent of the umask gm2-init was started with.
-	if err := os.Chmod(path, 0o600); err != nil {
+	// A fixed mode makes the result independent of the umask gm2-init was
+	// started with; sending needs write permission on the socket.
+	if err := os.Chmod(path, socketMode); err != nil {
 		_ = conn.Close()
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("notify: chmod %s: %w", path, err)
@@ -163,9 +203,14 @@ func listenInDir(base string) (*Socket, error) {
 
 // listenAbstract binds a socket in the abstract namespace.
 func listenAbstract() (*Socket, error) {
-	// rand.Text has 128 bits of entropy: another process in the network
-	// namespace can neither guess the name nor squat it in advance.
-	name := "@gm2-init-" + rand.Text()
+	// 128 random bits: another process in the network namespace cannot
+	// squat the name in advance. (It can read it in /proc/net/unix once it
+	// is bound, as for a path: the SCM_CREDENTIALS check is the gate.)
+	token, err := randomToken()
+	if err != nil {
+		return nil, fmt.Errorf("notify: abstract socket name: %w", err)
+	}
+	name := "@gm2-init-" + token
 	conn, err := bindPassCred(name)
 	if err != nil {
 		return nil, err
@@ -222,21 +267,6 @@ func (s *Socket) Abstract() bool { return s.dir == "" }
 // (for a log line), or returns nil if it is.
 func (s *Socket) FallbackReason() error { return s.fallback }
 
-// Chown hands the private directory and the socket to uid:gid, for workers
-// that run as another user: the 0700 directory would otherwise keep them
-// from sending. It does nothing for an abstract socket.
-func (s *Socket) Chown(uid, gid int) error {
-	if s.dir == "" {
-		return nil
-	}
-	for _, p := range []string{s.dir, filepath.Join(s.dir, socketFile)} {
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("notify: chown %s to %d:%d: %w", p, uid, gid, err)
-		}
-	}
-	return nil
-}
-
 // Receive blocks until the next datagram that carries credentials arrives
 // and returns it parsed, with Pid set to the sender's pid. Datagrams without
 // credentials or longer than the receive buffer are discarded (and reported
@@ -257,23 +287,42 @@ func (s *Socket) Receive() (Message, error) {
 		}
 		pid, err := senderPid(s.oob[:oobn])
 		if err != nil {
-			s.drop(fmt.Errorf("notify: dropped %d-byte datagram on %s: %w", n, s.env, err))
+			s.drop(0, fmt.Errorf("notify: dropped %d-byte datagram on %s: %w", n, s.env, err))
 			continue
 		}
 		if flags&unix.MSG_TRUNC != 0 {
-			s.drop(fmt.Errorf("notify: dropped datagram from pid %d on %s: longer than %d bytes",
+			s.drop(pid, fmt.Errorf("notify: dropped datagram from pid %d on %s: longer than %d bytes",
 				pid, s.env, len(s.buf)))
 			continue
 		}
+		s.flushDrops(time.Now())
 		m := Parse(s.buf[:n])
 		m.Pid = pid
 		return m, nil
 	}
 }
 
-func (s *Socket) drop(err error) {
-	if s.onDrop != nil {
-		s.onDrop(err)
+// drop reports a discarded datagram through the rate limit.
+func (s *Socket) drop(pid int, err error) {
+	if s.onDrop == nil {
+		return
+	}
+	now := time.Now()
+	s.flushDrops(now)
+	if r, ok := s.drops.Note(pid, now); ok {
+		s.onDrop(Drop{Pid: r.Sender, Count: r.Count, Err: err})
+	}
+}
+
+// flushDrops reports the counts the rate limit held back whose interval has
+// ended. Receive has no timer of its own: it does this whenever a datagram
+// arrives, and Close does it for what is left.
+func (s *Socket) flushDrops(now time.Time) {
+	if s.onDrop == nil {
+		return
+	}
+	for _, r := range s.drops.Flush(now) {
+		s.onDrop(Drop{Pid: r.Sender, Count: r.Count})
 	}
 }
 
@@ -328,6 +377,11 @@ func (s *Socket) Close() error {
 		if err := s.conn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("notify: close %s: %w", s.env, err))
 		}
+		// A blocked Receive returns now and lets go of the lock: the counts
+		// the rate limit still holds are reported before the socket goes.
+		s.mu.Lock()
+		s.flushDrops(time.Now().Add(s.drops.interval))
+		s.mu.Unlock()
 		if s.dir != "" {
 			if err := os.RemoveAll(s.dir); err != nil {
 				errs = append(errs, fmt.Errorf("notify: remove %s: %w", s.dir, err))

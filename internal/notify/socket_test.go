@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -99,15 +100,15 @@ func TestListenPrivateDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o700 || !fi.IsDir() {
-		t.Errorf("private directory mode %v, want drwx------", fi.Mode())
+	if fi.Mode().Perm() != 0o711 || !fi.IsDir() {
+		t.Errorf("directory mode %v, want drwx--x--x", fi.Mode())
 	}
 	si, err := os.Stat(env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if si.Mode().Type() != os.ModeSocket {
-		t.Errorf("%s is %v, not a socket", env, si.Mode())
+	if si.Mode().Type() != os.ModeSocket || si.Mode().Perm() != 0o666 {
+		t.Errorf("%s is %v, want a socket with mode 0666", env, si.Mode())
 	}
 	if fd := socketFD(t, s); fd >= 0 {
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
@@ -223,10 +224,10 @@ func TestCloseUnblocksReceive(t *testing.T) {
 func TestLongDatagramDropped(t *testing.T) {
 	var mu sync.Mutex
 	var drops []error
-	s := listen(t, Config{Dirs: []string{t.TempDir()}, OnDrop: func(err error) {
+	s := listen(t, Config{Dirs: []string{t.TempDir()}, OnDrop: func(d Drop) {
 		mu.Lock()
 		defer mu.Unlock()
-		drops = append(drops, err)
+		drops = append(drops, d.Err)
 	}})
 	send(t, s, "READY=1\nSTATUS="+strings.Repeat("x", 3*recvBufSize))
 	send(t, s, "STATUS=small")
@@ -368,30 +369,8 @@ func TestFallbackToAbstract(t *testing.T) {
 	if m := receive(t, s); !m.Ready || m.Pid != os.Getpid() {
 		t.Errorf("got %+v", m)
 	}
-	if err := s.Chown(65534, 65534); err != nil {
-		t.Errorf("Chown on an abstract socket: %v", err)
-	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close: %v", err)
-	}
-}
-
-func TestChown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	s := listen(t, Config{Dirs: []string{t.TempDir()}})
-	if err := s.Chown(65534, 65533); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{filepath.Dir(s.Env()), s.Env()} {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Uid != 65534 || st.Gid != 65533 {
-			t.Errorf("%s owned by %d:%d, want 65534:65533", p, st.Uid, st.Gid)
-		}
 	}
 }
 
@@ -517,5 +496,85 @@ func TestUnwritableBaseFallsBackToShm(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s left behind: %v", dir, err)
+	}
+}
+
+// TestWorkerOfAnotherUserCanSend is issue 12's privilege drop: a worker
+// that switched to another uid (setpriv, gosu, su-exec) still reaches the
+// socket — and cannot list the directory nor remove the socket.
+func TestWorkerOfAnotherUserCanSend(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a process of another uid")
+	}
+	// A copy of this test binary that uid 65534 may execute.
+	dir, err := os.MkdirTemp("", "gm2-notify-uid-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "notify.test")
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// t.TempDir's parents are 0700: use a base others can pass through,
+	// as /tmp and /dev/shm are.
+	base, err := os.MkdirTemp("", "gm2-notify-base-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := listen(t, Config{Dirs: []string{base}})
+	cmd := exec.Command(bin, "-test.run=^TestHelperSendAsOtherUser$")
+	cmd.Env = append(os.Environ(), EnvNotifySocket+"="+s.Env(), "GM2_NOTIFY_HELPER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper as uid 65534: %v\n%s", err, out)
+	}
+	m := receive(t, s)
+	if !m.Ready || m.Pid != cmd.Process.Pid {
+		t.Errorf("got %+v, want READY=1 from the helper %d", m, cmd.Process.Pid)
+	}
+	for _, want := range []string{"list: permission denied", "remove: permission denied"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("helper output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(s.Env()); err != nil {
+		t.Errorf("socket gone: %v", err)
+	}
+}
+
+// TestHelperSendAsOtherUser is the child of TestWorkerOfAnotherUserCanSend.
+func TestHelperSendAsOtherUser(t *testing.T) {
+	if os.Getenv("GM2_NOTIFY_HELPER") == "" {
+		t.Skip("helper process for TestWorkerOfAnotherUserCanSend")
+	}
+	addr := os.Getenv(EnvNotifySocket)
+	dir := filepath.Dir(addr)
+	if _, err := os.ReadDir(dir); err != nil {
+		fmt.Println("list:", errors.Unwrap(err))
+	}
+	if err := os.Remove(addr); err != nil {
+		fmt.Println("remove:", errors.Unwrap(err))
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -23,6 +23,10 @@ type Listener struct {
 	// is never registered with the Go runtime's poller: gm2-init never
 	// accepts or reads on it, and must not be woken by the traffic it serves.
 	File *os.File
+	// Inherited marks a socket gm2-init's own parent passed (LISTEN_FDS)
+	// rather than one it bound: its unix socket file, if any, is the
+	// parent's, and gm2-init never removes it.
+	Inherited bool
 }
 
 // BindError is a failure to bind one listener. Usage tells whether the value
@@ -57,7 +61,7 @@ func Bind(specs []Spec) ([]*Listener, error) {
 func CloseAll(ls []*Listener) {
 	for _, l := range ls {
 		l.File.Close()
-		if l.Spec.Network == Unix || l.Spec.Network == Unixgram {
+		if !l.Inherited && (l.Spec.Network == Unix || l.Spec.Network == Unixgram) {
 			os.Remove(l.Spec.Addr)
 		}
 	}

@@ -111,7 +111,7 @@ func (s *Supervisor) publish() {
 		}
 		snap.Apps = append(snap.Apps, as)
 		for _, l := range a.spec.Listeners {
-			snap.Listeners = append(snap.Listeners, status.Listener{Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, App: a.name})
+			snap.Listeners = append(snap.Listeners, status.Listener{Name: l.Spec.Name, Network: string(l.Spec.Network), Address: l.Bound, App: a.name, Inherited: l.Inherited})
 		}
 	}
 	if s.opt.Shared != nil {

@@ -66,6 +66,8 @@ type Listener struct {
 	Address  string `json:"address"` // as bound
 	App      string `json:"app,omitempty"`
 	OnDemand bool   `json:"on_demand,omitempty"` // bound when a worker first asked for it
+	// Inherited: passed by gm2-init's own parent (LISTEN_FDS), not bound.
+	Inherited bool `json:"inherited,omitempty"`
 }
 
 // Reload describes rolling reloads.

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
+	"github.com/gm2-init/gm2-init/internal/cgroup"
+	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/spawn"
+)
+
+// plan is the apps gm2-init will run and their worker counts, decided
+// before anything is bound or started.
+type plan struct {
+	apps   []appspec.App
+	counts []appspec.Count
+	// explain says how the CPUs were split between several apps ("" for
+	// one app).
+	explain  string
+	warnings []string
+}
+
+// planApps resolves the command's app against the usable CPUs. A bad value
+// is a *config.UsageError (exit 2).
+func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
+	n, err := cfg.Resolve(cpu.Max)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
+}
+
+func (p *plan) total() int {
+	n := 0
+	for _, c := range p.counts {
+		n += c.N
+	}
+	return n
+}
+
+func (p *plan) maxKillTimeout() time.Duration {
+	var d time.Duration
+	for _, a := range p.apps {
+		d = max(d, a.KillTimeout)
+	}
+	return d
+}
+
+func (p *plan) runApps() []config.RunApp {
+	out := make([]config.RunApp, len(p.apps))
+	for i := range p.apps {
+		out[i] = config.RunApp{App: p.apps[i], Workers: p.counts[i]}
+	}
+	return out
+}
+
+// logWarnings logs what the configuration, the process file and the CPU
+// count warn about, once the logger exists.
+func (p *plan) logWarnings(log zerolog.Logger, cfg *config.Config, cpu cpus.Result) {
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	for _, w := range cpu.Warnings {
+		log.Warn().Str("component", "cpus").Msg(w)
+	}
+	for _, w := range p.warnings {
+		log.Warn().Int("cpus", cpu.Max).Msg(w)
+	}
+}
+
+func (p *plan) logCounts(log zerolog.Logger, cpu cpus.Result) {
+	ev := log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Int("instances", p.total())
+	if len(p.apps) == 1 {
+		ev = ev.Str("instances_spec", p.apps[0].Instances.String())
+	} else {
+		ev = ev.Str("split", p.explain)
+	}
+	ev.Msg("worker count")
+}
+
+// spawnApps gives every app its listeners (the sockets of its --listen
+// addresses, and those the parent passed) and its Node preload. The
+// returned function removes the preload's file, if one was written.
+func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
+	var cleanups []func()
+	out := make([]spawn.App, len(p.apps))
+	for i, a := range p.apps {
+		out[i] = spawn.App{App: a, Count: p.counts[i].N, Listeners: listeners}
+		if a.NodePreload == "off" {
+			continue
+		}
+		// How this app's node can load the preload: a data: URL needs no
+		// file; Node < 18.18 gets a --require file, or nothing and a
+		// reason.
+		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
+		cleanups = append(cleanups, ch.Cleanup)
+		ev := log.Info()
+		switch {
+		case ch.Mode == preload.ModeOff:
+			ev = log.Warn()
+		case ch.Node == "":
+			ev = log.Debug() // no node in the image: nothing to say
+		}
+		ev.Str("app", a.Name).Str("mode", ch.Mode).Str("node", ch.Node).Str("node_version", ch.Version).
+			Str("file", ch.File).Str("reason", ch.Reason).Msg("node preload")
+		out[i].PreloadEnv = ch.WorkerEnv()
+	}
+	return out, func() {
+		for _, c := range cleanups {
+			c()
+		}
+	}
+}
+
+// logMemoryBudget logs the container's memory limit next to the worker
+// count, and warns when the workers' --max-memory-restart limits add up to
+// more than it: users set the limit per process and forget that N of them
+// share one cgroup.
+func logMemoryBudget(log zerolog.Logger, p *plan) {
+	lim := cgroup.ReadMemoryLimitSystem()
+	for _, w := range lim.Warnings {
+		log.Warn().Str("component", "cgroup").Msg(w)
+	}
+	var sum uint64
+	for i, a := range p.apps {
+		sum += uint64(a.MaxMemory) * uint64(p.counts[i].N)
+	}
+	ev := log.Info().Str("source", lim.Source)
+	if lim.Limited {
+		ev = ev.Str("limit", bytesize.Format(int64(min(lim.Bytes, 1<<62))))
+	}
+	ev.Msg("memory limit")
+	if lim.Limited && sum > lim.Bytes {
+		log.Warn().Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62)))).Str("container_limit", bytesize.Format(int64(min(lim.Bytes, 1<<62)))).
+			Msg("the workers' --max-memory-restart limits add up to more than the container's memory limit: the kernel's OOM killer may act before gm2-init replaces a worker")
+	}
+}
