@@ -37,6 +37,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 	}
 	// Aliases first: the canonical key wins when both are given.
 	keys := map[string]any{}
+	var shadowed [][2]string // alias, canonical: warned once the name is known
 	for _, k := range sortedKeys(m) {
 		canon := k
 		if c, ok := aliases[k]; ok {
@@ -44,7 +45,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		}
 		if _, dup := keys[canon]; dup || (canon != k && hasKey(m, canon)) {
 			if canon != k {
-				l.warn(k, id, fmt.Sprintf("ignored: %s is given too", canon))
+				shadowed = append(shadowed, [2]string{k, canon})
 				continue
 			}
 		}
@@ -279,6 +280,9 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 	}
 
 	// What is left: PM2 keys gm2-init does not use, and unknown keys.
+	for _, s := range shadowed {
+		l.warn(s[0], id, fmt.Sprintf("ignored: %s is given too", s[1]))
+	}
 	for _, k := range sortedKeys(keys) {
 		if supported[k] || strings.HasPrefix(k, "env_") {
 			continue

@@ -210,14 +210,15 @@ func asWords(v any) ([]string, error) {
 // splitWords splits s into words: blanks separate, '…' is literal, "…"
 // allows \" and \\, a backslash outside quotes escapes the next character.
 func splitWords(s string) ([]string, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, errors.New("a NUL byte")
+	}
 	var out []string
 	var cur strings.Builder
 	inWord := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == 0:
-			return nil, errors.New("a NUL byte")
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			if inWord {
 				out = append(out, cur.String())
@@ -235,9 +236,6 @@ func splitWords(s string) ([]string, error) {
 		case c == '"':
 			i++
 			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == 0 {
-					return nil, errors.New("a NUL byte")
-				}
 				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
 					i++
 				}
