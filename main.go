@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/control"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/notify"
@@ -75,6 +76,11 @@ func run() int {
 	// 2. `gm2-init healthcheck` for Docker HEALTHCHECK in images without curl.
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		return healthcheck(os.Args[2:])
+	}
+	// `gm2-init status|reload|scale` (docker exec, kubectl exec): ask the
+	// gm2-init of this PID namespace over its control socket.
+	if len(os.Args) > 1 && control.IsCommand(os.Args[1]) {
+		return control.Main(os.Args[1:], os.Stdout, os.Stderr)
 	}
 
 	// A long-lived process with a small live heap: collect sooner.
