@@ -196,6 +196,21 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		t.Errorf("reload api in b's namespace: %d %q", code, errs)
 	}
 
+	// Every command the README shows, exactly as written.
+	for _, line := range readmeCommands(t, "## Control commands inside the container") {
+		args := strings.Fields(line)
+		if args[0] != "gm2-init" {
+			t.Fatalf("README command %q", line)
+		}
+		code, out, errs := a.exec(t, append([]string{bins.init}, args[1:]...)...)
+		if code != 0 || out == "" {
+			t.Errorf("README's %q: %d %q %q", line, code, out, errs)
+		}
+		if args[1] != "status" {
+			a.next(t)
+		}
+	}
+
 	// Another uid in the same namespace is refused.
 	dir, err := os.MkdirTemp("", "gm2-client-")
 	if err != nil {
@@ -221,4 +236,32 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		t.Errorf("a refused client reached the supervisor: %v", m)
 	default:
 	}
+}
+
+// readmeCommands returns the commands of the README's indented code blocks
+// in the section that starts with heading (without their # comments).
+func readmeCommands(t *testing.T, heading string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no section %q", heading)
+	}
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	var cmds []string
+	for _, line := range strings.Split(sec, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "    "); ok && strings.TrimSpace(cmd) != "" {
+			cmd, _, _ = strings.Cut(cmd, "#")
+			cmds = append(cmds, strings.TrimSpace(cmd))
+		}
+	}
+	if len(cmds) == 0 {
+		t.Fatalf("no command in the README's section %q", heading)
+	}
+	return cmds
 }
