@@ -100,11 +100,18 @@ func startNSServer(t *testing.T, apps ...string) *nsServer {
 	return s
 }
 
-// exec runs argv inside the server's PID and mount namespaces, as docker
-// exec does, and returns its exit status and output.
+// exec runs argv inside the server's PID and mount namespaces.
 func (s *nsServer) exec(t *testing.T, argv ...string) (int, string, string) {
 	t.Helper()
-	full := append([]string{"nsenter", "--target", strconv.Itoa(s.pid), "--pid", "--mount", "--"}, argv...)
+	return nsExec(t, s.pid, argv...)
+}
+
+// nsExec runs argv inside the PID and mount namespaces of the host pid
+// pid, as docker exec runs a command in a container, and returns its exit
+// status and output.
+func nsExec(t *testing.T, pid int, argv ...string) (int, string, string) {
+	t.Helper()
+	full := append([]string{"nsenter", "--target", strconv.Itoa(pid), "--pid", "--mount", "--"}, argv...)
 	cmd := exec.Command(full[0], full[1:]...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -115,6 +122,26 @@ func (s *nsServer) exec(t *testing.T, argv ...string) (int, string, string) {
 		t.Fatalf("%q: %v", full, err)
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// otherUserBinary copies gm2-init where another uid can run it.
+func otherUserBinary(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gm2-client-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "gm2-init")
+	data, err := os.ReadFile(bins.init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 func (s *nsServer) next(t *testing.T) map[string]any {
@@ -212,20 +239,7 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 	}
 
 	// Another uid in the same namespace is refused.
-	dir, err := os.MkdirTemp("", "gm2-client-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "gm2-init")
-	data, err := os.ReadFile(bins.init)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := otherUserBinary(t)
 	code, out, errs := a.exec(t, "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", bin, "reload", "api")
 	want := "gm2-init reload: permission denied: only root and uid 0, the user gm2-init runs as, may control gm2-init (you are uid 65534)\n"
 	if code != 1 || out != "" || errs != want {

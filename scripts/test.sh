@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v unshare  >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v unshare  >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3  >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then

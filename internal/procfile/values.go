@@ -354,7 +354,8 @@ func cleanName(s string) string {
 		return r
 	}, s)
 	if len(out) > 100 {
-		out = out[:100]
+		// Cut at a rune boundary.
+		out = strings.ToValidUTF8(out[:100], "")
 	}
 	if out == "" {
 		return "app"
