@@ -100,8 +100,9 @@ func evalJS(ctx context.Context, path, node string, timeout time.Duration) ([]by
 		return nil, fmt.Errorf("evaluate with node: %w", err)
 	}
 	defer r.Close()
+	// In gm2-init's working directory, as PM2 requires the file from its
+	// own: a file that uses process.cwd() sees the same directory.
 	cmd := exec.CommandContext(ctx, node, "-e", loaderJS, abs)
-	cmd.Dir = filepath.Dir(abs)
 	cmd.ExtraFiles = []*os.File{w}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}

@@ -336,8 +336,9 @@ func (l *loader) checkEnvUsed(list []any) {
 
 // checkListen refuses two apps (or one app twice) binding overlapping
 // addresses differently, and an app on the health port. The same address
-// in two apps is one socket shared by both, as two PM2 cluster apps on one
-// port share their master's handle.
+// in two apps (sockets.Same) is one socket shared by both, as two PM2
+// cluster apps on one port share their master's handle: the caller binds it
+// once and passes it to both apps' workers.
 func (l *loader) checkListen(apps []appspec.App) error {
 	type owner struct {
 		app  string
@@ -348,7 +349,7 @@ func (l *loader) checkListen(apps []appspec.App) error {
 		id := fmt.Sprintf("app %q", a.Name)
 		for i, s := range a.Listen {
 			for _, t := range a.Listen[:i] {
-				if sockets.Overlap(s, t) || sockets.Same(s, t) {
+				if sockets.Overlap(s, t) {
 					return l.fail(id, "listen", "%q and %q bind the same address", t.Raw, s.Raw)
 				}
 			}

@@ -215,3 +215,19 @@ func TestLoadEcosystem(t *testing.T) {
 		}
 	}
 }
+
+// In a package with "type": "module", a .js file is an ES module: export
+// default works as in a .mjs file; process.cwd() is gm2-init's directory.
+func TestLoadESModuleJS(t *testing.T) {
+	needNode(t)
+	dir := project(t)
+	write(t, dir, "package.json", `{"type": "module"}`)
+	write(t, dir, "ecosystem.config.js", `export default { apps: [{ name: "api", script: "api.js", cwd: process.cwd() }] };`)
+	apps, _, err := Load("ecosystem.config.js", template, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 1 || apps[0].Dir != dir {
+		t.Errorf("%+v, want api with cwd %s", apps, dir)
+	}
+}

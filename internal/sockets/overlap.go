@@ -22,10 +22,14 @@ func Overlap(a, b Spec) bool {
 	return meet(a4, b4) || meet(a6, b6)
 }
 
-// Same tells whether two specs bind the very same socket (same network,
+// Same tells whether two specs name the very same socket (same network,
 // family and address): two apps of a process file that name it share one
 // socket, as two PM2 cluster apps on one port share their master's handle.
+// Port 0 is never the same socket twice: the kernel picks a port per bind.
 func Same(a, b Spec) bool {
+	if !isUnixSpec(a) && a.Port() == 0 {
+		return false
+	}
 	return a.Network == b.Network && a.Family == b.Family && a.Addr == b.Addr
 }
 
