@@ -65,20 +65,35 @@ func startNSServer(t *testing.T, apps ...string) *nsServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &nsServer{lines: make(chan map[string]any, 16)}
+	s := &nsServer{lines: make(chan map[string]any, 64)}
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				s.lines <- m
+				select {
+				case s.lines <- m:
+				default: // nobody asked for that many: drop
+				}
 			}
 		}
 		close(s.lines)
+		cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		// SIGTERM first, so that the server removes its socket directory
+		// (on the shared /run) before its namespace ends.
+		if s.pid > 0 {
+			syscall.Kill(s.pid, syscall.SIGTERM)
+		}
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
 	})
 	select {
 	case m, ok := <-s.lines:
