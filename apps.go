@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/preload"
+	"github.com/gm2-init/gm2-init/internal/procfile"
 	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/spawn"
 )
@@ -28,14 +30,93 @@ type plan struct {
 	warnings []string
 }
 
-// planApps resolves the command's app against the usable CPUs. A bad value
-// is a *config.UsageError (exit 2).
+// planApps decides the apps to run — the command's, or a process file's
+// (--config; then a command after -- is one app more) — and their worker
+// counts from the usable CPUs. A bad value or a bad file is one line (exit
+// 2): a *config.UsageError or a *procfile.Error.
 func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
-	n, err := cfg.Resolve(cpu.Max)
+	if cfg.ConfigFile == "" {
+		n, err := cfg.Resolve(cpu.Max)
+		if err != nil {
+			return nil, err
+		}
+		return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
+	}
+	apps, warns, err := procfile.Load(cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only, HealthAddr: cfg.HealthAddr})
 	if err != nil {
 		return nil, err
 	}
-	return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
+	p := &plan{}
+	for _, w := range warns {
+		p.warnings = append(p.warnings, w.String())
+	}
+	if len(cfg.App.Command) > 0 {
+		for _, a := range apps {
+			if a.Name == cfg.App.Name {
+				return nil, fmt.Errorf("%s: the command after -- is named %q, like an app of the file; run it from the file, or give the file app another name",
+					cfg.Source("config"), a.Name)
+			}
+		}
+		apps = append(apps, cfg.App)
+	}
+	counts, explain, over := appspec.Split(apps, cpu.Max)
+	p.apps, p.explain = apps, explain
+	for i, a := range apps {
+		if a.MinReady > counts[i] {
+			return nil, fmt.Errorf("%s: app %s: min_ready %d is more than its %d workers; accepted: a whole number from 1 to the worker count, or all",
+				cfg.ConfigFile, a.Name, a.MinReady, counts[i])
+		}
+		p.counts = append(p.counts, appspec.Count{N: counts[i]})
+	}
+	if err := appspec.CheckTotal(counts); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.ConfigFile, err)
+	}
+	if over {
+		p.warnings = append(p.warnings, fmt.Sprintf("%d workers on %d usable CPUs: they share the same CPU quota and add latency and memory", p.total(), cpu.Max))
+	}
+	return p, nil
+}
+
+// specs returns the sockets to bind before any worker starts: every app's
+// listen addresses, once each (two apps that name the very same address
+// share its socket, as two PM2 cluster apps share a port); at[i][k] is the
+// index in it of app i's k-th address.
+func (p *plan) specs() (out []sockets.Spec, at [][]int) {
+	at = make([][]int, len(p.apps))
+	for i, a := range p.apps {
+	next:
+		for _, s := range a.Listen {
+			for j, o := range out {
+				if sockets.Same(o, s) {
+					at[i] = append(at[i], j)
+					continue next
+				}
+			}
+			at[i] = append(at[i], len(out))
+			out = append(out, s)
+		}
+	}
+	return out, at
+}
+
+// listenersOf returns app i's sockets among ls, bound from specs() in that
+// order and followed by the sockets the parent passed that no address asked
+// for: those go to the first app that is not in fork mode.
+func (p *plan) listenersOf(i int, ls []*sockets.Listener) []*sockets.Listener {
+	specs, at := p.specs()
+	var out []*sockets.Listener
+	for _, j := range at[i] {
+		out = append(out, ls[j])
+	}
+	for j := range p.apps {
+		if p.apps[j].ExecMode != appspec.Fork {
+			if j == i && len(ls) > len(specs) {
+				out = append(out, ls[len(specs):]...)
+			}
+			break
+		}
+	}
+	return out
 }
 
 func (p *plan) total() int {
@@ -93,7 +174,7 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 	var cleanups []func()
 	out := make([]spawn.App, len(p.apps))
 	for i, a := range p.apps {
-		out[i] = spawn.App{App: a, Count: p.counts[i].N, Listeners: listeners}
+		out[i] = spawn.App{App: a, Count: p.counts[i].N, Listeners: p.listenersOf(i, listeners)}
 		if a.NodePreload == "off" {
 			continue
 		}

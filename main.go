@@ -22,6 +22,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/control"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/health"
@@ -74,6 +75,11 @@ func run() int {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		return health.CheckCommand(os.Args[2:], config.HealthCheckAddr(), os.Stderr)
 	}
+	// `gm2-init status|reload|scale` (docker exec, kubectl exec): ask the
+	// gm2-init of this PID namespace over its control socket.
+	if len(os.Args) > 1 && control.IsCommand(os.Args[1]) {
+		return control.Main(os.Args[1:], os.Stdout, os.Stderr)
+	}
 
 	// 3. What gm2-init's own parent passed, before anything else is opened.
 	up, err := takeFromParent()
@@ -115,7 +121,8 @@ func run() int {
 	// connections from now on; they wait in the backlog until a worker
 	// accepts. A --listen address that the parent passed already is not
 	// bound again. A bad address found here is still one line.
-	listeners, err := sockets.Open(cfg.App.Listen, up.inherited)
+	specs, _ := plan.specs()
+	listeners, err := sockets.Open(specs, up.inherited)
 	if err != nil {
 		var be *sockets.BindError
 		if errors.As(err, &be) && be.Usage {
@@ -180,6 +187,18 @@ func run() int {
 	sup := spawn.New(opts)
 	stopHooks := startTestHooks(sup, log)
 	defer stopHooks()
+	// `gm2-init status|reload|scale` from inside the container reach the
+	// supervisor over a unix socket of this PID namespace.
+	if srv, err := control.Listen(control.Options{Supervisor: sup, Log: log.With().Str("component", "control").Logger()}); err != nil {
+		log.Warn().Err(err).Msg("no control socket: gm2-init status|reload|scale will not reach this gm2-init")
+	} else {
+		go func() {
+			if err := srv.Serve(); err != nil {
+				log.Error().Err(err).Msg("control socket stopped")
+			}
+		}()
+		defer srv.Close()
+	}
 
 	// 8. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {

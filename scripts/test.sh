@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v promtool  >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v unshare   >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v unshare   >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v taskset   >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v script    >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v node      >/dev/null 2>&1 || need_apt+=(nodejs)

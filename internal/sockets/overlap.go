@@ -107,3 +107,14 @@ func StdlibTCP(addr string) (Spec, error) {
 	}
 	return Spec{Network: TCP, Addr: net.JoinHostPort(host, strconv.Itoa(n)), Raw: addr, Name: "health"}, nil
 }
+
+// Same tells whether two specs name the very same socket (same network,
+// family and address): two apps of a process file that name it share one
+// socket, as two PM2 cluster apps on one port share their master's handle.
+// Port 0 is never the same socket twice: the kernel picks a port per bind.
+func Same(a, b Spec) bool {
+	if !a.isUnix() && a.Port() == 0 {
+		return false
+	}
+	return a.Network == b.Network && a.Family == b.Family && a.Addr == b.Addr
+}

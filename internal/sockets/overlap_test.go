@@ -206,3 +206,14 @@ func FuzzOverlap(f *testing.F) {
 		}
 	})
 }
+
+func TestSame(t *testing.T) {
+	a, _ := ParseSpec("api=:8080")
+	b, _ := ParseSpec("tcp://:8080")
+	c, _ := ParseSpec("0.0.0.0:8080")
+	z, _ := ParseSpec("127.0.0.1:0")
+	u, _ := ParseSpec("unix:///run/a.sock")
+	if !Same(a, b) || Same(a, c) || Same(z, z) || !Same(u, u) {
+		t.Errorf("Same: %+v %+v %+v %+v %+v", a, b, c, z, u)
+	}
+}

@@ -501,7 +501,9 @@ func (h *harness) check() {
 				view.ready, view.saidReady = sl.current.state == status.Ready, sl.current.saidReady
 			}
 			next[sl] = view
-			if old, ok := h.prev[sl]; ok && old.ready && old.current != sl.current && !s.down.active && !sl.retiring && !h.exits[old.current.pid] {
+			// (A fork-mode app shares nothing: its reload stops the worker
+			// before it starts the next one, as PM2's fork mode does.)
+			if old, ok := h.prev[sl]; ok && old.ready && old.current != sl.current && !s.down.active && !sl.retiring && !h.exits[old.current.pid] && a.spec.ExecMode != appspec.Fork {
 				switch nw := sl.current; {
 				case nw == nil || nw.state != status.Ready:
 					t.Errorf("invariant 4: %s lost its ready worker %d without a ready replacement", where, old.current.pid)

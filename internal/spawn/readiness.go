@@ -167,5 +167,6 @@ func (s *Supervisor) markReady(w *worker, how string) {
 		s.promote(sl)
 	case sl.current == w:
 		sl.state = status.Ready
+		s.forkReloaded(sl, true)
 	}
 }

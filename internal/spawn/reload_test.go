@@ -2,9 +2,12 @@ package spawn
 
 import (
 	"slices"
+
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
 
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -334,5 +337,38 @@ func TestHUPDuringShutdownIsIgnored(t *testing.T) {
 	h.signal(sigHUP)
 	if h.count("reload started") != 0 || len(h.started()) != 1 {
 		t.Error("a reload started during the shutdown")
+	}
+}
+
+// A fork-mode app binds its own ports: its reload stops the worker, then
+// starts the next one once it is gone.
+func TestForkAppReloadStopsThenStarts(t *testing.T) {
+	a := reloadApp(1)
+	a.ExecMode = appspec.Fork
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	if h.slot(0).candidate != nil || len(h.started()) != 1 {
+		t.Fatal("a fork app got a worker next to the old one")
+	}
+	if sigs := h.signals(old); len(sigs) != 1 {
+		t.Fatalf("old worker got %v", sigs)
+	}
+	h.exit(0, old)
+	next := h.pid(0)
+	if next == old {
+		t.Fatal("not started again")
+	}
+	h.ready(next)
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
+		t.Errorf("reload %v", l)
+	}
+	// The next worker crashes before ready: that reload failed.
+	h.signal(sigHUP)
+	h.exit(0, next)
+	h.exit(1, h.pid(0))
+	if l := h.lastReload(); l["result"] != "failed: 1 slot(s) not replaced" {
+		t.Errorf("reload %v", l)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -96,6 +97,11 @@ func (s *Supervisor) pumpReload(a *app) {
 		r.queue = r.queue[1:]
 		switch {
 		case sl.retiring:
+		case a.spec.ExecMode == appspec.Fork && sl.current != nil:
+			// Fork mode shares nothing: a new worker next to the old one
+			// would find the app's own ports taken. Stop, then start.
+			sl.replacing, sl.replaceAttempts, sl.restartAfterStop = replaceReload, 0, true
+			s.stop(sl.current, "reload (fork mode: stopped, then started again)")
 		case sl.candidate != nil:
 			// A memory replacement is under way: it starts the new code
 			// too, so the pass takes it over.
@@ -151,6 +157,21 @@ func (s *Supervisor) promote(sl *slot) {
 		s.counters.MemoryRestarts++
 		sl.memFailures = 0
 	}
+}
+
+// forkReloaded ends the reload of a fork-mode slot: its new worker is
+// ready (ok), or ended before (not replaced).
+func (s *Supervisor) forkReloaded(sl *slot, ok bool) {
+	if sl.replacing != replaceReload || sl.restartAfterStop {
+		return
+	}
+	sl.replacing = ""
+	if ok {
+		sl.app.reload.replaced++
+	} else {
+		sl.app.reload.unreplaced++
+	}
+	s.pumpReload(sl.app)
 }
 
 // replacementFailed handles a candidate that exited, could not start, or

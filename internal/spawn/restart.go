@@ -39,6 +39,7 @@ func (s *Supervisor) noteFailure(code int) {
 func (s *Supervisor) afterExit(sl *slot, w *worker, code int, desc string) {
 	sl.lastExit = desc
 	s.noteFailure(code)
+	s.forkReloaded(sl, false) // a fork-mode slot's new worker ended before ready
 	if s.down.active || sl.retiring {
 		if sl.retiring {
 			sl.app.dropRetired()

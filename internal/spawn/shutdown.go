@@ -72,7 +72,7 @@ func (s *Supervisor) beginShutdown(code int) {
 		for _, sl := range a.slots {
 			stopTimer(&sl.restart)
 			stopTimer(&sl.replaceRetry)
-			sl.replacing = ""
+			sl.replacing, sl.restartAfterStop = "", false
 			if sl.candidate != nil {
 				// New code that is not serving yet: no reason to let it
 				// start serving during the shutdown delay.

@@ -75,6 +75,10 @@ type slot struct {
 	memWarned    bool
 	memFailures  int // memory replacements in a row that died before ready
 
+	// restartAfterStop: a fork-mode reload stopped the slot's worker and
+	// starts the next one as soon as it has exited.
+	restartAfterStop bool
+
 	// expect names the listeners the slot's last ready worker listened
 	// on: its replacement is ready once it listens on all of them.
 	expect map[string]bool
@@ -255,6 +259,17 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 		sl.draining = removeWorker(sl.draining, w)
 		if sl.retiring {
 			sl.app.dropRetired()
+		}
+		if sl.restartAfterStop && sl.current == nil && len(sl.draining) == 0 {
+			sl.restartAfterStop = false
+			if s.down.active {
+				sl.replacing = ""
+				return
+			}
+			s.startCurrent(sl)
+			if sl.current == nil { // could not even start
+				s.forkReloaded(sl, false)
+			}
 		}
 	case sl.candidate == w:
 		sl.candidate = nil

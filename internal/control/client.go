@@ -1,0 +1,238 @@
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+)
+
+// Exit statuses of the client commands.
+const (
+	exitOK     = 0
+	exitFailed = 1 // refused, failed, or no gm2-init to talk to
+	exitUsage  = 2
+)
+
+const (
+	// maxResponse bounds the answer read (a snapshot of 1,024 workers is
+	// well under 1 MB).
+	maxResponse = 16 << 20
+	// statusTimeout bounds a status command from connect to answer.
+	statusTimeout = 10 * time.Second
+)
+
+// IsCommand tells whether a first argument is one of the control commands
+// Main runs.
+func IsCommand(arg string) bool { return arg == "status" || arg == "reload" || arg == "scale" }
+
+const usage = `usage: gm2-init status [--json]       the apps' workers: pid, state, uptime, restarts, CPU, memory
+       gm2-init reload [APP...]       rolling reload of these apps (all without APP), as SIGHUP does
+       gm2-init scale APP N|+N|-N     set, add or remove workers of APP (1 to 1024)
+Run inside the container of a gm2-init (docker exec, kubectl exec). Exit status: 0 done,
+1 refused or failed, 2 bad usage.`
+
+// Main runs `gm2-init status|reload|scale …` (args[0] is the command) and
+// returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	return run(args, stdout, stderr, clientOptions{dirs: DefaultDirs(), now: time.Now})
+}
+
+type clientOptions struct {
+	dirs []string
+	now  func() time.Time
+}
+
+func run(args []string, stdout, stderr io.Writer, o clientOptions) int {
+	if len(args) == 0 || !IsCommand(args[0]) {
+		fmt.Fprintln(stderr, "gm2-init: "+strings.ReplaceAll(usage, "\n", "\n  "))
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "gm2-init %s: %s\n", cmd, oneLine(fmt.Sprintf(format, a...)))
+		return code
+	}
+	for _, a := range rest {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fmt.Fprintln(stdout, usage)
+			return exitOK
+		}
+	}
+	req := request{Cmd: cmd}
+	asJSON := false
+	switch cmd {
+	case "status":
+		for _, a := range rest {
+			if a != "--json" && a != "-json" {
+				return fail(exitUsage, "unexpected argument %q; usage: gm2-init status [--json]", a)
+			}
+			asJSON = true
+		}
+	case "reload":
+		for _, a := range rest {
+			if strings.HasPrefix(a, "-") {
+				return fail(exitUsage, "unknown flag %q; usage: gm2-init reload [APP...]", a)
+			}
+			req.Apps = append(req.Apps, a)
+		}
+	case "scale":
+		if len(rest) != 2 {
+			return fail(exitUsage, "usage: gm2-init scale APP N (N: a count from 1 to %d, or +N / -N to add or remove workers)", appspec.MaxWorkers)
+		}
+		req.App = rest[0]
+		v := rest[1]
+		req.Delta = strings.HasPrefix(v, "+") || strings.HasPrefix(v, "-")
+		n, err := strconv.Atoi(v)
+		if err != nil || (!req.Delta && (n < 1 || n > appspec.MaxWorkers)) || (req.Delta && (n == 0 || n < -appspec.MaxWorkers || n > appspec.MaxWorkers)) {
+			return fail(exitUsage, "invalid count %q: accepted: a count from 1 to %d, or +N / -N to add or remove workers", v, appspec.MaxWorkers)
+		}
+		req.N = n
+	}
+
+	conn, err := dial(o.dirs)
+	if err != nil {
+		return fail(exitFailed, "%v", err)
+	}
+	defer conn.Close()
+	deadline := statusTimeout
+	if cmd != "status" {
+		deadline = DefaultWaitTimeout + time.Minute
+	}
+	conn.SetDeadline(time.Now().Add(deadline))
+	b, _ := json.Marshal(req)
+	_, werr := conn.Write(append(b, '\n'))
+	// Read even when the write failed: a server that refuses (busy, another
+	// uid) answers and hangs up without reading.
+	line, err := bufio.NewReader(io.LimitReader(conn, maxResponse)).ReadBytes('\n')
+	if err != nil {
+		if werr != nil {
+			return fail(exitFailed, "send to gm2-init: %v", werr)
+		}
+		return fail(exitFailed, "no answer from gm2-init: %v", err)
+	}
+	var resp response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return fail(exitFailed, "unreadable answer from gm2-init: %v", err)
+	}
+	if !resp.OK {
+		return fail(exitFailed, "%s", resp.Error)
+	}
+	switch {
+	case cmd == "status" && asJSON:
+		stdout.Write(append(resp.Status, '\n'))
+	case cmd == "status":
+		if err := renderTable(stdout, resp.Status, o.now()); err != nil {
+			return fail(exitFailed, "%v", err)
+		}
+	default:
+		fmt.Fprintln(stdout, resp.Message)
+	}
+	return exitOK
+}
+
+// dial finds and checks the control socket of this PID namespace (see the
+// package comment).
+func dial(dirs []string) (*net.UnixConn, error) {
+	key, err := namespaceKey()
+	if err != nil {
+		return nil, err
+	}
+	var refused, others []error
+	for _, base := range dirs {
+		dir := dirName(base, key)
+		path := filepath.Join(dir, socketName)
+		if _, err := os.Lstat(path); err != nil {
+			if isRefused(err) {
+				refused = append(refused, permissionError(dir))
+			}
+			continue
+		}
+		c, err := net.DialTimeout("unix", path, 2*time.Second)
+		if err != nil {
+			if isRefused(err) {
+				refused = append(refused, permissionError(dir))
+			} else if errors.Is(err, syscall.ECONNREFUSED) {
+				others = append(others, fmt.Errorf("no gm2-init answers at %s (left by a gm2-init that was killed?)", path))
+			} else {
+				others = append(others, fmt.Errorf("connect to %s: %w", path, err))
+			}
+			continue
+		}
+		uc := c.(*net.UnixConn)
+		if err := verifyServer(uc, dir); err != nil {
+			uc.Close()
+			others = append(others, fmt.Errorf("%s: %w", path, err))
+			continue
+		}
+		return uc, nil
+	}
+	switch {
+	case len(refused) > 0:
+		return nil, refused[0]
+	case len(others) > 0:
+		return nil, others[0]
+	}
+	return nil, fmt.Errorf("no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec)", key, strings.Join(dirs, ", "))
+}
+
+// permissionError says who may control the gm2-init whose directory this
+// user cannot enter.
+func permissionError(dir string) error {
+	var st unix.Stat_t
+	owner := ""
+	if unix.Stat(dir, &st) == nil {
+		owner = fmt.Sprintf(" and uid %d, the user gm2-init runs as,", st.Uid)
+	}
+	return fmt.Errorf("permission denied: only root%s may control gm2-init (you are uid %d)", owner, os.Geteuid())
+}
+
+// verifyServer checks that the process at the other end is of this very
+// PID namespace, and that the socket's directory belongs to it and to no
+// one else.
+func verifyServer(c *net.UnixConn, dir string) error {
+	cred, err := peerCred(c)
+	if err != nil {
+		return fmt.Errorf("cannot read the server's credentials: %w", err)
+	}
+	if cred.Pid == 0 {
+		return errors.New("served by a process outside this PID namespace; not this container's gm2-init")
+	}
+	same, err := sameNamespace(int(cred.Pid))
+	if err != nil {
+		return fmt.Errorf("cannot check the server (pid %d): %w", cred.Pid, err)
+	}
+	if !same {
+		return fmt.Errorf("served by pid %d of a nested PID namespace; not this container's gm2-init", cred.Pid)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != cred.Uid || st.Mode&0o022 != 0 {
+		return fmt.Errorf("directory %s is not private to the server's user (uid %d); not trusted", dir, cred.Uid)
+	}
+	return nil
+}
+
+// oneLine keeps a message from the server on one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,515 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// TestMain doubles as the real client in a subprocess: the tests run this
+// binary as `gm2-init status|reload|scale` would run, as another uid too.
+func TestMain(m *testing.M) {
+	if os.Getenv("GM2_CONTROL_TEST_CLIENT") == "1" {
+		dirs := strings.Split(os.Getenv("GM2_CONTROL_TEST_DIRS"), ":")
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, clientOptions{dirs: dirs, now: time.Now}))
+	}
+	os.Exit(m.Run())
+}
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// fake is a Supervisor that records what it is asked.
+type fake struct {
+	mu      sync.Mutex
+	snap    *status.Snapshot
+	reloads [][]string
+	scales  []string
+	err     error
+	block   chan struct{} // when set, Reload waits for it (or ctx)
+	waiting chan struct{} // closed when a Reload starts waiting
+	ctxErr  chan error    // the ctx error a blocked Reload saw
+}
+
+func newFake() *fake {
+	return &fake{snap: &status.Snapshot{
+		Version: "test", StartedAt: t0, Instances: 3,
+		Apps: []status.App{{Name: "api", Instances: 2, Ready: 2}, {Name: "worker", Instances: 1, Ready: 1}},
+		Slots: []status.Slot{
+			{App: "api", Index: 0, State: status.Ready, Pid: 101, Restarts: 0, StartedAt: t0.Add(-90 * time.Second),
+				Workers: []status.Worker{{Pid: 101, State: status.Ready, StartedAt: t0.Add(-90 * time.Second)}}},
+			{App: "api", Index: 1, State: status.Ready, Pid: 102, Restarts: 3, StartedAt: t0.Add(-2 * time.Hour),
+				Workers: []status.Worker{{Pid: 102, State: status.Ready}}},
+			{App: "worker", Index: 0, State: status.Backoff, Restarts: 7},
+		},
+	}}
+}
+
+func (f *fake) Snapshot() *status.Snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap
+}
+
+func (f *fake) Reload(ctx context.Context, apps []string) error {
+	f.mu.Lock()
+	f.reloads = append(f.reloads, apps)
+	block, err := f.block, f.err
+	f.mu.Unlock()
+	if block != nil {
+		close(f.waiting)
+		select {
+		case <-block:
+		case <-ctx.Done():
+			f.ctxErr <- ctx.Err()
+			return ctx.Err()
+		}
+	}
+	return err
+}
+
+func (f *fake) Scale(ctx context.Context, app string, n int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scales = append(f.scales, fmt.Sprintf("%s=%d", app, n))
+	return f.err
+}
+
+// base makes a short base directory (a unix socket path holds 107 bytes).
+func base(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+type served struct {
+	*Server
+	dirs []string
+	log  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func serve(t *testing.T, sup Supervisor, o Options) *served {
+	t.Helper()
+	if o.Dirs == nil {
+		o.Dirs = []string{base(t)}
+	}
+	log := &syncBuffer{}
+	o.Supervisor, o.Log = sup, zerolog.New(log)
+	s, err := Listen(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		s.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after Close")
+		}
+	})
+	return &served{Server: s, dirs: o.Dirs, log: log}
+}
+
+// client runs the client in-process.
+func (s *served) client(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb, clientOptions{dirs: s.dirs, now: func() time.Time { return t0 }})
+	return code, out.String(), errb.String()
+}
+
+func TestStatus(t *testing.T) {
+	f := newFake()
+	s := serve(t, f, Options{})
+	code, out, errs := s.client("status")
+	want := `APP     INSTANCE  PID  STATE    UPTIME  RESTARTS  CPU  MEMORY
+api     0         101  ready    1m      0         -    -
+api     1         102  ready    2h      3         -    -
+worker  0         -    backoff  -       7         -    -
+`
+	if code != 0 || out != want || errs != "" {
+		t.Errorf("status: %d\n%s\nwant\n%s\nstderr %q", code, out, want, errs)
+	}
+	code, out, _ = s.client("status", "--json")
+	b, _ := json.Marshal(f.snap)
+	if code != 0 || out != string(b)+"\n" {
+		t.Errorf("status --json: %d %s\nwant %s", code, out, b)
+	}
+}
+
+// CPU and memory come from the snapshot when it has them.
+func TestRenderTableStats(t *testing.T) {
+	raw := `{"apps":[{"name":"api","reload":{"in_progress":true}},{"name":"w","reload":{"last_result":"failed: new worker exited"}}],
+	"shutting_down":true,
+	"slots":[
+	 {"app":"api","instance":0,"state":"ready","pid":7,"restarts":1,"started_at":"2026-11-29T09:00:00Z",
+	  "workers":[{"pid":6,"memory_bytes":1},{"pid":7,"memory_bytes":47500000,"cpu_seconds":12.345}]},
+	 {"app":"w","instance":0,"state":"starting","pid":8,"started_at":"2026-11-26T12:00:00Z","rss_bytes":2048,"cpu_seconds_total":3725}]}`
+	var out bytes.Buffer
+	if err := renderTable(&out, json.RawMessage(raw), t0); err != nil {
+		t.Fatal(err)
+	}
+	want := `APP  INSTANCE  PID  STATE     UPTIME  RESTARTS  CPU     MEMORY
+api  0         7    ready     3h      1         12.35s  45.3 MiB
+w    0         8    starting  3d      0         1h2m5s  2.0 KiB
+api: reload in progress
+w: last reload failed: new worker exited
+gm2-init is shutting down
+`
+	if out.String() != want {
+		t.Errorf("table:\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestReloadAndScale(t *testing.T) {
+	f := newFake()
+	s := serve(t, f, Options{})
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"reload"}, 0, "reloaded api, worker\n", ""},
+		{[]string{"reload", "api"}, 0, "reloaded api\n", ""},
+		{[]string{"reload", "api", "web"}, 1, "", "gm2-init reload: unknown app \"web\" (apps: api, worker)\n"},
+		{[]string{"scale", "api", "3"}, 0, "api: 3 instances (was 2)\n", ""},
+		{[]string{"scale", "api", "+2"}, 0, "api: 4 instances (was 2)\n", ""},
+		{[]string{"scale", "api", "-1"}, 0, "api: 1 instances (was 2)\n", ""},
+		{[]string{"scale", "api", "-2"}, 1, "", "gm2-init scale: api: 0 instances is out of range (1 to 1024; it has 2)\n"},
+		{[]string{"scale", "web", "2"}, 1, "", "gm2-init scale: unknown app \"web\" (apps: api, worker)\n"},
+		{[]string{"scale", "api", "abc"}, 2, "", "gm2-init scale: invalid count \"abc\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
+		{[]string{"scale", "api", "0"}, 2, "", "gm2-init scale: invalid count \"0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
+		{[]string{"scale", "api"}, 2, "", "gm2-init scale: usage: gm2-init scale APP N (N: a count from 1 to 1024, or +N / -N to add or remove workers)\n"},
+		{[]string{"status", "api"}, 2, "", "gm2-init status: unexpected argument \"api\"; usage: gm2-init status [--json]\n"},
+		{[]string{"reload", "--all"}, 2, "", "gm2-init reload: unknown flag \"--all\"; usage: gm2-init reload [APP...]\n"},
+	} {
+		code, out, errs := s.client(tc.args...)
+		if code != tc.code || out != tc.out || errs != tc.err {
+			t.Errorf("%q: %d %q %q\nwant %d %q %q", tc.args, code, out, errs, tc.code, tc.out, tc.err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fmt.Sprint(f.reloads) != "[[] [api]]" || fmt.Sprint(f.scales) != "[api=3 api=4 api=1]" {
+		t.Errorf("supervisor saw reloads %q, scales %q", f.reloads, f.scales)
+	}
+	if !strings.Contains(s.log.String(), `"message":"control: reload"`) {
+		t.Errorf("commands are not logged: %s", s.log)
+	}
+}
+
+func TestSupervisorErrors(t *testing.T) {
+	f := newFake()
+	f.err = errors.New("new worker of slot 0 exited with status 1 before it was ready")
+	s := serve(t, f, Options{})
+	code, _, errs := s.client("reload", "api")
+	if code != 1 || errs != "gm2-init reload: reload of api: new worker of slot 0 exited with status 1 before it was ready\n" {
+		t.Errorf("%d %q", code, errs)
+	}
+	f.mu.Lock()
+	f.snap = &status.Snapshot{ShuttingDown: true, Apps: f.snap.Apps}
+	f.mu.Unlock()
+	code, _, errs = s.client("scale", "api", "2")
+	if code != 1 || errs != "gm2-init scale: gm2-init is shutting down\n" {
+		t.Errorf("%d %q", code, errs)
+	}
+}
+
+// dialRaw connects without the client's checks, to misbehave.
+func dialRaw(t *testing.T, s *served) *net.UnixConn {
+	t.Helper()
+	c, err := net.Dial("unix", s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
+}
+
+func readResponse(t *testing.T, c net.Conn) response {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	var r response
+	if err := json.Unmarshal(line, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRequestBounds(t *testing.T) {
+	s := serve(t, newFake(), Options{ReadTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, s)
+	c.Write(bytes.Repeat([]byte("x"), maxRequest+10))
+	if r := readResponse(t, c); r.Error != "request longer than 4096 bytes" {
+		t.Errorf("long request: %+v", r)
+	}
+	c = dialRaw(t, s)
+	c.Write([]byte(`{"cmd":`)) // and nothing more: the read deadline ends it
+	if r := readResponse(t, c); r.Error != "no complete request (one JSON line)" {
+		t.Errorf("slow request: %+v", r)
+	}
+	c = dialRaw(t, s)
+	c.Write([]byte("{\"cmd\": 1}\n"))
+	if r := readResponse(t, c); !strings.HasPrefix(r.Error, "malformed request: ") {
+		t.Errorf("malformed: %+v", r)
+	}
+	c = dialRaw(t, s)
+	c.Write([]byte("{\"cmd\": \"stop\"}\n"))
+	if r := readResponse(t, c); r.Error != `unknown command "stop" (accepted: status, reload, scale)` {
+		t.Errorf("unknown: %+v", r)
+	}
+}
+
+// A client that hangs up ends the server's wait (the supervisor sees its
+// ctx end); a full server says busy; Close ends the waits that remain.
+func TestWaitsAndLimits(t *testing.T) {
+	f := newFake()
+	f.block, f.waiting, f.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	s := serve(t, f, Options{MaxConns: 1})
+	c := dialRaw(t, s)
+	c.Write([]byte("{\"cmd\":\"reload\",\"apps\":[\"api\"]}\n"))
+	<-f.waiting
+	code, _, errs := s.client("status")
+	if code != 1 || errs != "gm2-init status: busy: 1 control commands are running; try again\n" {
+		t.Errorf("second command while one runs: %d %q", code, errs)
+	}
+	c.Close()
+	select {
+	case err := <-f.ctxErr:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("ctx ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the supervisor's wait did not end when the client hung up")
+	}
+
+	// Close while a reload waits.
+	f2 := newFake()
+	f2.block, f2.waiting, f2.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	s2 := serve(t, f2, Options{})
+	res := make(chan string, 1)
+	go func() { _, _, e := s2.client("reload"); res <- e }()
+	<-f2.waiting
+	s2.Close()
+	select {
+	case e := <-res:
+		if e != "gm2-init reload: gm2-init is stopping\n" {
+			t.Errorf("client during Close: %q", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the wait")
+	}
+	if _, err := os.Stat(filepath.Dir(s2.Path())); !os.IsNotExist(err) {
+		t.Errorf("Close left the directory: %v", err)
+	}
+
+	// A wait that exceeds WaitTimeout is reported as still going on.
+	f3 := newFake()
+	f3.block, f3.waiting, f3.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	s3 := serve(t, f3, Options{WaitTimeout: 50 * time.Millisecond})
+	code, _, errs = s3.client("reload", "api")
+	if code != 1 || errs != "gm2-init reload: reload of api still in progress after 50ms (gm2-init status shows it)\n" {
+		t.Errorf("%d %q", code, errs)
+	}
+}
+
+func TestNoServer(t *testing.T) {
+	b := base(t)
+	key, err := namespaceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}, now: time.Now})
+	want := fmt.Sprintf("gm2-init status: no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec)\n", key, b)
+	if code != 1 || errb.String() != want {
+		t.Errorf("%d %q\nwant %q", code, errb.String(), want)
+	}
+	// A socket left by a killed gm2-init: the client says so, a new server
+	// replaces it.
+	dir := dirName(b, key)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, socketName), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	errb.Reset()
+	code = run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}, now: time.Now})
+	if want := fmt.Sprintf("gm2-init status: no gm2-init answers at %s (left by a gm2-init that was killed?)\n", filepath.Join(dir, socketName)); code != 1 || errb.String() != want {
+		t.Errorf("stale: %d %q\nwant %q", code, errb.String(), want)
+	}
+	s := serve(t, newFake(), Options{Dirs: []string{b}})
+	if code, _, errs := s.client("status"); code != 0 {
+		t.Errorf("after replacing a stale socket: %d %s", code, errs)
+	}
+	// A second gm2-init of the same namespace does not steal it.
+	_, err = Listen(Options{Supervisor: newFake(), Dirs: []string{b}, Log: zerolog.Nop()})
+	if want := fmt.Sprintf("control socket: %s is served by another gm2-init of this PID namespace (pid %d); commands reach that one", s.Path(), os.Getpid()); err == nil || err.Error() != want {
+		t.Errorf("second Listen: %v\nwant %s", err, want)
+	}
+}
+
+// A directory someone else could have made (open to others) is not used
+// by the server, nor trusted by the client.
+func TestUntrustedDirectory(t *testing.T) {
+	b1, b2 := base(t), base(t)
+	key, _ := namespaceKey()
+	open := dirName(b1, key)
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	s := serve(t, newFake(), Options{Dirs: []string{b1, b2}})
+	if filepath.Dir(s.Path()) != dirName(b2, key) {
+		t.Errorf("server took %s", s.Path())
+	}
+	// Make the server's own directory writable by others: the client
+	// refuses to trust it.
+	os.Chmod(filepath.Dir(s.Path()), 0o777)
+	code, _, errs := s.client("status")
+	if code != 1 || !strings.Contains(errs, "is not private to the server's user (uid ") {
+		t.Errorf("%d %q", code, errs)
+	}
+	os.Chmod(filepath.Dir(s.Path()), 0o700)
+}
+
+// clientBinary copies this test binary where another uid can run it.
+func clientBinary(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := base(t)
+	os.Chmod(dir, 0o755)
+	dst := filepath.Join(dir, "gm2-init-client")
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func subprocess(t *testing.T, prefix []string, bin string, dirs []string, args ...string) (int, string, string) {
+	t.Helper()
+	argv := append(append(prefix, bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "GM2_CONTROL_TEST_CLIENT=1", "GM2_CONTROL_TEST_DIRS="+strings.Join(dirs, ":"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// The real client in its own process finds the server and prints the table.
+func TestClientSubprocess(t *testing.T) {
+	s := serve(t, newFake(), Options{})
+	code, out, errs := subprocess(t, nil, clientBinary(t), s.dirs, "scale", "api", "+1")
+	if code != 0 || out != "api: 3 instances (was 2)\n" || errs != "" {
+		t.Errorf("%d %q %q", code, out, errs)
+	}
+	code, out, _ = subprocess(t, nil, clientBinary(t), s.dirs, "status")
+	if code != 0 || !strings.HasPrefix(out, "APP     INSTANCE  PID  STATE") {
+		t.Errorf("%d %q", code, out)
+	}
+}
+
+// Another uid is refused: by the kernel at the 0700 directory, and by the
+// server's SO_PEERCRED check where the directory lets it through.
+func TestOtherUIDRefused(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	switch {
+	case os.Geteuid() != 0 && os.Getenv("CI") == "true":
+		t.Fatal("CI runs as root: this test must run there")
+	case os.Geteuid() != 0:
+		t.Skip("needs root to run the client as another uid")
+	case err != nil && os.Getenv("CI") == "true":
+		t.Fatal("setpriv (util-linux) is not installed")
+	case err != nil:
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	b := base(t)
+	os.Chmod(b, 0o755)
+	s := serve(t, newFake(), Options{Dirs: []string{b}})
+	bin := clientBinary(t)
+	nobody := []string{setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"}
+
+	code, out, errs := subprocess(t, nobody, bin, s.dirs, "reload", "api")
+	want := "gm2-init reload: permission denied: only root and uid 0, the user gm2-init runs as, may control gm2-init (you are uid 65534)\n"
+	if code != 1 || out != "" || errs != want {
+		t.Errorf("through the 0700 directory: %d %q %q\nwant %q", code, out, errs, want)
+	}
+
+	// Open the directory and the socket: now the server itself refuses.
+	os.Chmod(filepath.Dir(s.Path()), 0o711)
+	os.Chmod(s.Path(), 0o666)
+	code, out, errs = subprocess(t, nobody, bin, s.dirs, "reload", "api")
+	want = "gm2-init reload: refused: uid 65534 may not control gm2-init (only root and uid 0, the user gm2-init runs as)\n"
+	if code != 1 || out != "" || errs != want {
+		t.Errorf("through SO_PEERCRED: %d %q %q\nwant %q", code, out, errs, want)
+	}
+	if !strings.Contains(s.log.String(), `"uid":65534,"message":"control socket: command refused: only root and gm2-init's own user may control it"`) {
+		t.Errorf("refusal not logged: %s", s.log)
+	}
+	f := s.opts.Supervisor.(*fake)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.reloads) != 0 {
+		t.Errorf("a refused client reloaded: %v", f.reloads)
+	}
+}

@@ -1,0 +1,55 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/gm2-init/gm2-init/internal/status"
+)
+
+// Supervisor is what the control socket asks of gm2-init's supervisor. The
+// server calls it from one goroutine per connection, concurrently: each
+// method must hand its work to the supervisor's own loop and wait there,
+// never touch the supervisor's state from the caller's goroutine.
+type Supervisor interface {
+	// Snapshot is the state /status serves (it may be shared; the server
+	// never modifies it).
+	Snapshot() *status.Snapshot
+
+	// Reload replaces the workers of the named apps — every app when apps
+	// is empty — on the same path as SIGHUP: rolling, the new worker of a
+	// slot ready before the old one gets the stop signal (a fork app, which
+	// binds its own ports, is stopped and then started). It returns once
+	// the reload has finished, with an error if it failed or was
+	// abandoned; ctx bounds only the wait (the client gave up, or
+	// gm2-init is stopping): the reload itself goes on.
+	Reload(ctx context.Context, apps []string) error
+
+	// Scale sets the worker count of app to n (1 … appspec.MaxWorkers;
+	// the server checked the range and that app exists) and returns once
+	// the change is under way: new slots started, surplus slots told to
+	// stop. An error tells why not (a fork app, shutting down).
+	Scale(ctx context.Context, app string, n int) error
+}
+
+// ErrUnknownApp may be wrapped by a Supervisor's error for an app name it
+// does not know.
+var ErrUnknownApp = errors.New("unknown app")
+
+// request is one command, one JSON line from the client.
+type request struct {
+	Cmd   string   `json:"cmd"`             // "status", "reload" or "scale"
+	Apps  []string `json:"apps,omitempty"`  // reload: the apps, none = all
+	App   string   `json:"app,omitempty"`   // scale
+	N     int      `json:"n,omitempty"`     // scale: the count, or the change with Delta
+	Delta bool     `json:"delta,omitempty"` // scale +N / -N
+}
+
+// response is the server's one JSON line.
+type response struct {
+	OK      bool            `json:"ok"`
+	Error   string          `json:"error,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Status  json.RawMessage `json:"status,omitempty"` // the snapshot, as /status serves it
+}

@@ -1,0 +1,157 @@
+package procfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+)
+
+func jsonNumber(s string) json.Number { return json.Number(s) }
+
+func checkTree(t *testing.T, v any) {
+	t.Helper()
+	switch x := v.(type) {
+	case nil, string, bool, json.Number:
+	case []any:
+		for _, e := range x {
+			checkTree(t, e)
+		}
+	case map[string]any:
+		for _, e := range x {
+			checkTree(t, e)
+		}
+	default:
+		t.Fatalf("tree holds a %T", v)
+	}
+}
+
+// FuzzDecodeJSON: the JSON path never panics, its errors are one line, and
+// relaxing comments keeps every byte's position.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{ecosystemJSON, `{"apps": [`, "{}\n{}", `[1, 2,]`, `{"a": "//not a comment", /* c */ "b": 1,}`,
+		`"\"`, "/* open", "// only", `{"a": 1e999}`, "\xff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		relaxed := relaxJSON(b)
+		if len(relaxed) != len(b) || bytes.Count(relaxed, []byte("\n")) != bytes.Count(b, []byte("\n")) {
+			t.Fatalf("relaxJSON moved bytes: %q → %q", b, relaxed)
+		}
+		v, err := decodeJSON(b)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error not one line: %q", err)
+			}
+			return
+		}
+		checkTree(t, v)
+		if json.Valid(b) {
+			var std any
+			d := json.NewDecoder(bytes.NewReader(b))
+			d.UseNumber()
+			if d.Decode(&std) == nil && !equalJSON(std, v) {
+				t.Fatalf("valid JSON %q decoded as %v, want %v", b, v, std)
+			}
+		}
+	})
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+// FuzzDecodeYAML: the YAML path never panics, holds only tree types, and
+// its errors are one line.
+func FuzzDecodeYAML(f *testing.F) {
+	for _, s := range []string{ecosystemYAML, "apps:\n\t- x", "a: &a [*a]", "? [a]\n: b", "1: x", "- !!binary aGk=",
+		"t: 2001-12-14t21:59:43.10-05:00", "x: .inf", "---\na: 1\n---\nb: 2", "a: *missing", "<<: {a: 1}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := decodeYAML(b)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error not one line: %q", err)
+			}
+			return
+		}
+		checkTree(t, v)
+	})
+}
+
+// FuzzLoad: whatever a .json or .yaml file holds, Load returns apps that
+// the supervisor can run, or one *Error line.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(ecosystemJSON), false)
+	f.Add([]byte(ecosystemYAML), true)
+	f.Add([]byte(`{"apps": [{"script": "api.js", "instances": -3, "listen": [":0", "unix:///tmp/x.sock"]}]}`), false)
+	f.Add([]byte("apps:\n  - script: api.js\n    env_x: {A: 1}\n    stop_exit_codes: [1, 2]\n"), true)
+	dir := f.TempDir()
+	for _, s := range []string{"api.js", "worker.js"} {
+		if err := os.WriteFile(filepath.Join(dir, s), nil, 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, yaml bool) {
+		name := "p.json"
+		if yaml {
+			name = "p.yaml"
+		}
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tmpl := template
+		tmpl.Dir = dir
+		apps, _, err := Load(p, tmpl, Options{Env: "x"})
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error %T %q", err, err)
+			}
+			return
+		}
+		total := 0
+		for _, a := range apps {
+			if a.Name == "" || checkName(a.Name) != nil || len(a.Command) == 0 || a.Path == "" {
+				t.Fatalf("unusable app %+v", a)
+			}
+			if a.ExecMode == appspec.Fork && (a.Instances != appspec.Instances{N: 1} || len(a.Listen) > 0) {
+				t.Fatalf("fork app %+v", a)
+			}
+			if a.KillTimeout <= 0 || a.ListenTimeout <= 0 || a.MaxRestarts < 0 || a.MaxMemory < 0 {
+				t.Fatalf("out of range: %+v", a)
+			}
+			n, _ := a.Instances.Resolve(1)
+			total += n
+		}
+		if len(apps) == 0 || total > appspec.MaxWorkers {
+			t.Fatalf("%d apps, %d workers", len(apps), total)
+		}
+	})
+}
+
+func FuzzSplitWords(f *testing.F) {
+	for _, s := range []string{`a "b c" 'd'`, `\`, `"\"`, "x\ty"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := splitWords(s)
+		if err != nil {
+			return
+		}
+		for _, x := range w {
+			if strings.IndexByte(x, 0) >= 0 {
+				t.Fatalf("NUL in %q", w)
+			}
+		}
+	})
+}

@@ -1,0 +1,311 @@
+package procfile
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+)
+
+// Every key gm2-init reads, each mapped to its field.
+func TestLoadEveryKey(t *testing.T) {
+	dir := project(t)
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	write(t, dir, "p.yaml", `
+defaults: &defaults
+  kill_timeout: 3s
+  max_restarts: 5
+apps:
+  - <<: *defaults
+    name: api
+    cmd: api.js
+    interpreter: sh
+    interpreter_args: ["-e"]
+    args: --port 3000 --name "my api" 'single quoted' back\ slash
+    cwd: sub/..
+    instances: -1
+    exec_mode: cluster_mode
+    env: { NODE_ENV: development, DEBUG: false, LIMITS: { max: 3 } }
+    env_staging: { NODE_ENV: staging }
+    port: 3000
+    wait_ready: true
+    listen_timeout: "3000"
+    min_uptime: 2.5s
+    restart_delay: 250
+    autorestart: false
+    stop_exit_codes: [0, 3, 3]
+    max_memory_restart: 1.5G
+    instance_var: INSTANCE_ID
+    listen: "http=:3000, udp://127.0.0.1:5353"
+  - name: tool
+    script: ./server
+    interpreter: none
+    args: [serve, 8080, true]
+    exec_mode: fork_mode
+    exp_backoff_restart_delay: 100
+    stop_exit_codes: 0
+    max_memory_restart: 1048576
+    autorestart: true
+    instances: 1
+`)
+	tmpl := template
+	tmpl.StopExitCodes = []int{42}
+	apps, warnings, err := Load("p.yaml", tmpl, Options{Env: "staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || warnings[0].String() != `defaults: unknown top-level key, ignored (gm2-init reads apps)` {
+		t.Errorf("warnings = %q", warnings)
+	}
+	if len(apps) != 2 {
+		t.Fatalf("%d apps", len(apps))
+	}
+	api, tool := apps[0], apps[1]
+	check := func(what string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, want %#v", what, got, want)
+		}
+	}
+	check("api.Name", api.Name, "api")
+	check("api.Command", api.Command, []string{"sh", "-e", filepath.Join(dir, "api.js"), "--port", "3000", "--name", "my api", "single quoted", "back slash"})
+	check("api.Path", api.Path, sh)
+	check("api.Dir", api.Dir, dir)
+	check("api.Instances", api.Instances, appspec.Instances{Relative: true, N: 1})
+	check("api.ExecMode", api.ExecMode, appspec.Cluster)
+	check("api.Env", api.Env, []string{"DEBUG=false", `LIMITS={"max":3}`, "NODE_ENV=staging", "PORT=3000"})
+	check("api.WaitReady", api.WaitReady, true)
+	check("api.ListenTimeout", api.ListenTimeout, 3*time.Second)
+	check("api.KillTimeout", api.KillTimeout, 3*time.Second) // from the YAML merge key
+	check("api.MaxRestarts", api.MaxRestarts, 5)
+	check("api.MinUptime", api.MinUptime, 2500*time.Millisecond)
+	check("api.RestartDelay", api.RestartDelay, 250*time.Millisecond)
+	check("api.Restart", api.Restart, appspec.Never)
+	check("api.StopExitCodes", api.StopExitCodes, []int{0, 3})
+	check("api.MaxMemory", api.MaxMemory, int64(1.5*(1<<30)))
+	check("api.InstanceVar", api.InstanceVar, "INSTANCE_ID")
+	if len(api.Listen) != 2 || api.Listen[0].Name != "http" || api.Listen[0].Addr != ":3000" || api.Listen[1].Network != "udp" {
+		t.Errorf("api.Listen = %+v", api.Listen)
+	}
+	// What the file does not say comes from the template (the flags).
+	check("api.StopSignal", api.StopSignal, template.StopSignal)
+	check("api.ReloadBatch", api.ReloadBatch, template.ReloadBatch)
+
+	check("tool.Command", tool.Command, []string{"./server", "serve", "8080", "true"})
+	check("tool.Path", tool.Path, filepath.Join(dir, "server"))
+	check("tool.Dir", tool.Dir, "")
+	check("tool.ExecMode", tool.ExecMode, appspec.Fork)
+	check("tool.Instances", tool.Instances, appspec.Instances{N: 1})
+	check("tool.RestartDelay", tool.RestartDelay, 100*time.Millisecond)
+	check("tool.StopExitCodes", tool.StopExitCodes, []int{0})
+	check("tool.MaxMemory", tool.MaxMemory, int64(1<<20))
+	check("tool.Restart", tool.Restart, appspec.Always)
+	check("tool.KillTimeout", tool.KillTimeout, template.KillTimeout)
+	check("tool.Env", tool.Env, []string(nil))
+
+	// The template's slices are not shared with the apps.
+	apps[0].StopExitCodes[0] = 99
+	if tmpl.StopExitCodes[0] != 42 {
+		t.Error("an app shares the template's StopExitCodes")
+	}
+}
+
+// One warning per key that gm2-init does not use, naming every app that
+// has it; a value that asks for what gm2-init does anyway says so.
+func TestLoadWarnings(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{
+  "apps": [
+    {"name": "api", "script": "api.js", "watch": true, "out_file": "/var/log/api.log", "cron_restart": "0 * * * *", "instancse": 2},
+    {"name": "worker", "script": "worker.js", "watch": ["src"], "out_file": "/var/log/w.log", "treekill": true, "output": "x.log"},
+    {"name": "old", "script": "worker.js", "watch": false, "autostart": false}
+  ],
+  "deploy": {"production": {}}
+}`)
+	apps, warnings, err := Load("p.json", template, Options{Env: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.Name)
+	}
+	if !slices.Equal(names, []string{"api", "worker"}) {
+		t.Errorf("apps = %v, want api and worker (old has autostart: false)", names)
+	}
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.String())
+	}
+	want := []string{
+		`deploy: pm2 deploy is not part of gm2-init: build an image and roll it out`,
+		`cron_restart (app "api"): gm2-init runs no cron: schedule ` + "`gm2-init reload APP`" + ` from outside (a Kubernetes CronJob running kubectl exec, or the host's scheduler running docker exec)`,
+		`instancse (app "api"): unknown key, ignored (a typo? the README's process-file table lists the keys gm2-init reads)`,
+		`out_file (app "api", app "worker"): ` + adviceLogs,
+		`watch (app "api", app "worker"): ` + adviceWatch,
+		`output (app "worker"): ignored: out_file is given too`,
+		`treekill (app "worker"): true is what gm2-init does anyway; the key can go`,
+		`watch (app "old"): false is what gm2-init does anyway; the key can go`,
+		`--env: no app has env_prod; only env applies`,
+		`autostart (app "old"): autostart: false — the app is not started (name it in --only to start it)`,
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// --only can start an app that has autostart: false.
+	apps, _, err = Load("p.json", template, Options{Only: ParseOnly("old, api")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 2 || apps[0].Name != "api" || apps[1].Name != "old" {
+		t.Errorf("--only old,api: %+v", apps)
+	}
+}
+
+// PM2 accepts a file that is a list of apps, or one app.
+func TestLoadShapes(t *testing.T) {
+	dir := project(t)
+	for name, content := range map[string]string{
+		"list.json":   `[{"script": "api.js"}, {"script": "worker.js"}]`,
+		"single.yaml": "script: api.js\n",
+		"pm2.json":    `{"pm2": [{"script": "api.js"}]}`,
+		"object.json": `{"apps": {"script": "api.js"}}`,
+	} {
+		write(t, dir, name, content)
+		apps, _, err := Load(name, template, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if apps[0].Name != "api" {
+			t.Errorf("%s: first app %q, want api", name, apps[0].Name)
+		}
+	}
+}
+
+// Scripts and interpreters as PM2 resolves them.
+func TestLoadCommands(t *testing.T) {
+	dir := project(t)
+	bin := t.TempDir()
+	for _, p := range []string{"python3", "bash", "node", "mytool"} {
+		if err := os.WriteFile(filepath.Join(bin, p), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	write(t, dir, "app.py", "")
+	tests := []struct {
+		app  string
+		want []string
+		path string
+	}{
+		{`{"script": "app.py"}`, []string{"python3", filepath.Join(dir, "app.py")}, filepath.Join(bin, "python3")},
+		{`{"script": "mytool", "args": "start --x"}`, []string{"mytool", "start", "--x"}, filepath.Join(bin, "mytool")},
+		{`{"script": "python3 -m http.server 8000"}`, []string{"bash", "-c", "python3 -m http.server 8000"}, filepath.Join(bin, "bash")},
+		{`{"script": "mytool", "interpreter": "node", "interpreter_args": "--inspect"}`, []string{"node", "--inspect", filepath.Join(bin, "mytool")}, filepath.Join(bin, "node")},
+		{`{"script": "server", "cwd": "."}`, []string{"server"}, filepath.Join(dir, "server")},
+	}
+	for _, tt := range tests {
+		write(t, dir, "p.json", `{"apps": [`+tt.app+`]}`)
+		apps, _, err := Load("p.json", template, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", tt.app, err)
+			continue
+		}
+		if !slices.Equal(apps[0].Command, tt.want) || apps[0].Path != tt.path {
+			t.Errorf("%s: Command %q Path %q, want %q %q", tt.app, apps[0].Command, apps[0].Path, tt.want, tt.path)
+		}
+	}
+}
+
+// Two apps may name the very same address: they share one socket.
+func TestLoadSharedListen(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "v1", "script": "api.js", "listen": ":3000"}, {"name": "v2", "script": "api.js", "listen": "tcp://:3000"}]}`)
+	apps, _, err := Load("p.json", template, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 2 || len(apps[1].Listen) != 1 {
+		t.Fatalf("%+v", apps)
+	}
+	// --listen is for a single command.
+	tmpl := template
+	tmpl.Listen = apps[0].Listen
+	_, _, err = Load("p.json", tmpl, Options{})
+	want := "p.json: --listen (GM2_LISTEN) applies to a single command; with a process file give each app its own listen key"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	for in, want := range map[string][]string{
+		``:                       nil,
+		`  a  b `:                {"a", "b"},
+		`--name "my api"`:        {"--name", "my api"},
+		`--name="my api"`:        {"--name=my api"},
+		`'it''s'`:                {"its"},
+		`"a \"q\" \\ \n"`:        {`a "q" \ \n`},
+		`a\ b c`:                 {"a b", "c"},
+		`""`:                     {""},
+		"tab\tsep\nline":         {"tab", "sep", "line"},
+		`--max-old-space-size=1`: {"--max-old-space-size=1"},
+	} {
+		got, err := splitWords(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`'open`, `"open`, `end\`, "nul\x00"} {
+		if _, err := splitWords(in); err == nil {
+			t.Errorf("splitWords(%q): no error", in)
+		}
+	}
+}
+
+func TestValues(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want time.Duration
+	}{
+		{jsonNumber("1600"), 1600 * time.Millisecond},
+		{jsonNumber("0.5"), 500 * time.Microsecond},
+		{"1600", 1600 * time.Millisecond},
+		{"10s", 10 * time.Second},
+		{"1h", time.Hour},
+		{" 5m ", 5 * time.Minute},
+	} {
+		got, err := asDuration(tc.in, 0)
+		if err != nil || got != tc.want {
+			t.Errorf("asDuration(%v) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in   any
+		want int64
+	}{
+		{"300M", 300 << 20}, {"300MB", 300 << 20}, {"1g", 1 << 30}, {"512K", 512 << 10}, {jsonNumber("1024"), 1024}, {"2048", 2048},
+	} {
+		got, err := asSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("asSize(%v) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []any{"", "M", "-5M", "10X", "1.2.3G", jsonNumber("0"), true, "0.1"} {
+		if _, err := asSize(in); err == nil {
+			t.Errorf("asSize(%v): no error", in)
+		}
+	}
+}

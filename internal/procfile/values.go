@@ -1,0 +1,364 @@
+package procfile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// describe renders a value of the tree for a message: strings quoted,
+// numbers as written, lists and objects by kind.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return strconv.Quote(x)
+	case json.Number:
+		return string(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// invalid is the usual "invalid value X: accepted: …" message.
+func invalid(v any, accepted string) error {
+	return fmt.Errorf("invalid value %s: accepted: %s", describe(v), accepted)
+}
+
+func asString(v any, accepted string) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	return "", invalid(v, accepted)
+}
+
+func asBool(v any) (bool, error) {
+	if b, ok := v.(bool); ok {
+		return b, nil
+	}
+	return false, invalid(v, "true or false")
+}
+
+// asInt reads a whole number given as a number or a numeric string (PM2
+// turns numeric strings into numbers for its number keys).
+func asInt(v any, accepted string) (int, error) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = string(x)
+	case string:
+		s = strings.TrimSpace(x)
+	default:
+		return 0, invalid(v, accepted)
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, nil
+	}
+	// 4.0 in YAML, 1e2 in JSON: whole numbers all the same.
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+		return 0, invalid(v, accepted)
+	}
+	return int(f), nil
+}
+
+// durationAccepted lists the forms asDuration takes.
+const durationAccepted = "milliseconds as a number (1600, as PM2 reads it) or a duration with a unit (1.6s, 500ms, 1m30s)"
+
+// asDuration reads PM2's time keys: a number (or a string of digits) is
+// milliseconds, as PM2 documents for kill_timeout, listen_timeout,
+// min_uptime and restart_delay; a string with a unit is a Go duration, which
+// covers PM2's own "10s", "5m", "1h".
+func asDuration(v any, least time.Duration) (time.Duration, error) {
+	var d time.Duration
+	switch x := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil || f < 0 || f > float64(math.MaxInt64/int64(time.Millisecond)) || math.IsNaN(f) {
+			return 0, invalid(v, durationAccepted)
+		}
+		d = time.Duration(f * float64(time.Millisecond))
+	case string:
+		s := strings.TrimSpace(x)
+		if f, err := strconv.ParseFloat(s, 64); err == nil && isDigits(s) {
+			if f > float64(math.MaxInt64/int64(time.Millisecond)) {
+				return 0, invalid(v, durationAccepted)
+			}
+			d = time.Duration(f * float64(time.Millisecond))
+			break
+		}
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, invalid(v, durationAccepted)
+		}
+	default:
+		return 0, invalid(v, durationAccepted)
+	}
+	if d < least {
+		return 0, invalid(v, fmt.Sprintf("at least %v; %s", least, durationAccepted))
+	}
+	return d, nil
+}
+
+// isDigits tells a plain unsigned decimal: digits with at most one '.'.
+func isDigits(s string) bool {
+	digits, dots := 0, 0
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && dots <= 1
+}
+
+const sizeAccepted = "bytes as a number, or a number with K, M or G (300M, 1.5G; PM2's units, 1024-based)"
+
+// asSize reads max_memory_restart: bytes, or PM2's K/M/G suffixes (1024
+// based, as PM2 computes them). A trailing B is accepted (300MB).
+func asSize(v any) (int64, error) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = string(x)
+	case string:
+		s = strings.TrimSpace(x)
+	default:
+		return 0, invalid(v, sizeAccepted)
+	}
+	mult := 1.0
+	u := strings.ToUpper(s)
+	if strings.HasSuffix(u, "B") && len(u) > 1 && strings.ContainsAny(u[len(u)-2:len(u)-1], "KMG") {
+		u = u[:len(u)-1]
+	}
+	if n := len(u); n > 0 {
+		switch u[n-1] {
+		case 'K':
+			mult, u = 1<<10, u[:n-1]
+		case 'M':
+			mult, u = 1<<20, u[:n-1]
+		case 'G':
+			mult, u = 1<<30, u[:n-1]
+		}
+	}
+	if !isDigits(u) {
+		return 0, invalid(v, sizeAccepted)
+	}
+	f, err := strconv.ParseFloat(u, 64)
+	b := f * mult
+	if err != nil || b < 1 || b > 1<<50 {
+		return 0, invalid(v, sizeAccepted)
+	}
+	return int64(b), nil
+}
+
+// asWords reads args and interpreter_args: a list of strings (numbers and
+// booleans are written out, as Node would pass them), or one string split
+// into words as a shell would split it — quotes group, a backslash escapes
+// the next character, nothing is expanded.
+func asWords(v any) ([]string, error) {
+	const accepted = "a string (split into words like a shell, without expansion) or a list of strings"
+	switch x := v.(type) {
+	case string:
+		w, err := splitWords(x)
+		if err != nil {
+			return nil, fmt.Errorf("invalid value %s: %v; accepted: %s", describe(v), err, accepted)
+		}
+		return w, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for i, e := range x {
+			switch s := e.(type) {
+			case string:
+				out = append(out, s)
+			case json.Number:
+				out = append(out, string(s))
+			case bool:
+				out = append(out, strconv.FormatBool(s))
+			default:
+				return nil, fmt.Errorf("item %d: %w", i, invalid(e, "a string"))
+			}
+		}
+		for i, s := range out {
+			if strings.IndexByte(s, 0) >= 0 {
+				return nil, fmt.Errorf("item %d: an argument cannot hold a NUL byte", i)
+			}
+		}
+		return out, nil
+	case json.Number:
+		return []string{string(x)}, nil
+	}
+	return nil, invalid(v, accepted)
+}
+
+// splitWords splits s into words: blanks separate, '…' is literal, "…"
+// allows \" and \\, a backslash outside quotes escapes the next character.
+func splitWords(s string) ([]string, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, errors.New("a NUL byte")
+	}
+	var out []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("an unterminated ' quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New(`an unterminated " quote`)
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("a backslash at the end")
+			}
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+// envName checks a variable name: what execve can carry and a shell can
+// name (letters, digits, '_', not starting with a digit). PM2 passes any
+// name Node accepts, but a name with '=' or a NUL cannot be passed at all,
+// and other odd names are typos far more often than intent.
+func checkEnvName(name string) error {
+	if name == "" {
+		return errors.New("an empty variable name")
+	}
+	for i, r := range name {
+		if !(r == '_' || (r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z') || (i > 0 && r >= '0' && r <= '9')) {
+			return fmt.Errorf("variable name %q: accepted: letters, digits and '_', not starting with a digit", name)
+		}
+	}
+	return nil
+}
+
+// asEnv reads an env object into KEY=VALUE pairs, sorted by name. Values
+// are written as Node writes them into a child's environment: strings as
+// they are, numbers and booleans as text; objects and lists as JSON (as PM2
+// does). null has no clear meaning and is refused.
+func asEnv(v any) (map[string]string, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalid(v, "an object of NAME: value")
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range sortedKeys(m) {
+		if err := checkEnvName(k); err != nil {
+			return nil, err
+		}
+		var s string
+		switch x := m[k].(type) {
+		case string:
+			s = x
+		case json.Number:
+			s = string(x)
+		case bool:
+			s = strconv.FormatBool(x)
+		case nil:
+			return nil, fmt.Errorf("%s: invalid value null: accepted: a string, number or boolean (an empty string for an empty variable)", k)
+		default:
+			b, err := json.Marshal(x)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", k, err)
+			}
+			s = string(b)
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, fmt.Errorf("%s: a value cannot hold a NUL byte", k)
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// nameAccepted describes valid app names: they appear in logs, metric
+// labels and on the command line of `gm2-init reload APP` and --only
+// (which splits at commas).
+const nameAccepted = "1 to 100 characters without blanks, commas, quotes or control characters"
+
+func checkName(s string) error {
+	if s == "" || len(s) > 100 {
+		return errors.New(nameAccepted)
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ',' || r == '"' || r == '\'' || r == '\\' || r == unicode.ReplacementChar {
+			return errors.New(nameAccepted)
+		}
+	}
+	return nil
+}
+
+// cleanName derives a usable name from a script's base name, as PM2 names
+// an app after its script: what checkName refuses becomes '_'.
+func cleanName(s string) string {
+	out := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ',' || r == '"' || r == '\'' || r == '\\' || r == unicode.ReplacementChar {
+			return '_'
+		}
+		return r
+	}, s)
+	if len(out) > 100 {
+		// Cut at a rune boundary.
+		out = strings.ToValidUTF8(out[:100], "")
+	}
+	if out == "" {
+		return "app"
+	}
+	return out
+}
