@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -52,15 +53,37 @@ func tcpSpec(addr string) Spec {
 	return s
 }
 
+// freeTCP returns a port that was free a moment ago, for a test that must
+// bind it itself. It is taken below the kernel's ephemeral range (32768 on),
+// so that a parallel test binding port 0 cannot be handed the same port
+// before this one binds it, and never twice in this test binary.
 func freeTCP(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	picked.Lock()
+	defer picked.Unlock()
+	for range 1000 {
+		port := 20000 + int(picked.next.Add(7919)%12000)
+		if picked.ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		picked.ports[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
+
+// picked remembers the ports freeTCP handed out in this test binary.
+var picked = struct {
+	sync.Mutex
+	next  atomic.Uint64
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 func TestRegistryGet(t *testing.T) {
 	t.Parallel()
