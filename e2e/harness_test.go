@@ -311,6 +311,9 @@ func (in *Init) waitFor(timeout time.Duration, what string, cond func() bool) {
 
 // WaitLog waits for the n-th log line (counting from index from) that
 // matches, and returns it with the index after it.
+// anyMessage as WaitLog's msg matches every line (match decides).
+const anyMessage = "\x00any"
+
 func (in *Init) WaitLog(timeout time.Duration, from int, msg string, match func(logLine) bool) (logLine, int) {
 	in.t.Helper()
 	var found logLine
@@ -318,7 +321,7 @@ func (in *Init) WaitLog(timeout time.Duration, from int, msg string, match func(
 	in.waitFor(timeout, fmt.Sprintf("log %q", msg), func() bool {
 		for ; next < len(in.lines); next++ {
 			l := in.lines[next]
-			if l.msg() == msg && (match == nil || match(l)) {
+			if (msg == anyMessage || l.msg() == msg) && (match == nil || match(l)) {
 				found = l
 				next++
 				return true

@@ -24,6 +24,7 @@
 //	TW_READY_GATE=FIFO     with TW_GATE_SLOT=N: the worker of slot N sends READY=1 only once
 //	                       the FIFO has a writer (the test opens it when that worker may be ready)
 //	TW_ORPHANS=N           at start, leave N orphan zombies behind (instance 0 only)
+//	TW_DIE_AFTER=DUR       serve, then exit 1 after DUR (a slow crash loop)
 //	TW_ESCAPE=1            at start, fork a child that moves to a process group of its own,
 //	                       and move the worker into that group too (both leave the group
 //	                       gm2-init created); combine with TW_IGNORE_TERM
@@ -190,6 +191,9 @@ func serve() {
 		if err := exec.Command(os.Args[0], "daemonize", f).Run(); err != nil {
 			fail(err)
 		}
+	}
+	if d, err := time.ParseDuration(os.Getenv("TW_DIE_AFTER")); err == nil {
+		time.AfterFunc(d, func() { os.Exit(1) })
 	}
 	if os.Getenv("TW_ESCAPE") == "1" {
 		escape()

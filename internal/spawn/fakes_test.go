@@ -111,6 +111,7 @@ type fakeProc struct {
 	remains  bool // its tree outlives it (Remains)
 	node     bool // RunsNode
 	memory   int64
+	ports    PortCheck // what CheckPorts finds
 }
 
 func (p *fakeProc) Pid() int { return p.pid }
@@ -173,6 +174,9 @@ func (f *fakeSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 	return f.othersAlive
 }
 func (f *fakeSystem) Memory(pr Proc) (int64, error) { return pr.(*fakeProc).memory, nil }
+func (f *fakeSystem) CheckPorts(pr Proc, passed []*sockets.Listener) PortCheck {
+	return pr.(*fakeProc).ports
+}
 
 // ---- lifecycle recorder --------------------------------------------------
 

@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/preload"
@@ -74,9 +75,16 @@ func (s *Supervisor) onListenTimeout(w *worker) {
 		s.replacementFailed(sl, "not ready within --listen-timeout")
 		return
 	}
-	s.log.Warn().Str("app", sl.app.name).Int("slot", sl.index).Int("pid", w.pid).Str("listen_timeout", dur(a.ListenTimeout)).
-		Msg("worker did not report ready in time; treating it as ready")
-	s.markReady(w, "listen-timeout")
+	if s.markReady(w, "listen-timeout") {
+		s.log.Warn().Str("app", sl.app.name).Int("slot", sl.index).Int("pid", w.pid).Str("listen_timeout", dur(a.ListenTimeout)).
+			Msg("worker did not report ready in time; treating it as ready")
+		return
+	}
+	if sl.candidate == w && w.alive && s.sys.CheckPorts(w.proc, a.Listeners).HoldsNone {
+		// It will not serve the passed sockets: the replacement failed.
+		s.stop(w, "holds none of the passed sockets")
+		s.replacementFailed(sl, "holds none of the passed sockets")
+	}
 }
 
 func (s *Supervisor) onNodeReady(w *worker) {
@@ -142,14 +150,20 @@ func (s *Supervisor) listensOnAll(w *worker) bool {
 	return true
 }
 
-func (s *Supervisor) markReady(w *worker, how string) {
+// markReady makes w ready, unless it cannot be: it exited already, or it
+// holds none of the sockets gm2-init passed (a server that closed them and
+// bound a port of its own). It reports whether w is ready now.
+func (s *Supervisor) markReady(w *worker, how string) bool {
 	if !w.alive || w.state != status.Starting {
-		return
+		return w.alive && w.state == status.Ready
 	}
 	if s.sys.Exited(w.proc) {
 		// Its exit is queued behind this event: promoting it would stop
 		// the old worker for a replacement that is already dead.
-		return
+		return false
+	}
+	if !s.portsCheckOut(w, how) {
+		return false
 	}
 	w.state = status.Ready
 	w.readyAt, w.readyBy = s.clock.Now(), how
@@ -169,4 +183,29 @@ func (s *Supervisor) markReady(w *worker, how string) {
 		sl.state = status.Ready
 		s.forkReloaded(sl, true)
 	}
+	return true
+}
+
+// portsCheckOut checks, when a worker that was passed listeners says it is
+// ready (or is declared so by a timer), that its process tree holds them,
+// and says what is wrong, once per worker. The Node preload's readiness
+// needs no check: it reports the passed sockets its servers listen on.
+func (s *Supervisor) portsCheckOut(w *worker, how string) bool {
+	a := w.slot.app
+	if len(a.spec.Listeners) == 0 || strings.HasPrefix(how, "preload") {
+		return true
+	}
+	r := s.sys.CheckPorts(w.proc, a.spec.Listeners)
+	if !r.Checked {
+		return true
+	}
+	if !w.portsLogged && (r.Wrong || r.Odd) {
+		w.portsLogged = true
+		ev := s.log.Info()
+		if r.Wrong {
+			ev = s.log.Warn()
+		}
+		ev.Str("app", a.name).Int("slot", w.slot.index).Int("pid", w.pid).Str("server", r.Server).Bool("ready", !r.HoldsNone).Msg(r.Message)
+	}
+	return !r.HoldsNone
 }

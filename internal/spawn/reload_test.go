@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -369,6 +370,31 @@ func TestForkAppReloadStopsThenStarts(t *testing.T) {
 	h.exit(0, next)
 	h.exit(1, h.pid(0))
 	if l := h.lastReload(); l["result"] != "failed: 1 slot(s) not replaced" {
+		t.Errorf("reload %v", l)
+	}
+}
+
+// A replacement that holds none of the passed sockets never replaces the
+// old worker; at --listen-timeout the replacement has failed.
+func TestReplacementHoldingNoSocketFails(t *testing.T) {
+	a := reloadApp(1)
+	a.MaxRestarts = 0
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.sys.procs[cand].ports = PortCheck{Checked: true, HoldsNone: true, Wrong: true, Message: "closed the passed socket"}
+	h.ready(cand)
+	if h.pid(0) != old || len(h.signals(old)) != 0 {
+		t.Fatal("replaced by a worker that holds no passed socket")
+	}
+	h.advance(10 * time.Second)
+	if sigs := h.signals(cand); len(sigs) != 1 {
+		t.Fatalf("candidate got %v", sigs)
+	}
+	if l := h.lastReload(); !strings.HasPrefix(l["result"].(string), "failed") {
 		t.Errorf("reload %v", l)
 	}
 }

@@ -245,3 +245,57 @@ func TestForegroundOnlyForOneWorker(t *testing.T) {
 		}
 	}
 }
+
+// A worker that says READY=1 but holds none of the passed sockets (puma
+// without --bind-to-activated-sockets=only: it closed them and bound a port
+// of its own) is not ready, and the log says why, once.
+func TestWorkerHoldingNoPassedSocketIsNotReady(t *testing.T) {
+	a := testApp("puma", 1)
+	a.WaitReady = true
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	msg := "process 101 (puma) closed the passed socket http (0.0.0.0:8080) and listens on 0.0.0.0:9292: add --bind-to-activated-sockets=only"
+	h.sys.procs[pid].ports = PortCheck{Checked: true, HoldsNone: true, Wrong: true, Odd: true, Message: msg, Server: "puma"}
+	h.ready(pid)
+	h.wantState(0, status.Starting)
+	h.advance(10 * time.Second) // --listen-timeout does not make it ready either
+	h.wantState(0, status.Starting)
+	if l := h.lines(msg); len(l) != 1 || l[0]["level"] != "warn" || l[0]["server"] != "puma" {
+		t.Errorf("log %v", l)
+	}
+	// Once it holds them (a fixed configuration), it is.
+	h.sys.procs[pid].ports = PortCheck{Checked: true}
+	h.ready(pid)
+	h.wantState(0, status.Ready)
+}
+
+// A worker that holds the passed socket but also listens on a port of its
+// own (gunicorn behind a wrapper that did not exec) is ready — the accept
+// queue check of /readyz tells whether it serves — with a warning.
+func TestWorkerWithAPortOfItsOwnIsWarnedAbout(t *testing.T) {
+	a := testApp("sh", 1)
+	a.WaitReady = true
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	h.sys.procs[pid].ports = PortCheck{Checked: true, Wrong: true, Odd: true, Message: "did not exec", Server: "gunicorn"}
+	h.ready(pid)
+	h.wantState(0, status.Ready)
+	if l := h.lines("did not exec"); len(l) != 1 || l[0]["level"] != "warn" {
+		t.Errorf("log %v", l)
+	}
+}
+
+// The preload's readiness needs no check: it reports the passed sockets
+// the app's servers listen on.
+func TestPreloadReadinessIsNotPortChecked(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:3000")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	h.sys.procs[pid].ports = PortCheck{Checked: true, HoldsNone: true, Message: "should not be asked"}
+	h.preload(pid, preload.KindListening, 3)
+	h.wantState(0, status.Ready)
+}

@@ -11,9 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/nodeipc"
+	"github.com/gm2-init/gm2-init/internal/portcheck"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/reaper"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // System is everything the supervisor does to the operating system. The
@@ -53,6 +55,26 @@ type System interface {
 	SignalOthers(sig syscall.Signal, exclude []Proc) bool
 	// Memory returns the resident memory of the worker's tree in bytes.
 	Memory(p Proc) (int64, error)
+	// CheckPorts looks, once the worker says it is ready, at which of the
+	// passed listeners its tree holds and on which ports of its own it
+	// listens (see internal/portcheck).
+	CheckPorts(p Proc, passed []*sockets.Listener) PortCheck
+}
+
+// PortCheck is what CheckPorts found.
+type PortCheck struct {
+	// Checked is false when nothing could be learned (no /proc): the
+	// worker is then taken at its word.
+	Checked bool
+	// HoldsNone: listeners were passed and the tree holds none of them,
+	// so it cannot be serving them: it is not ready.
+	HoldsNone bool
+	// Wrong: something is certainly amiss (a passed socket closed, the
+	// server's default port bound, LISTEN_PID ignored); Odd: something
+	// worth a line (a port of its own next to the passed ones).
+	Wrong, Odd bool
+	Message    string // one line for the log, with the fix for known servers
+	Server     string // the server detected (gunicorn, puma …), "" if unknown
 }
 
 // Proc is a started worker as the System knows it.
@@ -133,6 +155,8 @@ func SelfExecutable(procRoot string) (string, error) {
 type osSystem struct {
 	self string
 	proc string
+	// inodes caches the socket inode of each listener (CheckPorts).
+	inodes map[*sockets.Listener]uint64
 	// noFg: the terminal could not be handed over once; stop trying.
 	noFg bool
 }
@@ -360,6 +384,44 @@ func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 		}
 	}
 	return any
+}
+
+func (o *osSystem) CheckPorts(pr Proc, passed []*sockets.Listener) PortCheck {
+	ls := make([]portcheck.Listener, 0, len(passed))
+	for _, l := range passed {
+		if l.Spec.Network != sockets.TCP && l.Spec.Network != sockets.UDP && l.Spec.Network != sockets.Unix && l.Spec.Network != sockets.Unixgram {
+			continue
+		}
+		ino, err := o.inodeOf(l)
+		if err != nil {
+			continue
+		}
+		ls = append(ls, portcheck.Listener{Name: l.Spec.Name, Addr: l.Bound, Inode: ino})
+	}
+	r := portcheck.Check(o.proc, pr.Pid(), ls)
+	if !r.Checked {
+		return PortCheck{}
+	}
+	return PortCheck{
+		Checked: true, HoldsNone: !r.Ready(), Wrong: r.Wrong(), Odd: !r.OK(),
+		Message: r.Message(), Server: string(r.Server),
+	}
+}
+
+// inodeOf returns (and remembers) the inode of a listener's socket.
+func (o *osSystem) inodeOf(l *sockets.Listener) (uint64, error) {
+	if ino, ok := o.inodes[l]; ok {
+		return ino, nil
+	}
+	ino, err := portcheck.InodeOf(l.File.Fd())
+	if err != nil {
+		return 0, err
+	}
+	if o.inodes == nil {
+		o.inodes = map[*sockets.Listener]uint64{}
+	}
+	o.inodes[l] = ino
+	return ino, nil
 }
 
 func (o *osSystem) Memory(pr Proc) (int64, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // These tests run the real System with real processes: the part of the
@@ -324,5 +325,51 @@ func TestShimEnvRoundTrip(t *testing.T) {
 	// A shim not started by gm2-init (no marks) leaves the environment alone.
 	if got := appEnv([]string{"GOTRACEBACK=none"}); len(got) != 1 {
 		t.Errorf("%q", got)
+	}
+}
+
+// CheckPorts finds whether the worker's tree holds the passed socket.
+func TestCheckPortsOnARealWorker(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	passed := []*sockets.Listener{{Spec: sockets.Spec{Name: "http", Network: sockets.TCP, Addr: ln.Addr().String()}, Bound: ln.Addr().String(), File: f}}
+	for _, c := range []struct {
+		script    string
+		holdsNone bool
+	}{
+		{"echo ok > $OUT; sleep 60", false},
+		{"exec 3>&-; echo ok > $OUT; sleep 60", true},
+	} {
+		out := filepath.Join(t.TempDir(), "out")
+		p, err := o.Start(&StartSpec{Path: "/bin/sh", Argv: []string{"sh", "-c", c.script},
+			Env: append(os.Environ(), "LISTEN_FDS=1", "OUT="+out), Layout: NewLayout([]*os.File{f}, false, false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			if _, err := os.Stat(out); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("worker did not start")
+			}
+		}
+		r := o.CheckPorts(p, passed)
+		if !r.Checked || r.HoldsNone != c.holdsNone {
+			t.Errorf("%q: %+v", c.script, r)
+		}
+		o.Signal(p, unix.SIGKILL)
+		reap(t, p)
+		o.Release(p)
 	}
 }

@@ -112,8 +112,9 @@ type worker struct {
 	// (keys) its servers listen on.
 	hello     bool
 	listening map[string]bool
-	// measured: its memory was checked at least once.
-	measured bool
+	// measured: its memory was checked at least once; portsLogged: what
+	// CheckPorts found was logged.
+	measured, portsLogged bool
 }
 
 // remains is what is left of a worker's tree after the worker exited: the
