@@ -22,7 +22,7 @@ const MaxDuration = 24 * time.Hour
 func ParseDuration(s string) (time.Duration, error) {
 	const accepted = "accepted: a duration such as 500ms, 8s or 1m30s, up to 24h"
 	v := strings.TrimSpace(s)
-	if isDecimal(v) {
+	if IsDecimal(v) {
 		if f, err := strconv.ParseFloat(v, 64); err == nil && f == 0 {
 			return 0, nil
 		}
@@ -47,8 +47,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// isDecimal tells a bare unsigned number: digits with at most one '.'.
-func isDecimal(v string) bool {
+// IsDecimal tells a bare unsigned number: digits with at most one '.' (a
+// duration written without its unit).
+func IsDecimal(v string) bool {
 	digits, dots := 0, 0
 	for _, r := range v {
 		switch {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/echo"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
@@ -62,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer, o clientOptions) int {
 	}
 	cmd, rest := args[0], args[1:]
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "gm2-init %s: %s\n", cmd, oneLine(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "gm2-init %s: %s\n", cmd, echo.Line(fmt.Sprintf(format, a...)))
 		return code
 	}
 	for _, a := range rest {
@@ -225,14 +227,4 @@ func verifyServer(c *net.UnixConn, dir string) error {
 		return fmt.Errorf("directory %s is not private to the server's user (uid %d); not trusted", dir, cred.Uid)
 	}
 	return nil
-}
-
-// oneLine keeps a message from the server on one line.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

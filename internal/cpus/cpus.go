@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/gm2-init/gm2-init/internal/echo"
 )
 
 // Rounding says how a fractional CPU quota becomes a whole number of workers.
@@ -82,9 +84,9 @@ type Result struct {
 // with the leading "/" removed).
 func Detect(fsys fs.FS, affinity int, opt Options) Result {
 	res := detect(fsys, affinity, opt)
-	res.Source = oneLine(res.Source)
+	res.Source = echo.Line(res.Source)
 	for i, w := range res.Warnings {
-		res.Warnings[i] = oneLine(w)
+		res.Warnings[i] = echo.Line(w)
 	}
 	return res
 }
@@ -94,12 +96,6 @@ func cpuCount(n int) string {
 		return "1 CPU"
 	}
 	return fmt.Sprintf("%d CPUs", n)
-}
-
-// oneLine escapes line breaks: cgroup and mount paths are arbitrary bytes,
-// and a path with a newline must not split a log line in two.
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
 }
 
 func detect(fsys fs.FS, affinity int, opt Options) Result {

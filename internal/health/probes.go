@@ -101,7 +101,7 @@ func (s *Server) handleProbe(ctx context.Context, req *request, probe string, ch
 		err := c.run(ctx, snap)
 		if err != nil {
 			failed = append(failed, c.name+": "+err.Error())
-			fmt.Fprintf(&out, "[-]%s failed: %s\n", c.name, oneLine(err.Error()))
+			fmt.Fprintf(&out, "[-]%s failed: %s\n", c.name, singleSpaced(err.Error()))
 		} else if verbose {
 			fmt.Fprintf(&out, "[+]%s ok\n", c.name)
 		}
@@ -145,9 +145,10 @@ func (s *Server) logTransition(probe string, failed []string) {
 	ev.Str("probe", probe).Strs("failed", failed).Msg("probe failing")
 }
 
-// oneLine keeps a reason on its "[-]name failed: reason" line whatever the
-// error text contains.
-func oneLine(s string) string {
+// singleSpaced keeps a reason on its "[-]name failed: reason" line
+// whatever the error text contains, its words joined by single spaces (as
+// kube-apiserver writes them, unlike echo.Line's escapes).
+func singleSpaced(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 

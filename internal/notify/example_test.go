@@ -14,9 +14,10 @@ import (
 	"github.com/gm2-init/gm2-init/internal/notify"
 )
 
-// Example shows the intended wiring: one notify socket for all workers, one
-// IPC channel per Node worker. In gm2-init the receiving loops run in
-// goroutines owned by the supervisor and forward messages to its single
+// Example shows the intended wiring: one notify socket for all workers
+// (Node workers' process.send('ready') arrives on their IPC channel, which
+// internal/nodeipc serves). In gm2-init the receiving loop runs in a
+// goroutine owned by the supervisor and forwards messages to its single
 // state-owning goroutine, which is where isWorker may look at the process
 // table; this sketch does everything in one goroutine.
 func Example() {
@@ -29,21 +30,11 @@ func Example() {
 		log.Printf("notify socket is %s: %v", sock.Env(), why)
 	}
 
-	parent, child, err := notify.NodeChannel()
-	if err != nil {
-		log.Fatal(err)
-	}
-	cmd := exec.Command("node", "app.js")
-	cmd.ExtraFiles = []*os.File{child} // fd 3
+	cmd := exec.Command("gunicorn", "app:app")
 	cmd.Env = append(os.Environ(), notify.EnvNotifySocket+"="+sock.Env())
-	cmd.Env = append(cmd.Env, notify.NodeEnv(3)...)
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
-	child.Close()
-	go func() { // ends at EOF, when the worker is gone, or when parent is closed
-		_ = notify.ReadNode(parent, func() { log.Printf("worker %d is ready", cmd.Process.Pid) })
-	}()
 
 	isWorker := func(pid int) bool { return pid == cmd.Process.Pid }
 	for {

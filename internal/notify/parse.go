@@ -1,17 +1,17 @@
-// Package notify provides the channels through which a worker tells gm2-init
-// that it is ready (--wait-ready): the systemd notify protocol (a unix datagram
-// socket named by NOTIFY_SOCKET) and PM2's Node handshake
-// (process.send('ready') over the IPC channel named by NODE_CHANNEL_FD) — and
-// the same protocol one level up (Parent): what gm2-init tells its own
-// service manager.
+// Package notify speaks the systemd notify protocol: the unix datagram socket
+// named by NOTIFY_SOCKET through which a worker tells gm2-init that it is
+// ready (--wait-ready), and the same protocol one level up (Parent): what
+// gm2-init tells its own service manager. (PM2's Node handshake,
+// process.send('ready'), arrives on the worker's IPC channel, which
+// internal/nodeipc serves.)
 //
 // The package only moves and decodes messages. Deciding which worker a message
 // belongs to, and what "ready" does to a rolling reload, is the supervisor's
 // job: it gets the sender's pid (Message.Pid) and procfs.FindAncestor to map a
 // wrapper's child (`sh -c`, `npm start`) back to the worker it started.
 //
-// Nothing in this package starts a goroutine: Receive, ReadNode and
-// Parent.Watchdog block in the caller's goroutine and are stopped by closing
+// Nothing in this package starts a goroutine: Receive and Parent.Watchdog
+// block in the caller's goroutine and are stopped by closing
 // what they read from or by their context. The one exception is Parent's
 // retry timer, which exists only while a message waits for a busy receiver
 // and is stopped by Parent.Close.
@@ -24,11 +24,10 @@ import (
 	"github.com/gm2-init/gm2-init/internal/procfs"
 )
 
-// Message is one notify datagram or one Node IPC message, already parsed.
+// Message is one notify datagram, already parsed.
 type Message struct {
-	// Pid is the sender's pid from SCM_CREDENTIALS (notify socket), as seen
-	// in gm2-init's pid namespace. It is 0 for Node IPC messages: the
-	// channel itself tells the supervisor which slot spoke.
+	// Pid is the sender's pid from SCM_CREDENTIALS, as seen in gm2-init's
+	// pid namespace.
 	Pid int
 
 	Ready     bool // READY=1

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/gm2-init/gm2-init/internal/echo"
 )
 
 // Ways of loading the preload, as Choice.Mode reports them.
@@ -153,14 +155,14 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 			Node:        node,
 			Version:     v,
 			File:        path,
-			Reason:      oneLine(why[0].Error()),
+			Reason:      reasonLine(why[0].Error()),
 			cleanup:     cleanup,
 		}
 	}
 	if len(dirs) == 0 {
 		why = append(why, errors.New("no directory to write the --require file into"))
 	}
-	return Choice{Mode: ModeOff, Node: node, Reason: oneLine(errors.Join(why...).Error())}
+	return Choice{Mode: ModeOff, Node: node, Reason: reasonLine(errors.Join(why...).Error())}
 }
 
 // findNode returns the node that will run the workers, or "".
@@ -180,11 +182,12 @@ func findNode(command []string) string {
 	return ""
 }
 
-// oneLine keeps a log field on one readable line.
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", "; ")
-	if len(s) > 600 {
-		s = s[:600] + "…"
+// reasonLine keeps node's message, a log field, on one readable line: its
+// lines joined by "; ", what is left escaped (echo.Line), 600 bytes at most.
+func reasonLine(s string) string {
+	s, cut := echo.Clip(echo.Line(strings.ReplaceAll(s, "\n", "; ")), 600)
+	if cut {
+		s += "…"
 	}
 	return s
 }

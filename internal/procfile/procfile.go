@@ -28,7 +28,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/gm2-init/gm2-init/internal/echo"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/sockets"
@@ -72,7 +73,7 @@ func (e *Error) Error() string {
 	if e.Key != "" {
 		parts = append(parts, e.Key)
 	}
-	return oneLine(strings.Join(append(parts, e.Msg), ": "))
+	return echo.Line(strings.Join(append(parts, e.Msg), ": "))
 }
 
 // Warning is one key gm2-init does not use, with the apps that have it and
@@ -89,7 +90,7 @@ func (w Warning) String() string {
 	if len(w.Apps) > 0 {
 		s += " (" + strings.Join(w.Apps, ", ") + ")"
 	}
-	return oneLine(s + ": " + w.Msg)
+	return echo.Line(s + ": " + w.Msg)
 }
 
 // ParseOnly splits --only's value at commas and blanks, as PM2 splits it.
@@ -369,26 +370,6 @@ func (l *loader) checkListen(apps []appspec.App) error {
 		}
 	}
 	return nil
-}
-
-// oneLine escapes what would break a message over lines or garble a
-// terminal: control characters and invalid UTF-8.
-func oneLine(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsPrint(r) || r == ' ':
-			b.WriteRune(r)
-		default:
-			q := fmt.Sprintf("%q", string(r))
-			b.WriteString(q[1 : len(q)-1])
-		}
-		i += size
-	}
-	return b.String()
 }
 
 // exists reports whether a path exists (for messages about cwd and script).

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
 )
 
 // describe renders a value of the tree for a message: strings quoted,
@@ -92,7 +94,7 @@ func asDuration(v any, least time.Duration) (time.Duration, error) {
 		d = time.Duration(f * float64(time.Millisecond))
 	case string:
 		s := strings.TrimSpace(x)
-		if f, err := strconv.ParseFloat(s, 64); err == nil && isDigits(s) {
+		if f, err := strconv.ParseFloat(s, 64); err == nil && appspec.IsDecimal(s) {
 			if f > float64(math.MaxInt64/int64(time.Millisecond)) {
 				return 0, invalid(v, durationAccepted)
 			}
@@ -110,22 +112,6 @@ func asDuration(v any, least time.Duration) (time.Duration, error) {
 		return 0, invalid(v, fmt.Sprintf("at least %v; %s", least, durationAccepted))
 	}
 	return d, nil
-}
-
-// isDigits tells a plain unsigned decimal: digits with at most one '.'.
-func isDigits(s string) bool {
-	digits, dots := 0, 0
-	for _, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			digits++
-		case r == '.':
-			dots++
-		default:
-			return false
-		}
-	}
-	return digits > 0 && dots <= 1
 }
 
 const sizeAccepted = "bytes as a number, or a number with K, M or G (300M, 1.5G; PM2's units, 1024-based)"
@@ -157,7 +143,7 @@ func asSize(v any) (int64, error) {
 			mult, u = 1<<30, u[:n-1]
 		}
 	}
-	if !isDigits(u) {
+	if !appspec.IsDecimal(u) {
 		return 0, invalid(v, sizeAccepted)
 	}
 	f, err := strconv.ParseFloat(u, 64)

@@ -1,20 +1,7 @@
 package procfs
 
-import "fmt"
-
 // StatOf reads procRoot/<pid>/stat and parses it in full.
-func StatOf(procRoot string, pid int) (Stat, error) {
-	_, path := pidPath(nil, procRoot, pid, "stat")
-	data, err := readFile(path, nil, maxStatSize)
-	if err != nil {
-		return Stat{}, err
-	}
-	st, err := parseStat(data, true)
-	if err != nil {
-		return Stat{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return st, nil
-}
+func StatOf(procRoot string, pid int) (Stat, error) { return readStat(procRoot, pid, nil, true) }
 
 // Member names one process for as long as it lives: a pid reused by a later
 // process has another start time.

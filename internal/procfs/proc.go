@@ -61,21 +61,22 @@ func ParentPid(procRoot string, pid int) (int, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("parent of pid %d: not a pid", pid)
 	}
-	st, err := readStat(procRoot, pid, nil)
+	st, err := readStat(procRoot, pid, nil, false)
 	if err != nil {
 		return 0, fmt.Errorf("parent of pid %d: %w", pid, err)
 	}
 	return st.PPid, nil
 }
 
-// readStat reads and parses (not in full) procRoot/<pid>/stat, using buf.
-func readStat(procRoot string, pid int, buf []byte) (Stat, error) {
+// readStat reads and parses procRoot/<pid>/stat, using buf: in full, or
+// only up to pgrp (all an ancestor walk or a scan needs).
+func readStat(procRoot string, pid int, buf []byte, full bool) (Stat, error) {
 	_, path := pidPath(nil, procRoot, pid, "stat")
 	data, err := readFile(path, buf, maxStatSize)
 	if err != nil {
 		return Stat{}, err
 	}
-	st, err := parseStat(data, false)
+	st, err := parseStat(data, full)
 	if err != nil {
 		return Stat{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -143,7 +144,7 @@ func scanStats(procRoot string, each func(pid int, st Stat)) {
 	})
 	buf := make([]byte, 0, 512)
 	for _, p := range pids {
-		if st, err := readStat(procRoot, p, buf); err == nil {
+		if st, err := readStat(procRoot, p, buf, false); err == nil {
 			each(p, st)
 		}
 	}
