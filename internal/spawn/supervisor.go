@@ -60,19 +60,14 @@ type Supervisor struct {
 	// reloadWaiters are the `gm2-init reload` commands waiting for passes.
 	reloadWaiters []*reloadWaiter
 	// spoofed rate-limits the warning about notify messages from
-	// processes that are no workers.
-	spoofed map[int]*spoofCount
+	// processes that are no workers; spoofTimer reports the count a
+	// flood that stopped left held back.
+	spoofed    *notify.Limiter
+	spoofTimer Timer
 
 	// afterEvent, when set (tests), runs after every event once the
 	// supervisor has settled.
 	afterEvent func()
-}
-
-// spoofCount counts dropped notify messages of one sender since its last
-// warning.
-type spoofCount struct {
-	last    time.Time
-	dropped int
 }
 
 // New prepares a supervisor; nothing is started before Run (or, in tests,
@@ -102,7 +97,7 @@ func New(opt Options) *Supervisor {
 	if s.opt.MemoryCheckInterval <= 0 {
 		s.opt.MemoryCheckInterval = 30 * time.Second
 	}
-	s.spoofed = map[int]*spoofCount{}
+	s.spoofed = notify.NewLimiter(spoofInterval, 0)
 	s.down.exitCode = -1
 	s.counters.Reloads = map[string]uint64{"ok": 0, "failed": 0}
 	s.startedAt = s.clock.Now()
@@ -333,30 +328,31 @@ func (s *Supervisor) onNotify(m notify.Message) {
 }
 
 // warnSpoof logs a dropped notify message: the first of a sender at once,
-// then at most one line per spoofInterval with the count since.
+// then at most one line per spoofInterval with the count since (see
+// notify.Limiter); a flood that stopped has its count logged at the end of
+// its interval.
 func (s *Supervisor) warnSpoof(pid int) {
-	now := s.clock.Now()
-	c := s.spoofed[pid]
-	if c == nil {
-		if len(s.spoofed) >= 256 {
-			for p, o := range s.spoofed {
-				if now.Sub(o.last) > spoofInterval {
-					delete(s.spoofed, p)
-				}
-			}
-		}
-		if len(s.spoofed) >= 256 {
-			return // a flood from many pids: the warnings already said so
-		}
-		c = &spoofCount{}
-		s.spoofed[pid] = c
-	} else if now.Sub(c.last) < spoofInterval {
-		c.dropped++
-		return
+	if r, ok := s.spoofed.Note(pid, s.clock.Now()); ok {
+		s.logSpoof(r)
 	}
-	s.log.Warn().Int("sender_pid", pid).Int("dropped_since_last_warning", c.dropped).
+	if due, ok := s.spoofed.Due(); ok && s.spoofTimer == nil {
+		s.spoofTimer = s.clock.AfterFunc(due.Sub(s.clock.Now()), s.flushSpoof)
+	}
+}
+
+func (s *Supervisor) flushSpoof() {
+	s.spoofTimer = nil
+	for _, r := range s.spoofed.Flush(s.clock.Now()) {
+		s.logSpoof(r)
+	}
+	if due, ok := s.spoofed.Due(); ok {
+		s.spoofTimer = s.clock.AfterFunc(due.Sub(s.clock.Now()), s.flushSpoof)
+	}
+}
+
+func (s *Supervisor) logSpoof(r notify.Report) {
+	s.log.Warn().Int("sender_pid", r.Sender).Uint64("datagrams", r.Count).
 		Msg("notify message from a process that is not a worker nor a descendant of one; dropped")
-	c.last, c.dropped = now, 0
 }
 
 func (s *Supervisor) onSignal(sig os.Signal) {
