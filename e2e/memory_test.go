@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -207,6 +208,72 @@ func TestMemoryLimitBelowBaselineBacksOff(t *testing.T) {
 	}
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// TestReadmeMaxMemoryRestartCommand runs the command of the README's
+// --max-memory-restart section exactly as written — gm2-init from PATH,
+// `node server.js` in the working directory — with the environment only
+// choosing what the command leaves open: the app's PORT, a free health
+// address, and a 1 s check interval instead of 30 s. server.js is a Node
+// app whose first worker of slot 1 leaks 40 MiB a second: past 300M it is
+// replaced by a new worker in slot 1, which is ready before the old one is
+// stopped, and the replacement is counted.
+func TestReadmeMaxMemoryRestartCommand(t *testing.T) {
+	needNode(t)
+	t.Parallel()
+	cmds := readmeCommands(t, "## Memory limit per worker: `--max-memory-restart`")
+	const want = "gm2-init -i 2 --max-memory-restart 300M -- node server.js"
+	if len(cmds) != 1 || cmds[0] != want {
+		t.Fatalf("README commands %q: update this test with them", cmds)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bins.init, filepath.Join(bin, "gm2-init")); err != nil {
+		t.Fatal(err)
+	}
+	app, err := os.ReadFile(repoPath(t, "e2e/testdata/node/leak.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.js"), app, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	env := []string{"PORT=" + strconv.Itoa(port), "HOST=127.0.0.1", "GM2_HEALTH_ADDR=127.0.0.1:0", "GM2_MEMORY_CHECK_INTERVAL=1s",
+		"LEAK_SLOT=1", "LEAK_MB=40", "LEAK_MAX_MB=400", "LEAK_ONCE=" + filepath.Join(dir, "leaked")}
+	argv := append(namespaceCmd(t), "sh", "-c", `cd "$1" && PATH="$2:$PATH" && exec `+want, "sh", dir, bin)
+	in := startInitArgv(t, env, argv)
+	health := in.HealthAddr()
+	in.WaitReady(2, nodeTimeout)
+	before, _ := memoryStatus(t, health)
+
+	over, pos := in.WaitLog(nodeTimeout, 0, memoryOverMsg, nil)
+	if over.int("slot") != 1 || over.int("pid") != before[1] || over.int("limit_bytes") != 300<<20 || over.int("rss_bytes") <= 300<<20 {
+		t.Fatalf("replacement line %v: want slot 1, pid %d, limit_bytes %d and rss_bytes above it", over, before[1], 300<<20)
+	}
+	started, _ := in.WaitLog(10*time.Second, pos, "worker started", func(l logLine) bool { return l.int("slot") == 1 })
+	_, readyAt := in.WaitLog(nodeTimeout, pos, "worker ready", func(l logLine) bool { return l.int("pid") == started.int("pid") })
+	stopping, stopAt := in.WaitLog(10*time.Second, pos, "stopping worker", func(l logLine) bool { return l.int("pid") == before[1] })
+	if stopAt < readyAt || stopping.str("why") != "replaced (memory)" {
+		t.Fatalf("old worker stopped (%v) before its replacement was ready, or for another reason", stopping)
+	}
+	in.WaitLog(nodeTimeout, stopAt, "worker exited", func(l logLine) bool { return l.int("pid") == before[1] })
+	after, n := memoryStatus(t, health)
+	if after[1] != started.int("pid") || after[0] != before[0] || n != 1 {
+		t.Errorf("after: pids %v (before %v), memory restarts %d; want slot 1 on pid %d, slot 0 untouched, 1 restart",
+			after, before, n, started.int("pid"))
+	}
+	if code, body, err := httpGet(addr, "/"); code != 200 || err != nil {
+		t.Errorf("GET / after the replacement: %d %v %s", code, err, body)
+	}
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit status %d", code)
 	}
 }
