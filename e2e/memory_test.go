@@ -277,3 +277,57 @@ func TestReadmeMaxMemoryRestartCommand(t *testing.T) {
 		t.Fatalf("exit status %d", code)
 	}
 }
+
+// TestForkAppMemoryRestartStopsThenStarts: a fork-mode app of a process file
+// (exec_mode "fork", as the example's queue worker) binds its own port, so
+// a second worker next to it could not start. Past its max_memory_restart
+// it is stopped first, then started again once it has exited: no worker
+// starts while the old one runs, and the restart is counted once the new
+// one is ready.
+func TestForkAppMemoryRestartStopsThenStarts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	port := freePort(t)
+	file := filepath.Join(dir, "ecosystem.json")
+	procfile := map[string]any{"apps": []map[string]any{{
+		"name": "queue", "script": bins.worker, "exec_mode": "fork", "max_memory_restart": "48M", "wait_ready": true,
+		"env": map[string]string{"TW_PORT": strconv.Itoa(port), "TW_GROW_MB": "16", "TW_GROW_ONCE": filepath.Join(dir, "grown")},
+	}}}
+	b, err := json.Marshal(procfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := startInit(t, nil, "--health-addr", "127.0.0.1:0", "--memory-check-interval", "1s", "--config", file)
+	health := in.HealthAddr()
+	in.WaitReady(1, 20*time.Second)
+	before, _ := memoryStatus(t, health)
+
+	over, pos := in.WaitLog(60*time.Second, 0, "worker over --max-memory-restart; restarting it (fork mode: stopped, then started again)", nil)
+	if over.int("pid") != before[0] || over.int("limit_bytes") != 48<<20 || over.int("rss_bytes") <= 48<<20 {
+		t.Fatalf("restart line %v: want pid %d, limit_bytes %d and rss_bytes above it", over, before[0], 48<<20)
+	}
+	_, exitAt := in.WaitLog(20*time.Second, pos, "worker exited", func(l logLine) bool { return l.int("pid") == before[0] })
+	started, startAt := in.WaitLog(20*time.Second, pos, "worker started", nil)
+	if startAt < exitAt {
+		t.Fatalf("worker %d started before the old one (%d) exited", started.int("pid"), before[0])
+	}
+	in.WaitLog(20*time.Second, startAt, "worker ready", func(l logLine) bool { return l.int("pid") == started.int("pid") })
+	if n := in.CountLog("memory replacement failed before ready; the old worker keeps serving"); n != 0 {
+		t.Errorf("%d failed replacements: a worker was started next to the old one", n)
+	}
+	// /status is answered by the supervisor's loop once the event that
+	// logged "worker ready" is over: the counter is up to date.
+	if after, n := memoryStatus(t, health); n != 1 || after[0] != started.int("pid") {
+		t.Errorf("after: pids %v, memory restarts %d; want pid %d and 1 restart", after, n, started.int("pid"))
+	}
+	if code, body, err := httpGet("127.0.0.1:"+strconv.Itoa(port), "/"); code != 200 || err != nil {
+		t.Errorf("GET / on the fork app's own port after its restart: %d %v %s", code, err, body)
+	}
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
