@@ -243,7 +243,8 @@ func footprintSection(b *strings.Builder, f *FootprintResult, r *Results) []targ
 	w("Context switches of all the init's threads (voluntary + involuntary, summed over `/proc/PID/task/*/status`)\n")
 	w("and CPU time (`/proc/PID/task/*/schedstat`) over a %.0f s window with 2 idle workers, no probes, no\n", r.Params.IdleWindow)
 	w("load; same processes and same window as the footprint above. `--max-memory-restart` adds one timer, a check\n")
-	w("every `--memory-check-interval` (30 s): about 0.03 wakeups/s more, so a %.0f s window holds %d check(s).\n\n", r.Params.IdleWindow, int(r.Params.IdleWindow/30))
+	w("every `--memory-check-interval` (30 s) costing a few context switches (the timer, the supervisor's loop):\n")
+	w("under 0.1 wakeups/s more; a %.0f s window holds %d check(s).\n\n", r.Params.IdleWindow, int(r.Params.IdleWindow/30))
 	w("| init | wakeups/s | CPU %% | context switches in the window |\n|---|---|---|---|\n")
 	sw := func(s FootprintSample) float64 { return s.SwitchesPerSec }
 	cpu := func(s FootprintSample) float64 { return s.CPUPercent }
