@@ -214,9 +214,12 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 	for i, a := range p.apps {
 		sum += uint64(a.MaxMemory) * uint64(p.counts[i].N)
 	}
-	ev := log.Info().Str("source", lim.Source)
+	ev := log.Info().Str("source", lim.Source).Int("instances", p.total())
 	if lim.Limited {
 		ev = ev.Str("limit", bytesize.Format(int64(min(lim.Bytes, 1<<62))))
+	}
+	if sum > 0 {
+		ev = ev.Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62))))
 	}
 	ev.Msg("memory limit")
 	if lim.Limited && sum > lim.Bytes {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,13 +162,7 @@ func TestWorkerUsageThroughShell(t *testing.T) {
 			}
 		}
 	}
-	if promtool, err := exec.LookPath("promtool"); err == nil {
-		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = strings.NewReader(metrics)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("promtool check metrics: %v\n%s", err, out)
-		}
-	}
+	checkPromtool(t, metrics)
 }
 
 // seriesValue finds the sample of family whose labels contain label.

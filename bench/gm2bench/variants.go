@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -31,6 +32,13 @@ func (e *Env) nodeVariant(name string, n int) variant {
 		// The app calls listen(PORT); the preload hands it the socket.
 		v.health = "127.0.0.1:" + strconv.Itoa(freePort())
 		v.argv = []string{e.GM2, "-i", ns, "--listen", v.addr, "--health-addr", v.health, "--", e.Node, e.Hello}
+		v.env = []string{"PORT=" + strconv.Itoa(port)}
+	case "gm2-init/max-memory":
+		// As gm2-init, with a memory limit the workers never reach: what
+		// the flag costs at rest is its check every 30 s (the default
+		// --memory-check-interval).
+		v.health = "127.0.0.1:" + strconv.Itoa(freePort())
+		v.argv = []string{e.GM2, "-i", ns, "--listen", v.addr, "--health-addr", v.health, "--max-memory-restart", "1G", "--", e.Node, e.Hello}
 		v.env = []string{"PORT=" + strconv.Itoa(port)}
 	case "gm2-init/on-demand":
 		// No --listen: the app's listen(PORT, HOST) asks gm2-init, its
@@ -66,7 +74,8 @@ func (e *Env) nodeVariant(name string, n int) variant {
 
 // launch starts v and waits until n distinct workers have answered.
 func (e *Env) launch(v variant, n int, logName string) (*Proc, error) {
-	p, err := start(v.name, v.argv, v.env, e.Root, filepath.Join(e.Logs, logName+".log"))
+	// A variant's name may hold a "/" (gm2-init/on-demand): not a directory.
+	p, err := start(v.name, v.argv, v.env, e.Root, filepath.Join(e.Logs, strings.ReplaceAll(logName, "/", "-")+".log"))
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,9 @@
 //	                       gm2-init created); combine with TW_IGNORE_TERM
 //	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
 //	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
+//	TW_GROW_MB=N           then allocate and touch N MiB more every second, for as long as it
+//	                       runs (a leak); with TW_GROW_SLOT=N only the worker of that slot does,
+//	                       with TW_GROW_ONCE=FILE only the first worker that creates FILE
 package main
 
 import (
@@ -167,6 +170,34 @@ func escape() {
 // held keeps TW_ALLOC_MB's memory reachable for the worker's whole life.
 var held []byte
 
+// firstToClaim creates file and reports whether this process did ("" is
+// always claimed): of the workers given the same file, one only gets true.
+func firstToClaim(file string) bool {
+	if file == "" {
+		return true
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// leak allocates and touches mb MiB every second, keeping every block
+// reachable: resident memory that grows until the worker is stopped. The
+// goroutine ends with the process.
+func leak(mb int) {
+	var blocks [][]byte
+	for range time.Tick(time.Second) {
+		b := make([]byte, mb<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		blocks = append(blocks, b)
+	}
+}
+
 func serve() {
 	if code := os.Getenv("TW_CRASH"); code != "" {
 		n, _ := strconv.Atoi(code)
@@ -217,6 +248,11 @@ func serve() {
 		held = make([]byte, n<<20)
 		for i := 0; i < len(held); i += 4096 {
 			held[i] = 1
+		}
+	}
+	if n, _ := strconv.Atoi(os.Getenv("TW_GROW_MB")); n > 0 {
+		if slot, ok := os.LookupEnv("TW_GROW_SLOT"); (!ok || slot == os.Getenv("GM2_INSTANCE")) && firstToClaim(os.Getenv("TW_GROW_ONCE")) {
+			go leak(n)
 		}
 	}
 	var ln net.Listener

@@ -165,6 +165,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 	}
 	e.counter("gm2_orphans_reaped_total", "Orphaned processes (not workers) reaped by gm2-init as PID 1.", formatUint(snap.Counters.OrphansReaped))
 	e.counter("gm2_workers_started_total", "Worker processes started, first starts, restarts and reloads included.", formatUint(snap.Counters.WorkersStarted))
+	e.counter("gm2_memory_restarts_total", "Workers replaced for using more memory than --max-memory-restart (new worker first, then the old one stops).", formatUint(snap.Counters.MemoryRestarts))
 
 	writeWorkerUsage(e, snap, trees)
 

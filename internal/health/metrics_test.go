@@ -382,6 +382,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`gm2_reloads_total{result="failed"} 0`,
 		`gm2_orphans_reaped_total 7`,
 		`gm2_workers_started_total 4`,
+		`gm2_memory_restarts_total 3`,
 	}
 	for _, st := range status.AllStates {
 		if st != status.Ready && st != status.Errored {

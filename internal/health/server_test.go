@@ -156,7 +156,7 @@ func healthySnapshot() *status.Snapshot {
 				Workers: []status.Worker{{Pid: 102, State: status.Ready, Generation: 1, StartedAt: start.Add(30 * time.Second)}}},
 		},
 		Reload:   status.Reload{Generation: 1, LastResult: "ok"},
-		Counters: status.Counters{Restarts: 2, Reloads: map[string]uint64{"ok": 1}, OrphansReaped: 7, WorkersStarted: 4},
+		Counters: status.Counters{Restarts: 2, Reloads: map[string]uint64{"ok": 1}, OrphansReaped: 7, WorkersStarted: 4, MemoryRestarts: 3},
 	}
 }
 
@@ -485,6 +485,7 @@ func TestStatusJSON(t *testing.T) {
 			Reloads  map[string]uint64 `json:"reloads_total"`
 			Orphans  *uint64           `json:"orphans_reaped_total"`
 			Started  *uint64           `json:"workers_started_total"`
+			Memory   *uint64           `json:"memory_restarts_total"`
 		} `json:"counters"`
 		SlotsByState map[string]int `json:"slots_by_state"`
 		Errored      []int          `json:"errored_slots"`
@@ -525,7 +526,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("reload wrong: %+v", v.Reload)
 	}
 	if v.Counters.Restarts == nil || *v.Counters.Restarts != 2 || v.Counters.Orphans == nil || *v.Counters.Orphans != 7 ||
-		v.Counters.Started == nil || *v.Counters.Started != 4 {
+		v.Counters.Started == nil || *v.Counters.Started != 4 || v.Counters.Memory == nil || *v.Counters.Memory != 3 {
 		t.Errorf("counters wrong: %+v", v.Counters)
 	}
 	if got, ok := v.Counters.Reloads["failed"]; !ok || got != 0 || v.Counters.Reloads["ok"] != 1 {

@@ -107,6 +107,7 @@ type countersView struct {
 	Reloads        map[string]uint64 `json:"reloads_total"`
 	OrphansReaped  uint64            `json:"orphans_reaped_total"`
 	WorkersStarted uint64            `json:"workers_started_total"`
+	MemoryRestarts uint64            `json:"memory_restarts_total"`
 }
 
 // uptime is the time since t in seconds, rounded to the millisecond; 0 for a
@@ -136,6 +137,7 @@ func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.
 			Reloads:        reloadCounts(snap.Counters.Reloads),
 			OrphansReaped:  snap.Counters.OrphansReaped,
 			WorkersStarted: snap.Counters.WorkersStarted,
+			MemoryRestarts: snap.Counters.MemoryRestarts,
 		},
 		States:  make(map[string]int, len(status.AllStates)),
 		Errored: snap.ErroredSlots(),

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -138,5 +139,133 @@ func TestMemoryTimerStopsAtShutdown(t *testing.T) {
 	h.signal(sigTERM)
 	if h.s.memTimer != nil {
 		t.Error("memory timer left running")
+	}
+}
+
+// checkUntilReplaced runs memory checks until slot i's replacement starts
+// (a candidate, or the fork-mode stop), at most n of them; it reports
+// whether one started.
+func (h *harness) checkUntilReplaced(i int, n int) bool {
+	h.t.Helper()
+	for range n {
+		h.advance(30 * time.Second)
+		if sl := h.slot(i); sl.candidate != nil || sl.replacing != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// A fork-mode app shares nothing: a new worker next to the old one would
+// find the app's own ports taken, or run a queue consumer twice. Over the
+// limit, its worker is stopped, then started again, as PM2 does (and as its
+// reload does).
+func TestForkModeMemoryRestartStopsThenStarts(t *testing.T) {
+	a := memoryApp(1)
+	a.ExecMode = appspec.Fork
+	h := newHarness(t, Options{Apps: []App{a}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.advance(time.Minute)
+	old := h.pid(0)
+	h.sys.procs[old].memory = 400 << 20
+	h.advance(30 * time.Second)
+	if h.slot(0).candidate != nil || len(h.started()) != 1 {
+		t.Fatalf("a fork-mode worker got a replacement next to it (started %v)", h.started())
+	}
+	if sigs := h.signals(old); len(sigs) != 1 || sigs[0] != sigTERM {
+		t.Fatalf("old worker got %v, want SIGTERM", sigs)
+	}
+	l := h.lines("worker over --max-memory-restart; restarting it (fork mode: stopped, then started again)")
+	if len(l) != 1 || l[0]["rss_bytes"] != float64(400<<20) || l[0]["limit_bytes"] != float64(300<<20) {
+		t.Fatalf("log %v", l)
+	}
+	h.advance(30 * time.Second) // a check while the old one drains: nothing
+	if len(h.started()) != 1 {
+		t.Fatalf("started %v while the old worker drains", h.started())
+	}
+	h.exit(-int(sigTERM), old)
+	next := h.pid(0)
+	if next == old {
+		t.Fatal("not started again")
+	}
+	h.ready(next)
+	h.wantState(0, status.Ready)
+	if n := h.snapshot().Counters.MemoryRestarts; n != 1 {
+		t.Errorf("memory restarts %d, want 1", n)
+	}
+	if h.slot(0).replacing != "" {
+		t.Errorf("slot still replacing %q", h.slot(0).replacing)
+	}
+	// The slot is watched again: its next worker, once it grows past the
+	// limit, is restarted too.
+	h.sys.procs[next].memory = 100 << 20
+	h.advance(30 * time.Second)
+	h.sys.procs[next].memory = 400 << 20
+	if !h.checkUntilReplaced(0, 2) || len(h.signals(next)) != 1 {
+		t.Fatalf("the next worker over the limit was not restarted: signals %v", h.signals(next))
+	}
+}
+
+// A reload that arrives while a fork-mode worker is being restarted for its
+// memory waits for the old worker to be gone too, and counts the worker
+// started next as its own.
+func TestReloadDuringForkMemoryRestart(t *testing.T) {
+	a := memoryApp(1)
+	a.ExecMode = appspec.Fork
+	h := newHarness(t, Options{Apps: []App{a}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.advance(time.Minute)
+	old := h.pid(0)
+	h.sys.procs[old].memory = 400 << 20
+	h.advance(30 * time.Second)
+	h.signal(sigHUP)
+	if len(h.started()) != 1 {
+		t.Fatalf("started %v next to the draining fork-mode worker", h.started())
+	}
+	h.exit(-int(sigTERM), old)
+	next := h.pid(0)
+	h.ready(next)
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
+		t.Errorf("reload %v", l)
+	}
+	if len(h.started()) != 2 {
+		t.Errorf("started %v, want the old and one new worker", h.started())
+	}
+}
+
+// The backoff earned by fresh workers over the limit at their first check
+// ends with the first fresh worker that is under it: that worker is
+// measured at its first check whatever the backoff, and once it grows past
+// the limit it is replaced at the next check, as any worker that grew.
+func TestMemoryBackoffEndsWithAWorkerUnderTheLimit(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{memoryApp(1)}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.sys.procs[h.pid(0)].memory = 500 << 20
+	for i := range 3 {
+		if !h.checkUntilReplaced(0, 40) {
+			t.Fatalf("replacement %d never started", i+1)
+		}
+		old, cand := h.pid(0), h.candidatePid(0)
+		if i < 2 {
+			h.sys.procs[cand].memory = 500 << 20 // over the limit from the start
+		} else {
+			h.sys.procs[cand].memory = 100 << 20 // this one is fine
+		}
+		h.ready(cand)
+		h.exit(-int(sigTERM), old)
+	}
+	if n := h.count("worker is over --max-memory-restart right after it starts: the limit is below the app's baseline; raise it"); n != 1 {
+		t.Fatalf("%d baseline warnings after 3 fresh workers over the limit, want 1", n)
+	}
+	w := h.pid(0)
+	h.advance(30 * time.Second) // its first check: under the limit
+	h.sys.procs[w].memory = 400 << 20
+	h.advance(30 * time.Second)
+	if h.slot(0).candidate == nil {
+		t.Fatal("a worker that grew past the limit waits out the backoff of the fresh workers before it")
+	}
+	l := h.lines("worker over --max-memory-restart; replacing it (new worker first, then the old one stops)")
+	if last := l[len(l)-1]; last["pid"] != float64(w) {
+		t.Errorf("last replacement %v, want pid %d", last, w)
 	}
 }

@@ -102,9 +102,10 @@ func (s *Supervisor) pumpReload(a *app) {
 			// would find the app's own ports taken. Stop, then start.
 			sl.replacing, sl.replaceAttempts, sl.restartAfterStop = replaceReload, 0, true
 			s.stop(sl.current, "reload (fork mode: stopped, then started again)")
-		case sl.candidate != nil:
-			// A memory replacement is under way: it starts the new code
-			// too, so the pass takes it over.
+		case sl.candidate != nil, sl.restartAfterStop:
+			// A memory replacement is under way (a candidate, or a
+			// fork-mode worker stopped to start again): it starts the new
+			// code too, so the pass takes it over.
 			sl.replacing, sl.replaceAttempts = replaceReload, 0
 		default:
 			sl.replaceAttempts = 0
@@ -159,19 +160,30 @@ func (s *Supervisor) promote(sl *slot) {
 	}
 }
 
-// forkReloaded ends the reload of a fork-mode slot: its new worker is
-// ready (ok), or ended before (not replaced).
+// forkReloaded ends the reload or the memory restart of a fork-mode slot:
+// its new worker is ready (ok), or ended before (not replaced).
 func (s *Supervisor) forkReloaded(sl *slot, ok bool) {
-	if sl.replacing != replaceReload || sl.restartAfterStop {
+	if sl.restartAfterStop {
 		return
 	}
-	sl.replacing = ""
-	if ok {
-		sl.app.reload.replaced++
-	} else {
-		sl.app.reload.unreplaced++
+	switch sl.replacing {
+	case replaceReload:
+		sl.replacing = ""
+		if ok {
+			sl.app.reload.replaced++
+		} else {
+			sl.app.reload.unreplaced++
+		}
+		s.pumpReload(sl.app)
+	case replaceMemory:
+		// A fork-mode memory restart: done once the new worker is ready.
+		// One that ends before is a crash, restarted with backoff.
+		sl.replacing = ""
+		if ok {
+			s.counters.MemoryRestarts++
+			sl.memFailures = 0
+		}
 	}
-	s.pumpReload(sl.app)
 }
 
 // replacementFailed handles a candidate that exited, could not start, or
@@ -290,14 +302,28 @@ func (s *Supervisor) memoryLimited() bool {
 
 // onMemoryCheck measures the workers of every app with a memory limit and
 // replaces, the reload way, those over it — at most --reload-batch of an
-// app at a time, and never a slot being reloaded.
+// app at a time, and never a slot being reloaded. A fork-mode worker is
+// stopped, then started again: fork mode shares nothing, so a new worker
+// next to the old one would find the app's own ports taken (or run a queue
+// consumer twice).
+//
+// Backoff: a worker already over the limit at its first check (the limit is
+// below what the app needs to run) is replaced after 2, 4, … 32 intervals
+// instead of one, and the third in a row brings a warning. A worker is
+// measured at every check, backoff or not, so that its first reading comes
+// within one interval of its start: a fresh worker under the limit ends the
+// backoff, and if it later grows past the limit it is replaced at the next
+// check like any worker that grew.
 func (s *Supervisor) onMemoryCheck() {
 	s.memTimer = nil
 	if s.down.active {
 		return
 	}
-	s.memTimer = s.clock.AfterFunc(s.opt.MemoryCheckInterval, s.onMemoryCheck)
+	// Read before the next check is armed: a backoff of k intervals from
+	// now has then always passed at the k-th check from now, whatever the
+	// timer's latency.
 	now := s.clock.Now()
+	s.memTimer = s.clock.AfterFunc(s.opt.MemoryCheckInterval, s.onMemoryCheck)
 	for _, a := range s.apps {
 		limit := a.spec.MaxMemory
 		if limit <= 0 || a.reload.inProgress {
@@ -305,40 +331,48 @@ func (s *Supervisor) onMemoryCheck() {
 		}
 		busy := a.replacing(replaceMemory)
 		for _, sl := range a.slots {
-			w := sl.current
 			if busy >= a.spec.ReloadBatch {
 				break
 			}
-			if w == nil || w.state != status.Ready || sl.candidate != nil || sl.replacing != "" || sl.retiring || now.Before(sl.memNotBefore) {
+			w := sl.current
+			if w == nil || w.state != status.Ready || sl.candidate != nil || sl.replacing != "" || sl.retiring {
 				continue
 			}
 			rss, err := s.sys.Memory(w.proc)
-			first := !w.measured
-			w.measured = true
-			if err != nil || rss <= limit {
-				if first {
-					sl.memStreak, sl.memWarned = 0, false
-				}
+			if err != nil {
 				continue
 			}
-			// Over the limit at its first check: the limit is below what
-			// the app needs to run. Back off, and say so once.
-			if first {
-				sl.memStreak++
-			} else {
-				sl.memStreak = 0
+			if !w.measured {
+				w.measured = true
+				if rss <= limit {
+					sl.memStreak, sl.memWarned, sl.memNotBefore = 0, false, time.Time{}
+				} else {
+					sl.memStreak++
+				}
 			}
+			if rss <= limit || now.Before(sl.memNotBefore) {
+				continue
+			}
+			// memStreak > 0: this worker was over the limit at its first
+			// check, as the ones before it.
 			if sl.memStreak >= 3 && !sl.memWarned {
 				sl.memWarned = true
 				s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
 					Msg("worker is over --max-memory-restart right after it starts: the limit is below the app's baseline; raise it")
 			}
-			sl.memNotBefore = now.Add(s.opt.MemoryCheckInterval * time.Duration(1<<min(sl.memStreak, 5)))
+			sl.memNotBefore = now.Add(s.opt.MemoryCheckInterval << min(sl.memStreak, 5))
+			sl.replaceAttempts = 0
+			busy++
+			if a.spec.ExecMode == appspec.Fork {
+				s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int("pid", w.pid).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
+					Msg("worker over --max-memory-restart; restarting it (fork mode: stopped, then started again)")
+				sl.replacing, sl.restartAfterStop = replaceMemory, true
+				s.stop(w, "over --max-memory-restart (fork mode: stopped, then started again)")
+				continue
+			}
 			s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int("pid", w.pid).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
 				Msg("worker over --max-memory-restart; replacing it (new worker first, then the old one stops)")
-			sl.replaceAttempts = 0
 			s.startReplacement(sl, replaceMemory)
-			busy++
 		}
 	}
 }
