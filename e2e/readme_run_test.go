@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -60,11 +62,29 @@ func pathWith(dir string) string {
 // that PID 1, with its JSON log read as startInit's.
 func startInNetns(t *testing.T, dir, script string) *Init {
 	t.Helper()
-	needRootAndTools(t, "nsenter", "unshare")
-	wrapper := []string{"unshare", "--net", "sh", "-c", `"$0" lo-up && ` + script, bins.worker}
+	needRootAndTools(t, "nsenter", "unshare", "taskset")
+	wrapper := []string{"unshare", "--net", "taskset", "-c", smallCPUSet(t), "sh", "-c", `"$0" lo-up && ` + script, bins.worker}
 	// startInitWith appends gm2-init's path after the wrapper: the script's
 	// $1, which it does not use.
 	return startInitWith(t, bins.init, dir, []string{pathWith(gm2InitOnPath(t))}, wrapper)
+}
+
+// smallCPUSet is at most two CPUs of the test's affinity mask, as a
+// taskset -c list: the README's commands use -i max, which then starts at
+// most two workers whatever the machine, as in a small container.
+func smallCPUSet(t *testing.T) string {
+	t.Helper()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	var cpus []string
+	for i := 0; i < 1024 && len(cpus) < 2; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, strconv.Itoa(i))
+		}
+	}
+	return strings.Join(cpus, ",")
 }
 
 // nsShell runs line with sh inside the PID, mount and network namespaces
@@ -247,7 +267,7 @@ type demoStatus struct {
 // then Ctrl-C (SIGINT to the foreground process).
 func TestReadmeQuickStart(t *testing.T) {
 	t.Parallel()
-	needRootAndTools(t, "nsenter", "unshare")
+	needRootAndTools(t, "nsenter", "unshare", "taskset")
 	testtool.Require(t, "curl", "Debian package curl")
 	testtool.Require(t, "go", "the Go toolchain: the demo builds gm2-init")
 	const heading = "## Quick start"
@@ -265,7 +285,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	announced := readmeLine(t, "gm2-init -i max --listen :8080 --wait-ready -- goapp")
 
 	dir := copyTree(t)
-	cmd := exec.Command("unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+	cmd := exec.Command("taskset", "-c", smallCPUSet(t), "unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
 		"sh", "-c", `"$0" lo-up && cd "$1" && exec `+demo, bins.worker, dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
