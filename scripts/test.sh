@@ -7,8 +7,9 @@
 # tests use: prometheus (for promtool, which checks /metrics), util-linux
 # (unshare, taskset, setpriv, nsenter), bsdutils (script), nodejs and npm, python3,
 # systemd (systemd-socket-activate, systemd-analyze: examples/systemd), the real
-# servers of the README's recipes, and podman with runc and catatonit for the
-# container suite (e2e/container); then the Node example's pinned
+# servers of the README's recipes, podman with runc and catatonit for the
+# container suite (e2e/container), curl and the benchmark's tools (tini,
+# dumb-init, wrk, hey, gcc) for the README's own commands; then the Node example's pinned
 # dependencies (npm ci) and the Node majors the tests run on besides the
 # machine's own. Go modules come from the module proxy. A test whose tool is
 # still missing fails under CI=true (internal/testtool) instead of skipping,
@@ -32,6 +33,15 @@ command -v catatonit >/dev/null 2>&1 || need_apt+=(catatonit)
 # systemd-socket-activate and systemd-analyze: gm2-init under socket activation and the
 # unit files of examples/systemd (e2e/systemd_test.go).
 command -v systemd-socket-activate >/dev/null 2>&1 || need_apt+=(systemd)
+# The README's own commands (e2e/readme_run_test.go): curl for the Quick start, and what
+# bench/run installs for the benchmark line (its pm2 goes into bench/.tools through npm).
+command -v curl      >/dev/null 2>&1 || need_apt+=(curl)
+command -v cc        >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+command -v ps        >/dev/null 2>&1 || need_apt+=(procps)
+command -v tini-static >/dev/null 2>&1 || need_apt+=(tini)
+command -v dumb-init >/dev/null 2>&1 || need_apt+=(dumb-init)
+command -v wrk       >/dev/null 2>&1 || need_apt+=(wrk)
+command -v hey       >/dev/null 2>&1 || need_apt+=(hey)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "==> installing ${need_apt[*]}"
