@@ -195,6 +195,10 @@ var readmeInventory = []readmeCommand{
 	{text: "docker kill -s HUP", note: "Docker's spelling of the podman command beside it (TestReloadByPodmanKillUnderLoad); no Docker engine in the tests"},
 	{text: "gm2-init -i max -- node app.js", tests: []string{"TestReadmeNodeCommands"}},
 	{text: "scripts/demo.sh", tests: []string{"TestReadmeQuickStart"}},
+	// Memory.
+	{text: "gm2-init -i 2 --max-memory-restart 300M -- node server.js", tests: []string{"TestReadmeMaxMemoryRestartCommand"}},
+	{text: "podman run --memory 256m", tests: []string{"TestMemoryLimitLogged"}, file: "e2e/container/memory_test.go",
+		note: "with -i 2 --max-memory-restart 200M, as the sentence says"},
 	{text: "gm2-init -i max --listen :8080 --wait-ready -- goapp", tests: []string{"TestReadmeQuickStart"},
 		note: "what scripts/demo.sh runs (.demo/ paths, console log); the test checks that the demo announces exactly this line"},
 	{text: "curl localhost:8080/", tests: []string{"TestReadmeQuickStart"}},
