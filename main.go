@@ -45,8 +45,21 @@ import (
 // microseconds each, a few times per thousand requests.
 const gcPercent = 25
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; a binary
+// built by `go install …@vX` says the module version instead (buildVersion).
 var version = "dev"
+
+// buildVersion is version, or the module version recorded in the binary
+// when none was set at build time.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
 
 // Exit statuses of gm2-init itself (a worker's status is passed through as
 // described in the README).
@@ -87,6 +100,7 @@ func run() int {
 		return fail(exitUsage, err.Error())
 	}
 	debug.SetGCPercent(gcPercent)
+	ver := buildVersion()
 
 	// 4. Configuration: flags over GM2_* variables over defaults, then the
 	// worker counts from the CPUs this container may really use. Bad input
@@ -97,10 +111,10 @@ func run() int {
 	}
 	switch {
 	case cfg.ShowHelp:
-		config.Usage(os.Stdout, version)
+		config.Usage(os.Stdout, ver)
 		return 0
 	case cfg.ShowVersion:
-		fmt.Println("gm2-init", version)
+		fmt.Println("gm2-init", ver)
 		return 0
 	}
 	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
@@ -111,7 +125,7 @@ func run() int {
 	log := newLogger(cfg)
 	if cfg.DryRun {
 		plan.logWarnings(log, cfg, cpu)
-		if err := cfg.WriteDryRun(os.Stdout, version, cpu, plan.runApps(), up.inherited); err != nil {
+		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.runApps(), up.inherited); err != nil {
 			return fail(exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
@@ -174,7 +188,7 @@ func run() int {
 		Foreground:          plan.total() == 1 && isTerminal(os.Stdin),
 		ShutdownDelay:       cfg.ShutdownDelay,
 		MemoryCheckInterval: cfg.MemoryCheckInterval,
-		Version:             version,
+		Version:             ver,
 		Log:                 log,
 	}
 	// What gm2-init tells its own supervisor (systemd Type=notify, podman
