@@ -212,6 +212,8 @@ type zcApp struct {
 	// hostPort, when set, runs the app on the host's network with PORT
 	// set to it, root or not.
 	hostPort int
+	// dir is the working directory ("" for the test's own).
+	dir string
 }
 
 // zc is a running zero-configuration gm2-init and a client for its network.
@@ -257,10 +259,10 @@ func startZC(t *testing.T, app zcApp) *zc {
 	args = append(args, app.flags...)
 	args = append(append(args, "--"), app.cmd...)
 	if netns {
-		z.in = startInitNetns(t, "", env, args...)
+		z.in = startInitNetns(t, app.dir, env, args...)
 		z.ns = joinNetns(t, z.in.Pid)
 	} else {
-		z.in = startInit(t, env, args...)
+		z.in = startInitIn(t, app.dir, env, args...)
 	}
 	z.addr = "127.0.0.1:" + strconv.Itoa(z.port)
 	tr := &http.Transport{DisableKeepAlives: true}
@@ -604,15 +606,15 @@ func TestZeroConfigUDP(t *testing.T) {
 	}
 }
 
-// TestZeroConfigNpmStart: the same through `npm start` (examples/node's
-// package.json runs node http-server.js): npm's node relays the app's
-// request, and each of the 4 apps serves on the one socket.
+// TestZeroConfigNpmStart: the same through `npm start`, exactly as the
+// README's Dockerfile shows it, in examples/node (whose package.json runs
+// node http-server.js): npm's node relays the app's request, and each of
+// the 4 apps serves on the one socket.
 func TestZeroConfigNpmStart(t *testing.T) {
 	needNode(t)
 	testtool.Require(t, "npm", "Debian package npm")
 	t.Parallel()
-	z := startZC(t, zcApp{instances: 4, port: 3000,
-		cmd: []string{"npm", "--prefix", repoPath(t, "examples/node"), "start", "--silent"}})
+	z := startZC(t, zcApp{instances: 4, port: 3000, dir: repoPath(t, "examples/node"), cmd: []string{"npm", "start"}})
 	z.in.WaitReady(4, nodeTimeout)
 	z.checkReadyByListen()
 	z.eachServes(z.workers(4), true, func() int { return z.askPid(z.addr) })
@@ -781,13 +783,23 @@ func TestZeroConfigPortTaken(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer held.Close()
-		// Node alone, for the error it gives.
-		alone := exec.Command("node", app)
-		alone.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-		var aloneErr strings.Builder
-		alone.Stderr = &aloneErr
-		if err := alone.Run(); err == nil || !strings.Contains(aloneErr.String(), "code: 'EADDRINUSE'") {
-			t.Fatalf("node alone on a held port: %v\n%s", err, aloneErr.String())
+		// The error Node gives: alone, and as a worker of Node's own
+		// cluster primary (PM2's cluster mode), whose message gm2-init's
+		// workers must show.
+		alone := nodeError(t, app, port, "")
+		if !strings.Contains(alone, "code: 'EADDRINUSE'") {
+			t.Fatalf("node alone on a held port:\n%s", alone)
+		}
+		primary := filepath.Join(t.TempDir(), "primary.js")
+		if err := os.WriteFile(primary, []byte(`const cluster = require('cluster');
+cluster.setupPrimary({ exec: process.argv[2] });
+cluster.fork().on('exit', (code) => process.exit(code));
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		clustered := firstErrorLine(nodeError(t, app, port, primary))
+		if !strings.Contains(clustered, "EADDRINUSE") {
+			t.Fatalf("a worker of Node's cluster on a held port: %q", clustered)
 		}
 
 		z := startZC(t, zcApp{instances: 2, hostPort: port, cmd: []string{"node", app}})
@@ -799,8 +811,8 @@ func TestZeroConfigPortTaken(t *testing.T) {
 		if l, _ := z.in.WaitLog(nodeTimeout, 0, "worker exited", nil); l.int("code") != 1 {
 			t.Errorf("worker %s, want exit status 1 (the app's unhandled EADDRINUSE)", l.str("status"))
 		}
-		if raw := z.in.rawLog(); !strings.Contains(raw, "code: 'EADDRINUSE'") || !strings.Contains(raw, "port: "+strconv.Itoa(port)) {
-			t.Errorf("the app's crash does not show EADDRINUSE on port %d:\n%s", port, raw)
+		if raw := z.in.rawLog(); firstErrorLine(raw) != clustered || !strings.Contains(raw, "code: 'EADDRINUSE'") {
+			t.Errorf("the app's crash shows %q, want %q (as a worker of Node's cluster) and code EADDRINUSE:\n%s", firstErrorLine(raw), clustered, raw)
 		}
 		if n := len(z.sharedLines()); n != 0 {
 			t.Errorf("%d 'port shared on demand' lines while the port is held", n)
@@ -839,6 +851,46 @@ func TestZeroConfigPortTaken(t *testing.T) {
 		in.Signal(syscall.SIGTERM)
 		in.Wait(nodeTimeout)
 	})
+}
+
+// nodeError runs app with PORT=port under node (through the script
+// primary when not "") and returns its stderr; it must fail.
+func nodeError(t *testing.T, app string, port int, primary string) string {
+	t.Helper()
+	args := []string{app}
+	if primary != "" {
+		args = []string{primary, app}
+	}
+	cmd := exec.Command("node", args...)
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("node %v on a held port exited 0", args)
+		}
+	case <-time.After(nodeTimeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("node %v on a held port hangs", args)
+	}
+	return stderr.String()
+}
+
+// firstErrorLine returns the first line of s that starts with "Error: ".
+func firstErrorLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "Error: ") {
+			return l
+		}
+	}
+	return ""
 }
 
 // TestReadmeZeroConfigCommand runs the README's zero-configuration command
