@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -87,3 +88,8 @@ func rotate(xs []string, r int) []string {
 	}
 	return out
 }
+
+// fileSafe turns a variant's name into a part of a file name: a name such
+// as "gm2-init/on-demand" would otherwise name a directory that does not
+// exist.
+func fileSafe(name string) string { return strings.ReplaceAll(name, "/", "-") }
