@@ -728,7 +728,6 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	}
 
 	syscall.Kill(-b.host, syscall.SIGSTOP)
-	defer syscall.Kill(-b.host, syscall.SIGCONT)
 	deadline := time.Now().Add(nodeTimeout)
 	for z.queueLength(z.port) < 2 {
 		if time.Now().After(deadline) {
