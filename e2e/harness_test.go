@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,8 +149,18 @@ func startInitVia(t *testing.T, env, wrapper []string, args ...string) *Init {
 
 func startInitWith(t *testing.T, bin, dir string, env, wrapper []string, args ...string) *Init {
 	t.Helper()
-	argv := append(namespaceCmd(t), wrapper...)
-	argv = append(argv, bin)
+	return startInitNS(t, namespaceCmd(t), bin, dir, env, wrapper, args...)
+}
+
+// startInitNS is startInitWith with another command prefix than
+// namespaceCmd's (more namespaces: see startInitNetns). With bin "", the
+// wrapper itself ends by exec'ing gm2-init.
+func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []string, args ...string) *Init {
+	t.Helper()
+	argv := append(slices.Clone(ns), wrapper...)
+	if bin != "" {
+		argv = append(argv, bin)
+	}
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir

@@ -11,10 +11,12 @@ package e2e
 // the app in PORT and to gm2-init in --listen.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -491,9 +493,11 @@ func TestNodePreloadOff(t *testing.T) {
 	}
 }
 
-// TestNodeOtherPortUntouched: an app that also listens on a port gm2-init
-// did not bind gets that port from Node itself.
-func TestNodeOtherPortUntouched(t *testing.T) {
+// TestNodeOtherPortSharedOnDemand: an app that also listens on a port that
+// is not in --listen (an admin port on 127.0.0.1) gets it shared on demand:
+// gm2-init binds the address the app asked for, logs it once, and
+// server.address() reports it.
+func TestNodeOtherPortSharedOnDemand(t *testing.T) {
 	needNode(t)
 	t.Parallel()
 	port, admin := freePort(t), freePort(t)
@@ -518,11 +522,14 @@ func TestNodeOtherPortUntouched(t *testing.T) {
 	if err := json.Unmarshal(other.Address, &a); err != nil || a.Port != admin || a.Address != "127.0.0.1" {
 		t.Errorf("admin server.address() = %s, want 127.0.0.1:%d", other.Address, admin)
 	}
-	// gm2-init itself holds only its --listen socket: the admin socket is
-	// the worker's own (gm2-init's fds do not include it).
-	if l, err := net.Listen("tcp", adminAddr); err == nil {
-		l.Close()
-		t.Errorf("port %d is free: the app's own server is not listening", admin)
+	var shared []string
+	for _, l := range in.Lines() {
+		if l.msg() == "port shared on demand" {
+			shared = append(shared, l.str("address"))
+		}
+	}
+	if len(shared) != 1 || shared[0] != adminAddr {
+		t.Errorf("ports shared on demand %q, want %s alone (the --listen port is passed as fd 3)", shared, adminAddr)
 	}
 	stopClean(t, in)
 	checkCleanExits(t, in, 1)
@@ -687,6 +694,7 @@ type loadStats struct {
 	mu         sync.Mutex
 	errs       []string
 	waiters    []okWaiter
+	pids       map[int]int64 // requests answered, by the pid in the answer
 }
 
 type okWaiter struct {
@@ -694,11 +702,16 @@ type okWaiter struct {
 	ch chan struct{}
 }
 
-// succeeded counts one successful request and wakes the waiters it satisfies.
-func (s *loadStats) succeeded() {
+// succeeded counts one successful request, answered by pid, and wakes the
+// waiters it satisfies.
+func (s *loadStats) succeeded(pid int) {
 	n := s.ok.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pids == nil {
+		s.pids = map[int]int64{}
+	}
+	s.pids[pid]++
 	keep := s.waiters[:0]
 	for _, w := range s.waiters {
 		if n >= w.n {
@@ -732,20 +745,63 @@ func (s *loadStats) fail(err error) {
 	s.mu.Unlock()
 }
 
+// answeredBy returns how many requests each pid answered so far.
+func (s *loadStats) answeredBy() map[int]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.pids)
+}
+
+// waitAnswers waits until pid answered n requests of the load, for at most
+// timeout.
+func (s *loadStats) waitAnswers(pid int, n int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		got := s.pids[pid]
+		s.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // runLoad makes requests to addr from clients goroutines (half of them on
 // keep-alive connections, half with a new connection per request) until
 // stop is closed, each at most maxPer requests. The returned wait blocks
 // until all are done.
 func runLoad(addr string, clients, maxPer int, stop <-chan struct{}) (*loadStats, func()) {
+	return runLoadWith(loadOpts{}, addr, clients, maxPer, stop)
+}
+
+// loadOpts changes how runLoadWith's clients connect.
+type loadOpts struct {
+	// dial opens the clients' connections (another network namespace);
+	// nil for the default dialer.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// timeout bounds each request; 10 s when 0.
+	timeout time.Duration
+}
+
+// runLoadWith is runLoad with the clients' dialer and timeout.
+func runLoadWith(o loadOpts, addr string, clients, maxPer int, stop <-chan struct{}) (*loadStats, func()) {
 	st := &loadStats{}
+	timeout := o.timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
 	var wg sync.WaitGroup
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func(keepAlive bool) {
 			defer wg.Done()
-			tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1}
+			tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1, DialContext: o.dial}
 			defer tr.CloseIdleConnections()
-			client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+			client := &http.Client{Timeout: timeout, Transport: tr}
 			for i := 0; i < maxPer; i++ {
 				select {
 				case <-stop:
@@ -759,12 +815,12 @@ func runLoad(addr string, clients, maxPer int, stop <-chan struct{}) (*loadStats
 				}
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				_, perr := strconv.Atoi(string(b))
+				pid, perr := strconv.Atoi(string(b))
 				if err != nil || perr != nil || resp.StatusCode != http.StatusOK {
 					st.fail(errors.Join(fmt.Errorf("status %d body %q", resp.StatusCode, b), err))
 					continue
 				}
-				st.succeeded()
+				st.succeeded(pid)
 			}
 		}(c%2 == 0)
 	}

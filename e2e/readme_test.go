@@ -225,7 +225,6 @@ var readmeInventory = []readmeCommand{
 	{text: "podman run --init", tests: []string{"TestPodmanStop"}, note: "subtest podman_run_--init"},
 	{text: `HEALTHCHECK CMD ["gm2-init", "healthcheck"]`, tests: []string{"TestHealthcheck"}, note: "Dockerfile.example's HEALTHCHECK, shown without its --interval/--timeout options"},
 	{text: "podman healthcheck run", tests: []string{"TestHealthcheck"}, note: "with the container's name"},
-	{text: `ENTRYPOINT ["gm2-init", "-i", "max", "--listen", ":3000", "--"]`, tests: []string{"TestShortestNodeForm"}, note: "the ENTRYPOINT of its image, with CMD [\"node\", \"app.js\"]"},
 	{text: "podman run", tests: []string{"TestBadFlagInAContainer"}, note: "fragment: every container test runs podman run"},
 	{text: "kubectl apply --validate=strict", tests: []string{"TestManifestsDecodeStrictly"},
 		note: "a comparison: examples/kubernetes/check decodes the manifests as strictly as this flag would; no cluster in the tests"},
@@ -265,7 +264,6 @@ var readmeInventory = []readmeCommand{
 	// Node apps.
 	{text: "pm2-runtime start app.js -i max", note: "PM2's command, for comparison"},
 	{text: "gm2-init -- node migrate.js", tests: []string{"TestReadmeNodeCommands"}},
-	{text: "yarn start", note: "a wrapper named as an example; yarn is not installed: TestNodeNpmStart runs the same relay through npm"},
 	{text: "sh -c 'node app.js'", tests: []string{"TestReadmeNodeCommands"}, note: "as the worker command of gm2-init -i max --"},
 	{text: "docker run --read-only", note: "Docker's flag; TestNodeReadOnlyRoot (read-only /, /tmp, /dev/shm) and TestReadOnlyRootNonRootNode (podman run --read-only) run it"},
 	{text: "node --version", note: "what gm2-init runs itself at start (every Node test)"},
@@ -282,8 +280,6 @@ var readmeInventory = []readmeCommand{
 	{text: "gm2-init --config ecosystem.config.js", tests: []string{"TestReadmeEcosystemEntrypoint"}},
 	{text: "sh -c 'node a.js & node b.js'", note: "the shape the caveat warns against, not a command to run"},
 	{text: "node migrate.js && exec node app.js", tests: []string{"TestReadmeNodeCommands"}, note: "as the worker command: sh -c '…'"},
-	{text: "node -r ts-node/register app.ts", note: "NOT RUN: ts-node is not installed by scripts/test.sh (the caveat says it fails under the preload on Node 20)"},
-	{text: "node --import tsx app.ts", note: "NOT RUN: tsx is not installed by scripts/test.sh"},
 
 	// Several apps.
 	{text: "pm2-runtime ecosystem.config.js", note: "PM2's command, for comparison"},

@@ -24,9 +24,11 @@ type DataRun struct {
 // DataPathResult is benchmark 3.
 //
 // Runs compare every launcher in slices of DataDur. Pairs decide the
-// target: gm2-init and the ideal launcher in slices of PairDur, many rounds,
-// next to ideal-2, a second ideal launcher identical to the first, whose
-// ratio to it can only be the machine's noise. On a shared machine the
+// targets: gm2-init and the ideal launcher in slices of PairDur, many
+// rounds, next to ideal-2, a second ideal launcher identical to the first,
+// whose ratio to it can only be the machine's noise; and gm2-init with the
+// port shared on demand next to gm2-init with --listen (issue 14: the same
+// data path, within that noise). On a shared machine the
 // throughput of one slice differs from the next by ±10 % or more whatever
 // runs; short slices close together and many rounds make the median ratio
 // precise, and the control says how precise.
@@ -47,7 +49,7 @@ type DataPathResult struct {
 func benchDataPath(e *Env) (*DataPathResult, error) {
 	res := &DataPathResult{
 		Variants:     []string{"gm2-init", "gm2-init/on-demand", "ideal", "pm2-runtime", "node-cluster"},
-		PairVariants: []string{"gm2-init", "ideal", "ideal-2"},
+		PairVariants: []string{"gm2-init", "gm2-init/on-demand", "ideal", "ideal-2"},
 	}
 	serverCPUs, loadCPU, threads := cpuSplit()
 	wrk, pin := []string{e.Wrk}, []string(nil)
@@ -75,7 +77,7 @@ func benchDataPath(e *Env) (*DataPathResult, error) {
 		for _, name := range names {
 			v := e.nodeVariant(name, 2)
 			v.argv = append(append([]string{}, pin...), v.argv...)
-			p, err := e.launch(v, 2, "datapath-"+kind+"-"+name)
+			p, err := e.launch(v, 2, "datapath-"+kind+"-"+fileSafe(name))
 			if err != nil {
 				return nil, err
 			}
@@ -100,7 +102,7 @@ func benchDataPath(e *Env) (*DataPathResult, error) {
 					return runs, fmt.Errorf("%s exited", name)
 				}
 				url := "http://" + vars[name].addr + "/"
-				tag := fmt.Sprintf("datapath-%s-%s%d", name, kind, r+1)
+				tag := fmt.Sprintf("datapath-%s-%s%d", fileSafe(name), kind, r+1)
 				raw := func(s string) string { return filepath.Join(e.Out, "raw", tag+"-"+s+".txt") }
 				run := DataRun{Variant: name, Round: r + 1}
 				var err error

@@ -79,7 +79,7 @@ func (e *Env) startOnce(name string, round int) (StartRun, error) {
 			}
 		}
 	}()
-	p, err := start(name, v.argv, v.env, e.Root, fmt.Sprintf("%s/start-%s-r%d.log", e.Logs, strings.ReplaceAll(name, "/", "-"), round))
+	p, err := start(name, v.argv, v.env, e.Root, fmt.Sprintf("%s/start-%s-r%d.log", e.Logs, fileSafe(name), round))
 	if err != nil {
 		close(stopProbe)
 		wg.Wait()

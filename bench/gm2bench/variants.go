@@ -96,3 +96,8 @@ func rotate(xs []string, r int) []string {
 	}
 	return out
 }
+
+// fileSafe turns a variant's name into a part of a file name: a name such
+// as "gm2-init/on-demand" would otherwise name a directory that does not
+// exist.
+func fileSafe(name string) string { return strings.ReplaceAll(name, "/", "-") }

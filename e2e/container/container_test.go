@@ -329,31 +329,46 @@ CMD ["node", "app.js"]
 	})
 }
 
-// TestShortestNodeForm: ENTRYPOINT ["gm2-init", "-i", "max", …, "--"] and
-// CMD ["node", "app.js"], nothing else: every worker of --cpus 2 serves the
-// app's port through the published port, and the stop is clean.
+// TestShortestNodeForm: ENTRYPOINT ["gm2-init", "-i", "max", "--"] and
+// CMD ["node", "app.js"], nothing else — no --listen: gm2-init binds the
+// port the app's listen() asks for, once, and every worker of --cpus 2
+// serves it through the published port; the stop is clean. The same as a
+// non-root user with a read-only root and no tmpfs at all, and with
+// --listen :3000, which binds the port before the first worker.
 func TestShortestNodeForm(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, key, entrypoint string
 		zeroConfig            bool
+		flags                 []string
 	}{
-		{"with --listen", "node-short-listen", `["gm2-init", "-i", "max", "--listen", ":3000", "--"]`, false},
-		{"zero-config", "node-short", `["gm2-init", "-i", "max", "--"]`, true},
+		{"with --listen", "node-short-listen", `["gm2-init", "-i", "max", "--listen", ":3000", "--"]`, false, nil},
+		{"zero-config", "node-short", `["gm2-init", "-i", "max", "--"]`, true, nil},
+		{"zero-config read-only non-root", "node-short", `["gm2-init", "-i", "max", "--"]`, true,
+			[]string{"--read-only", "--read-only-tmpfs=false", "--user", "1000:1000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.zeroConfig && os.Getenv("GM2_ZERO_CONFIG_READY") != "1" {
-				t.Skip("zero-config port sharing (no --listen: gm2-init binds the port the app's listen() asks for) " +
-					"is not merged yet; set GM2_ZERO_CONFIG_READY=1 to run this test once it is")
-			}
 			t.Parallel()
 			img := shortNodeImage(t, tc.key, tc.entrypoint)
 			n := min(2, hostCPUs(t))
-			c := Run(t, RunOpts{Image: img, Flags: []string{"--cpus", "2"}, Publish: []int{3000, 9000}})
+			c := Run(t, RunOpts{Image: img, Flags: append([]string{"--cpus", "2"}, tc.flags...), Publish: []int{3000, 9000}})
 			c.WaitCount(stepTimeout, "worker ready", n)
 			distinctBodies(t, c.Addr(3000), n, 400)
-			if st := getStatus(t, c.Addr(9000)); st.ReadyWorkers != n {
+			st := getStatus(t, c.Addr(9000))
+			if st.ReadyWorkers != n {
 				t.Fatalf("/status: %d ready workers, want %d", st.ReadyWorkers, n)
+			}
+			if len(st.Listeners) != 1 || st.Listeners[0].Address != "[::]:3000" || st.Listeners[0].OnDemand != tc.zeroConfig {
+				t.Errorf("/status listeners %+v, want [::]:3000 with on_demand %v", st.Listeners, tc.zeroConfig)
+			}
+			shared := 0
+			for _, l := range c.Lines() {
+				if l.msg() == "port shared on demand" {
+					shared++
+				}
+			}
+			if tc.zeroConfig && shared != 1 || !tc.zeroConfig && shared != 0 {
+				t.Errorf("%d 'port shared on demand' lines", shared)
 			}
 			stopClean(t, c)
 		})

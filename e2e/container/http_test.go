@@ -36,6 +36,11 @@ type statusDoc struct {
 		State    string `json:"state"`
 		Pid      int    `json:"pid"`
 	} `json:"slots"`
+	Listeners []struct {
+		Network  string `json:"network"`
+		Address  string `json:"address"`
+		OnDemand bool   `json:"on_demand"`
+	} `json:"listeners"`
 }
 
 func getStatus(t *testing.T, health string) statusDoc {

@@ -579,6 +579,13 @@ func TestOnDemandRefused(t *testing.T) {
 			if !pr.logHas("listen not shared", fmt.Sprintf("127.0.0.1:%d", port), "address already in use") {
 				t.Fatalf("the log does not name 127.0.0.1:%d:\n%s", port, pr.log.String())
 			}
+			// The error's stack goes through the preload's code: its frames
+			// name the module, not its whole data: URL (50 KB each).
+			_, stack, _ := strings.Cut(p.stdout.String(), "\nstack ")
+			stack, _, _ = strings.Cut(stack, "\n")
+			if !strings.Contains(stack, "gm2-init-preload.mjs:") || strings.Contains(stack, "data:") || len(stack) > 4096 {
+				p.fail("the error's stack (%d bytes) should name gm2-init-preload.mjs, not the data: URL", len(stack))
+			}
 		})
 		t.Run("second server in one process", func(t *testing.T) {
 			pr := newPrimary(t)

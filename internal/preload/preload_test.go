@@ -235,7 +235,7 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("ImportOption %.60q is not one NODE_OPTIONS token", imp)
 	}
 	src, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(imp, importPrefix))
-	if err != nil || string(src) != importHeader+preloadSource {
+	if err != nil || string(src) != importHeader+preloadSource+importTrailer {
 		t.Fatalf("ImportOption does not carry header+preload: %v", err)
 	}
 	if len(imp) > 64<<10 {

@@ -1,9 +1,9 @@
 'use strict';
 // An unchanged app for gm2-init's end-to-end tests. It listens on PORT the
 // way a PM2 app does (or on the inherited fd INFO_FD, for a run without the
-// preload), optionally also on ADMIN_PORT (a port gm2-init did not bind),
-// and answers every request with what it observes as JSON. SIGINT closes
-// the servers and exits 0.
+// preload), optionally also on ADMIN_PORT (a port not in --listen, which
+// gm2-init shares on demand), and answers every request with what it
+// observes as JSON. SIGINT closes the servers and exits 0.
 const http = require('http');
 const net = require('net');
 const v8 = require('v8');

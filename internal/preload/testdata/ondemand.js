@@ -38,6 +38,7 @@ function listen(server, args) {
   return new Promise((resolve) => {
     server.once('error', (err) => {
       console.log('error ' + err.code);
+      console.log('stack ' + JSON.stringify(err.stack));
       process.exit(3);
     });
     servers.push(server);
