@@ -93,13 +93,13 @@ var options = []*option{
 	},
 	{
 		long: "min-uptime", arg: "DURATION", def: "1s", scope: appScope,
-		help: "a worker that lived less than this crashed on start (counts toward --max-restarts); 0 turns crash-loop detection off",
+		help: "without --wait-ready, when a worker counts as ready; a worker must then stay ready for 30s (or this, if longer) for its exit not to count toward --max-restarts; 0 turns crash-loop detection off",
 		set:  func(c *Config, v string) error { return setDuration(&c.App.MinUptime, v, 0) },
 		show: func(_ *Config, a *appspec.App) any { return a.MinUptime.String() },
 	},
 	{
 		long: "max-restarts", arg: "N", def: "16", scope: appScope,
-		help: "consecutive short-lived restarts after which a slot is marked errored",
+		help: "failed starts in a row (an exit before ready, or before 30s of readiness) after which a slot is marked errored",
 		set: func(c *Config, v string) (err error) {
 			c.App.MaxRestarts, err = parseInt(v, 0, 1_000_000, "accepted: a whole number from 0 to 1000000")
 			return err
@@ -117,7 +117,7 @@ var options = []*option{
 	},
 	{
 		long: "listen-timeout", arg: "DURATION", def: "10s", scope: appScope,
-		help: "a worker alive but not ready after this is treated as ready, with a warning",
+		help: "a worker alive but not ready after this is treated as ready, with a warning (not one that holds none of the passed sockets, nor a replacement that never said READY of a worker that did)",
 		set:  func(c *Config, v string) error { return setDuration(&c.App.ListenTimeout, v, time.Millisecond) },
 		show: func(_ *Config, a *appspec.App) any { return a.ListenTimeout.String() },
 	},
