@@ -38,7 +38,10 @@
 //  4. A reload never lowers capacity: a slot's current worker is stopped
 //     only once its candidate is ready, so the number of ready slots never
 //     drops below what it was when the pass began, except for workers that
-//     exited on their own.
+//     exited on their own. (An app in fork mode shares nothing — a second
+//     worker would find its ports taken — so its reload and its memory
+//     restart stop the worker before the next one starts, as PM2's fork
+//     mode does.)
 //  5. Under --wait-ready, a replacement that never said READY never replaces
 //     a worker that did.
 //  6. A slot in backoff has a pending restart and no worker of its own; an
