@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/httpload"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -96,8 +97,8 @@ func TestMemoryRestartUnderLoadFailsNoRequest(t *testing.T) {
 		t.Fatalf("before: pids %v, memory restarts %d", before, n)
 	}
 
-	ld := startLoad(addr, 8, 2*time.Minute)
-	if !ld.waitRequests(50, 10*time.Second) {
+	ld := httpload.Start(addr, httpload.Options{Clients: 8, Limit: 2 * time.Minute})
+	if !ld.WaitRequests(50, 10*time.Second) {
 		t.Fatal("the load generator gets no answers")
 	}
 	over, pos := in.WaitLog(60*time.Second, 0, memoryOverMsg, nil)
@@ -119,10 +120,10 @@ func TestMemoryRestartUnderLoadFailsNoRequest(t *testing.T) {
 		t.Errorf("old worker stopped because %q, want \"replaced (memory)\"", why)
 	}
 	in.WaitLog(10*time.Second, stopAt, "worker exited", func(l logLine) bool { return l.int("pid") == before[1] })
-	if !ld.waitRequests(100, 10*time.Second) {
+	if !ld.WaitRequests(100, 10*time.Second) {
 		t.Fatal("no traffic after the replacement")
 	}
-	ok, failed, errs := ld.stop()
+	ok, failed, errs := ld.Stop().Sums()
 	t.Logf("%d requests, %d failed, across a memory replacement (rss %s bytes over %d)", ok, failed, over.str("rss_bytes"), limit)
 	if failed != 0 {
 		t.Fatalf("%d requests failed during the memory replacement: %v", failed, errs)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/httpload"
 )
 
 // ecosystem copies examples/ecosystem into a new directory with the API on
@@ -151,18 +153,18 @@ func TestMultiAppControl(t *testing.T) {
 	before := controlStatus(t, in)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 
-	ld := startLoad(addr, 8, 2*time.Minute)
-	if !ld.waitRequests(100, nodeTimeout) {
+	ld := httpload.Start(addr, httpload.Options{Clients: 8, Limit: 2 * time.Minute})
+	if !ld.WaitRequests(100, nodeTimeout) {
 		t.Fatal("the load did not start")
 	}
 	code, out, errs := nsExec(t, in.Pid, bins.init, "reload", "api")
 	if code != 0 || out != "reloaded api\n" {
 		t.Errorf("gm2-init reload api: %d %q %q", code, out, errs)
 	}
-	if !ld.waitRequests(100, nodeTimeout) {
+	if !ld.WaitRequests(100, nodeTimeout) {
 		t.Error("the load stalled after the reload")
 	}
-	ok, failed, ferrs := ld.stop()
+	ok, failed, ferrs := ld.Stop().Sums()
 	if failed != 0 {
 		t.Errorf("%d of %d requests failed during gm2-init reload api: %v", failed, ok+failed, ferrs)
 	}

@@ -11,12 +11,8 @@ package e2e
 // the app in PORT and to gm2-init in --listen.
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,11 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/httpload"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -688,145 +684,6 @@ func TestNodeUnixgramListenerDoesNotDelayReadiness(t *testing.T) {
 	stopClean(t, in)
 }
 
-// loadStats counts the requests of runLoad.
-type loadStats struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	waiters    []okWaiter
-	pids       map[int]int64 // requests answered, by the pid in the answer
-}
-
-type okWaiter struct {
-	n  int64
-	ch chan struct{}
-}
-
-// succeeded counts one successful request, answered by pid, and wakes the
-// waiters it satisfies.
-func (s *loadStats) succeeded(pid int) {
-	n := s.ok.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pids == nil {
-		s.pids = map[int]int64{}
-	}
-	s.pids[pid]++
-	keep := s.waiters[:0]
-	for _, w := range s.waiters {
-		if n >= w.n {
-			close(w.ch)
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	s.waiters = keep
-}
-
-// reached returns a channel closed once n requests have succeeded.
-func (s *loadStats) reached(n int64) <-chan struct{} {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ok.Load() >= n {
-		close(ch)
-	} else {
-		s.waiters = append(s.waiters, okWaiter{n, ch})
-	}
-	return ch
-}
-
-func (s *loadStats) fail(err error) {
-	s.failed.Add(1)
-	s.mu.Lock()
-	if len(s.errs) < 10 {
-		s.errs = append(s.errs, err.Error())
-	}
-	s.mu.Unlock()
-}
-
-// answeredBy returns how many requests each pid answered so far.
-func (s *loadStats) answeredBy() map[int]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.pids)
-}
-
-// waitAnswers waits until pid answered n requests of the load, for at most
-// timeout.
-func (s *loadStats) waitAnswers(pid int, n int64, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		s.mu.Lock()
-		got := s.pids[pid]
-		s.mu.Unlock()
-		if got >= n {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// runLoad makes requests to addr from clients goroutines (half of them on
-// keep-alive connections, half with a new connection per request) until
-// stop is closed, each at most maxPer requests. The returned wait blocks
-// until all are done.
-func runLoad(addr string, clients, maxPer int, stop <-chan struct{}) (*loadStats, func()) {
-	return runLoadWith(loadOpts{}, addr, clients, maxPer, stop)
-}
-
-// loadOpts changes how runLoadWith's clients connect.
-type loadOpts struct {
-	// dial opens the clients' connections (another network namespace);
-	// nil for the default dialer.
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// timeout bounds each request; 10 s when 0.
-	timeout time.Duration
-}
-
-// runLoadWith is runLoad with the clients' dialer and timeout.
-func runLoadWith(o loadOpts, addr string, clients, maxPer int, stop <-chan struct{}) (*loadStats, func()) {
-	st := &loadStats{}
-	timeout := o.timeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func(keepAlive bool) {
-			defer wg.Done()
-			tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1, DialContext: o.dial}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Timeout: timeout, Transport: tr}
-			for i := 0; i < maxPer; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get("http://" + addr + "/")
-				if err != nil {
-					st.fail(err)
-					continue
-				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				pid, perr := strconv.Atoi(string(b))
-				if err != nil || perr != nil || resp.StatusCode != http.StatusOK {
-					st.fail(errors.Join(fmt.Errorf("status %d body %q", resp.StatusCode, b), err))
-					continue
-				}
-				st.succeeded(pid)
-			}
-		}(c%2 == 0)
-	}
-	return st, wg.Wait
-}
-
 // TestNodeReloadUnderLoad: SIGHUP replaces both workers of the unchanged
 // http app while clients keep making requests: no request fails, the
 // replacements become ready by the preload (no --wait-ready), and
@@ -840,26 +697,17 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 		t.Fatalf("workers %v, want 2", old)
 	}
 
-	stop := make(chan struct{})
-	st, wait := runLoad(addr, 8, 20000, stop)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer stopLoad()
+	st := httpload.Start(addr, httpload.Options{Clients: 8, Limit: 5 * time.Minute, PIDBodies: true})
+	defer st.Stop()
 	select {
-	case <-st.reached(50):
+	case <-st.Reached(50):
 	case <-time.After(nodeTimeout):
-		stopLoad()
-		t.Fatalf("load did not start: %d ok, %d failed %v", st.ok.Load(), st.failed.Load(), st.errs)
+		st.Stop()
+		t.Fatalf("load did not start: %+v", st.Counts())
 	}
 
 	from := len(in.Lines())
-	atHUP := st.ok.Load()
+	atHUP := st.OK()
 	in.Signal(syscall.SIGHUP)
 	fin, _ := in.WaitLog(nodeTimeout, from, "reload finished", nil)
 	// The old workers are stopped once their replacements are ready; wait
@@ -867,25 +715,25 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 	for pid := range old {
 		in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.int("pid") == pid })
 	}
-	during := st.ok.Load() - atHUP
+	during := st.OK() - atHUP
 	// A few more requests once only the new workers are left.
 	select {
-	case <-st.reached(st.ok.Load() + 200):
+	case <-st.Reached(st.OK() + 200):
 	case <-time.After(nodeTimeout):
 		t.Error("the load stalled after the reload")
 	}
-	stopLoad()
+	ok, failed, errs := st.Stop().Sums()
 
 	if fin.str("result") != "ok" || fin.int("replaced") != 2 {
 		t.Errorf("reload finished: result %q, replaced %d; want ok, 2", fin.str("result"), fin.int("replaced"))
 	}
-	if f := st.failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed during the reload: %v", f, f+st.ok.Load(), st.errs)
+	if failed != 0 {
+		t.Errorf("%d of %d requests failed during the reload: %v", failed, failed+ok, errs)
 	}
 	if during == 0 {
 		t.Error("no request completed during the reload: the load did not overlap it")
 	}
-	t.Logf("%d requests, %d of them between SIGHUP and the old workers' exit", st.ok.Load(), during)
+	t.Logf("%d requests, %d of them between SIGHUP and the old workers' exit", ok, during)
 	checkReadyByPreload(t, in)
 	now := map[int]bool{}
 	for pid, gen := range workerPids(in) {

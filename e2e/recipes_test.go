@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/httpload"
 )
 
 // recipe is one row of the README's "Recipes per server" table.
@@ -154,21 +156,21 @@ func runRecipe(t *testing.T, r recipe, setup recipeSetup) {
 	bothServe(t, addr, first)
 	readyInTime(t, in)
 
-	ld := startLoad(addr, 6, 2*time.Minute)
-	if !ld.waitRequests(20, 20*time.Second) {
-		ok, failed, errs := ld.stop()
+	ld := httpload.Start(addr, httpload.Options{Clients: 6, Limit: 2 * time.Minute})
+	if !ld.WaitRequests(20, 20*time.Second) {
+		ok, failed, errs := ld.Stop().Sums()
 		t.Fatalf("the load gets no answers (%d ok, %d failed: %v)", ok, failed, errs)
 	}
 	l, _ := in.reload(0)
 	if l.str("result") != "ok" || l.int("replaced") != 2 {
-		ld.stop()
+		ld.Stop()
 		t.Fatalf("reload: %v", l)
 	}
-	if !ld.waitRequests(20, 20*time.Second) {
-		ld.stop()
+	if !ld.WaitRequests(20, 20*time.Second) {
+		ld.Stop()
 		t.Fatal("no traffic after the reload")
 	}
-	ok, failed, errs := ld.stop()
+	ok, failed, errs := ld.Stop().Sums()
 	t.Logf("%s: %d requests during the reload, %d failed", r.line, ok, failed)
 	switch {
 	case failed == 0:

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/httpload"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -87,8 +88,8 @@ func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
 	in.WaitReady(n, 10*time.Second)
 	before := in.waitChildren(n, 10*time.Second)
 
-	ld := startLoad(addr, 8, 2*time.Minute)
-	if !ld.waitRequests(50, 10*time.Second) {
+	ld := httpload.Start(addr, httpload.Options{Clients: 8, Limit: 2 * time.Minute})
+	if !ld.WaitRequests(50, 10*time.Second) {
 		t.Fatal("the load generator gets no answers")
 	}
 	pos := 0
@@ -98,11 +99,11 @@ func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
 		if l.str("result") != "ok" || l.int("replaced") != n {
 			t.Fatalf("reload %d: %v", i, l)
 		}
-		if !ld.waitRequests(20, 10*time.Second) {
+		if !ld.WaitRequests(20, 10*time.Second) {
 			t.Fatalf("no traffic after reload %d", i)
 		}
 	}
-	ok, failed, errs := ld.stop()
+	ok, failed, errs := ld.Stop().Sums()
 	t.Logf("%d requests during %d reloads, %d failed", ok, reloads, failed)
 	if failed != 0 {
 		t.Fatalf("%d requests failed during reloads: %v", failed, errs)
@@ -131,8 +132,8 @@ func TestReloadToBrokenVersionKeepsOldWorkers(t *testing.T) {
 	in.WaitReady(2, 10*time.Second)
 	before := in.waitChildren(2, 10*time.Second)
 
-	ld := startLoad(addr, 4, 2*time.Minute)
-	if !ld.waitRequests(20, 10*time.Second) {
+	ld := httpload.Start(addr, httpload.Options{Clients: 4, Limit: 2 * time.Minute})
+	if !ld.WaitRequests(20, 10*time.Second) {
 		t.Fatal("no traffic")
 	}
 	if err := os.WriteFile(broken, nil, 0o644); err != nil {
@@ -142,7 +143,7 @@ func TestReloadToBrokenVersionKeepsOldWorkers(t *testing.T) {
 	if !strings.HasPrefix(l.str("result"), "failed") || l.int("replaced") != 0 {
 		t.Fatalf("reload to a version that crashes on start: %v", l)
 	}
-	if !ld.waitRequests(20, 10*time.Second) {
+	if !ld.WaitRequests(20, 10*time.Second) {
 		t.Fatal("no traffic after the failed reload")
 	}
 	if code, body, _ := httpGet(health, "/readyz"); code != 200 {
@@ -162,7 +163,7 @@ func TestReloadToBrokenVersionKeepsOldWorkers(t *testing.T) {
 	if l.str("result") != "ok" || l.int("replaced") != 2 {
 		t.Fatalf("reload after the fix: %v", l)
 	}
-	ok, failed, errs := ld.stop()
+	ok, failed, errs := ld.Stop().Sums()
 	if failed != 0 {
 		t.Fatalf("%d of %d requests failed: %v", failed, ok+failed, errs)
 	}

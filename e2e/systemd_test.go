@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -596,60 +594,6 @@ func TestBadActivation(t *testing.T) {
 	}
 }
 
-// lineWatcher collects a command's output lines and lets a test wait for
-// one (no polling: each line wakes the waiters).
-type lineWatcher struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	lines []string
-	done  bool
-}
-
-func watchLines(r io.Reader) *lineWatcher {
-	w := &lineWatcher{}
-	w.cond = sync.NewCond(&w.mu)
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.lines = append(w.lines, sc.Text())
-			w.cond.Broadcast()
-			w.mu.Unlock()
-		}
-		w.mu.Lock()
-		w.done = true
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	}()
-	return w
-}
-
-// wait blocks until a line contains all of parts, or fails after timeout.
-func (w *lineWatcher) wait(t *testing.T, timeout time.Duration, parts ...string) {
-	t.Helper()
-	timer := time.AfterFunc(timeout, func() { w.mu.Lock(); w.cond.Broadcast(); w.mu.Unlock() })
-	defer timer.Stop()
-	deadline := time.Now().Add(timeout)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for next := 0; ; {
-		for ; next < len(w.lines); next++ {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(w.lines[next], p)
-			}
-			if all {
-				return
-			}
-		}
-		if w.done || time.Now().After(deadline) {
-			t.Fatalf("no line with %q (ended: %v); output:\n%s", parts, w.done, strings.Join(w.lines, "\n"))
-		}
-		w.cond.Wait()
-	}
-}
-
 // TestPodmanSocketActivationAndSdnotify runs gm2-init as PID 1 of a podman
 // container the way the quadlet example does (examples/systemd): the socket
 // comes from a socket unit (here systemd-socket-activate, which podman
@@ -720,7 +664,7 @@ CMD ["/testworker"]
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	out := watchLines(pr)
+	out := readLines(pr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -731,9 +675,9 @@ CMD ["/testworker"]
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
-		pr.Close() // ends watchLines' reader
+		pr.Close() // ends readLines' reader
 	})
-	out.wait(t, 20*time.Second, "Listening on "+addr)
+	out.wait(t, 20*time.Second, 0, "Listening on "+addr)
 
 	// The first connection starts podman; a worker answers it.
 	answered := make(chan workerInfo, 1)
@@ -749,8 +693,8 @@ CMD ["/testworker"]
 		json.NewDecoder(resp.Body).Decode(&wi)
 		answered <- wi
 	}()
-	out.wait(t, 60*time.Second, `"fd":3`, `"inherited":true`, `"listening"`)
-	out.wait(t, 60*time.Second, `"worker ready"`, `"slot":0`)
+	out.wait(t, 60*time.Second, 0, `"fd":3`, `"inherited":true`, `"listening"`)
+	out.wait(t, 60*time.Second, 0, `"worker ready"`, `"slot":0`)
 	wi := <-answered
 	if wi.ListenFDs != "1" || wi.ListenPid != wi.Pid || wi.FDNames != "tcp-"+strconv.Itoa(port) {
 		t.Errorf("worker in the container: %+v; want LISTEN_FDS=1, its own LISTEN_PID, tcp-%d", wi, port)
@@ -764,7 +708,7 @@ CMD ["/testworker"]
 	}
 	defer gate.Close()
 	r.until("READY=1")
-	out.wait(t, 10*time.Second, `"worker ready"`, `"slot":1`)
+	out.wait(t, 10*time.Second, 0, `"worker ready"`, `"slot":1`)
 
 	if err := exec.Command(podman, "stop", "-t", "10", name).Run(); err != nil {
 		t.Fatalf("podman stop: %v", err)
@@ -777,7 +721,7 @@ CMD ["/testworker"]
 	case <-time.After(30 * time.Second):
 		t.Fatal("podman run did not end after podman stop")
 	}
-	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
+	out.wait(t, time.Second, 0, `"gm2-init exiting"`, `"exit_code":0`)
 }
 
 // TestSystemdUnitFiles checks the unit files of examples/systemd with
@@ -856,7 +800,7 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	out := watchLines(pr)
+	out := readLines(pr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -868,7 +812,7 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 		<-exited
 		pr.Close()
 	})
-	out.wait(t, 20*time.Second, "Listening on 127.0.0.1:8080")
+	out.wait(t, 20*time.Second, 0, "Listening on 127.0.0.1:8080")
 	kids := childrenOf(cmd.Process.Pid)
 	if len(kids) != 1 {
 		t.Fatalf("children of unshare: %v", kids)
@@ -889,7 +833,7 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 	if !workers["0"] || !workers["1"] {
 		t.Errorf("answers from workers %v, want 0 and 1", workers)
 	}
-	out.wait(t, time.Second, `"listening"`, `"inherited":true`, `127.0.0.1:8080`)
+	out.wait(t, time.Second, 0, `"listening"`, `"inherited":true`, `127.0.0.1:8080`)
 	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -898,7 +842,7 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("gm2-init did not exit after SIGTERM")
 	}
-	out.wait(t, time.Second, `"gm2-init exiting"`, `"exit_code":0`)
+	out.wait(t, time.Second, 0, `"gm2-init exiting"`, `"exit_code":0`)
 }
 
 // TestSocketActivationNodeListen: an unmodified Node app's listen(PORT) is

@@ -4,80 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/procoracle"
 )
-
-// treeUsage is a worker tree read from the host's /proc by this test alone:
-// parents from every status file, figures from status, fd/ and stat.
-type treeUsage struct {
-	processes, threads, fds int
-	rss, cpuSeconds         float64
-}
-
-func readTreeUsage(t *testing.T, root int) treeUsage {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := func(pid int, key string) (float64, bool) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			return 0, false
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && k == key {
-				f := strings.Fields(v)
-				n, err := strconv.ParseFloat(f[0], 64)
-				if len(f) > 1 && f[1] == "kB" {
-					n *= 1024
-				}
-				return n, err == nil
-			}
-		}
-		return 0, false
-	}
-	parent := map[int]int{}
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if pp, ok := status(pid, "PPid"); ok {
-				parent[pid] = int(pp)
-			}
-		}
-	}
-	in := map[int]bool{root: true}
-	for grew := true; grew; {
-		grew = false
-		for p, pp := range parent {
-			if !in[p] && in[pp] {
-				in[p], grew = true, true
-			}
-		}
-	}
-	var u treeUsage
-	for p := range in {
-		u.processes++
-		rss, _ := status(p, "VmRSS")
-		th, _ := status(p, "Threads")
-		u.rss += rss
-		u.threads += int(th)
-		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p)); err == nil {
-			u.fds += len(fds)
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
-			f := strings.Fields(string(b[strings.LastIndex(string(b), ")")+1:]))
-			for _, n := range f[11:15] { // utime stime cutime cstime
-				v, _ := strconv.ParseFloat(n, 64)
-				u.cpuSeconds += v / 100 // USER_HZ
-			}
-		}
-	}
-	return u
-}
 
 func within(got, want, frac, abs float64) bool {
 	return math.Abs(got-want) <= math.Max(frac*math.Abs(want), abs)
@@ -130,10 +63,10 @@ func TestWorkerUsageThroughShell(t *testing.T) {
 			t.Fatalf("slot %d: worker %d (host pids %v) without usage (%q): %s", sl.Instance, w.Pid, hostOf, w.UsageError, body)
 		}
 		trees[sl.Instance] = host
-		u := readTreeUsage(t, host)
-		if *w.Processes != 2 || u.processes != 2 || !within(*w.RSS, u.rss, 0.10, 0) || *w.RSS < 40<<20 ||
-			!within(float64(*w.Threads), float64(u.threads), 0.10, 1) || !within(float64(*w.FDs), float64(u.fds), 0.10, 1) ||
-			!within(*w.CPU, u.cpuSeconds, 0.10, 0.05) {
+		u := procoracle.ReadOrFail(t, host)
+		if *w.Processes != 2 || len(u.PIDs) != 2 || !within(*w.RSS, float64(u.RSSBytes), 0.10, 0) || *w.RSS < 40<<20 ||
+			!within(float64(*w.Threads), float64(u.Threads), 0.10, 1) || !within(float64(*w.FDs), float64(u.FDs), 0.10, 1) ||
+			!within(*w.CPU, u.CPUSeconds(), 0.10, 0.05) {
 			t.Errorf("slot %d: /status %d processes, %.0f B, %d threads, %d fds, %.2f s; /proc %+v",
 				sl.Instance, *w.Processes, *w.RSS, *w.Threads, *w.FDs, *w.CPU, u)
 		}
@@ -144,17 +77,17 @@ func TestWorkerUsageThroughShell(t *testing.T) {
 		t.Fatalf("/metrics: %d %v", code, err)
 	}
 	for inst, host := range trees {
-		u := readTreeUsage(t, host)
+		u := procoracle.ReadOrFail(t, host)
 		for _, c := range []struct {
 			family    string
 			want      float64
 			frac, abs float64
 		}{
-			{"gm2_worker_memory_bytes", u.rss, 0.10, 0},
-			{"gm2_worker_cpu_seconds_total", u.cpuSeconds, 0.10, 0.05},
-			{"gm2_worker_threads", float64(u.threads), 0.10, 1},
-			{"gm2_worker_processes", float64(u.processes), 0, 0},
-			{"gm2_worker_open_fds", float64(u.fds), 0.10, 1},
+			{"gm2_worker_memory_bytes", float64(u.RSSBytes), 0.10, 0},
+			{"gm2_worker_cpu_seconds_total", u.CPUSeconds(), 0.10, 0.05},
+			{"gm2_worker_threads", float64(u.Threads), 0.10, 1},
+			{"gm2_worker_processes", float64(len(u.PIDs)), 0, 0},
+			{"gm2_worker_open_fds", float64(u.FDs), 0.10, 1},
 		} {
 			got, ok := seriesValue(metrics, c.family, fmt.Sprintf(`instance="%d"`, inst))
 			if !ok || !within(got, c.want, c.frac, c.abs) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/httpload"
 )
 
 // Readiness that tells the truth (issue 16): a server that does not take
@@ -107,8 +109,8 @@ func TestBusyHealthyAppStaysReady(t *testing.T) {
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--queue-timeout", "300ms", "--", bins.worker)...)
 	addr, health := in.Addr(""), in.HealthAddr()
 	in.WaitReady(1, 10*time.Second)
-	l := startLoad(addr, 64, 20*time.Second)
-	if !l.waitRequests(500, 20*time.Second) {
+	l := httpload.Start(addr, httpload.Options{Clients: 64, Limit: 20 * time.Second})
+	if !l.WaitRequests(500, 20*time.Second) {
 		t.Fatal("the load did not get going")
 	}
 	for i := 0; i < 30; i++ { // 3 s of probes, 10 × the threshold
@@ -118,7 +120,7 @@ func TestBusyHealthyAppStaysReady(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if ok, failed, errs := l.stop(); failed > 0 {
+	if ok, failed, errs := l.Stop().Sums(); failed > 0 {
 		t.Errorf("%d of %d requests failed: %v", failed, ok+failed, errs)
 	}
 }

@@ -40,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/httpload"
 	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
@@ -633,27 +634,18 @@ func TestZeroConfigReloadUnderLoad(t *testing.T) {
 	z := startZC(t, zcApp{instances: 2, port: 3000, cmd: []string{"node", repoPath(t, "examples/node/http-server.js")}})
 	z.in.WaitReady(2, nodeTimeout)
 
-	stop := make(chan struct{})
-	st, wait := runLoadWith(loadOpts{dial: z.dialer()}, z.addr, 8, 20000, stop)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer stopLoad()
+	st := httpload.Start(z.addr, httpload.Options{Clients: 8, Limit: 5 * time.Minute, PIDBodies: true, Dial: z.dialer()})
+	defer st.Stop()
 	select {
-	case <-st.reached(50):
+	case <-st.Reached(50):
 	case <-time.After(nodeTimeout):
-		stopLoad()
-		t.Fatalf("load did not start: %d ok, %d failed %v", st.ok.Load(), st.failed.Load(), st.errs)
+		st.Stop()
+		t.Fatalf("load did not start: %+v", st.Counts())
 	}
 	from := 0
 	for gen := 1; gen <= 2; gen++ {
 		before := workerPids(z.in)
-		at := st.ok.Load()
+		at := st.OK()
 		z.in.Signal(syscall.SIGHUP)
 		var fin logLine
 		fin, from = z.in.WaitLog(nodeTimeout, from, "reload finished", nil)
@@ -666,19 +658,18 @@ func TestZeroConfigReloadUnderLoad(t *testing.T) {
 			}
 		}
 		select {
-		case <-st.reached(st.ok.Load() + 100):
+		case <-st.Reached(st.OK() + 100):
 		case <-time.After(nodeTimeout):
-			t.Fatalf("the load stalled after reload %d: %d ok, %d failed %v; %d connections in the queue", gen, st.ok.Load(), st.failed.Load(), st.errs, z.queueLength(z.port))
+			t.Fatalf("the load stalled after reload %d: %+v; %d connections in the queue", gen, st.Counts(), z.queueLength(z.port))
 		}
-		if st.ok.Load() == at {
+		if st.OK() == at {
 			t.Errorf("no request completed during reload %d", gen)
 		}
 	}
-	stopLoad()
-	if f := st.failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed during the reloads: %v", f, f+st.ok.Load(), st.errs)
+	if ok, f, errs := st.Stop().Sums(); f != 0 {
+		t.Errorf("%d of %d requests failed during the reloads: %v", f, f+ok, errs)
 	}
-	t.Logf("%d requests over 2 reloads", st.ok.Load())
+	t.Logf("%d requests over 2 reloads", st.OK())
 	z.checkReadyByListen()
 	z.checkShared("tcp", z.port)
 	z.eachServes(z.workers(2), false, func() int { return z.askPid(z.addr) })
@@ -705,25 +696,15 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	// process of its namespace, stopped or not.
 	syscall.Kill(-a.host, syscall.SIGSTOP)
 
-	stop := make(chan struct{})
-	// Long enough for the queued requests to wait for a cold replacement.
-	st, wait := runLoadWith(loadOpts{dial: z.dialer(), timeout: nodeTimeout}, z.addr, 8, 20000, stop)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	defer stopLoad()
+	st := httpload.Start(z.addr, httpload.Options{Clients: 8, Limit: 5 * time.Minute, PIDBodies: true, Dial: z.dialer(), Timeout: nodeTimeout})
+	defer st.Stop()
 	select {
-	case <-st.reached(100):
+	case <-st.Reached(100):
 	case <-time.After(nodeTimeout):
-		stopLoad()
-		t.Fatalf("load did not start: %d ok, %d failed %v", st.ok.Load(), st.failed.Load(), st.errs)
+		st.Stop()
+		t.Fatalf("load did not start: %+v", st.Counts())
 	}
-	if by := st.answeredBy(); len(by) != 1 || by[b.ns] == 0 {
+	if by := st.AnsweredBy(); len(by) != 1 || by[b.ns] == 0 {
 		t.Fatalf("answers by %v with worker %d stopped, want %d alone", by, a.ns, b.ns)
 	}
 
@@ -743,23 +724,22 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	ready, _ := z.in.WaitLog(nodeTimeout, from, "worker ready", nil)
 	// The replacement alone runs: the requests it answers waited in the
 	// queue or arrived after the kill.
-	if !st.waitAnswers(ready.int("pid"), 100, nodeTimeout) {
-		t.Fatalf("the replacement %d did not serve the queue: answers by %v, %d failed %v", ready.int("pid"), st.answeredBy(), st.failed.Load(), st.errs)
+	if !st.WaitAnswers(ready.int("pid"), 100, nodeTimeout) {
+		t.Fatalf("the replacement %d did not serve the queue: answers by %v, %+v", ready.int("pid"), st.AnsweredBy(), st.Counts())
 	}
 	if n := z.queueLength(z.port); n > 8 {
 		t.Errorf("%d connections still wait in the queue", n)
 	}
 	syscall.Kill(-b.host, syscall.SIGCONT)
 	select {
-	case <-st.reached(st.ok.Load() + 100):
+	case <-st.Reached(st.OK() + 100):
 	case <-time.After(nodeTimeout):
 		t.Fatal("the load stalled after the stopped worker continued")
 	}
-	stopLoad()
-	if f := st.failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed: %v", f, f+st.ok.Load(), st.errs)
+	if ok, f, errs := st.Stop().Sums(); f != 0 {
+		t.Errorf("%d of %d requests failed: %v", f, f+ok, errs)
 	}
-	t.Logf("%d requests; answered by %v", st.ok.Load(), st.answeredBy())
+	t.Logf("%d requests; answered by %v", st.OK(), st.AnsweredBy())
 	z.checkShared("tcp", z.port)
 	stopClean(t, z.in)
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/httpload"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -127,9 +128,9 @@ func TestReloadByPodmanKillUnderLoad(t *testing.T) {
 	health, addr := c.Addr(9000), c.Addr(8080)
 	prev := slotPids(t, health)
 
-	ld := startLoad(addr, 8, 5*time.Minute)
-	defer ld.stop()
-	if !ld.waitRequests(20, 30*time.Second) {
+	ld := httpload.Start(addr, httpload.Options{Clients: 8, Limit: 5 * time.Minute})
+	defer ld.Stop()
+	if !ld.WaitRequests(20, 30*time.Second) {
 		t.Fatal("the load gets no answers through the published port")
 	}
 	pos := 0
@@ -147,15 +148,15 @@ func TestReloadByPodmanKillUnderLoad(t *testing.T) {
 			}
 		}
 		prev = pids
-		if !ld.waitRequests(10, 30*time.Second) {
+		if !ld.WaitRequests(10, 30*time.Second) {
 			t.Fatalf("no traffic after reload %d", i+1)
 		}
 	}
-	ok, failed, errs := ld.stop()
+	r := ld.Stop()
 	t.Logf("%d reloads by podman kill -s HUP: %d requests on new connections, %d on kept-alive ones; %d and %d failed",
-		reloads, ok[0], ok[1], failed[0], failed[1])
-	if failed[0]+failed[1] != 0 {
-		t.Fatalf("%d requests failed during the reloads: %v", failed[0]+failed[1], errs)
+		reloads, r.OK[httpload.NewConnection], r.OK[httpload.KeepAlive], r.Failed[httpload.NewConnection], r.Failed[httpload.KeepAlive])
+	if _, failed, errs := r.Sums(); failed != 0 {
+		t.Fatalf("%d requests failed during the reloads: %v", failed, errs)
 	}
 	stopClean(t, c)
 }

@@ -1,15 +1,11 @@
 package container
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -118,83 +114,4 @@ func distinctBodies(t *testing.T, addr string, want, tries int) map[string]bool 
 		t.Fatalf("%d requests through %s reached %d worker(s) %v, want %d", tries, addr, len(seen), seen, want)
 	}
 	return seen
-}
-
-// load is bounded HTTP load on 127.0.0.1 (the published port): half its
-// clients open a new connection per request, half keep theirs alive. It
-// stops when stopped or after its time limit.
-type load struct {
-	ok, failed [2]atomic.Int64 // [0] new connection per request, [1] keep-alive
-	mu         sync.Mutex
-	errs       []string
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-}
-
-func startLoad(addr string, clients int, limit time.Duration) *load {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	l := &load{cancel: cancel}
-	for i := 0; i < clients; i++ {
-		mode := i % 2
-		tr := &http.Transport{DisableKeepAlives: mode == 0, MaxIdleConnsPerHost: 1}
-		c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer tr.CloseIdleConnections()
-			for ctx.Err() == nil {
-				l.one(c, addr, mode)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) one(c *http.Client, addr string, mode int) {
-	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-	resp, err := c.Do(req)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-	}
-	if err != nil {
-		l.failed[mode].Add(1)
-		l.mu.Lock()
-		if len(l.errs) < 10 {
-			l.errs = append(l.errs, fmt.Sprintf("%v (keep-alive %v)", err, mode == 1))
-		}
-		l.mu.Unlock()
-		return
-	}
-	l.ok[mode].Add(1)
-}
-
-func (l *load) total() int64 { return l.ok[0].Load() + l.ok[1].Load() }
-
-// waitRequests waits until n more requests succeeded, in each mode.
-func (l *load) waitRequests(n int64, timeout time.Duration) bool {
-	t0, t1 := l.ok[0].Load()+n, l.ok[1].Load()+n
-	deadline := time.Now().Add(timeout)
-	for l.ok[0].Load() < t0 || l.ok[1].Load() < t1 {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
-}
-
-// stop ends the load and returns the successes and failures per mode.
-func (l *load) stop() (ok, failed [2]int64, errs []string) {
-	l.cancel()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := range 2 {
-		ok[i], failed[i] = l.ok[i].Load(), l.failed[i].Load()
-	}
-	return ok, failed, l.errs
 }

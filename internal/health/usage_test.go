@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/procoracle"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -124,81 +125,6 @@ func startWorker(t *testing.T, script, spec string, n int) int {
 	return cmd.Process.Pid
 }
 
-// procTree reads the tree of root independently of procfs: parents from
-// every /proc/*/status, RSS and threads from status, fds by listing fd/, CPU
-// from stat split with strings.Fields.
-type procTree struct {
-	pids               int
-	rss                float64
-	threads, fds       int
-	cpuSeconds         float64
-	cpuTicksPerSeconds float64
-}
-
-func readTree(t *testing.T, root int) procTree {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	field := func(pid int, key string) (float64, bool) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			return 0, false
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && k == key {
-				f := strings.Fields(v)
-				n, err := strconv.ParseFloat(f[0], 64)
-				if err != nil {
-					return 0, false
-				}
-				if len(f) > 1 && f[1] == "kB" {
-					n *= 1024
-				}
-				return n, true
-			}
-		}
-		return 0, false
-	}
-	parent := map[int]int{}
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if pp, ok := field(pid, "PPid"); ok {
-				parent[pid] = int(pp)
-			}
-		}
-	}
-	in := map[int]bool{root: true}
-	for changed := true; changed; {
-		changed = false
-		for p, pp := range parent {
-			if !in[p] && in[pp] {
-				in[p], changed = true, true
-			}
-		}
-	}
-	var tr procTree
-	for p := range in {
-		tr.pids++
-		rss, _ := field(p, "VmRSS")
-		tr.rss += rss
-		th, _ := field(p, "Threads")
-		tr.threads += int(th)
-		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p)); err == nil {
-			tr.fds += len(fds)
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
-			f := strings.Fields(string(b[strings.LastIndex(string(b), ")")+1:]))
-			for _, n := range f[11:15] {
-				v, _ := strconv.ParseFloat(n, 64)
-				tr.cpuSeconds += v / 100 // USER_HZ
-			}
-		}
-	}
-	return tr
-}
-
 func near(got, want, frac, abs float64) bool {
 	return math.Abs(got-want) <= max(frac*math.Abs(want), abs)
 }
@@ -243,9 +169,9 @@ func TestWorkerUsageEndpoints(t *testing.T) {
 		if w.RSS == nil || w.CPU == nil || w.Threads == nil || w.Processes == nil || w.FDs == nil || w.Partial || w.UsageError != "" {
 			t.Fatalf("slot %d: usage missing or partial: %s", i, r.body)
 		}
-		ind := readTree(t, root)
-		if *w.Processes != ind.pids || !near(float64(*w.RSS), ind.rss, 0.10, 0) || *w.Threads != ind.threads ||
-			!near(float64(*w.FDs), float64(ind.fds), 0.10, 0) || !near(*w.CPU, ind.cpuSeconds, 0.10, 0.03) {
+		ind := procoracle.ReadOrFail(t, root)
+		if *w.Processes != len(ind.PIDs) || !near(float64(*w.RSS), float64(ind.RSSBytes), 0.10, 0) || *w.Threads != ind.Threads ||
+			!near(float64(*w.FDs), float64(ind.FDs), 0.10, 0) || !near(*w.CPU, ind.CPUSeconds(), 0.10, 0.03) {
 			t.Errorf("slot %d: /status %d processes, %d B, %d threads, %d fds, %.2f s; /proc %+v",
 				i, *w.Processes, *w.RSS, *w.Threads, *w.FDs, *w.CPU, ind)
 		}
@@ -260,7 +186,7 @@ func TestWorkerUsageEndpoints(t *testing.T) {
 	}
 	runPromtool(t, m.body)
 	for i, root := range []int{tree, single} {
-		ind := readTree(t, root)
+		ind := procoracle.ReadOrFail(t, root)
 		labels := fmt.Sprintf(`{app="web",instance="%d"}`, i)
 		for _, c := range []struct {
 			family     string
@@ -268,11 +194,11 @@ func TestWorkerUsageEndpoints(t *testing.T) {
 			frac, abs  float64
 			exactCount bool
 		}{
-			{"gm2_worker_memory_bytes", ind.rss, 0.10, 0, false},
-			{"gm2_worker_cpu_seconds_total", ind.cpuSeconds, 0.10, 0.03, false},
-			{"gm2_worker_threads", float64(ind.threads), 0, 0, true},
-			{"gm2_worker_processes", float64(ind.pids), 0, 0, true},
-			{"gm2_worker_open_fds", float64(ind.fds), 0.10, 0, false},
+			{"gm2_worker_memory_bytes", float64(ind.RSSBytes), 0.10, 0, false},
+			{"gm2_worker_cpu_seconds_total", ind.CPUSeconds(), 0.10, 0.03, false},
+			{"gm2_worker_threads", float64(ind.Threads), 0, 0, true},
+			{"gm2_worker_processes", float64(len(ind.PIDs)), 0, 0, true},
+			{"gm2_worker_open_fds", float64(ind.FDs), 0.10, 0, false},
 		} {
 			got, ok := sampleValue(m.body, c.family+labels)
 			if !ok || !near(got, c.want, c.frac, c.abs) {

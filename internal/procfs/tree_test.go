@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/procoracle"
 )
 
 // ---- fake trees ----------------------------------------------------------
@@ -399,69 +401,6 @@ func startTree(t testing.TB, script, spec string, n int) (int, [][]string) {
 	return cmd.Process.Pid, got
 }
 
-// independent reads the tree of root with code that shares nothing with the
-// package: parents from /proc/*/status, figures from status, fd/ listings
-// and stat split with strings.Fields.
-type independent struct {
-	pids                 []int
-	rss                  uint64
-	threads, fds         int
-	cpuTicks, childTicks uint64
-}
-
-func readIndependently(t *testing.T, root int) independent {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent := map[int]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if pp := statusKB(t, fmt.Sprintf("/proc/%d/status", pid), "PPid"); pp >= 0 {
-			parent[pid] = int(pp)
-		}
-	}
-	in := map[int]bool{root: true}
-	for changed := true; changed; {
-		changed = false
-		for p, pp := range parent {
-			if !in[p] && in[pp] {
-				in[p], changed = true, true
-			}
-		}
-	}
-	var r independent
-	for p := range in {
-		r.pids = append(r.pids, p)
-		status := fmt.Sprintf("/proc/%d/status", p)
-		if kb := statusKB(t, status, "VmRSS"); kb > 0 {
-			r.rss += uint64(kb)
-		}
-		r.threads += int(statusKB(t, status, "Threads"))
-		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p)); err == nil {
-			r.fds += len(fds)
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndex(string(b), ")")+1:]))
-		for i, n := range f[11:15] { // utime stime cutime cstime
-			v, _ := strconv.ParseUint(n, 10, 64)
-			r.cpuTicks += v
-			if i >= 2 {
-				r.childTicks += v
-			}
-		}
-	}
-	slices.Sort(r.pids)
-	return r
-}
-
 // statusKB returns a "Key: value [kB]" line of a status file in bytes (kB)
 // or as is; -1 when the file or the line is missing.
 func statusKB(t *testing.T, path, key string) int64 {
@@ -526,25 +465,25 @@ func TestTreeStatsRealTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ind := readIndependently(t, sh)
-	if s.Processes != 3 || len(ind.pids) != 3 {
-		t.Fatalf("processes: TreeStats %d, independently %v", s.Processes, ind.pids)
+	ind := procoracle.ReadOrFail(t, sh)
+	if s.Processes != 3 || len(ind.PIDs) != 3 {
+		t.Fatalf("processes: TreeStats %d, independently %v", s.Processes, ind.PIDs)
 	}
 	if s.Partial {
 		t.Error("partial")
 	}
-	if s.RSSBytes < 64<<20 || !within(float64(s.RSSBytes), float64(ind.rss), 0.10) {
-		t.Errorf("RSS %d, independently %d (want ≥ 64 MiB)", s.RSSBytes, ind.rss)
+	if s.RSSBytes < 64<<20 || !within(float64(s.RSSBytes), float64(ind.RSSBytes), 0.10) {
+		t.Errorf("RSS %d, independently %d (want ≥ 64 MiB)", s.RSSBytes, ind.RSSBytes)
 	}
-	if s.Threads != ind.threads || s.Threads < 3 {
-		t.Errorf("threads %d, independently %d", s.Threads, ind.threads)
+	if s.Threads != ind.Threads || s.Threads < 3 {
+		t.Errorf("threads %d, independently %d", s.Threads, ind.Threads)
 	}
 	// Listing fd/ opens one more in this process, not in theirs: exact.
-	if s.FDs != ind.fds || s.FDs < 20 {
-		t.Errorf("fds %d, independently %d (each helper has 10 extra)", s.FDs, ind.fds)
+	if s.FDs != ind.FDs || s.FDs < 20 {
+		t.Errorf("fds %d, independently %d (each helper has 10 extra)", s.FDs, ind.FDs)
 	}
-	if !closeTicks(s.CPUTicks, ind.cpuTicks) {
-		t.Errorf("CPU ticks %d, independently %d", s.CPUTicks, ind.cpuTicks)
+	if !closeTicks(s.CPUTicks, ind.CPUTicks) {
+		t.Errorf("CPU ticks %d, independently %d", s.CPUTicks, ind.CPUTicks)
 	}
 
 	// The scan used without children files finds the same tree.
@@ -567,9 +506,9 @@ func TestTreeStatsExec(t *testing.T) {
 	if err != nil || s.Processes != 1 || s.RSSBytes < 16<<20 {
 		t.Fatalf("TreeStats = %+v, %v", s, err)
 	}
-	ind := readIndependently(t, sh)
-	if !within(float64(s.RSSBytes), float64(ind.rss), 0.10) {
-		t.Errorf("RSS %d, independently %d", s.RSSBytes, ind.rss)
+	ind := procoracle.ReadOrFail(t, sh)
+	if !within(float64(s.RSSBytes), float64(ind.RSSBytes), 0.10) {
+		t.Errorf("RSS %d, independently %d", s.RSSBytes, ind.RSSBytes)
 	}
 }
 
@@ -584,12 +523,12 @@ func TestTreeStatsKeepsWaitedChildren(t *testing.T) {
 	if err != nil || s.Processes != 2 {
 		t.Fatalf("TreeStats = %+v, %v", s, err)
 	}
-	ind := readIndependently(t, sh)
-	if ind.childTicks == 0 {
+	ind := procoracle.ReadOrFail(t, sh)
+	if ind.ChildTicks == 0 {
 		t.Fatalf("sh's cutime+cstime is 0: the exited child's time is not there")
 	}
-	if s.CPUSeconds() < 0.55 || !closeTicks(s.CPUTicks, ind.cpuTicks) {
-		t.Errorf("CPU %.2f s (%d ticks), independently %d ticks; want ≥ 0.6 s", s.CPUSeconds(), s.CPUTicks, ind.cpuTicks)
+	if s.CPUSeconds() < 0.55 || !closeTicks(s.CPUTicks, ind.CPUTicks) {
+		t.Errorf("CPU %.2f s (%d ticks), independently %d ticks; want ≥ 0.6 s", s.CPUSeconds(), s.CPUTicks, ind.CPUTicks)
 	}
 }
 

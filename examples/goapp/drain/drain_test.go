@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/httpload"
 )
 
 // wait bounds every wait of these tests; none of them waits on a timer
@@ -367,68 +369,6 @@ func startWorker(sock *sharedSocket, id int) *worker {
 	return w
 }
 
-// clientLoad sends GET / from a few clients until stopped: half on a fresh
-// connection per request, half on keep-alive connections.
-type clientLoad struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-}
-
-func startClientLoad(addr string, clients int, limit time.Duration) *clientLoad {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	l := &clientLoad{cancel: cancel}
-	for i := 0; i < clients; i++ {
-		keepAlive := i%2 == 1
-		tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1}
-		c := &http.Client{Timeout: wait, Transport: tr}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer tr.CloseIdleConnections()
-			for ctx.Err() == nil {
-				l.one(ctx, c, addr, keepAlive)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *clientLoad) one(ctx context.Context, c *http.Client, addr string, keepAlive bool) {
-	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-	resp, err := c.Do(req)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return // the load's own time limit, not the server's fault
-		}
-		l.failed.Add(1)
-		l.mu.Lock()
-		if len(l.errs) < 10 {
-			l.errs = append(l.errs, fmt.Sprintf("%v (keep-alive %v)", err, keepAlive))
-		}
-		l.mu.Unlock()
-		return
-	}
-	l.ok.Add(1)
-}
-
-func (l *clientLoad) stop() (ok, failed int64, errs []string) {
-	l.cancel()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ok.Load(), l.failed.Load(), l.errs
-}
-
 // The promise the README makes: a worker that drains on a shared socket
 // under load returns no error and fails no request, every time. Two
 // workers serve; each round starts a new one and drains the oldest after
@@ -439,8 +379,8 @@ func TestThousandGracefulStopsUnderLoad(t *testing.T) {
 		stops = 100
 	}
 	sock := newSharedSocket(t)
-	ld := startClientLoad(sock.addr, 8, 5*time.Minute)
-	defer ld.stop()
+	ld := httpload.Start(sock.addr, httpload.Options{Clients: 8, Limit: 5 * time.Minute, Timeout: wait})
+	defer ld.Stop()
 
 	workers := []*worker{startWorker(sock, 0), startWorker(sock, 1)}
 	for i := 0; i < stops; i++ {
@@ -461,7 +401,7 @@ func TestThousandGracefulStopsUnderLoad(t *testing.T) {
 			t.Fatalf("stop %d: Serve: %v", i, err)
 		}
 	}
-	ok, failed, errs := ld.stop()
+	ok, failed, errs := ld.Stop().Sums()
 	for _, w := range workers {
 		if err := w.srv.Drain(context.Background()); err != nil {
 			t.Errorf("last workers: Drain: %v", err)
