@@ -230,13 +230,7 @@ func TestReadmeMaxMemoryRestartCommand(t *testing.T) {
 		t.Fatalf("README commands %q: update this test with them", cmds)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(bins.init, filepath.Join(bin, "gm2-init")); err != nil {
-		t.Fatal(err)
-	}
+	bin := gm2InitOnPath(t)
 	app, err := os.ReadFile(repoPath(t, "e2e/testdata/node/leak.js"))
 	if err != nil {
 		t.Fatal(err)

@@ -217,6 +217,41 @@ func readLines(r io.Reader) *lineLog {
 	return l
 }
 
+// loggedCmd is a command started by startLogged.
+type loggedCmd struct {
+	out    *lineLog      // stdout and stderr, line by line
+	exited chan struct{} // closed once the command was waited for
+	err    error         // what Wait returned, once exited is closed
+}
+
+// startLogged starts cmd with its stdout and stderr in one lineLog. The
+// command dies with the test process (Pdeathsig), and is killed and waited
+// for at cleanup. The pipe is an *os.File, so that Wait does not wait for
+// a grandchild that inherits it (podman's conmon) to close it.
+func startLogged(t *testing.T, cmd *exec.Cmd) *loggedCmd {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	lc := &loggedCmd{out: readLines(pr), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() { lc.err = cmd.Wait(); close(lc.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-lc.exited
+		pr.Close() // ends readLines' reader
+	})
+	return lc
+}
+
 // len is the count of lines so far.
 func (l *lineLog) len() int {
 	l.mu.Lock()
@@ -287,24 +322,8 @@ func TestReadmeQuickStart(t *testing.T) {
 	dir := copyTree(t)
 	cmd := exec.Command("taskset", "-c", smallCPUSet(t), "unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
 		"sh", "-c", `"$0" lo-up && cd "$1" && exec `+demo, bins.worker, dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	out := readLines(pr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		pr.Close()
-	})
+	lc := startLogged(t, cmd)
+	out, exited := lc.out, lc.exited
 
 	// The demo says what it runs; then gm2-init's console log.
 	_, pos := out.wait(t, readmeStepTimeout, 0, "==> "+announced+" ")

@@ -656,27 +656,9 @@ CMD ["/testworker"]
 		"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
 		"-v", gateDir+":/gate", "-e", "TW_READY_GATE=/gate/gate", "-e", "TW_GATE_SLOT=1", image)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+r.path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// An *os.File, so that Wait does not wait for conmon (which inherits
-	// it and may outlive podman run) to close it.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	out := readLines(pr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	exited := make(chan struct{})
-	var runErr error
-	go func() { runErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		pr.Close() // ends readLines' reader
-	})
+	// conmon inherits the output pipe and may outlive podman run.
+	lc := startLogged(t, cmd)
+	out, exited := lc.out, lc.exited
 	out.wait(t, 20*time.Second, 0, "Listening on "+addr)
 
 	// The first connection starts podman; a worker answers it.
@@ -715,8 +697,8 @@ CMD ["/testworker"]
 	}
 	select {
 	case <-exited:
-		if runErr != nil {
-			t.Errorf("podman run: %v", runErr)
+		if lc.err != nil {
+			t.Errorf("podman run: %v", lc.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("podman run did not end after podman stop")
@@ -782,36 +764,14 @@ func TestReadmeSocketActivateCommand(t *testing.T) {
 		t.Fatalf("README command %q: update this test with it", line)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(bins.init, filepath.Join(bin, "gm2-init")); err != nil {
-		t.Fatal(err)
-	}
+	bin := gm2InitOnPath(t)
 	if err := os.Symlink(bins.goapp, filepath.Join(dir, "goapp")); err != nil {
 		t.Fatal(err)
 	}
 	script := `"$0" lo-up && cd "$1" && export PATH="$2:$PATH" && exec ` + line
 	cmd := exec.Command("unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", script, bins.worker, dir, bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	out := readLines(pr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		pr.Close()
-	})
+	lc := startLogged(t, cmd)
+	out, exited := lc.out, lc.exited
 	out.wait(t, 20*time.Second, 0, "Listening on 127.0.0.1:8080")
 	kids := childrenOf(cmd.Process.Pid)
 	if len(kids) != 1 {

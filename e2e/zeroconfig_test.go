@@ -896,13 +896,7 @@ func TestReadmeZeroConfigCommand(t *testing.T) {
 		t.Fatalf("the README's Node section does not show %q: update this test with it", want)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(bins.init, filepath.Join(bin, "gm2-init")); err != nil {
-		t.Fatal(err)
-	}
+	bin := gm2InitOnPath(t)
 	src, err := os.ReadFile(repoPath(t, "examples/node/http-server.js"))
 	if err != nil {
 		t.Fatal(err)

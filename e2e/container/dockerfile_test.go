@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/shellwords"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -167,7 +168,7 @@ func checkInstruction(in instruction, stages []stage) error {
 			return errors.New("wants SOURCE... DEST")
 		}
 	case "ENV":
-		words, err := shellWords(a)
+		words, err := shellwords.Split(a)
 		if err != nil {
 			return err
 		}
@@ -262,59 +263,6 @@ func execForm(a string) ([]string, error) {
 	return words, nil
 }
 
-// shellWords splits s as a POSIX shell would split simple words: blanks
-// separate, quotes group, a backslash escapes the next byte outside single
-// quotes. Enough for ENV lines and one `go build` command.
-func shellWords(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, fmt.Errorf("unterminated ' in %q", s)
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf(`unterminated " in %q`, s)
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 < len(s) {
-				i++
-				cur.WriteByte(s[i])
-			}
-			inWord = true
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
-}
-
 // goBuild is how a Dockerfile's gm2-init stage builds the binary.
 type goBuild struct {
 	env   []string // NAME=VALUE before `go`
@@ -334,7 +282,7 @@ func goBuildOf(stages []stage) (goBuild, error) {
 			if in.cmd != "RUN" || !strings.Contains(in.args, "go build") {
 				continue
 			}
-			words, err := shellWords(in.args)
+			words, err := shellwords.Split(in.args)
 			if err != nil {
 				return goBuild{}, fmt.Errorf("line %d: %w", in.line, err)
 			}
@@ -423,28 +371,6 @@ func TestParseDockerfile(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestShellWords(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string
-	}{
-		{`CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /gm2-init .`, []string{"CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", "/gm2-init", "."}},
-		{`a 'b c' "d \" e" f\ g`, []string{"a", "b c", `d " e`, "f g"}},
-		{`  `, nil},
-		{`x=""`, []string{"x="}},
-	} {
-		got, err := shellWords(tc.in)
-		if err != nil || !slices.Equal(got, tc.want) {
-			t.Errorf("shellWords(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-	}
-	for _, in := range []string{`"open`, `'open`} {
-		if _, err := shellWords(in); err == nil {
-			t.Errorf("shellWords(%q): no error", in)
-		}
 	}
 }
 

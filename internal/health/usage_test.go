@@ -1,21 +1,17 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,105 +20,9 @@ import (
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
-// helperEnv makes the test binary a worker that allocates and touches the
-// given MiB, burns the given CPU milliseconds, prints "ready PID" and stays
-// (TestMain).
-const helperEnv = "GM2_HEALTH_TEST_HELPER"
-
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(helperEnv); spec != "" {
-		var mib, cpuMs int
-		if _, err := fmt.Sscan(spec, &mib, &cpuMs); err != nil {
-			fmt.Fprintln(os.Stderr, "helper spec:", err)
-			os.Exit(3)
-		}
-		helperSink = make([]byte, mib<<20)
-		for i := 0; i < len(helperSink); i += 4096 {
-			helperSink[i] = 1
-		}
-		for cpuTime() < time.Duration(cpuMs)*time.Millisecond {
-			for i := range helperSink[:min(len(helperSink), 1<<16)] {
-				helperSink[i]++
-			}
-		}
-		// The runtime opens its poller's fds (epoll, eventfd) lazily, at the
-		// first timer or pollable file: open them now, so that the fd count is
-		// the same before and after "ready".
-		if r, w, err := os.Pipe(); err == nil {
-			r.Close()
-			w.Close()
-		}
-		fmt.Printf("ready %d\n", os.Getpid())
-		time.Sleep(2 * time.Minute) // bounded, should the test die without killing it
-		os.Exit(0)
-	}
+	procoracle.RunHelper()
 	os.Exit(m.Run())
-}
-
-var helperSink []byte
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// startWorker runs `sh -c script` ("$0" is the test binary acting as the
-// helper) and waits for n ready lines. It returns sh's pid; sh and the
-// helpers are killed by pid at cleanup.
-func startWorker(t *testing.T, script, spec string, n int) int {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", "-c", script, exe)
-	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
-	}
-	var helpers []int
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		for _, p := range helpers {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-		}
-		_ = cmd.Wait()
-	})
-	ready := make(chan int)
-	go func() { // ends when sh's stdout closes (cleanup)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "ready" {
-				p, _ := strconv.Atoi(f[1])
-				ready <- p
-			}
-		}
-		close(ready)
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	timeout := time.NewTimer(30 * time.Second)
-	defer timeout.Stop()
-	for len(helpers) < n {
-		select {
-		case p, ok := <-ready:
-			if !ok {
-				t.Fatalf("sh -c %q ended before %d ready lines", script, n)
-			}
-			helpers = append(helpers, p)
-		case <-timeout.C:
-			t.Fatalf("sh -c %q: %d of %d ready lines within 30s", script, len(helpers), n)
-		}
-	}
-	go func() {
-		for range ready {
-		}
-	}()
-	return cmd.Process.Pid
 }
 
 func near(got, want, frac, abs float64) bool {
@@ -137,8 +37,8 @@ func TestWorkerUsageEndpoints(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skipf("no procfs: %v", err)
 	}
-	tree := startWorker(t, `"$0" & "$0" & wait`, "48 200", 2)
-	single := startWorker(t, `exec "$0"`, "16 0", 1)
+	tree, _ := procoracle.StartTree(t, `"$0" & "$0" & wait`, "48 0 200 block", 2)
+	single, _ := procoracle.StartTree(t, `exec "$0"`, "16 0 0 block", 1)
 
 	snap := healthySnapshot()
 	snap.Slots[0].App, snap.Slots[1].App = "web", "web"

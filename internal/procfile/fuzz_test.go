@@ -138,20 +138,3 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
-
-func FuzzSplitWords(f *testing.F) {
-	for _, s := range []string{`a "b c" 'd'`, `\`, `"\"`, "x\ty"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		w, err := splitWords(s)
-		if err != nil {
-			return
-		}
-		for _, x := range w {
-			if strings.IndexByte(x, 0) >= 0 {
-				t.Fatalf("NUL in %q", w)
-			}
-		}
-	})
-}

@@ -250,31 +250,6 @@ func TestLoadSharedListen(t *testing.T) {
 	}
 }
 
-func TestSplitWords(t *testing.T) {
-	for in, want := range map[string][]string{
-		``:                       nil,
-		`  a  b `:                {"a", "b"},
-		`--name "my api"`:        {"--name", "my api"},
-		`--name="my api"`:        {"--name=my api"},
-		`'it''s'`:                {"its"},
-		`"a \"q\" \\ \n"`:        {`a "q" \ \n`},
-		`a\ b c`:                 {"a b", "c"},
-		`""`:                     {""},
-		"tab\tsep\nline":         {"tab", "sep", "line"},
-		`--max-old-space-size=1`: {"--max-old-space-size=1"},
-	} {
-		got, err := splitWords(in)
-		if err != nil || !slices.Equal(got, want) {
-			t.Errorf("splitWords(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, in := range []string{`'open`, `"open`, `end\`, "nul\x00"} {
-		if _, err := splitWords(in); err == nil {
-			t.Errorf("splitWords(%q): no error", in)
-		}
-	}
-}
-
 func TestValues(t *testing.T) {
 	for _, tc := range []struct {
 		in   any

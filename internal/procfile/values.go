@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/shellwords"
 )
 
 // describe renders a value of the tree for a message: strings quoted,
@@ -162,7 +163,7 @@ func asWords(v any) ([]string, error) {
 	const accepted = "a string (split into words like a shell, without expansion) or a list of strings"
 	switch x := v.(type) {
 	case string:
-		w, err := splitWords(x)
+		w, err := shellwords.Split(x)
 		if err != nil {
 			return nil, fmt.Errorf("invalid value %s: %v; accepted: %s", describe(v), err, accepted)
 		}
@@ -191,62 +192,6 @@ func asWords(v any) ([]string, error) {
 		return []string{string(x)}, nil
 	}
 	return nil, invalid(v, accepted)
-}
-
-// splitWords splits s into words: blanks separate, '…' is literal, "…"
-// allows \" and \\, a backslash outside quotes escapes the next character.
-func splitWords(s string) ([]string, error) {
-	if strings.IndexByte(s, 0) >= 0 {
-		return nil, errors.New("a NUL byte")
-	}
-	var out []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("an unterminated ' quote")
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New(`an unterminated " quote`)
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 >= len(s) {
-				return nil, errors.New("a backslash at the end")
-			}
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
 }
 
 // envName checks a variable name: what execve can carry and a shell can

@@ -1,23 +1,17 @@
 package procfs
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gm2-init/gm2-init/internal/procoracle"
 )
@@ -239,93 +233,9 @@ func FuzzParseChildren(f *testing.F) {
 
 // ---- real processes ------------------------------------------------------
 
-// helperEnv makes the test binary act as a worker (see TestMain):
-// "mib fds cpuMillis then", where then is "block" (print a ready line with
-// the pid and stay), "exit" (end after the work) or "spawn N" (start N
-// `sleep` children from N different OS threads, print their pids, stay).
-const helperEnv = "GM2_PROCFS_TEST_HELPER"
-
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(helperEnv); spec != "" {
-		if err := helperMain(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			os.Exit(3)
-		}
-		os.Exit(0)
-	}
+	procoracle.RunHelper()
 	os.Exit(m.Run())
-}
-
-// helperLifetime bounds a helper whose test died without killing it.
-const helperLifetime = 2 * time.Minute
-
-var sink []byte // the helper's allocation stays reachable
-
-func helperMain(spec string) error {
-	f := strings.Fields(spec)
-	if len(f) < 4 {
-		return fmt.Errorf("spec %q", spec)
-	}
-	mib, _ := strconv.Atoi(f[0])
-	nfds, _ := strconv.Atoi(f[1])
-	cpuMs, _ := strconv.Atoi(f[2])
-	sink = make([]byte, mib<<20)
-	for i := 0; i < len(sink); i += 4096 {
-		sink[i] = 1 // resident, not just reserved
-	}
-	for range nfds {
-		if _, err := os.Open(os.DevNull); err != nil {
-			return err
-		}
-	}
-	for cpuTime() < time.Duration(cpuMs)*time.Millisecond {
-		for i := 0; i < 1e6; i++ {
-			sink = sink[:len(sink)]
-		}
-	}
-	// The runtime opens its poller's fds (epoll, eventfd) lazily, at the
-	// first timer or pollable file: open them now, so that the fd count is
-	// the same before and after "ready".
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-	switch f[3] {
-	case "exit":
-		return nil
-	case "spawn":
-		n, _ := strconv.Atoi(f[4])
-		pids := make(chan int)
-		for range n {
-			go func() {
-				// Each fork comes from a thread of its own, so the
-				// children are spread over several task/<tid>/children.
-				runtime.LockOSThread()
-				cmd := exec.Command("sleep", "120")
-				if err := cmd.Start(); err != nil {
-					pids <- -1
-					return
-				}
-				pids <- cmd.Process.Pid
-				_ = cmd.Wait()
-			}()
-		}
-		var got []string
-		for range n {
-			got = append(got, strconv.Itoa(<-pids))
-		}
-		fmt.Printf("ready %d %s\n", os.Getpid(), strings.Join(got, " "))
-	default:
-		fmt.Printf("ready %d\n", os.Getpid())
-	}
-	time.Sleep(helperLifetime)
-	return nil
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func needProc(t *testing.T) {
@@ -333,72 +243,6 @@ func needProc(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skipf("no procfs: %v", err)
 	}
-}
-
-// startTree runs `sh -c script` with the helper spec in the environment
-// ("$0" is the test binary) and waits for n ready lines; it returns sh's pid
-// and the fields of the ready lines. Everything is killed by pid at cleanup.
-func startTree(t testing.TB, script, spec string, n int) (int, [][]string) {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", "-c", script, exe)
-	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
-	}
-	// Its own group, as gm2-init starts workers: killing the group at
-	// cleanup reaches every helper and sleep below it.
-	var killed []int
-	t.Cleanup(func() {
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-		for _, p := range killed {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-		}
-		_ = cmd.Wait()
-	})
-	lines := make(chan []string)
-	go func() { // ends when sh's stdout closes, at the latest at cleanup
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) > 1 && f[0] == "ready" {
-				lines <- f
-			}
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	var got [][]string
-	timeout := time.NewTimer(30 * time.Second)
-	defer timeout.Stop()
-	for len(got) < n {
-		select {
-		case f, ok := <-lines:
-			if !ok {
-				t.Fatalf("sh -c %q ended after %d of %d ready lines", script, len(got), n)
-			}
-			got = append(got, f)
-			for _, s := range f[1:] {
-				if p, err := strconv.Atoi(s); err == nil {
-					killed = append(killed, p)
-				}
-			}
-		case <-timeout.C:
-			t.Fatalf("sh -c %q: %d of %d ready lines within 30s", script, len(got), n)
-		}
-	}
-	go func() { // drain further lines so that no helper blocks on stdout
-		for range lines {
-		}
-	}()
-	return cmd.Process.Pid, got
 }
 
 // statusKB returns a "Key: value [kB]" line of a status file in bytes (kB)
@@ -459,7 +303,7 @@ func treePids(t *testing.T, root int) []int {
 // independent reading of /proc within 10 %.
 func TestTreeStatsRealTree(t *testing.T) {
 	needProc(t)
-	sh, _ := startTree(t, `"$0" & "$0" & wait`, "32 10 0 block", 2)
+	sh, _ := procoracle.StartTree(t, `"$0" & "$0" & wait`, "32 10 0 block", 2)
 
 	s, err := TreeStats("/proc", sh)
 	if err != nil {
@@ -498,7 +342,7 @@ func TestTreeStatsRealTree(t *testing.T) {
 // TestTreeStatsExec: `sh -c 'exec helper'` is one process, the helper.
 func TestTreeStatsExec(t *testing.T) {
 	needProc(t)
-	sh, lines := startTree(t, `exec "$0"`, "16 0 0 block", 1)
+	sh, lines := procoracle.StartTree(t, `exec "$0"`, "16 0 0 block", 1)
 	if lines[0][1] != strconv.Itoa(sh) {
 		t.Fatalf("ready from pid %s, sh was %d: no exec?", lines[0][1], sh)
 	}
@@ -518,7 +362,7 @@ func TestTreeStatsKeepsWaitedChildren(t *testing.T) {
 	needProc(t)
 	// The first helper burns 300 ms and exits; sh waits for it, then
 	// runs a second one (which burns 300 ms too) that stays.
-	sh, _ := startTree(t, `GM2_PROCFS_TEST_HELPER="0 0 300 exit" "$0"; "$0"`, "0 0 300 block", 1)
+	sh, _ := procoracle.StartTree(t, `GM2_PROC_TEST_HELPER="0 0 300 exit" "$0"; "$0"`, "0 0 300 block", 1)
 	s, err := TreeStats("/proc", sh)
 	if err != nil || s.Processes != 2 {
 		t.Fatalf("TreeStats = %+v, %v", s, err)
@@ -536,7 +380,7 @@ func TestTreeStatsKeepsWaitedChildren(t *testing.T) {
 // process are all found (each thread has its own children list).
 func TestTreeStatsThreadChildren(t *testing.T) {
 	needProc(t)
-	sh, lines := startTree(t, `exec "$0"`, "0 0 0 spawn 6", 1)
+	sh, lines := procoracle.StartTree(t, `exec "$0"`, "0 0 0 spawn 6", 1)
 	want := []int{sh}
 	for _, f := range lines[0][2:] {
 		p, err := strconv.Atoi(f)
@@ -557,8 +401,8 @@ func TestTreeStatsThreadChildren(t *testing.T) {
 
 func TestReadTreesReal(t *testing.T) {
 	needProc(t)
-	a, _ := startTree(t, `exec "$0"`, "8 0 0 block", 1)
-	b, _ := startTree(t, `"$0"; :`, "8 0 0 block", 1)
+	a, _ := procoracle.StartTree(t, `exec "$0"`, "8 0 0 block", 1)
+	b, _ := procoracle.StartTree(t, `"$0"; :`, "8 0 0 block", 1)
 	res := ReadTrees(context.Background(), "/proc", []int{a, 1 << 30, b})
 	if res[0].Err != nil || res[0].Stats.Processes != 1 || res[0].Stats.RSSBytes < 8<<20 {
 		t.Errorf("tree a: %+v", res[0])
@@ -577,7 +421,7 @@ func BenchmarkTreeStats(b *testing.B) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		b.Skip("no procfs")
 	}
-	sh, _ := startTree(b, `"$0" & "$0" & wait`, "0 0 0 block", 2)
+	sh, _ := procoracle.StartTree(b, `"$0" & "$0" & wait`, "0 0 0 block", 2)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := TreeStats("/proc", sh); err != nil {

@@ -5,7 +5,9 @@
 // It shares no code with internal/procfs on purpose. The per-worker usage
 // that gm2-init reports (/status, /metrics, `gm2-init status`) comes from
 // procfs; a test that held those figures against procfs itself could not
-// fail when procfs reads a field wrongly. Only tests import this package.
+// fail when procfs reads a field wrongly. StartTree, beside it, starts the
+// trees those tests read: helper processes of a known size (memory, fds,
+// CPU time, children). Only tests import this package.
 package procoracle
 
 import (

@@ -1,0 +1,68 @@
+package shellwords
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSplit(t *testing.T) {
+	for in, want := range map[string][]string{
+		``:                       nil,
+		`  a  b `:                {"a", "b"},
+		`--name "my api"`:        {"--name", "my api"},
+		`--name="my api"`:        {"--name=my api"},
+		`'it''s'`:                {"its"},
+		`"a \"q\" \\ \n"`:        {`a "q" \ \n`},
+		`"\$HOME \x" '\$'`:       {`$HOME \x`, `\$`},
+		`a\ b c`:                 {"a b", "c"},
+		`""`:                     {""},
+		`x=""`:                   {"x="},
+		"tab\tsep\nline":         {"tab", "sep", "line"},
+		`--max-old-space-size=1`: {"--max-old-space-size=1"},
+		`a 'b c' "d \" e" f\ g`:  {"a", "b c", `d " e`, "f g"},
+		`CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /gm2-init .`: {
+			"CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", "/gm2-init", "."},
+	} {
+		got, err := Split(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Split(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, msg := range map[string]string{
+		`'open`:   "unterminated '",
+		`"open`:   `unterminated "`,
+		`"a\"`:    `unterminated "`,
+		`end\`:    "backslash at the end",
+		"nul\x00": "NUL",
+	} {
+		if _, err := Split(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Split(%q): error %v, want one about %s", in, err, msg)
+		}
+	}
+}
+
+// FuzzSplit: whatever the input, Split does not panic, and the words it
+// returns, quoted back, split to themselves.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{`a "b c" 'd'`, `\`, `"\"`, "x\ty", `"\$" '\'`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := Split(s)
+		if err != nil {
+			return
+		}
+		quoted := make([]string, len(w))
+		for i, x := range w {
+			if strings.IndexByte(x, 0) >= 0 {
+				t.Fatalf("NUL in %q", w)
+			}
+			quoted[i] = "'" + strings.ReplaceAll(x, "'", `'\''`) + "'"
+		}
+		again, err := Split(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, w) {
+			t.Fatalf("%q split to %q; quoted back, to %q, %v", s, w, again, err)
+		}
+	})
+}
