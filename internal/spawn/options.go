@@ -61,8 +61,9 @@ type App struct {
 // supervisor's loop, in order, and must not block.
 type Lifecycle interface {
 	// Ready: the start has finished (every slot's first worker is ready,
-	// or was given up on: errored, stopped, or past --listen-timeout), or
-	// a reload pass has ended. ready/total are the ready workers and slots.
+	// or was given up on: errored, stopped, or past --listen-timeout
+	// without being able to be ready), or a reload pass has ended.
+	// ready/total are the ready workers and slots.
 	Ready(ready, total int)
 	// Reloading: a reload pass has begun.
 	Reloading()

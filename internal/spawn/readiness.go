@@ -80,7 +80,8 @@ func (s *Supervisor) onListenTimeout(w *worker) {
 			Msg("worker did not report ready in time; treating it as ready")
 		return
 	}
-	if sl.candidate == w && w.alive && s.sys.CheckPorts(w.proc, a.Listeners).HoldsNone {
+	w.overdue = true
+	if sl.candidate == w && s.sys.CheckPorts(w.proc, a.Listeners).HoldsNone {
 		// It will not serve the passed sockets: the replacement failed.
 		s.stop(w, "holds none of the passed sockets")
 		s.replacementFailed(sl, "holds none of the passed sockets")

@@ -398,3 +398,74 @@ func TestReplacementHoldingNoSocketFails(t *testing.T) {
 		t.Errorf("reload %v", l)
 	}
 }
+
+// answer returns what a `gm2-init reload` waiter got, if anything yet.
+func answer(done chan error) (error, bool) {
+	select {
+	case err := <-done:
+		return err, true
+	default:
+		return nil, false
+	}
+}
+
+// A pass that ends within its own start (every replacement fails to start
+// and no retry is allowed) still answers the `gm2-init reload` that asked
+// for it: the waiter is in place before the pass starts.
+func TestReloadCommandAnsweredWhenThePassEndsAtOnce(t *testing.T) {
+	a := reloadApp(1)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.sys.failStarts = 10
+	done := make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, done); err != nil {
+			t.Fatal(err)
+		}
+	})
+	err, ok := answer(done)
+	if !ok {
+		t.Fatalf("no answer although the pass ended:\n%s", h.logs.String())
+	}
+	if err == nil || !strings.Contains(err.Error(), "web: ") {
+		t.Fatalf("answer %v, want the failed pass of web", err)
+	}
+	if len(h.s.reloadWaiters) != 0 {
+		t.Fatalf("%d waiters left", len(h.s.reloadWaiters))
+	}
+}
+
+// A `gm2-init reload` queued behind the pass under way gets an answer when
+// a shutdown begins before its pass could run.
+func TestReloadCommandAnsweredAtShutdown(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	h.signal(sigHUP) // a pass under way: its candidate is not ready
+	first, second := make(chan error, 1), make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, first); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// first waits for the next pass (the current one may predate its
+	// request); so does second.
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, ok := answer(first); ok {
+		t.Fatal("answered before any pass ended")
+	}
+	h.signal(sigTERM)
+	for name, done := range map[string]chan error{"first": first, "second": second} {
+		err, ok := answer(done)
+		if !ok || err == nil {
+			t.Errorf("%s waiter: answer %v (answered %v), want an error at shutdown", name, err, ok)
+		}
+	}
+	if err := h.s.requestReload(h.s.apps, make(chan error, 1)); err == nil {
+		t.Error("a reload was accepted during the shutdown")
+	}
+}

@@ -1,6 +1,8 @@
 package spawn
 
 import (
+	"errors"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,6 +82,12 @@ func (s *Supervisor) beginShutdown(code int) {
 			}
 		}
 	}
+	// The passes ended above answered their waiters; a waiter for a pass
+	// that was only queued gets no pass.
+	for _, wt := range s.reloadWaiters {
+		wt.done <- errors.New("gm2-init began to shut down before the reload ran")
+	}
+	s.reloadWaiters = nil
 	stopTimer(&s.memTimer)
 	if s.opt.ShutdownDelay > 0 && code < 0 && len(s.byPid) > 0 {
 		s.log.Info().Str("shutdown_delay", dur(s.opt.ShutdownDelay)).Msg("not ready any more; workers keep serving until the shutdown delay ends")
@@ -115,9 +123,7 @@ func (s *Supervisor) stopAll() {
 		s.log.Info().Msg("stopping the other processes left in the container (orphans, daemons) along with the workers")
 	}
 	if kill == 0 {
-		for _, a := range s.apps {
-			kill = max(kill, a.spec.KillTimeout)
-		}
+		kill = s.maxKillTimeout()
 	}
 	s.down.deadline = s.clock.Now().Add(kill)
 	s.down.kill = s.clock.AfterFunc(kill, s.onShutdownKill)
@@ -130,7 +136,8 @@ func (s *Supervisor) onShutdownKill() {
 	for _, w := range s.byPid {
 		s.onKillTimeout(w)
 	}
-	for _, r := range s.lingering {
+	// A copy: onRemainsTimeout removes the trees that are gone.
+	for _, r := range slices.Clone(s.lingering) {
 		if !r.killed {
 			s.onRemainsTimeout(r)
 		}

@@ -183,3 +183,26 @@ func TestForkAppAndRestartNeverAppEndTogether(t *testing.T) {
 		t.Fatal("finished while web runs")
 	}
 }
+
+// At the shutdown's deadline every lingering tree still there gets SIGKILL,
+// also when one before it in the list has gone meanwhile (and is forgotten
+// on the way).
+func TestShutdownKillReachesEveryLingeringTree(t *testing.T) {
+	a := testApp("npm", 3)
+	a.KillTimeout = 3 * time.Second
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	pids := []int{h.pid(0), h.pid(1), h.pid(2)}
+	for _, pid := range pids {
+		h.sys.procs[pid].remains = true
+	}
+	h.signal(sigTERM)
+	h.exit(0, pids...)
+	h.sys.procs[pids[0]].remains = false // its last process went unnoticed
+	h.event(h.s.onShutdownKill)
+	for _, pid := range pids[1:] {
+		if sigs := h.signals(pid); sigs[len(sigs)-1] != sigKILL {
+			t.Errorf("tree of %d got %v, want SIGKILL last", pid, sigs)
+		}
+	}
+}

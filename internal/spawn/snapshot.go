@@ -19,6 +19,7 @@ func (s *Supervisor) readyCounts() (ready, total int, settled bool) {
 			case sl.current != nil && sl.current.state == status.Ready:
 				ready++
 			case sl.state == status.Errored || sl.state == status.Stopped:
+			case sl.current != nil && sl.current.overdue:
 			default:
 				settled = false
 			}
@@ -100,9 +101,11 @@ func (s *Supervisor) publish() {
 				add(w)
 			}
 			out.Workers = workers[first:len(workers):len(workers)]
-			if w := sl.current; w != nil {
-				out.Pid, out.StartedAt, out.LastStatus, out.State = w.pid, w.started, w.statusText, w.state
-			} else if w := sl.candidate; w != nil {
+			w := sl.current
+			if w == nil {
+				w = sl.candidate
+			}
+			if w != nil {
 				out.Pid, out.StartedAt, out.LastStatus, out.State = w.pid, w.started, w.statusText, w.state
 			} else if len(sl.draining) > 0 {
 				out.State = status.Draining

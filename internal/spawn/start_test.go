@@ -260,6 +260,11 @@ func TestWorkerHoldingNoPassedSocketIsNotReady(t *testing.T) {
 	h.wantState(0, status.Starting)
 	h.advance(10 * time.Second) // --listen-timeout does not make it ready either
 	h.wantState(0, status.Starting)
+	// But the start is over: a parent waiting for READY=1 hears of it,
+	// with no worker ready.
+	if !slices.Contains(h.life.calls, "ready 0/1") {
+		t.Errorf("lifecycle %v, want ready 0/1 after --listen-timeout", h.life.calls)
+	}
 	if l := h.lines(msg); len(l) != 1 || l[0]["level"] != "warn" || l[0]["server"] != "puma" {
 		t.Errorf("log %v", l)
 	}

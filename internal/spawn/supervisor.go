@@ -412,18 +412,7 @@ func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
 		if err != nil {
 			return err
 		}
-		if s.down.active {
-			return errors.New("gm2-init is shutting down")
-		}
-		wt := &reloadWaiter{want: map[*app]uint64{}, done: done}
-		for _, a := range targets {
-			// The pass that serves this request: the next one, whether
-			// it starts now or follows the pass under way.
-			wt.want[a] = a.reload.generation + 1
-			s.startReload(a, "gm2-init reload")
-		}
-		s.reloadWaiters = append(s.reloadWaiters, wt)
-		return nil
+		return s.requestReload(targets, done)
 	})
 	if err != nil {
 		return err
@@ -436,6 +425,27 @@ func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
 	case <-s.done:
 		return errors.New("gm2-init stopped before the reload ended")
 	}
+}
+
+// requestReload starts (or queues) a pass of each target for `gm2-init
+// reload`, whose answer goes to done once every one of them ended. The
+// waiter is in place before the passes start: a pass can end within
+// startReload (every start failing at once).
+func (s *Supervisor) requestReload(targets []*app, done chan error) error {
+	if s.down.active {
+		return errors.New("gm2-init is shutting down")
+	}
+	wt := &reloadWaiter{want: map[*app]uint64{}, done: done}
+	for _, a := range targets {
+		// The pass that serves this request: the next one, whether it
+		// starts now or follows the pass under way.
+		wt.want[a] = a.reload.generation + 1
+	}
+	s.reloadWaiters = append(s.reloadWaiters, wt)
+	for _, a := range targets {
+		s.startReload(a, "gm2-init reload")
+	}
+	return nil
 }
 
 // reloadWaiter is a `gm2-init reload` waiting for its passes to end.

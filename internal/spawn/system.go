@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -114,8 +115,10 @@ type Clock interface {
 
 // Timer is a pending AfterFunc.
 type Timer interface {
-	// Stop cancels the timer; false if it already fired (its function
-	// may still be queued for the loop: handlers re-check their state).
+	// Stop cancels the timer, from the loop: its function does not run
+	// after Stop, even when its time has come and it already waits in
+	// the loop's queue. False if the function ran, or Stop was called
+	// before.
 	Stop() bool
 }
 
@@ -125,7 +128,35 @@ type loopClock struct{ post func(func()) }
 
 func (c loopClock) Now() time.Time { return time.Now() }
 func (c loopClock) AfterFunc(d time.Duration, f func()) Timer {
-	return time.AfterFunc(d, func() { c.post(f) })
+	t := &loopTimer{}
+	t.timer = time.AfterFunc(d, func() {
+		c.post(func() {
+			if !t.done {
+				t.done = true
+				f()
+			}
+		})
+	})
+	return t
+}
+
+// loopTimer is loopClock's Timer. A time.Timer alone cannot be stopped
+// once it fired, and its function posted to the loop would still run after
+// the handler that stopped it had moved on (a stale restart starting a
+// worker before its backoff ended). done is read and written only in the
+// loop: by the posted function and by Stop.
+type loopTimer struct {
+	timer *time.Timer
+	done  bool
+}
+
+func (t *loopTimer) Stop() bool {
+	t.timer.Stop()
+	if t.done {
+		return false
+	}
+	t.done = true
+	return true
 }
 
 // NewSystem returns the real System. self is the executable that workers
@@ -164,14 +195,16 @@ type osSystem struct {
 // osProc is a worker started by osSystem.
 type osProc struct {
 	pid     int
+	start   uint64 // start time of the worker (procfs.Stat.StartTime)
 	proc    *os.Process
 	closers []*os.File // our ends of the readiness channels
-	// channel is our end of the Node IPC channel, served by a goroutine
-	// that stop ends and done reports; it is closed only after the worker
-	// is gone, because a Node cluster worker exits when it disconnects.
-	channel *os.File
-	stop    context.CancelFunc
-	done    chan struct{}
+	// stopChannel ends the goroutine that serves our end of the Node IPC
+	// channel; that goroutine closes the channel when it ends. Release
+	// calls it only after the worker is gone, because a Node cluster
+	// worker exits when it disconnects. Release does not wait for the
+	// goroutine: a handler of it may be posting to the loop that calls
+	// Release.
+	stopChannel context.CancelFunc
 	// members are the descendants seen by Signal, with their start times
 	// (a pid reused by another process has another start time).
 	members map[int]memberOf
@@ -250,15 +283,21 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
 	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]memberOf{}}
+	// The start time names this process for as long as gm2-init may
+	// signal by its pid, after it was reaped too (see reused). A worker
+	// already reaped here leaves 0, which no live process has.
+	if st, err := procfs.StatOf(o.proc, p.pid); err == nil {
+		p.start = st.StartTime
+	}
 	if preloadR != nil && spec.Events.Preload != nil {
 		go preload.Read(preloadR, spec.Events.Preload)
 	}
 	if channel != nil {
 		ctx, stop := context.WithCancel(context.Background())
-		p.channel, p.stop, p.done = channel, stop, make(chan struct{})
+		p.stopChannel = stop
 		h := nodeipc.Handler{Query: spec.Events.Query, Ready: spec.Events.NodeReady}
 		go func() {
-			defer close(p.done)
+			defer channel.Close()
 			_ = nodeipc.Serve(ctx, channel, h)
 		}()
 	}
@@ -271,13 +310,16 @@ func (o *osSystem) Signal(pr Proc, sig syscall.Signal) {
 	// call. Then, one by one, only the processes that are not in it any
 	// more (the worker itself included): a process must get the signal
 	// once, because a second SIGTERM is often read as "stop now" (npm, a
-	// shell, an app counting its signals).
-	unix.Kill(-p.pid, sig)
-	for _, d := range procfs.Descendants(o.proc, p.pid) {
-		p.members[d.Pid] = memberOf{start: d.StartTime}
-	}
-	if st, err := procfs.StatOf(o.proc, p.pid); err == nil && st.PGrp != p.pid {
-		unix.Kill(p.pid, sig)
+	// shell, an app counting its signals). Once the worker's pid names
+	// another process, only the remembered members are its.
+	if !o.reused(p) {
+		unix.Kill(-p.pid, sig)
+		for _, d := range procfs.Descendants(o.proc, p.pid) {
+			p.members[d.Pid] = memberOf{start: d.StartTime}
+		}
+		if st, err := procfs.StatOf(o.proc, p.pid); err == nil && st.PGrp != p.pid {
+			unix.Kill(p.pid, sig)
+		}
 	}
 	for pid, m := range p.members {
 		st, err := procfs.StatOf(o.proc, pid)
@@ -297,9 +339,19 @@ func (o *osSystem) same(pid int, start uint64) bool {
 	return err == nil && st.StartTime == start
 }
 
+// reused tells whether the worker's pid now names another process. The
+// kernel does not hand out a pid while a process group of that number has
+// members, so as long as nothing else holds the pid, a group of that
+// number is the worker's; once another process holds it, the group of
+// that number (if any) is that process's, and must not be signalled.
+func (o *osSystem) reused(p *osProc) bool {
+	st, err := procfs.StatOf(o.proc, p.pid)
+	return err == nil && st.StartTime != p.start
+}
+
 func (o *osSystem) Remains(pr Proc) bool {
 	p := pr.(*osProc)
-	if unix.Kill(-p.pid, 0) == nil {
+	if !o.reused(p) && unix.Kill(-p.pid, 0) == nil {
 		return true
 	}
 	for pid, m := range p.members {
@@ -314,6 +366,11 @@ func (o *osSystem) Remains(pr Proc) bool {
 func (o *osSystem) Exited(pr Proc) bool {
 	var info unix.Siginfo
 	err := unix.Waitid(unix.P_PID, pr.Pid(), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if errors.Is(err, unix.ECHILD) {
+		// Not our child any more: the reaper's wait4(-1) has reaped it,
+		// and its exit is on its way to the loop.
+		return true
+	}
 	return err == nil && info.Signo != 0
 }
 
@@ -336,11 +393,9 @@ func (o *osSystem) Release(pr Proc) {
 		f.Close()
 	}
 	p.closers = nil
-	if p.channel != nil {
-		p.stop()
-		<-p.done // Serve returns at once: its reads are woken by the cancel
-		p.channel.Close()
-		p.channel = nil
+	if p.stopChannel != nil {
+		p.stopChannel()
+		p.stopChannel = nil
 	}
 	p.proc.Release()
 }

@@ -220,6 +220,11 @@ func TestRemainsAndExited(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	reap(t, p)
+	// Reaped (as the reaper's wait4(-1) does before the loop hears of the
+	// exit): it has still exited.
+	if !o.Exited(p) {
+		t.Fatal("a reaped worker is taken for a running one")
+	}
 	if !o.Remains(p) {
 		t.Fatal("the sleep left in the group is not seen")
 	}
@@ -371,5 +376,119 @@ func TestCheckPortsOnARealWorker(t *testing.T) {
 		o.Signal(p, unix.SIGKILL)
 		reap(t, p)
 		o.Release(p)
+	}
+}
+
+// Once a worker's pid names another process (pid reuse after the worker
+// was reaped), the group and the descendants of that number are not the
+// worker's: Signal and Remains leave them alone. The "other process" here
+// is a group leader with a child; the worker is the same pid with another
+// start time, which is what reuse looks like.
+func TestReusedPidIsLeftAlone(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $!; wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(line))
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	st, err := procfs.StatOf("/proc", cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := &osProc{pid: cmd.Process.Pid, start: st.StartTime, members: map[int]memberOf{}}
+	other := &osProc{pid: cmd.Process.Pid, start: st.StartTime + 1, members: map[int]memberOf{}}
+	if o.Remains(other) {
+		t.Error("the group of a reused pid is taken for the worker's remains")
+	}
+	o.Signal(other, syscall.SIGCONT)
+	if len(other.members) != 0 {
+		t.Errorf("the descendants of a reused pid were taken for the worker's: %v", other.members)
+	}
+	// The control: with the right start time, the same calls see both.
+	if !o.Remains(same) {
+		t.Error("the worker's own group is not seen")
+	}
+	o.Signal(same, syscall.SIGCONT)
+	if _, ok := same.members[child]; !ok {
+		t.Errorf("the worker's child %d is not remembered: %v", child, same.members)
+	}
+}
+
+// Release returns while a handler of the worker's Node IPC channel is
+// still busy (in gm2-init, posting to the very loop that calls Release):
+// it ends the channel's goroutine without waiting for it.
+func TestReleaseDoesNotWaitForABusyChannelHandler(t *testing.T) {
+	skipShort(t)
+	o := realSystem(t)
+	called, unblock := make(chan struct{}), make(chan struct{})
+	defer close(unblock)
+	p, err := o.Start(&StartSpec{
+		Path: "/bin/sh", Argv: []string{"sh", "-c", `printf '"ready"\n' >&3; exit 0`},
+		Env: os.Environ(), Layout: NewLayout(nil, false, true),
+		Events: WorkerEvents{NodeReady: func() { close(called); <-unblock }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no process.send('ready')")
+	}
+	reap(t, p)
+	released := make(chan struct{})
+	go func() { o.Release(p); close(released) }()
+	select {
+	case <-released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Release waits for the channel's handler: the loop would deadlock")
+	}
+}
+
+// A timer stopped after its time came, while its function waits in the
+// loop's queue, does not run it: the loop has moved on (a restart timer
+// replaced by a newer one must not start the worker early).
+func TestLoopTimerStoppedWhileQueued(t *testing.T) {
+	queue := make(chan func(), 1)
+	c := loopClock{post: func(f func()) { queue <- f }}
+	ran := 0
+	tm := c.AfterFunc(time.Millisecond, func() { ran++ })
+	var queued func()
+	select {
+	case queued = <-queue:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timer never fired")
+	}
+	if !tm.Stop() {
+		t.Error("Stop of a timer whose function had not run returned false")
+	}
+	queued()
+	if ran != 0 {
+		t.Fatal("a stopped timer's queued function ran")
+	}
+	if tm.Stop() {
+		t.Error("a second Stop returned true")
+	}
+	// Not stopped: it runs once, and Stop then says it was too late.
+	tm = c.AfterFunc(time.Millisecond, func() { ran++ })
+	select {
+	case queued = <-queue:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timer never fired")
+	}
+	queued()
+	if ran != 1 || tm.Stop() {
+		t.Fatalf("ran %d times; Stop after it ran must return false", ran)
 	}
 }

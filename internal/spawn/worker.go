@@ -103,9 +103,14 @@ type worker struct {
 	// saidReady: the worker reported READY=1 or process.send('ready')
 	// itself, as opposed to being declared ready by a timer.
 	saidReady bool
-	killed    bool      // SIGKILL sent
-	stopAt    time.Time // when the stop signal was sent
-	timers    []Timer
+	// overdue: --listen-timeout passed and the worker still could not be
+	// taken for ready (it holds none of the passed sockets). The start is
+	// over for its slot all the same: a parent waiting for READY=1 is
+	// told, with the worker counted as not ready.
+	overdue bool
+	killed  bool      // SIGKILL sent
+	stopAt  time.Time // when the stop signal was sent
+	timers  []Timer
 	// statusText is the last STATUS= it sent.
 	statusText string
 	// hello: its Node preload announced itself; listening: the listeners
@@ -340,6 +345,7 @@ func (s *Supervisor) onRemainsTimeout(r *remains) {
 	if s.down.active {
 		s.down.killedAny = true
 	}
+	r.timer.Stop() // when called before its deadline (the shutdown's kill)
 	r.timer = s.clock.AfterFunc(time.Second, func() { s.onRemainsTimeout(r) })
 }
 
