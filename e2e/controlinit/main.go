@@ -40,10 +40,14 @@ func (r *recorder) Reload(ctx context.Context, apps []string) error {
 	return r.out.Encode(map[string]any{"reload": apps})
 }
 
-func (r *recorder) Scale(ctx context.Context, app string, n int) error {
+func (r *recorder) Scale(ctx context.Context, app string, n int, delta bool) (int, int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.out.Encode(map[string]any{"scale": app, "n": n})
+	to := n
+	if delta {
+		to = 1 + n // every app has one instance
+	}
+	return 1, to, r.out.Encode(map[string]any{"scale": app, "n": to})
 }
 
 func main() {

@@ -82,11 +82,29 @@ func (f *fake) Reload(ctx context.Context, apps []string) error {
 	return err
 }
 
-func (f *fake) Scale(ctx context.Context, app string, n int) error {
+// Scale records what the server asked; the count is computed against the
+// snapshot's instances (the real supervisor does it in its loop).
+func (f *fake) Scale(ctx context.Context, app string, n int, delta bool) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.scales = append(f.scales, fmt.Sprintf("%s=%d", app, n))
-	return f.err
+	from := 0
+	for _, a := range f.snap.Apps {
+		if a.Name == app {
+			from = a.Instances
+		}
+	}
+	to := n
+	if delta {
+		to = from + n
+	}
+	f.scales = append(f.scales, fmt.Sprintf("%s=%d", app, to))
+	if f.err != nil {
+		return 0, 0, f.err
+	}
+	if to < 1 {
+		return 0, 0, fmt.Errorf("%d instances is out of range (1 to 1024; it has %d)", to, from)
+	}
+	return from, to, nil
 }
 
 // base makes a short base directory (a unix socket path holds 107 bytes).
@@ -214,7 +232,7 @@ func TestReloadAndScale(t *testing.T) {
 		{[]string{"scale", "api", "3"}, 0, "api: 3 instances (was 2)\n", ""},
 		{[]string{"scale", "api", "+2"}, 0, "api: 4 instances (was 2)\n", ""},
 		{[]string{"scale", "api", "-1"}, 0, "api: 1 instances (was 2)\n", ""},
-		{[]string{"scale", "api", "-2"}, 1, "", "gm2-init scale: api: 0 instances is out of range (1 to 1024; it has 2)\n"},
+		{[]string{"scale", "api", "-2"}, 1, "", "gm2-init scale: scale of api: 0 instances is out of range (1 to 1024; it has 2)\n"},
 		{[]string{"scale", "web", "2"}, 1, "", "gm2-init scale: unknown app \"web\" (apps: api, worker)\n"},
 		{[]string{"scale", "api", "abc"}, 2, "", "gm2-init scale: invalid count \"abc\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
 		{[]string{"scale", "api", "0"}, 2, "", "gm2-init scale: invalid count \"0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
@@ -229,7 +247,7 @@ func TestReloadAndScale(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fmt.Sprint(f.reloads) != "[[] [api]]" || fmt.Sprint(f.scales) != "[api=3 api=4 api=1]" {
+	if fmt.Sprint(f.reloads) != "[[] [api]]" || fmt.Sprint(f.scales) != "[api=3 api=4 api=1 api=0]" {
 		t.Errorf("supervisor saw reloads %q, scales %q", f.reloads, f.scales)
 	}
 	if !strings.Contains(s.log.String(), `"message":"control: reload"`) {

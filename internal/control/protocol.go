@@ -26,11 +26,13 @@ type Supervisor interface {
 	// gm2-init is stopping): the reload itself goes on.
 	Reload(ctx context.Context, apps []string) error
 
-	// Scale sets the worker count of app to n (1 … appspec.MaxWorkers;
-	// the server checked the range and that app exists) and returns once
-	// the change is under way: new slots started, surplus slots told to
-	// stop. An error tells why not (a fork app, shutting down).
-	Scale(ctx context.Context, app string, n int) error
+	// Scale sets the worker count of app to n, or changes it by n when
+	// delta is set (+N / -N: computed by the supervisor, so that two
+	// commands at once add up), and returns once the change is under way
+	// (new slots started, surplus slots told to stop) with the count
+	// before and after. The server checked that app exists. An error
+	// tells why not (out of range, a fork app, shutting down).
+	Scale(ctx context.Context, app string, n int, delta bool) (from, to int, err error)
 }
 
 // ErrUnknownApp may be wrapped by a Supervisor's error for an app name it

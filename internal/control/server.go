@@ -56,8 +56,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
-
-	"github.com/gm2-init/gm2-init/internal/appspec"
 )
 
 const (
@@ -396,22 +394,15 @@ func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
 		}
 		return response{OK: true, Message: "reloaded " + strings.Join(apps, ", ")}
 	default: // scale
-		cur, ok := instances[req.App]
-		if !ok {
+		if _, ok := instances[req.App]; !ok {
 			return unknown(req.App)
 		}
-		n := req.N
-		if req.Delta {
-			n = cur + req.N
-		}
-		if n < 1 || n > appspec.MaxWorkers {
-			return response{Error: fmt.Sprintf("%s: %d instances is out of range (1 to %d; it has %d)", req.App, n, appspec.MaxWorkers, cur)}
-		}
-		log.Str("app", req.App).Int("from", cur).Int("to", n).Msg("control: scale")
-		if err := s.opts.Supervisor.Scale(ctx, req.App, n); err != nil {
+		log.Str("app", req.App).Int("n", req.N).Bool("delta", req.Delta).Msg("control: scale")
+		from, to, err := s.opts.Supervisor.Scale(ctx, req.App, req.N, req.Delta)
+		if err != nil {
 			return s.waitError("scale", req.App, ctx, err)
 		}
-		return response{OK: true, Message: fmt.Sprintf("%s: %d instances (was %d)", req.App, n, cur)}
+		return response{OK: true, Message: fmt.Sprintf("%s: %d instances (was %d)", req.App, to, from)}
 	}
 }
 

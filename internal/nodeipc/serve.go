@@ -23,7 +23,9 @@ type Handler struct {
 	// shared socket for its whole life). A nil Query refuses every query
 	// with EADDRNOTAVAIL.
 	Query func(Query) Reply
-	// Ready is called for process.send('ready').
+	// Ready is called for the first process.send('ready') of the
+	// channel; later ones say nothing new (and a worker that sends them
+	// in a loop must not flood the supervisor).
 	Ready func()
 	// Event is called for the other cluster messages: KindListening,
 	// KindClose, KindOnline, KindDisconnecting.
@@ -43,6 +45,8 @@ type Reply struct {
 	ID int
 	// Data is the server data to hand back (JSON), nil for none.
 	Data json.RawMessage
+	// Created: this query bound the socket (the first worker to ask).
+	Created bool
 }
 
 // readBuf is the size of one read; longer lines are gathered up to maxLine.
@@ -142,6 +146,7 @@ type server struct {
 	seq      int64      // our own message counter, as Node's primary sends one
 	replies  int64      // makes every key unique (see reply)
 	inFlight []inFlight // sockets sent and not acknowledged yet, oldest first
+	ready    bool       // Ready was called
 }
 
 type inFlight struct {
@@ -197,7 +202,8 @@ func (s *server) handle(line []byte) error {
 	}
 	switch m.Kind {
 	case KindReady:
-		if s.h.Ready != nil {
+		if s.h.Ready != nil && !s.ready {
+			s.ready = true
 			s.h.Ready()
 		}
 	case KindQuery:

@@ -238,7 +238,9 @@ func TestServeMessages(t *testing.T) {
 		Event: func(m Message) { events <- m.Kind },
 	})
 	p.send(`{"app":"message"}`, -1)
-	p.send(`"ready"`, -1)
+	for range 100 { // once is news; the rest are not passed on
+		p.send(`"ready"`, -1)
+	}
 	p.send(lineOnline, -1)
 	p.send(`{"cmd":"NODE_CLUSTER","act":"exitedAfterDisconnect","seq":5}`, -1)
 	m, raw, _ := p.line()

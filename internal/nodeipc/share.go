@@ -49,7 +49,7 @@ func Share(reg *sockets.Registry, app string, log zerolog.Logger) func(Query) Re
 		if data == nil {
 			data = q.Data
 		}
-		return Reply{File: sh.Listener.File, UDP: spec.Network == sockets.UDP, ID: sh.ID, Data: data}
+		return Reply{File: sh.Listener.File, UDP: spec.Network == sockets.UDP, ID: sh.ID, Data: data, Created: created}
 	}
 }
 

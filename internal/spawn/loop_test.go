@@ -200,7 +200,7 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := r.Scale(ctx, "sleep", 2); err != nil {
+	if _, _, err := r.Scale(ctx, "sleep", 2, false); err != nil {
 		t.Fatal(err)
 	}
 	waitSnapshot(t, r.Supervisor, "2 workers ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 2 })
@@ -213,7 +213,7 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 	if err := r.Reload(ctx, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
 		t.Errorf("reload of an unknown app: %v", err)
 	}
-	if err := r.Scale(ctx, "sleep", 0); err == nil {
+	if _, _, err := r.Scale(ctx, "sleep", 0, false); err == nil {
 		t.Error("scaled to 0")
 	}
 	// A datagram from the test itself, no worker: dropped, the loop goes on.

@@ -134,3 +134,29 @@ func TestSnapshotShape(t *testing.T) {
 		t.Errorf("totals %+v", snap)
 	}
 }
+
+// `gm2-init scale APP +N` is computed in the loop: two at once add up, and
+// a count out of range is refused with what the app has.
+func TestScaleCommandDeltasAddUp(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.startAll()
+	for _, want := range [][2]int{{2, 3}, {3, 4}} {
+		h.event(func() {
+			from, to, err := h.s.scaleCommand("web", 1, true)
+			if err != nil || from != want[0] || to != want[1] {
+				t.Errorf("scale +1: %d → %d, %v; want %d → %d", from, to, err, want[0], want[1])
+			}
+		})
+	}
+	if n := h.s.apps[0].instances(); n != 4 {
+		t.Fatalf("%d instances after two +1 from 2", n)
+	}
+	h.event(func() {
+		if _, _, err := h.s.scaleCommand("web", -4, true); err == nil || !strings.Contains(err.Error(), "0 instances is out of range (1 to 1024; it has 4)") {
+			t.Errorf("scale -4 of 4: %v", err)
+		}
+		if _, _, err := h.s.scaleCommand("api", 2, false); err == nil || !strings.Contains(err.Error(), `no app named "api"`) {
+			t.Errorf("scale of an unknown app: %v", err)
+		}
+	})
+}

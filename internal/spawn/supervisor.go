@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
@@ -478,16 +479,39 @@ func (s *Supervisor) reloadEnded(a *app, result string) {
 	s.reloadWaiters = out
 }
 
-// Scale sets the number of instances of an app: `gm2-init scale APP N`. It
-// returns once the change is under way.
-func (s *Supervisor) Scale(_ context.Context, name string, n int) error {
-	return s.call(func() error {
-		targets, err := s.appsNamed([]string{name})
-		if err != nil {
-			return err
-		}
-		return s.scale(targets[0], n, "gm2-init scale")
+// Scale sets the number of instances of an app (`gm2-init scale APP N`), or
+// changes it by n when delta is set (`+N` / `-N`). The count is computed in
+// the loop, so that two commands at once add up. It returns the count
+// before and after, once the change is under way.
+func (s *Supervisor) Scale(_ context.Context, name string, n int, delta bool) (int, int, error) {
+	res := make(chan [2]int, 1)
+	err := s.call(func() error {
+		from, to, err := s.scaleCommand(name, n, delta)
+		res <- [2]int{from, to}
+		return err
 	})
+	if err != nil {
+		return 0, 0, err
+	}
+	r := <-res
+	return r[0], r[1], nil
+}
+
+// scaleCommand is Scale in the loop.
+func (s *Supervisor) scaleCommand(name string, n int, delta bool) (from, to int, err error) {
+	targets, err := s.appsNamed([]string{name})
+	if err != nil {
+		return 0, 0, err
+	}
+	a := targets[0]
+	from, to = a.instances(), n
+	if delta {
+		to = from + n
+	}
+	if to < 1 || to > appspec.MaxWorkers {
+		return from, to, fmt.Errorf("%d instances is out of range (1 to %d; it has %d)", to, appspec.MaxWorkers, from)
+	}
+	return from, to, s.scale(a, to, "gm2-init scale")
 }
 
 // appsNamed returns the apps with the given names, or every app.

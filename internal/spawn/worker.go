@@ -402,10 +402,9 @@ func (s *Supervisor) shareQuery(a *app, slot int) func(nodeipc.Query) nodeipc.Re
 	}
 	share := nodeipc.Share(reg, a.name, s.log.With().Str("app", a.name).Int("slot", slot).Logger())
 	return func(q nodeipc.Query) nodeipc.Reply {
-		n := reg.Len()
 		r := share(q)
-		if reg.Len() != n {
-			s.post(func() {})
+		if r.Created {
+			s.post(func() {}) // an event: the next snapshot shows it
 		}
 		return r
 	}
