@@ -96,7 +96,7 @@ func TestLoadErrors(t *testing.T) {
 		{"max_restarts negative", "p.json", `{"apps": [{"name": "api", "script": "api.js", "max_restarts": -1}]}`, Options{},
 			`p.json: app "api": max_restarts: invalid value -1: accepted: a whole number ≥ 0`},
 		{"max_memory_restart unit", "p.json", `{"apps": [{"name": "api", "script": "api.js", "max_memory_restart": "10X"}]}`, Options{},
-			`p.json: app "api": max_memory_restart: invalid value "10X": accepted: bytes as a number, or a number with K, M or G (300M, 1.5G; PM2's units, 1024-based)`},
+			`p.json: app "api": max_memory_restart: invalid value "10X": accepted: a number of bytes (1048576) or a number with a K, M, G or T suffix, powers of 1024 (512K, 300M, 1G, 1.5G; 300MB, 300Mi, 300MiB alike)`},
 		{"stop_exit_codes", "p.json", `{"apps": [{"name": "api", "script": "api.js", "stop_exit_codes": [0, "x"]}]}`, Options{},
 			`p.json: app "api": stop_exit_codes: invalid value "x": accepted: an exit code from 0 to 255, or a list of them`},
 		{"stop_exit_codes range", "p.yaml", "apps:\n  - name: api\n    script: api.js\n    stop_exit_codes: 300\n", Options{},

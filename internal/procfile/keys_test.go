@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
 )
 
 // Every key gm2-init reads, each mapped to its field.
@@ -281,6 +282,54 @@ func TestValues(t *testing.T) {
 	for _, in := range []any{"", "M", "-5M", "10X", "1.2.3G", jsonNumber("0"), true, "0.1"} {
 		if _, err := asSize(in); err == nil {
 			t.Errorf("asSize(%v): no error", in)
+		}
+	}
+}
+
+// max_memory_restart reads sizes exactly as --max-memory-restart does
+// (internal/bytesize): the same forms, the same refusals, the same cap.
+func TestAsSizeIsBytesize(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want int64 // 0 = refused
+	}{
+		{"2.5", 0}, // was 2 bytes
+		{jsonNumber("2.5"), 0},
+		{"512Mi", 512 << 20}, // were refused
+		{"512MiB", 512 << 20},
+		{"1T", 1 << 40},
+		{"512 MB", 512 << 20},
+		{"1.5G", 3 << 29},
+		{"300m", 300 << 20},
+		{jsonNumber("1048576"), 1 << 20},
+		{"8191T", 8191 << 40}, // was above the old cap of 2^50
+		{"9223372036854775807", 1<<63 - 1},
+		{"9223372036854775808", 0},
+		{"8388607T", 8388607 << 40},
+		{"8388608T", 0}, // 2^63
+		{"1e3", 0},
+		{jsonNumber("1e3"), 0},
+		{"0", 0},
+		{"10X", 0},
+		{"-5M", 0},
+		{"", 0},
+	} {
+		got, err := asSize(tc.in)
+		if tc.want == 0 {
+			if err == nil {
+				t.Errorf("asSize(%#v) = %d, want an error", tc.in, got)
+			} else if !strings.Contains(err.Error(), "accepted: "+bytesize.Forms) {
+				t.Errorf("asSize(%#v): %v; want bytesize's accepted forms", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("asSize(%#v) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+		if s, ok := tc.in.(string); ok {
+			if n, err := bytesize.Parse(s); err != nil || n != got {
+				t.Errorf("bytesize.Parse(%q) = %d, %v; asSize says %d", s, n, err, got)
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
 	"github.com/gm2-init/gm2-init/internal/shellwords"
 )
 
@@ -115,44 +116,26 @@ func asDuration(v any, least time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-const sizeAccepted = "bytes as a number, or a number with K, M or G (300M, 1.5G; PM2's units, 1024-based)"
-
-// asSize reads max_memory_restart: bytes, or PM2's K/M/G suffixes (1024
-// based, as PM2 computes them). A trailing B is accepted (300MB).
+// asSize reads max_memory_restart exactly as --max-memory-restart reads its
+// value (internal/bytesize): bytes, or a number with PM2's K, M or G (1024
+// based, as PM2 computes them) and the forms bytesize widens them with
+// (T, "300MB", "512Mi", "1.5G", "512 MB"). A number in the file is read
+// from its text, so 2.5 is refused as "2.5" is: bytes are whole.
 func asSize(v any) (int64, error) {
 	var s string
 	switch x := v.(type) {
 	case json.Number:
 		s = string(x)
 	case string:
-		s = strings.TrimSpace(x)
+		s = x
 	default:
-		return 0, invalid(v, sizeAccepted)
+		return 0, invalid(v, bytesize.Forms)
 	}
-	mult := 1.0
-	u := strings.ToUpper(s)
-	if strings.HasSuffix(u, "B") && len(u) > 1 && strings.ContainsAny(u[len(u)-2:len(u)-1], "KMG") {
-		u = u[:len(u)-1]
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return 0, invalid(v, bytesize.Forms)
 	}
-	if n := len(u); n > 0 {
-		switch u[n-1] {
-		case 'K':
-			mult, u = 1<<10, u[:n-1]
-		case 'M':
-			mult, u = 1<<20, u[:n-1]
-		case 'G':
-			mult, u = 1<<30, u[:n-1]
-		}
-	}
-	if !appspec.IsDecimal(u) {
-		return 0, invalid(v, sizeAccepted)
-	}
-	f, err := strconv.ParseFloat(u, 64)
-	b := f * mult
-	if err != nil || b < 1 || b > 1<<50 {
-		return 0, invalid(v, sizeAccepted)
-	}
-	return int64(b), nil
+	return n, nil
 }
 
 // asWords reads args and interpreter_args: a list of strings (numbers and
