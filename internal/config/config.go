@@ -130,6 +130,10 @@ func parse(args []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	environ := os.Environ()
+	if w := outerInstances(env, environ, given); w != "" {
+		cfg.Warnings = append(cfg.Warnings, w)
+	}
 	for _, o := range options {
 		if o.scope == actionScope {
 			continue
@@ -161,7 +165,7 @@ func parse(args []string) (*Config, error) {
 	if err := cfg.setCommand(command); err != nil {
 		return nil, err
 	}
-	cfg.Warnings = append(cfg.Warnings, unknownVars(os.Environ())...)
+	cfg.Warnings = append(cfg.Warnings, unknownVars(environ)...)
 	return cfg, nil
 }
 
