@@ -13,6 +13,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/procfile"
 	"github.com/gm2-init/gm2-init/internal/sockets"
@@ -42,9 +43,16 @@ func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
 		}
 		return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
 	}
-	apps, warns, err := procfile.Load(cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only, HealthAddr: cfg.HealthAddr})
+	apps, warns, err := procfile.Load(cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only})
 	if err != nil {
 		return nil, err
+	}
+	for _, a := range apps {
+		if l, clash := cfg.HealthClash(a.Listen); clash {
+			return nil, &procfile.Error{File: cfg.ConfigFile, App: fmt.Sprintf("app %q", a.Name), Key: "listen",
+				Msg: fmt.Sprintf("%s and %s %s bind the same address; give one of them another port (or --health-addr off)",
+					echo.Quote(l.Raw), cfg.Source("health-addr"), echo.Quote(cfg.HealthAddr))}
+		}
 	}
 	p := &plan{}
 	for _, w := range warns {

@@ -5,9 +5,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +59,83 @@ func TestConfigNestedInit(t *testing.T) {
 		if len(warnings) != 1 || warnings[0] != want {
 			t.Errorf("slot %s: inner warnings %q, want only %q", slot, warnings, want)
 		}
+	}
+}
+
+// Bad process files and bad settings against a file, with the real binary:
+// exit status 2 (1 for the system's refusal: a port in use), one line that
+// names the file, the app and the key (or the flag), and nothing started.
+func TestConfigBadFile(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := strconv.Itoa(freePort(t))
+	dir := t.TempDir()
+	const (
+		usage   = 2
+		runtime = 1
+	)
+	// Every app's command leaves a trace if it is ever started.
+	app := func(name, extra string) string {
+		return `{"name": "` + name + `", "script": "sh", "args": ["-c", "touch MARKER"]` + extra + `}`
+	}
+	cases := []struct {
+		name string
+		apps string // the apps of the file, a JSON list
+		env  []string
+		args []string // after --config FILE
+		code int
+		want string // the one line, after "gm2-init: "; $FILE is the file
+	}{
+		{"app on the health port, [::] over 0.0.0.0 (passed --dry-run)",
+			`[` + app("api", `, "listen": "0.0.0.0:`+port+`"`) + `]`, nil,
+			[]string{"--health-addr", "[::]:" + port, "--dry-run"}, usage,
+			`$FILE: app "api": listen: "0.0.0.0:` + port + `" and --health-addr "[::]:` + port + `" bind the same address; give one of them another port (or --health-addr off)`},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			marker := filepath.Join(dir, "started-"+strconv.Itoa(i))
+			file := filepath.Join(dir, "eco-"+strconv.Itoa(i)+".json")
+			content := `{"apps": ` + strings.ReplaceAll(c.apps, "MARKER", marker) + `}`
+			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bins.init, append([]string{"--config", file}, c.args...)...)
+			cmd.Env = append(os.Environ(), "NODE_APP_INSTANCE=", "GM2_INSTANCE=")
+			cmd.Env = append(cmd.Env, c.env...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("still running after 20 s: the bad input was accepted; stderr: %.300s", stderr.String())
+			}
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != c.code {
+				t.Errorf("exit status %d, want %d; stderr: %.500s", code, c.code, stderr.String())
+			}
+			// Errors found once the start is logged (a bind) follow
+			// JSON lines: the plain line is the last one.
+			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			last := lines[len(lines)-1]
+			if want := "gm2-init: " + strings.ReplaceAll(c.want, "$FILE", file); last != want {
+				t.Errorf("error line\n got %s\nwant %s", last, want)
+			}
+			for _, l := range lines[:len(lines)-1] {
+				if !strings.HasPrefix(l, "{") {
+					t.Errorf("more than one plain error line: %q", stderr.String())
+				}
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("an app was started despite the bad input")
+			}
+		})
 	}
 }

@@ -117,8 +117,6 @@ func TestLoadErrors(t *testing.T) {
 			`p.json: app "api": listen: ":3000" and "0.0.0.0:3000" bind the same address`},
 		{"two apps, one port, bound differently", "p.json", `{"apps": [{"name": "a", "script": "api.js", "listen": ":3000"}, {"name": "b", "script": "worker.js", "listen": "127.0.0.1:3000"}]}`, Options{},
 			`p.json: app "b": listen: "127.0.0.1:3000" and app "a"'s ":3000" bind the same port differently; give both apps the same address to share one socket, or different ports`},
-		{"listen on the health port", "p.json", `{"apps": [{"name": "api", "script": "api.js", "listen": ":9000"}]}`, Options{HealthAddr: ":9000"},
-			`p.json: app "api": listen: ":9000" takes the health endpoints' address ":9000"; give the app another port (or move --health-addr)`},
 		{"only names no app", "p.json", `{"apps": [{"name": "api", "script": "api.js"}, {"name": "worker", "script": "worker.js"}]}`, Options{Only: []string{"api", "web"}},
 			`p.json: --only: no app named "web" (the file has api, worker)`},
 		{"autostart everywhere false", "p.json", `{"apps": [{"name": "api", "script": "api.js", "autostart": false}]}`, Options{},
