@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -105,6 +107,21 @@ func (p *plan) specs() (out []sockets.Spec, at [][]int) {
 		}
 	}
 	return out, at
+}
+
+// bindError names where a listener that failed to bind was asked for:
+// --listen (or GM2_LISTEN), or the listen key of the process file's app
+// that names it (the first one, for a socket two apps share).
+func (p *plan) bindError(cfg *config.Config, err error) string {
+	var be *sockets.BindError
+	if cfg.ConfigFile != "" && errors.As(err, &be) {
+		for _, a := range p.apps {
+			if slices.Contains(a.Listen, be.Spec) {
+				return (&procfile.Error{File: cfg.ConfigFile, App: fmt.Sprintf("app %q", a.Name), Key: "listen", Msg: err.Error()}).Error()
+			}
+		}
+	}
+	return cfg.Source("listen") + ": " + err.Error()
 }
 
 // listenersOf returns app i's sockets among ls, bound from specs() in that

@@ -6,8 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // cleanEnv leaves the test no GM2_* variable of the outside.
@@ -82,5 +86,42 @@ func TestPlanAppsErrors(t *testing.T) {
 				t.Errorf("planApps error\n got %s\nwant %s", err, want)
 			}
 		})
+	}
+}
+
+// A listener that fails to bind is named where it was asked for: the
+// process file's app and key, never --listen (refused with --config).
+func TestBindErrorNamesTheApp(t *testing.T) {
+	spec := func(raw string) sockets.Spec {
+		s, err := sockets.ParseSpec(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	shared, own := spec("127.0.0.1:3000"), spec("unix:///nope/web.sock")
+	p := &plan{apps: []appspec.App{
+		{Name: "api", Listen: []sockets.Spec{shared}},
+		{Name: "web", Listen: []sockets.Spec{shared, own}},
+	}}
+	withFile := &config.Config{}
+	withFile.ConfigFile = "eco.json"
+	tests := []struct {
+		name string
+		cfg  *config.Config
+		err  error
+		want string
+	}{
+		{"shared socket: the first app", withFile, &sockets.BindError{Spec: shared, Err: unix.EADDRINUSE},
+			`eco.json: app "api": listen: bind 127.0.0.1:3000: address already in use`},
+		{"the second app's own", withFile, &sockets.BindError{Spec: own, Err: unix.ENOENT, Usage: true},
+			`eco.json: app "web": listen: bind unix:///nope/web.sock: no such file or directory`},
+		{"no process file", &config.Config{}, &sockets.BindError{Spec: shared, Err: unix.EADDRINUSE},
+			`--listen: bind 127.0.0.1:3000: address already in use`},
+	}
+	for _, tt := range tests {
+		if got := p.bindError(tt.cfg, tt.err); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
+		}
 	}
 }

@@ -140,9 +140,9 @@ func run() int {
 	if err != nil {
 		var be *sockets.BindError
 		if errors.As(err, &be) && be.Usage {
-			return fail(exitUsage, cfg.Source("listen")+": "+err.Error())
+			return fail(exitUsage, plan.bindError(cfg, err))
 		}
-		return fail(exitRuntime, cfg.Source("listen")+": "+err.Error())
+		return fail(exitRuntime, plan.bindError(cfg, err))
 	}
 	defer sockets.CloseAll(listeners)
 	up.log(log)

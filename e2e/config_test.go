@@ -94,6 +94,14 @@ func TestConfigBadFile(t *testing.T) {
 			`[` + app("api", `, "listen": "0.0.0.0:`+port+`"`) + `]`, nil,
 			[]string{"--health-addr", "[::]:" + port, "--dry-run"}, usage,
 			`$FILE: app "api": listen: "0.0.0.0:` + port + `" and --health-addr "[::]:` + port + `" bind the same address; give one of them another port (or --health-addr off)`},
+		{"app on a port in use (was named --listen)",
+			`[` + app("api", `, "listen": "`+busy.Addr().String()+`"`) + `]`, nil,
+			[]string{"--health-addr", "off"}, runtime,
+			`$FILE: app "api": listen: bind ` + busy.Addr().String() + `: address already in use (another process listens there): address already in use`},
+		{"second app's unix socket in a missing directory (was named --listen)",
+			`[` + app("api", "") + `, ` + app("web", `, "listen": ["127.0.0.1:0", "unix://`+dir+`/missing/web.sock"]`) + `]`, nil,
+			[]string{"--health-addr", "off"}, usage,
+			`$FILE: app "web": listen: bind unix://` + dir + `/missing/web.sock: directory ` + dir + `/missing: stat ` + dir + `/missing: no such file or directory`},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
