@@ -73,8 +73,14 @@ func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
 	p.apps, p.explain = apps, explain
 	for i, a := range apps {
 		if a.MinReady > counts[i] {
-			return nil, fmt.Errorf("%s: app %s: min_ready %d is more than its %d workers; accepted: a whole number from 1 to the worker count, or all",
-				cfg.ConfigFile, a.Name, a.MinReady, counts[i])
+			// The file has no min_ready key: the value is --min-ready's
+			// (GM2_MIN_READY), every app's default.
+			where := cfg.ConfigFile
+			if len(cfg.App.Command) > 0 && i == len(apps)-1 {
+				where = "the command after --"
+			}
+			return nil, fmt.Errorf("%s: %w", where, &appspec.MinReadyError{
+				App: a.Name, MinReady: a.MinReady, Workers: counts[i], Instances: a.Instances, Source: cfg.Source("min-ready")})
 		}
 		p.counts = append(p.counts, appspec.Count{N: counts[i]})
 	}

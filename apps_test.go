@@ -74,6 +74,14 @@ func TestPlanAppsErrors(t *testing.T) {
 			`{"apps": [{"name": "api", "script": "sh", "listen": ":3000"}, {"name": "web", "script": "sh", "listen": "tcp4://127.0.0.1:9100"}]}`,
 			[]string{"GM2_HEALTH_ADDR=:9100"}, []string{"--config", "$FILE"},
 			`$FILE: app "web": listen: "tcp4://127.0.0.1:9100" and GM2_HEALTH_ADDR ":9100" bind the same address; give one of them another port (or --health-addr off)`},
+		{"min ready above a cluster app's fixed count",
+			`{"apps": [{"name": "api", "script": "sh", "instances": 1}]}`,
+			[]string{"GM2_MIN_READY=2"}, []string{"--config", "$FILE"},
+			`$FILE: app "api": GM2_MIN_READY 2 is more than its 1 worker (instances 1); accepted: a whole number from 1 to the worker count, or all`},
+		{"min ready above a cluster app's share of the CPUs",
+			`{"apps": [{"name": "api", "script": "sh", "instances": "max"}, {"name": "worker", "script": "sh", "exec_mode": "fork"}, {"name": "web", "script": "sh", "instances": "max"}]}`,
+			nil, []string{"--config", "$FILE", "--min-ready", "2"},
+			`$FILE: app "web": --min-ready 2 is more than its 1 worker (instances max); accepted: a whole number from 1 to the worker count, or all`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,5 +131,34 @@ func TestBindErrorNamesTheApp(t *testing.T) {
 		if got := p.bindError(tt.cfg, tt.err); got != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// --min-ready (GM2_MIN_READY) is every app's default: a fork app, which
+// runs one process, is ready with it, whatever the cluster apps need.
+func TestPlanAppsMinReadyForkApps(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		env      []string
+		args     []string
+		minReady []int // per app: api (cluster), worker (fork)
+	}{
+		{"GM2_MIN_READY=2", []string{"GM2_MIN_READY=2"}, []string{"--config", "$FILE"}, []int{2, 1}},
+		{"--min-ready 4", nil, []string{"--config", "$FILE", "--min-ready", "4"}, []int{4, 1}},
+		{"--min-ready all", nil, []string{"--config", "$FILE", "--min-ready", "all"}, []int{0, 0}},
+		{"default", nil, []string{"--config", "$FILE"}, []int{1, 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _, _, err := planFile(t, `{"apps": [{"name": "api", "script": "sh", "instances": 4}, {"name": "worker", "script": "sh", "exec_mode": "fork"}]}`,
+				tt.env, tt.args, 2)
+			if err != nil {
+				t.Fatalf("planApps: %v", err)
+			}
+			for i, want := range tt.minReady {
+				if got := p.apps[i].MinReady; got != want {
+					t.Errorf("app %s: min ready %d, want %d", p.apps[i].Name, got, want)
+				}
+			}
+		})
 	}
 }

@@ -102,6 +102,10 @@ func TestConfigBadFile(t *testing.T) {
 			`[` + app("api", "") + `, ` + app("web", `, "listen": ["127.0.0.1:0", "unix://`+dir+`/missing/web.sock"]`) + `]`, nil,
 			[]string{"--health-addr", "off"}, usage,
 			`$FILE: app "web": listen: bind unix://` + dir + `/missing/web.sock: directory ` + dir + `/missing: stat ` + dir + `/missing: no such file or directory`},
+		{"min ready above a cluster app, fork app beside it (named a min_ready key)",
+			`[` + app("api", `, "instances": 1`) + `, ` + app("worker", `, "exec_mode": "fork"`) + `]`, []string{"GM2_MIN_READY=2"},
+			[]string{"--dry-run"}, usage,
+			`$FILE: app "api": GM2_MIN_READY 2 is more than its 1 worker (instances 1); accepted: a whole number from 1 to the worker count, or all`},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -226,7 +226,7 @@ func TestWorkers(t *testing.T) {
 		}
 		if err != nil {
 			var mr *MinReadyError
-			if !errors.As(err, &mr) || mr.MinReady != tt.minReady || mr.Workers != got.N || !strings.Contains(err.Error(), "app web") {
+			if !errors.As(err, &mr) || mr.MinReady != tt.minReady || mr.Workers != got.N || !strings.Contains(err.Error(), `app "web": min ready`) {
 				t.Errorf("error %T %v", err, err)
 			}
 			checkOneLine(t, err)

@@ -153,6 +153,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 			return a, false, l.fail(id, "instances", "%s with exec_mode fork: fork runs exactly one instance; use exec_mode cluster for %s workers", a.Instances, a.Instances)
 		}
 		a.Instances = appspec.Instances{N: 1}
+		a.MinReady = appspec.ForkMinReady(a.MinReady)
 	}
 
 	env := map[string]string{}
