@@ -1030,3 +1030,22 @@ func TestInheritedFromOuterInit(t *testing.T) {
 		})
 	}
 }
+
+// The rules a file and the command line share are one validator each
+// (appspec): app names for --only, the cap on --max-restarts, listen lists.
+func TestSharedRules(t *testing.T) {
+	env(t)
+	file := filepath.Join(t.TempDir(), "eco.json")
+	os.WriteFile(file, []byte(`{"apps": []}`), 0o644)
+	// A name a process file may give (api:v2, worker@eu) can be named in
+	// --only; it was refused.
+	c := mustParse(t, "--config", file, "--only", "api:v2, worker@eu,web.1")
+	if !slices.Equal(c.Only, []string{"api:v2", "worker@eu", "web.1"}) {
+		t.Errorf("--only: %q", c.Only)
+	}
+	for _, bad := range []string{"a b", `a"b`, "a\\b", strings.Repeat("x", 101)} {
+		parseErr(t, []string{"--config", file, "--only", bad}, "--only: invalid value", "accepted: app names separated by commas (1 to 100 characters without blanks, commas, quotes or control characters)")
+	}
+	parseErr(t, []string{"--max-restarts", "1000001", "app"}, `--max-restarts: invalid value "1000001": accepted: a whole number from 0 to 1000000`)
+	parseErr(t, []string{"--kill-timeout", "0", "app"}, `--kill-timeout: invalid value "0": accepted: a duration from 1ms to 24h`)
+}

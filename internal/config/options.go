@@ -101,7 +101,7 @@ var options = []*option{
 		long: "max-restarts", arg: "N", def: "16", scope: appScope,
 		help: "failed starts in a row (an exit before ready, or before 30s of readiness) after which a slot is marked errored",
 		set: func(c *Config, v string) (err error) {
-			c.App.MaxRestarts, err = parseInt(v, 0, 1_000_000, "accepted: a whole number from 0 to 1000000")
+			c.App.MaxRestarts, err = appspec.ParseMaxRestarts(v)
 			return err
 		},
 		show: func(_ *Config, a *appspec.App) any { return a.MaxRestarts },

@@ -333,3 +333,52 @@ func TestAsSizeIsBytesize(t *testing.T) {
 		}
 	}
 }
+
+// Durations in a file are bounded as the flags' are: at most
+// appspec.MaxDuration, whether written in milliseconds or with a unit.
+func TestAsDurationRange(t *testing.T) {
+	for _, tc := range []struct {
+		in    any
+		least time.Duration
+		want  time.Duration // -1 = refused
+	}{
+		{"24h", 0, 24 * time.Hour},
+		{jsonNumber("86400000"), 0, 24 * time.Hour},
+		{"86400000", 0, 24 * time.Hour},
+		{"24h0m0.001s", 0, -1},
+		{jsonNumber("86400001"), 0, -1},
+		{"86400001", 0, -1},
+		{jsonNumber("1e300"), 0, -1},
+		{"2562047h", 0, -1},
+		{jsonNumber("0"), 0, 0},
+		{jsonNumber("0"), time.Millisecond, -1},
+		{"1ms", time.Millisecond, time.Millisecond},
+	} {
+		got, err := asDuration(tc.in, tc.least)
+		switch {
+		case tc.want < 0 && err == nil:
+			t.Errorf("asDuration(%#v, %v) = %v, want an error", tc.in, tc.least, got)
+		case tc.want >= 0 && (err != nil || got != tc.want):
+			t.Errorf("asDuration(%#v, %v) = %v, %v; want %v", tc.in, tc.least, got, err, tc.want)
+		}
+	}
+}
+
+// App names follow one rule (appspec.CheckName), which --only shares: a
+// name the file may give can be selected.
+func TestLoadNameRule(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "api:v2", "script": "api.js"}, {"name": "worker@eu", "script": "worker.js"}]}`)
+	apps, _, err := Load("p.json", template, Options{Only: []string{"api:v2"}})
+	if err != nil || len(apps) != 1 || apps[0].Name != "api:v2" {
+		t.Fatalf("Load = %+v, %v", apps, err)
+	}
+	for _, a := range apps {
+		if err := appspec.CheckName(a.Name); err != nil {
+			t.Errorf("name %q: %v", a.Name, err)
+		}
+	}
+	if got := deriveName("my app, v2.js"); appspec.CheckName(got) != nil {
+		t.Errorf("derived name %q breaks the rule", got)
+	}
+}
