@@ -36,8 +36,9 @@ type plan struct {
 // planApps decides the apps to run — the command's, or a process file's
 // (--config; then a command after -- is one app more) — and their worker
 // counts from the usable CPUs. A bad value or a bad file is one line (exit
-// 2): a *config.UsageError or a *procfile.Error.
-func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
+// 2): a *config.UsageError or a *procfile.Error. The end of ctx ends the
+// evaluation of a .js process file.
+func planApps(ctx context.Context, cfg *config.Config, cpu cpus.Result) (*plan, error) {
 	if cfg.ConfigFile == "" {
 		n, err := cfg.Resolve(cpu.Max)
 		if err != nil {
@@ -45,7 +46,7 @@ func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
 		}
 		return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
 	}
-	apps, warns, err := procfile.Load(cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only})
+	apps, warns, err := procfile.LoadContext(ctx, cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +48,7 @@ func planFile(t *testing.T, content string, env, args []string, cpu int) (*plan,
 	if err != nil {
 		t.Fatalf("config.Parse(%q): %v", full, err)
 	}
-	p, err := planApps(cfg, cpus.Result{Max: cpu})
+	p, err := planApps(context.Background(), cfg, cpus.Result{Max: cpu})
 	return p, cfg, file, err
 }
 

@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -13,8 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A gm2-init started inside a worker of another reads none of what the
@@ -150,4 +155,150 @@ func TestConfigBadFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A TERM while gm2-init starts — here while node evaluates a .js process
+// file that takes its time — is a stop request like any other: gm2-init
+// ends at once with status 0 and starts nothing. (The Go runtime's default
+// ended it with status 2 as PID 1, or killed it otherwise, after it had
+// waited for the evaluation.)
+func TestConfigSignalDuringStart(t *testing.T) {
+	needNode(t)
+	for _, pid1 := range []bool{true, false} {
+		name := "not PID 1"
+		if pid1 {
+			name = "PID 1"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			fifo := filepath.Join(dir, "evaluating")
+			if err := unix.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			marker := filepath.Join(dir, "started")
+			file := filepath.Join(dir, "slow.config.js")
+			js := "const fs = require('fs');\n" +
+				"fs.writeFileSync(" + strconv.Quote(fifo) + ", 'x');\n" +
+				"Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000); // 60 s, beyond the 10 s bound\n" +
+				"module.exports = { apps: [{ name: 'app', script: 'sh', args: ['-c', 'touch " + marker + "; sleep 60'] }] };\n"
+			if err := os.WriteFile(file, []byte(js), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--config", file, "--health-addr", "off"}
+			var wait func(time.Duration) int
+			var signal func()
+			var stderr func() string
+			if pid1 {
+				in := startInit(t, nil, args...)
+				wait, stderr = in.Wait, in.rawLog
+				signal = func() { in.Signal(unix.SIGTERM) }
+			} else {
+				cmd := exec.Command(bins.init, args...)
+				var buf syncBuffer
+				cmd.Stderr = &buf
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan int, 1)
+				go func() {
+					cmd.Wait()
+					code := cmd.ProcessState.ExitCode()
+					if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+						code = 128 + int(ws.Signal())
+					}
+					done <- code
+				}()
+				t.Cleanup(func() { cmd.Process.Kill() })
+				wait = func(d time.Duration) int {
+					select {
+					case code := <-done:
+						return code
+					case <-time.After(d):
+						t.Fatalf("gm2-init still running %v after SIGTERM; stderr: %s", d, buf.String())
+						return -1
+					}
+				}
+				signal = func() { cmd.Process.Signal(unix.SIGTERM) }
+				stderr = buf.String
+			}
+			// node has started evaluating the file when it writes to the
+			// FIFO: an event, not a guess.
+			opened := make(chan error, 1)
+			go func() {
+				f, err := os.Open(fifo)
+				if err == nil {
+					_, err = f.Read(make([]byte, 1))
+					f.Close()
+				}
+				opened <- err
+			}()
+			select {
+			case err := <-opened:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(30 * time.Second):
+				// Unblock the reader, then fail.
+				if w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				t.Fatalf("node never evaluated the file; stderr: %s", stderr())
+			}
+			signal()
+			// Well before the evaluation's own 10 s bound.
+			if code := wait(5 * time.Second); code != 0 {
+				t.Errorf("exit status %d, want 0; stderr: %s", code, stderr())
+			}
+			if !strings.Contains(stderr(), `"message":"stopped by a signal before any worker started"`) {
+				t.Errorf("no log line says why it stopped; stderr: %s", stderr())
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Error("the app was started")
+			}
+			// The evaluating node is gone with it.
+			for _, pid := range procsWithArg(t, file) {
+				t.Errorf("pid %d still evaluates %s", pid, file)
+			}
+		})
+	}
+}
+
+// procsWithArg lists the pids whose command line holds arg.
+func procsWithArg(t *testing.T, arg string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), arg) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

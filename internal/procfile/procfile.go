@@ -103,7 +103,14 @@ func ParseOnly(s string) []string {
 // Instance counts stay as written (appspec.Instances); resolve them with
 // appspec.Split once the usable CPUs are known.
 func Load(path string, template appspec.App, opts Options) ([]appspec.App, []Warning, error) {
-	l := &loader{file: path, template: template, opts: opts, warned: map[string]int{}}
+	return LoadContext(context.Background(), path, template, opts)
+}
+
+// LoadContext is Load, with ctx bounding what it waits for: the end of
+// ctx ends node's evaluation of a .js file (gm2-init asked to stop while it
+// starts). The error is then an *Error too.
+func LoadContext(ctx context.Context, path string, template appspec.App, opts Options) ([]appspec.App, []Warning, error) {
+	l := &loader{ctx: ctx, file: path, template: template, opts: opts, warned: map[string]int{}}
 	apps, err := l.load()
 	if err != nil {
 		var pe *Error
@@ -116,6 +123,7 @@ func Load(path string, template appspec.App, opts Options) ([]appspec.App, []War
 }
 
 type loader struct {
+	ctx      context.Context
 	file     string
 	template appspec.App
 	opts     Options
@@ -206,7 +214,7 @@ func (l *loader) decode() (any, error) {
 	var b []byte
 	var err error
 	if f == formatJS {
-		b, err = evalJS(context.Background(), l.file, l.opts.Node, l.opts.EvalTimeout)
+		b, err = evalJS(l.ctx, l.file, l.opts.Node, l.opts.EvalTimeout)
 		if err != nil {
 			return nil, l.fail("", "", "%s", err.Error())
 		}
