@@ -110,16 +110,9 @@ func listenJSON(specs []sockets.Spec) []map[string]string {
 	return out
 }
 
-func parseHealthAddr(v string) (string, error) {
-	v = strings.TrimSpace(v)
-	if v == "" || strings.EqualFold(v, "off") {
-		return "", nil
-	}
-	if _, err := sockets.StdlibTCP(v); err != nil {
-		return "", errors.New("accepted: off, :PORT, HOST:PORT or [IPv6]:PORT with HOST an IP address or localhost and PORT 0–65535")
-	}
-	return v, nil
-}
+// parseHealthAddr reads --health-addr as `gm2-init healthcheck` reads
+// GM2_HEALTH_ADDR: "" or off is off ("").
+func parseHealthAddr(v string) (string, error) { return sockets.ParseHealthAddr(v) }
 
 // checkFile accepts the path of a readable regular file: the process file
 // is read later, and a typo in its name should fail here, in one line.
