@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"os"
 	"slices"
 	"time"
@@ -242,10 +244,7 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 	for _, w := range lim.Warnings {
 		log.Warn().Str("component", "cgroup").Msg(w)
 	}
-	var sum uint64
-	for i, a := range p.apps {
-		sum += uint64(a.MaxMemory) * uint64(p.counts[i].N)
-	}
+	sum := p.memoryLimitSum()
 	ev := log.Info().Str("source", lim.Source).Int("instances", p.total())
 	if lim.Limited {
 		ev = ev.Str("limit", bytesize.Format(int64(min(lim.Bytes, 1<<62))))
@@ -258,4 +257,20 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 		log.Warn().Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62)))).Str("container_limit", bytesize.Format(int64(min(lim.Bytes, 1<<62)))).
 			Msg("the workers' --max-memory-restart limits add up to more than the container's memory limit: the kernel's OOM killer may act before gm2-init replaces a worker")
 	}
+}
+
+// memoryLimitSum adds up the workers' --max-memory-restart limits (0 for
+// none), saturating at the largest uint64 instead of wrapping around: a
+// limit may be up to 2^63-1 bytes, and 1,024 workers of it overflow.
+func (p *plan) memoryLimitSum() uint64 {
+	var sum uint64
+	for i, a := range p.apps {
+		hi, each := bits.Mul64(uint64(max(a.MaxMemory, 0)), uint64(max(p.counts[i].N, 0)))
+		var carry uint64
+		sum, carry = bits.Add64(sum, each, 0)
+		if hi != 0 || carry != 0 {
+			return math.MaxUint64
+		}
+	}
+	return sum
 }

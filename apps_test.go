@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/sockets"
@@ -161,5 +165,30 @@ func TestPlanAppsMinReadyForkApps(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The sum of the workers' memory limits that start-up logs saturates
+// instead of wrapping around (it came out 0, or small, and no warning).
+func TestLogMemoryBudgetSaturates(t *testing.T) {
+	huge := appspec.App{Name: "a", MaxMemory: 1 << 62}
+	p := &plan{
+		apps:   []appspec.App{huge, huge},
+		counts: []appspec.Count{{N: 4}, {N: 1024}},
+	}
+	var buf bytes.Buffer
+	logMemoryBudget(zerolog.New(&buf), p)
+	var line struct {
+		Sum string `json:"workers_limit_sum"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if strings.Contains(l, `"message":"memory limit"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := bytesize.Format(1 << 62); line.Sum != want {
+		t.Errorf("workers_limit_sum %q, want %q (saturated); log:\n%s", line.Sum, want, buf.String())
 	}
 }
