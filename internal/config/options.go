@@ -196,7 +196,7 @@ var options = []*option{
 	},
 	{
 		long: "node-preload", arg: "auto|on|off", def: "auto", scope: appScope,
-		help: "let unmodified Node apps listen(PORT) on the passed sockets (auto: when there are listeners)",
+		help: "add the Node preload to the workers' NODE_OPTIONS so that unmodified Node apps listen(PORT) on shared sockets: auto and on always (programs that are not Node ignore it), off never",
 		set: func(c *Config, v string) (err error) {
 			c.App.NodePreload, err = oneOf(v, "auto", "on", "off")
 			return err
