@@ -1,6 +1,9 @@
 package appspec
 
-import "slices"
+import (
+	"slices"
+	"strconv"
+)
 
 // WorkerEnvKeys are the variables gm2-init sets for each worker: the
 // listeners (systemd's LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), readiness
@@ -31,10 +34,10 @@ func IsWorkerEnvKey(name string) bool { return slices.Contains(WorkerEnvKeys(), 
 
 // FromOuterInit tells whether an environment (name → value) is that of a
 // worker of another gm2-init: it always sets NODE_APP_INSTANCE next to
-// GM2_INSTANCE, to the same value. GM2_INSTANCE alone, or with another
-// NODE_APP_INSTANCE, is a user's typo of GM2_INSTANCES.
+// GM2_INSTANCE, to the same slot number. GM2_INSTANCE alone, with another
+// NODE_APP_INSTANCE, or not a slot number (empty) was not set so.
 func FromOuterInit(env map[string]string) bool {
 	slot, ok := env["GM2_INSTANCE"]
-	nai, ok2 := env["NODE_APP_INSTANCE"]
-	return ok && ok2 && slot == nai
+	n, err := strconv.Atoi(slot)
+	return ok && err == nil && n >= 0 && strconv.Itoa(n) == slot && env["NODE_APP_INSTANCE"] == slot
 }

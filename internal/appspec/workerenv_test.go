@@ -38,6 +38,11 @@ func TestFromOuterInit(t *testing.T) {
 		{map[string]string{"GM2_INSTANCE": "2"}, false},
 		{map[string]string{"NODE_APP_INSTANCE": "2"}, false},
 		{map[string]string{}, false},
+		{map[string]string{"GM2_INSTANCE": "", "NODE_APP_INSTANCE": ""}, false},
+		{map[string]string{"GM2_INSTANCE": "x", "NODE_APP_INSTANCE": "x"}, false},
+		{map[string]string{"GM2_INSTANCE": "-1", "NODE_APP_INSTANCE": "-1"}, false},
+		{map[string]string{"GM2_INSTANCE": "+1", "NODE_APP_INSTANCE": "+1"}, false},
+		{map[string]string{"GM2_INSTANCE": "0", "NODE_APP_INSTANCE": "0"}, true},
 	} {
 		if got := appspec.FromOuterInit(tc.env); got != tc.want {
 			t.Errorf("FromOuterInit(%v) = %v, want %v", tc.env, got, tc.want)

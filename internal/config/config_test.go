@@ -1010,6 +1010,7 @@ func TestInheritedFromOuterInit(t *testing.T) {
 		{"worker of an outer gm2-init", outer, []string{"app"}, "1", []string{ignored}},
 		{"worker of an outer gm2-init, -i given", outer, []string{"-i", "2", "app"}, "2", nil},
 		{"GM2_INSTANCES of the user", []string{"GM2_INSTANCES=4"}, []string{"app"}, "4", nil},
+		{"GM2_INSTANCES of the user, slot variables emptied", []string{"GM2_INSTANCE=", "NODE_APP_INSTANCE=", "GM2_INSTANCES=4"}, []string{"app"}, "4", nil},
 		{"GM2_INSTANCE typo next to GM2_INSTANCES", []string{"GM2_INSTANCE=1", "NODE_APP_INSTANCE=2", "GM2_INSTANCES=4"}, []string{"app"}, "4",
 			[]string{`GM2_INSTANCE="1" ignored: gm2-init sets it for its workers (their slot number), it is no option; did you mean GM2_INSTANCES?`}},
 	}

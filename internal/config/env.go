@@ -90,7 +90,8 @@ func unknownVars(environ []string) []string {
 			continue
 		}
 		if name == "GM2_INSTANCE" {
-			if !appspec.FromOuterInit(values) {
+			// Empty, it sets nothing, whatever it meant.
+			if value != "" && !appspec.FromOuterInit(values) {
 				out = append(out, fmt.Sprintf("GM2_INSTANCE=%s ignored: gm2-init sets it for its workers (their slot number), it is no option; did you mean GM2_INSTANCES?", echo.Quote(value)))
 			}
 			continue
