@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -13,6 +17,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/procfile"
 	"github.com/gm2-init/gm2-init/internal/sockets"
@@ -33,8 +38,9 @@ type plan struct {
 // planApps decides the apps to run — the command's, or a process file's
 // (--config; then a command after -- is one app more) — and their worker
 // counts from the usable CPUs. A bad value or a bad file is one line (exit
-// 2): a *config.UsageError or a *procfile.Error.
-func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
+// 2): a *config.UsageError or a *procfile.Error. The end of ctx ends the
+// evaluation of a .js process file.
+func planApps(ctx context.Context, cfg *config.Config, cpu cpus.Result) (*plan, error) {
 	if cfg.ConfigFile == "" {
 		n, err := cfg.Resolve(cpu.Max)
 		if err != nil {
@@ -42,9 +48,16 @@ func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
 		}
 		return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
 	}
-	apps, warns, err := procfile.Load(cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only, HealthAddr: cfg.HealthAddr})
+	apps, warns, err := procfile.LoadContext(ctx, cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only})
 	if err != nil {
 		return nil, err
+	}
+	for _, a := range apps {
+		if l, clash := cfg.HealthClash(a.Listen); clash {
+			return nil, &procfile.Error{File: cfg.ConfigFile, App: fmt.Sprintf("app %q", a.Name), Key: "listen",
+				Msg: fmt.Sprintf("%s and %s %s bind the same address; give one of them another port (or --health-addr off)",
+					echo.Quote(l.Raw), cfg.Source("health-addr"), echo.Quote(cfg.HealthAddr))}
+		}
 	}
 	p := &plan{}
 	for _, w := range warns {
@@ -63,8 +76,14 @@ func planApps(cfg *config.Config, cpu cpus.Result) (*plan, error) {
 	p.apps, p.explain = apps, explain
 	for i, a := range apps {
 		if a.MinReady > counts[i] {
-			return nil, fmt.Errorf("%s: app %s: min_ready %d is more than its %d workers; accepted: a whole number from 1 to the worker count, or all",
-				cfg.ConfigFile, a.Name, a.MinReady, counts[i])
+			// The file has no min_ready key: the value is --min-ready's
+			// (GM2_MIN_READY), every app's default.
+			where := cfg.ConfigFile
+			if len(cfg.App.Command) > 0 && i == len(apps)-1 {
+				where = "the command after --"
+			}
+			return nil, fmt.Errorf("%s: %w", where, &appspec.MinReadyError{
+				App: a.Name, MinReady: a.MinReady, Workers: counts[i], Instances: a.Instances, Source: cfg.Source("min-ready")})
 		}
 		p.counts = append(p.counts, appspec.Count{N: counts[i]})
 	}
@@ -97,6 +116,21 @@ func (p *plan) specs() (out []sockets.Spec, at [][]int) {
 		}
 	}
 	return out, at
+}
+
+// bindError names where a listener that failed to bind was asked for:
+// --listen (or GM2_LISTEN), or the listen key of the process file's app
+// that names it (the first one, for a socket two apps share).
+func (p *plan) bindError(cfg *config.Config, err error) string {
+	var be *sockets.BindError
+	if cfg.ConfigFile != "" && errors.As(err, &be) {
+		for _, a := range p.apps {
+			if slices.Contains(a.Listen, be.Spec) {
+				return (&procfile.Error{File: cfg.ConfigFile, App: fmt.Sprintf("app %q", a.Name), Key: "listen", Msg: err.Error()}).Error()
+			}
+		}
+	}
+	return cfg.Source("listen") + ": " + err.Error()
 }
 
 // listenersOf returns app i's sockets among ls, bound from specs() in that
@@ -210,10 +244,7 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 	for _, w := range lim.Warnings {
 		log.Warn().Str("component", "cgroup").Msg(w)
 	}
-	var sum uint64
-	for i, a := range p.apps {
-		sum += uint64(a.MaxMemory) * uint64(p.counts[i].N)
-	}
+	sum := p.memoryLimitSum()
 	ev := log.Info().Str("source", lim.Source).Int("instances", p.total())
 	if lim.Limited {
 		ev = ev.Str("limit", bytesize.Format(int64(min(lim.Bytes, 1<<62))))
@@ -226,4 +257,20 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 		log.Warn().Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62)))).Str("container_limit", bytesize.Format(int64(min(lim.Bytes, 1<<62)))).
 			Msg("the workers' --max-memory-restart limits add up to more than the container's memory limit: the kernel's OOM killer may act before gm2-init replaces a worker")
 	}
+}
+
+// memoryLimitSum adds up the workers' --max-memory-restart limits (0 for
+// none), saturating at the largest uint64 instead of wrapping around: a
+// limit may be up to 2^63-1 bytes, and 1,024 workers of it overflow.
+func (p *plan) memoryLimitSum() uint64 {
+	var sum uint64
+	for i, a := range p.apps {
+		hi, each := bits.Mul64(uint64(max(a.MaxMemory, 0)), uint64(max(p.counts[i].N, 0)))
+		var carry uint64
+		sum, carry = bits.Add64(sum, each, 0)
+		if hi != 0 || carry != 0 {
+			return math.MaxUint64
+		}
+	}
+	return sum
 }

@@ -77,7 +77,20 @@ var handledSignals = []os.Signal{
 	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPIPE,
 }
 
+// stopRequests are the signals that ask gm2-init to stop (see the
+// README's Signals): before any worker started, they end it with status 0.
+var stopRequests = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
+
 func main() { os.Exit(run()) }
+
+// stoppedWhileStarting ends a start that a stop request interrupted
+// (starting ended): no worker was started, so there is nothing to stop,
+// and the exit is a clean one — status 0, as for a requested shutdown in
+// which every worker exited on its own.
+func stoppedWhileStarting(log zerolog.Logger, starting context.Context) int {
+	log.Info().Str("cause", context.Cause(starting).Error()).Msg("stopped by a signal before any worker started")
+	return 0
+}
 
 func run() int {
 	// 1. A worker being started: set LISTEN_PID and exec the app.
@@ -94,7 +107,20 @@ func run() int {
 		return control.Main(os.Args[1:], os.Stdout, os.Stderr)
 	}
 
-	// 3. What gm2-init's own parent passed, before anything else is opened.
+	// 3. Signals, before anything else: from here on, none may end
+	// gm2-init the Go runtime's way (exit status 2 as PID 1, death by the
+	// signal otherwise) while it parses, evaluates a .js process file (up
+	// to 10 s) or probes node. The channel holds them for the supervisor;
+	// a stop request (TERM, INT, QUIT) also ends starting, which ends what
+	// start-up waits for, and gm2-init then exits cleanly before any
+	// worker exists. (The exec shim above and the commands that only ask
+	// or check keep the default: they are not gm2-init's PID 1.)
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, handledSignals...)
+	starting, stopStarting := signal.NotifyContext(context.Background(), stopRequests...)
+	defer stopStarting()
+
+	// 4. What gm2-init's own parent passed, before anything else is opened.
 	up, err := takeFromParent()
 	if err != nil {
 		return fail(exitUsage, err.Error())
@@ -102,7 +128,7 @@ func run() int {
 	debug.SetGCPercent(gcPercent)
 	ver := buildVersion()
 
-	// 4. Configuration: flags over GM2_* variables over defaults, then the
+	// 5. Configuration: flags over GM2_* variables over defaults, then the
 	// worker counts from the CPUs this container may really use. Bad input
 	// is one line on stderr and exit status 2, before anything is logged.
 	cfg, err := config.Parse(os.Args[1:])
@@ -117,12 +143,15 @@ func run() int {
 		fmt.Println("gm2-init", ver)
 		return 0
 	}
+	log := newLogger(cfg)
 	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
-	plan, err := planApps(cfg, cpu)
+	plan, err := planApps(starting, cfg, cpu)
+	if starting.Err() != nil {
+		return stoppedWhileStarting(log, starting)
+	}
 	if err != nil {
 		return fail(exitUsage, err.Error())
 	}
-	log := newLogger(cfg)
 	if cfg.DryRun {
 		plan.logWarnings(log, cfg, cpu)
 		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.runApps(), up.inherited); err != nil {
@@ -131,7 +160,7 @@ func run() int {
 		return 0
 	}
 
-	// 5. Bind every listener before any worker exists: the ports accept
+	// 6. Bind every listener before any worker exists: the ports accept
 	// connections from now on; they wait in the backlog until a worker
 	// accepts. A --listen address that the parent passed already is not
 	// bound again. A bad address found here is still one line.
@@ -140,9 +169,9 @@ func run() int {
 	if err != nil {
 		var be *sockets.BindError
 		if errors.As(err, &be) && be.Usage {
-			return fail(exitUsage, cfg.Source("listen")+": "+err.Error())
+			return fail(exitUsage, plan.bindError(cfg, err))
 		}
-		return fail(exitRuntime, cfg.Source("listen")+": "+err.Error())
+		return fail(exitRuntime, plan.bindError(cfg, err))
 	}
 	defer sockets.CloseAll(listeners)
 	up.log(log)
@@ -154,9 +183,7 @@ func run() int {
 	}
 	logMemoryBudget(log, plan)
 
-	// 6. Signals, before the first fork: a SIGCHLD must not arrive unheard.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, handledSignals...)
+	// 7. SIGCHLD, before the first fork: it must not arrive unheard.
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, unix.SIGCHLD)
 	if !reaper.IsPID1() {
@@ -167,7 +194,7 @@ func run() int {
 		}
 	}
 
-	// 7. The readiness channels workers may use, and the Node preload (its
+	// 8. The readiness channels workers may use, and the Node preload (its
 	// probe of node waits for the process: before the reaper starts).
 	notifySock := listenNotify(log)
 	if notifySock != nil {
@@ -214,7 +241,7 @@ func run() int {
 		defer srv.Close()
 	}
 
-	// 8. Health endpoints, answered from the supervisor's snapshots.
+	// 9. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
 		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
 			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout,
@@ -238,7 +265,7 @@ func run() int {
 		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, plan.apps...).String()).
 		Msg("stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop")
 
-	// 9. Reap and supervise until the end. The watchdog pings only while
+	// 10. Reap and supervise until the end. The watchdog pings only while
 	// the loop answers a round trip, the check behind /livez.
 	if parent != nil && watchdog > 0 {
 		ctx, stop := context.WithCancel(context.Background())
@@ -246,6 +273,12 @@ func run() int {
 		go parent.Watchdog(ctx, watchdog, sup.Ping)
 		log.Info().Str("interval", watchdog.String()).Msg("watchdog: WATCHDOG=1 to gm2-init's own supervisor while the supervisor loop answers")
 	}
+	// A stop request that came while gm2-init started: nothing to stop.
+	// From here on, the supervisor handles TERM, INT and QUIT.
+	if starting.Err() != nil {
+		return stoppedWhileStarting(log, starting)
+	}
+	stopStarting()
 	stopReaper := make(chan struct{})
 	defer close(stopReaper)
 	exits := make(chan []reaper.Exit, 16)

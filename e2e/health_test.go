@@ -303,4 +303,17 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	if code, _ := run(nil, "readyz", health); code != 2 {
 		t.Errorf("healthcheck with a bad PATH: %d, want 2", code)
 	}
+	// GM2_HEALTH_ADDR is read as the server reads it: blanks around it
+	// go (they were a DNS error), and empty is off, as for the server (it
+	// probed :9000), which leaves nothing to check.
+	if code, out := run([]string{"GM2_HEALTH_ADDR= " + health + " "}); code != 0 {
+		t.Errorf("healthcheck with GM2_HEALTH_ADDR in blanks: %d %s", code, out)
+	}
+	for _, off := range []string{"", "off"} {
+		code, out := run([]string{"GM2_HEALTH_ADDR=" + off})
+		want := `gm2-init healthcheck: the health endpoints are off (GM2_HEALTH_ADDR "` + off + `"): nothing to check; give ADDR: gm2-init healthcheck [PATH [ADDR]]` + "\n"
+		if code != 2 || out != want {
+			t.Errorf("healthcheck with GM2_HEALTH_ADDR=%s: %d %q, want 2 %q", off, code, out, want)
+		}
+	}
 }

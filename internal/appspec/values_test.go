@@ -226,7 +226,7 @@ func TestWorkers(t *testing.T) {
 		}
 		if err != nil {
 			var mr *MinReadyError
-			if !errors.As(err, &mr) || mr.MinReady != tt.minReady || mr.Workers != got.N || !strings.Contains(err.Error(), "app web") {
+			if !errors.As(err, &mr) || mr.MinReady != tt.minReady || mr.Workers != got.N || !strings.Contains(err.Error(), `app "web": min ready`) {
 				t.Errorf("error %T %v", err, err)
 			}
 			checkOneLine(t, err)
@@ -267,5 +267,88 @@ func TestWorstCaseStop(t *testing.T) {
 	}
 	if got := WorstCaseStop(-time.Second, App{KillTimeout: -time.Hour}); got != StopSweep {
 		t.Errorf("negative values: %v", got)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"api", true}, {"api:v2", true}, {"worker@eu", true}, {"web.1_x-y", true}, {"café", true},
+		{strings.Repeat("x", 100), true}, {strings.Repeat("x", 101), false},
+		{"", false}, {"my api", false}, {"a,b", false}, {`a"b`, false}, {"a'b", false}, {`a\b`, false},
+		{"a\tb", false}, {"a\x01b", false}, {"a\xffb", false},
+	} {
+		err := CheckName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckName(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err != nil && err.Error() != NameAccepted {
+			t.Errorf("CheckName(%q) = %v", tc.name, err)
+		}
+		if c := CleanName(tc.name); CheckName(c) != nil && tc.name != "" {
+			t.Errorf("CleanName(%q) = %q breaks the rule", tc.name, c)
+		}
+	}
+}
+
+func TestDurationAndRestartRanges(t *testing.T) {
+	for _, tc := range []struct {
+		d, least time.Duration
+		ok       bool
+	}{
+		{0, 0, true}, {MaxDuration, 0, true}, {MaxDuration + 1, 0, false}, {-1, 0, false},
+		{time.Millisecond, time.Millisecond, true}, {0, time.Millisecond, false},
+	} {
+		if err := CheckDuration(tc.d, tc.least); (err == nil) != tc.ok {
+			t.Errorf("CheckDuration(%v, %v) = %v", tc.d, tc.least, err)
+		}
+	}
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{0, true}, {16, true}, {1_000_000, true}, {1_000_001, false}, {-1, false}} {
+		if err := CheckMaxRestarts(tc.n); (err == nil) != tc.ok {
+			t.Errorf("CheckMaxRestarts(%d) = %v", tc.n, err)
+		}
+	}
+}
+
+func TestParseListen(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want int    // addresses
+		err  string // "" = accepted
+	}{
+		{[]string{":8080"}, 1, ""},
+		{[]string{":8080,:8081,"}, 2, ""},
+		{[]string{":8080", " ", ":8081"}, 2, ""},
+		{[]string{","}, 0, "no address; accepted: "},
+		{[]string{""}, 0, "no address"},
+		{nil, 0, "no address"},
+		{[]string{" , "}, 0, "no address"},
+		{[]string{":99999"}, 0, ":99999"},
+	} {
+		specs, err := ParseListen(tc.in...)
+		switch {
+		case tc.err == "" && (err != nil || len(specs) != tc.want):
+			t.Errorf("ParseListen(%q) = %v, %v", tc.in, specs, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseListen(%q) = %v, %v; want an error with %q", tc.in, specs, err, tc.err)
+		}
+		var na *NoListenAddressError
+		if tc.err != "" && err != nil && errors.As(err, &na) != strings.HasPrefix(tc.err, "no address") {
+			t.Errorf("ParseListen(%q): %T %v", tc.in, err, err)
+		}
+	}
+}
+
+func TestMaxRestartsAccepted(t *testing.T) {
+	if want := "a whole number from 0 to " + strconv.Itoa(MaxRestartsLimit); MaxRestartsAccepted != want {
+		t.Errorf("MaxRestartsAccepted %q, want %q", MaxRestartsAccepted, want)
+	}
+	if _, err := ParseMaxRestarts("x"); err == nil || err.Error() != "accepted: "+MaxRestartsAccepted {
+		t.Errorf("ParseMaxRestarts(x): %v", err)
 	}
 }

@@ -36,12 +36,28 @@ type MinReadyError struct {
 	MinReady  int
 	Workers   int
 	Instances Instances
+	// Source names where MinReady came from (--min-ready, GM2_MIN_READY);
+	// "" says "min ready".
+	Source string
 }
 
 func (e *MinReadyError) Error() string {
-	return fmt.Sprintf("app %s: min ready %d is more than its %d workers (instances %s); accepted: a whole number from 1 to the worker count, or all",
-		e.App, e.MinReady, e.Workers, e.Instances)
+	src, s := e.Source, "s"
+	if src == "" {
+		src = "min ready"
+	}
+	if e.Workers == 1 {
+		s = ""
+	}
+	return fmt.Sprintf("app %q: %s %d is more than its %d worker%s (instances %s); accepted: a whole number from 1 to the worker count, or all",
+		e.App, src, e.MinReady, e.Workers, s, e.Instances)
 }
+
+// ForkMinReady is the MinReady of a fork app, which runs exactly one
+// process, given every app's default (--min-ready): at most 1, so that a
+// default meant for the cluster apps (GM2_MIN_READY=2) leaves a fork app
+// ready with its process; all (0) stays all, the same thing here.
+func ForkMinReady(minReady int) int { return min(minReady, 1) }
 
 // CheckTotal refuses a set of apps whose workers add up to more than
 // MaxWorkers: the cap holds for the whole gm2-init, not only per app.

@@ -130,6 +130,10 @@ func parse(args []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	environ := os.Environ()
+	if w := outerInstances(env, environ, given); w != "" {
+		cfg.Warnings = append(cfg.Warnings, w)
+	}
 	for _, o := range options {
 		if o.scope == actionScope {
 			continue
@@ -161,7 +165,7 @@ func parse(args []string) (*Config, error) {
 	if err := cfg.setCommand(command); err != nil {
 		return nil, err
 	}
-	cfg.Warnings = append(cfg.Warnings, unknownVars(os.Environ())...)
+	cfg.Warnings = append(cfg.Warnings, unknownVars(environ)...)
 	return cfg, nil
 }
 
@@ -201,8 +205,9 @@ func (c *Config) crossCheck() error {
 
 // HealthClash reports a listener that the health endpoint's address would
 // collide with (--listen :9000 with the default --health-addr :9000), which
-// would otherwise fail only after the workers started. main calls it again
-// with every app's listeners when a process file adds some.
+// would otherwise fail only after the workers started. It is the one rule
+// for it: Parse applies it to --listen, and main (planApps) to the listen
+// key of every app of a process file.
 func (c *Config) HealthClash(listen []sockets.Spec) (sockets.Spec, bool) {
 	if c.HealthAddr == "" {
 		return sockets.Spec{}, false

@@ -988,3 +988,65 @@ func FuzzParseEnv(f *testing.F) {
 		checkParseResult(t, name+"="+value+" "+flag+" 2", cfg, err)
 	})
 }
+
+// A gm2-init started inside a worker of another gm2-init inherits what the
+// outer one set for that worker: those variables are no typos, and the
+// outer one's worker count (GM2_INSTANCES) is not this one's -i.
+func TestInheritedFromOuterInit(t *testing.T) {
+	// What an outer gm2-init gives a cluster worker of a Node-enabled app.
+	outer := []string{
+		"GM2_INSTANCE=1", "NODE_APP_INSTANCE=1", "GM2_INSTANCES=4",
+		"GM2_LISTENERS=x", "GM2_PRELOAD_FD=4", "GM2_PRELOAD_IMPORT=1",
+		"GM2_NODE_CLUSTER=3", "GM2_NODE_RELAYED=1",
+	}
+	ignored := `GM2_INSTANCES="4" ignored: an outer gm2-init set it for its workers (its worker count), it is not this gm2-init's -i; give -i/--instances`
+	tests := []struct {
+		name      string
+		env       []string
+		args      []string
+		instances string
+		warnings  []string
+	}{
+		{"worker of an outer gm2-init", outer, []string{"app"}, "1", []string{ignored}},
+		{"worker of an outer gm2-init, -i given", outer, []string{"-i", "2", "app"}, "2", nil},
+		{"GM2_INSTANCES of the user", []string{"GM2_INSTANCES=4"}, []string{"app"}, "4", nil},
+		{"GM2_INSTANCES of the user, slot variables emptied", []string{"GM2_INSTANCE=", "NODE_APP_INSTANCE=", "GM2_INSTANCES=4"}, []string{"app"}, "4", nil},
+		{"GM2_INSTANCE typo next to GM2_INSTANCES", []string{"GM2_INSTANCE=1", "NODE_APP_INSTANCE=2", "GM2_INSTANCES=4"}, []string{"app"}, "4",
+			[]string{`GM2_INSTANCE="1" ignored: gm2-init sets it for its workers (their slot number), it is no option; did you mean GM2_INSTANCES?`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env(t)
+			for _, kv := range tt.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			cfg := mustParse(t, tt.args...)
+			if got := cfg.App.Instances.String(); got != tt.instances {
+				t.Errorf("instances %s, want %s", got, tt.instances)
+			}
+			if !slices.Equal(cfg.Warnings, tt.warnings) {
+				t.Errorf("warnings\n%q\nwant\n%q", cfg.Warnings, tt.warnings)
+			}
+		})
+	}
+}
+
+// The rules a file and the command line share are one validator each
+// (appspec): app names for --only, the cap on --max-restarts, listen lists.
+func TestSharedRules(t *testing.T) {
+	env(t)
+	file := filepath.Join(t.TempDir(), "eco.json")
+	os.WriteFile(file, []byte(`{"apps": []}`), 0o644)
+	// A name a process file may give (api:v2, worker@eu) can be named in
+	// --only; it was refused.
+	c := mustParse(t, "--config", file, "--only", "api:v2, worker@eu,web.1")
+	if !slices.Equal(c.Only, []string{"api:v2", "worker@eu", "web.1"}) {
+		t.Errorf("--only: %q", c.Only)
+	}
+	for _, bad := range []string{"a b", `a"b`, "a\\b", strings.Repeat("x", 101)} {
+		parseErr(t, []string{"--config", file, "--only", bad}, "--only: invalid value", "accepted: app names separated by commas (1 to 100 characters without blanks, commas, quotes or control characters)")
+	}
+	parseErr(t, []string{"--max-restarts", "1000001", "app"}, `--max-restarts: invalid value "1000001": accepted: a whole number from 0 to 1000000`)
+	parseErr(t, []string{"--kill-timeout", "0", "app"}, `--kill-timeout: invalid value "0": accepted: a duration from 1ms to 24h`)
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/echo"
 )
 
@@ -62,24 +63,19 @@ func fieldName(long string) string {
 	return b.String()
 }
 
-// workerSideVars are GM2_* names that gm2-init sets for its workers. They
-// are not options: seen in the environment (a gm2-init started inside a
-// worker, a worker spawning a tool) they are no typo.
-var workerSideVars = map[string]bool{
-	"GM2_INSTANCE":   true,
-	"GM2_LISTENERS":  true,
-	"GM2_PRELOAD_FD": true,
-}
-
 // unknownVars warns about GM2_* variables that no option reads: most
 // likely typos. A warning, not an error: a newer deployment may set an
 // option an older binary does not know.
 //
-// GM2_INSTANCE is special: it is both what gm2-init gives each worker (its
-// slot) and the likeliest typo of GM2_INSTANCES. An outer gm2-init always
-// sets NODE_APP_INSTANCE to the same value next to it, so GM2_INSTANCE
-// alone, or with a different NODE_APP_INSTANCE, is a typo.
+// The GM2_* variables gm2-init sets for its workers (appspec.WorkerEnvKeys)
+// are no typos: seen in the environment (a gm2-init started inside a
+// worker, a worker spawning a tool) they are skipped. GM2_INSTANCE is
+// special: it is both what gm2-init gives each worker (its slot) and the
+// likeliest typo of GM2_INSTANCES. An outer gm2-init always sets
+// NODE_APP_INSTANCE to the same value next to it (appspec.FromOuterInit),
+// so GM2_INSTANCE alone, or with a different NODE_APP_INSTANCE, is a typo.
 func unknownVars(environ []string) []string {
+	values := envMap(environ)
 	known := map[string]bool{}
 	var names []string
 	for _, o := range options {
@@ -88,23 +84,19 @@ func unknownVars(environ []string) []string {
 			names = append(names, e)
 		}
 	}
-	values := map[string]string{}
-	for _, kv := range environ {
-		name, value, _ := strings.Cut(kv, "=")
-		values[name] = value
-	}
 	var out []string
 	for name, value := range values {
 		if !strings.HasPrefix(name, Prefix+"_") || known[name] {
 			continue
 		}
 		if name == "GM2_INSTANCE" {
-			if nai, ok := values["NODE_APP_INSTANCE"]; !ok || nai != value {
+			// Empty, it sets nothing, whatever it meant.
+			if value != "" && !appspec.FromOuterInit(values) {
 				out = append(out, fmt.Sprintf("GM2_INSTANCE=%s ignored: gm2-init sets it for its workers (their slot number), it is no option; did you mean GM2_INSTANCES?", echo.Quote(value)))
 			}
 			continue
 		}
-		if workerSideVars[name] {
+		if appspec.IsWorkerEnvKey(name) {
 			continue
 		}
 		msg := fmt.Sprintf("unknown variable %s ignored", plain(name))
@@ -117,6 +109,31 @@ func unknownVars(environ []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// envMap maps the names of environ to their values.
+func envMap(environ []string) map[string]string {
+	values := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		values[name] = value
+	}
+	return values
+}
+
+// outerInstances drops GM2_INSTANCES from env when it is the one an outer
+// gm2-init set for the worker this gm2-init runs in (its worker count, not
+// a -i for this one), and returns the warning that says so; "" otherwise.
+// A -i on the command line overrides the variable anyway: no warning then.
+func outerInstances(env map[*option]string, environ []string, given map[*option][]string) string {
+	o := byLong("instances")
+	v, set := env[o]
+	if !set || len(given[o]) > 0 || !appspec.FromOuterInit(envMap(environ)) {
+		return ""
+	}
+	delete(env, o)
+	return fmt.Sprintf("%s=%s ignored: an outer gm2-init set it for its workers (its worker count), it is not this gm2-init's -i; give %s",
+		o.env(), echo.Quote(v), o.spelling())
 }
 
 // suggest returns the known name closest to name when it is close enough
@@ -157,7 +174,9 @@ func distance(a, b string, limit int) int {
 }
 
 // HealthCheckAddr is the health address `gm2-init healthcheck` probes when
-// it is given none: GM2_HEALTH_ADDR as set, else --health-addr's default.
+// it is given none: GM2_HEALTH_ADDR as set (even empty: off, as for the
+// server), else --health-addr's default. The caller reads it with
+// sockets.ParseHealthAddr, --health-addr's own parser.
 func HealthCheckAddr() string {
 	o := byLong("health-addr")
 	if v, ok := os.LookupEnv(o.env()); ok {

@@ -101,7 +101,7 @@ var options = []*option{
 		long: "max-restarts", arg: "N", def: "16", scope: appScope,
 		help: "failed starts in a row (an exit before ready, or before 30s of readiness) after which a slot is marked errored",
 		set: func(c *Config, v string) (err error) {
-			c.App.MaxRestarts, err = parseInt(v, 0, 1_000_000, "accepted: a whole number from 0 to 1000000")
+			c.App.MaxRestarts, err = appspec.ParseMaxRestarts(v)
 			return err
 		},
 		show: func(_ *Config, a *appspec.App) any { return a.MaxRestarts },
@@ -196,7 +196,7 @@ var options = []*option{
 	},
 	{
 		long: "node-preload", arg: "auto|on|off", def: "auto", scope: appScope,
-		help: "let unmodified Node apps listen(PORT) on the passed sockets (auto: when there are listeners)",
+		help: "add the Node preload to the workers' NODE_OPTIONS so that unmodified Node apps listen(PORT) on shared sockets: auto and on always (programs that are not Node ignore it), off never",
 		set: func(c *Config, v string) (err error) {
 			c.App.NodePreload, err = oneOf(v, "auto", "on", "off")
 			return err

@@ -44,8 +44,8 @@ func setDuration(dst *time.Duration, v string, lo time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if d < lo {
-		return fmt.Errorf("accepted: a duration from %v to 24h", lo)
+	if err := appspec.CheckDuration(d, lo); err != nil {
+		return err
 	}
 	*dst = d
 	return nil
@@ -83,27 +83,22 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// setListen adds the addresses of one --listen value (or of GM2_LISTEN):
-// a comma-separated list whose blank items are skipped (a trailing comma in
-// a multi-line variable) but which must hold at least one address: an empty
-// --listen ” or GM2_LISTEN=, is a mistake (a variable that is empty as a
+// setListen adds the addresses of one --listen value (or of GM2_LISTEN),
+// read by appspec.ParseListen as a process file's listen key is: a
+// comma-separated list whose blank items are skipped (a trailing comma in a
+// multi-line variable) but which must hold at least one address: an empty
+// --listen value or GM2_LISTEN=, is a mistake (a variable that is empty as a
 // whole is no listener, as an unset one).
 func setListen(c *Config, v string) error {
-	n := 0
-	for _, part := range strings.Split(v, ",") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		s, err := sockets.ParseSpec(part)
-		if err != nil {
-			return &detailed{err}
-		}
-		c.App.Listen = append(c.App.Listen, s)
-		n++
+	specs, err := appspec.ParseListen(v)
+	var none *appspec.NoListenAddressError
+	switch {
+	case errors.As(err, &none):
+		return err
+	case err != nil:
+		return &detailed{err} // it names the address
 	}
-	if n == 0 {
-		return fmt.Errorf("no address; accepted: %s, several separated by commas", sockets.Accepted)
-	}
+	c.App.Listen = append(c.App.Listen, specs...)
 	return nil
 }
 
@@ -115,16 +110,9 @@ func listenJSON(specs []sockets.Spec) []map[string]string {
 	return out
 }
 
-func parseHealthAddr(v string) (string, error) {
-	v = strings.TrimSpace(v)
-	if v == "" || strings.EqualFold(v, "off") {
-		return "", nil
-	}
-	if _, err := sockets.StdlibTCP(v); err != nil {
-		return "", errors.New("accepted: off, :PORT, HOST:PORT or [IPv6]:PORT with HOST an IP address or localhost and PORT 0–65535")
-	}
-	return v, nil
-}
+// parseHealthAddr reads --health-addr as `gm2-init healthcheck` reads
+// GM2_HEALTH_ADDR: "" or off is off ("").
+func parseHealthAddr(v string) (string, error) { return sockets.ParseHealthAddr(v) }
 
 // checkFile accepts the path of a readable regular file: the process file
 // is read later, and a typo in its name should fail here, in one line.
@@ -149,17 +137,17 @@ func checkFile(v string) (string, error) {
 	return v, nil
 }
 
-// parseNames reads --only: comma-separated app names, as appspec names
-// them (letters, digits, '-', '_', '.').
+// parseNames reads --only: comma-separated app names, each as a process
+// file may name an app (appspec.CheckName).
 func parseNames(v string) ([]string, error) {
-	const accepted = "accepted: app names separated by commas (letters, digits, '-', '_' and '.')"
+	accepted := "accepted: app names separated by commas (" + appspec.NameAccepted + ")"
 	var out []string
 	for _, part := range strings.Split(v, ",") {
 		name := strings.TrimSpace(part)
 		if name == "" {
 			continue
 		}
-		if !validName(name, true) {
+		if appspec.CheckName(name) != nil {
 			return nil, errors.New(accepted)
 		}
 		out = append(out, name)
@@ -173,18 +161,18 @@ func parseNames(v string) ([]string, error) {
 // parseEnvName reads --env: the NAME of env_NAME blocks.
 func parseEnvName(v string) (string, error) {
 	name := strings.TrimSpace(v)
-	if !validName(name, false) {
+	if !validEnvName(name) {
 		return "", errors.New("accepted: the NAME of the process file's env_NAME blocks (letters, digits, '-' and '_'), such as production")
 	}
 	return name, nil
 }
 
-func validName(s string, dot bool) bool {
+func validEnvName(s string) bool {
 	if s == "" || len(s) > 255 {
 		return false
 	}
 	for _, r := range s {
-		ok := r == '-' || r == '_' || (dot && r == '.') || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		ok := r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
 		if !ok {
 			return false
 		}

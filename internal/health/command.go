@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/echo"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // Exit statuses of `gm2-init healthcheck`: what Docker's HEALTHCHECK
@@ -20,11 +21,14 @@ const (
 )
 
 // CheckCommand runs `gm2-init healthcheck [PATH [ADDR]]`: a GET of PATH
-// (default /readyz) on ADDR, else on addr — the health address gm2-init is
-// configured with (GM2_HEALTH_ADDR or its default), which main passes. It
-// writes one line to stderr when the answer is not healthy or the command
-// line is wrong, and returns the exit status. An image that sets
-// --health-addr as a flag passes ADDR.
+// (default /readyz) on ADDR, else on addr — GM2_HEALTH_ADDR as set, or
+// --health-addr's default, which main passes. Both are read as the server
+// reads its address (sockets.ParseHealthAddr): blanks around it go, and ""
+// or off means the health endpoints are off, which leaves nothing to check
+// (a usage error, as is an address the server would refuse). It writes one
+// line to stderr when the answer is not healthy or the command line is
+// wrong, and returns the exit status. An image that sets --health-addr as a
+// flag passes ADDR.
 func CheckCommand(args []string, addr string, stderr io.Writer) int {
 	const usage = "usage: gm2-init healthcheck [PATH [ADDR]] (PATH defaults to /readyz, ADDR to GM2_HEALTH_ADDR, else :9000)"
 	if len(args) > 2 {
@@ -39,19 +43,23 @@ func CheckCommand(args []string, addr string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gm2-init healthcheck: PATH %s must start with / (/livez or /readyz); %s\n", echo.Quote(path), usage)
 		return CheckUsage
 	}
+	source := "GM2_HEALTH_ADDR"
 	if len(args) > 1 {
-		addr = args[1]
+		addr, source = args[1], "ADDR"
 	}
-	if addr == "" {
-		addr = ":9000"
-	}
-	if strings.EqualFold(strings.TrimSpace(addr), "off") {
-		fmt.Fprintln(stderr, "gm2-init healthcheck: the health endpoints are off (GM2_HEALTH_ADDR=off); give ADDR")
+	target, err := sockets.ParseHealthAddr(addr)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "gm2-init healthcheck: %s: invalid value %s: %v\n", source, echo.Quote(addr), err)
+		return CheckUsage
+	case target == "":
+		fmt.Fprintf(stderr, "gm2-init healthcheck: the health endpoints are off (%s %s): nothing to check; give ADDR: gm2-init healthcheck [PATH [ADDR]]\n",
+			source, echo.Quote(addr))
 		return CheckUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := Check(ctx, addr, path, 3*time.Second); err != nil {
+	if err := Check(ctx, target, path, 3*time.Second); err != nil {
 		fmt.Fprintln(stderr, "gm2-init healthcheck: "+echo.Line(err.Error()))
 		return CheckUnhealthy
 	}

@@ -62,9 +62,9 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 
 	// name: as written, or derived from the script as PM2 does.
 	if v, ok := keys["name"]; ok {
-		s, err := asString(v, nameAccepted)
+		s, err := asString(v, appspec.NameAccepted)
 		if err == nil {
-			err = checkName(s)
+			err = appspec.CheckName(s)
 			if err != nil {
 				err = invalid(v, err.Error())
 			}
@@ -153,6 +153,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 			return a, false, l.fail(id, "instances", "%s with exec_mode fork: fork runs exactly one instance; use exec_mode cluster for %s workers", a.Instances, a.Instances)
 		}
 		a.Instances = appspec.Instances{N: 1}
+		a.MinReady = appspec.ForkMinReady(a.MinReady)
 	}
 
 	env := map[string]string{}
@@ -225,9 +226,9 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		}
 	}
 	if v, ok := keys["max_restarts"]; ok {
-		n, err := asInt(v, "a whole number ≥ 0")
-		if err == nil && n < 0 {
-			err = invalid(v, "a whole number ≥ 0")
+		n, err := asInt(v, appspec.MaxRestartsAccepted)
+		if err == nil && appspec.CheckMaxRestarts(n) != nil {
+			err = invalid(v, appspec.MaxRestartsAccepted)
 		}
 		if err != nil {
 			return a, false, fail("max_restarts", err)
@@ -314,13 +315,13 @@ func (l *loader) appID(index, name string) string {
 // after the program it runs.
 func deriveName(script string) string {
 	if f := strings.Fields(script); len(f) > 1 {
-		return cleanName(appspec.NameFromCommand(f))
+		return appspec.CleanName(appspec.NameFromCommand(f))
 	}
 	base := filepath.Base(strings.TrimSpace(script))
 	if i := strings.LastIndexByte(base, '.'); i > 0 {
 		base = base[:i]
 	}
-	return cleanName(base)
+	return appspec.CleanName(base)
 }
 
 // command builds the app's argv as PM2 would run it:
@@ -473,12 +474,15 @@ func asExitCodes(v any) ([]int, error) {
 }
 
 // asListen reads gm2-init's listen key: one address, a comma-separated
-// string, or a list, each in --listen's forms.
+// string, or a list, each in --listen's forms and read by the same rule
+// (appspec.ParseListen): blank items are skipped, but no address at all
+// ("", ",", a list of blanks) is refused, as GM2_LISTEN=, is — an app
+// without listeners leaves the key out.
 func asListen(v any) ([]sockets.Spec, error) {
 	var raw []string
 	switch x := v.(type) {
 	case string:
-		raw = strings.Split(x, ",")
+		raw = []string{x}
 	case json.Number:
 		raw = []string{string(x)}
 	case []any:
@@ -495,16 +499,10 @@ func asListen(v any) ([]sockets.Spec, error) {
 	default:
 		return nil, invalid(v, "an address, or a list of them: "+sockets.Accepted)
 	}
-	var out []sockets.Spec
-	for _, r := range raw {
-		if strings.TrimSpace(r) == "" {
-			continue
-		}
-		s, err := sockets.ParseSpec(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
+	specs, err := appspec.ParseListen(raw...)
+	var none *appspec.NoListenAddressError
+	if errors.As(err, &none) {
+		return nil, fmt.Errorf("invalid value %s: %w", describe(v), err)
 	}
-	return out, nil
+	return specs, err
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 )
@@ -121,13 +122,21 @@ func FuzzLoad(f *testing.F) {
 		}
 		total := 0
 		for _, a := range apps {
-			if a.Name == "" || checkName(a.Name) != nil || len(a.Command) == 0 || a.Path == "" {
+			if a.Name == "" || appspec.CheckName(a.Name) != nil || len(a.Command) == 0 || a.Path == "" {
 				t.Fatalf("unusable app %+v", a)
 			}
 			if a.ExecMode == appspec.Fork && (a.Instances != appspec.Instances{N: 1} || len(a.Listen) > 0) {
 				t.Fatalf("fork app %+v", a)
 			}
-			if a.KillTimeout <= 0 || a.ListenTimeout <= 0 || a.MaxRestarts < 0 || a.MaxMemory < 0 {
+			if a.KillTimeout <= 0 || a.ListenTimeout <= 0 || a.MaxMemory < 0 || appspec.CheckMaxRestarts(a.MaxRestarts) != nil {
+				t.Fatalf("out of range: %+v", a)
+			}
+			for _, d := range []time.Duration{a.KillTimeout, a.ListenTimeout, a.MinUptime, a.RestartDelay} {
+				if appspec.CheckDuration(d, 0) != nil {
+					t.Fatalf("duration %v out of range: %+v", d, a)
+				}
+			}
+			if a.KillTimeout <= 0 {
 				t.Fatalf("out of range: %+v", a)
 			}
 			n, _ := a.Instances.Resolve(1)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
 )
 
 // Every key gm2-init reads, each mapped to its field.
@@ -282,5 +283,102 @@ func TestValues(t *testing.T) {
 		if _, err := asSize(in); err == nil {
 			t.Errorf("asSize(%v): no error", in)
 		}
+	}
+}
+
+// max_memory_restart reads sizes exactly as --max-memory-restart does
+// (internal/bytesize): the same forms, the same refusals, the same cap.
+func TestAsSizeIsBytesize(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want int64 // 0 = refused
+	}{
+		{"2.5", 0}, // was 2 bytes
+		{jsonNumber("2.5"), 0},
+		{"512Mi", 512 << 20}, // were refused
+		{"512MiB", 512 << 20},
+		{"1T", 1 << 40},
+		{"512 MB", 512 << 20},
+		{"1.5G", 3 << 29},
+		{"300m", 300 << 20},
+		{jsonNumber("1048576"), 1 << 20},
+		{"8191T", 8191 << 40}, // was above the old cap of 2^50
+		{"9223372036854775807", 1<<63 - 1},
+		{"9223372036854775808", 0},
+		{"8388607T", 8388607 << 40},
+		{"8388608T", 0}, // 2^63
+		{"1e3", 0},
+		{jsonNumber("1e3"), 0},
+		{"0", 0},
+		{"10X", 0},
+		{"-5M", 0},
+		{"", 0},
+	} {
+		got, err := asSize(tc.in)
+		if tc.want == 0 {
+			if err == nil {
+				t.Errorf("asSize(%#v) = %d, want an error", tc.in, got)
+			} else if !strings.Contains(err.Error(), "accepted: "+bytesize.Forms) {
+				t.Errorf("asSize(%#v): %v; want bytesize's accepted forms", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("asSize(%#v) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+		if s, ok := tc.in.(string); ok {
+			if n, err := bytesize.Parse(s); err != nil || n != got {
+				t.Errorf("bytesize.Parse(%q) = %d, %v; asSize says %d", s, n, err, got)
+			}
+		}
+	}
+}
+
+// Durations in a file are bounded as the flags' are: at most
+// appspec.MaxDuration, whether written in milliseconds or with a unit.
+func TestAsDurationRange(t *testing.T) {
+	for _, tc := range []struct {
+		in    any
+		least time.Duration
+		want  time.Duration // -1 = refused
+	}{
+		{"24h", 0, 24 * time.Hour},
+		{jsonNumber("86400000"), 0, 24 * time.Hour},
+		{"86400000", 0, 24 * time.Hour},
+		{"24h0m0.001s", 0, -1},
+		{jsonNumber("86400001"), 0, -1},
+		{"86400001", 0, -1},
+		{jsonNumber("1e300"), 0, -1},
+		{"2562047h", 0, -1},
+		{jsonNumber("0"), 0, 0},
+		{jsonNumber("0"), time.Millisecond, -1},
+		{"1ms", time.Millisecond, time.Millisecond},
+	} {
+		got, err := asDuration(tc.in, tc.least)
+		switch {
+		case tc.want < 0 && err == nil:
+			t.Errorf("asDuration(%#v, %v) = %v, want an error", tc.in, tc.least, got)
+		case tc.want >= 0 && (err != nil || got != tc.want):
+			t.Errorf("asDuration(%#v, %v) = %v, %v; want %v", tc.in, tc.least, got, err, tc.want)
+		}
+	}
+}
+
+// App names follow one rule (appspec.CheckName), which --only shares: a
+// name the file may give can be selected.
+func TestLoadNameRule(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "api:v2", "script": "api.js"}, {"name": "worker@eu", "script": "worker.js"}]}`)
+	apps, _, err := Load("p.json", template, Options{Only: []string{"api:v2"}})
+	if err != nil || len(apps) != 1 || apps[0].Name != "api:v2" {
+		t.Fatalf("Load = %+v, %v", apps, err)
+	}
+	for _, a := range apps {
+		if err := appspec.CheckName(a.Name); err != nil {
+			t.Errorf("name %q: %v", a.Name, err)
+		}
+	}
+	if got := deriveName("my app, v2.js"); appspec.CheckName(got) != nil {
+		t.Errorf("derived name %q breaks the rule", got)
 	}
 }

@@ -43,9 +43,6 @@ type Options struct {
 	// Only is --only (GM2_ONLY) split at commas (see ParseOnly): only these
 	// apps are returned. Empty means all.
 	Only []string
-	// HealthAddr is gm2-init's own health address ("" = off): no app may
-	// listen on it.
-	HealthAddr string
 	// Node is the node binary that evaluates .js files; "" looks it up in
 	// PATH.
 	Node string
@@ -106,7 +103,14 @@ func ParseOnly(s string) []string {
 // Instance counts stay as written (appspec.Instances); resolve them with
 // appspec.Split once the usable CPUs are known.
 func Load(path string, template appspec.App, opts Options) ([]appspec.App, []Warning, error) {
-	l := &loader{file: path, template: template, opts: opts, warned: map[string]int{}}
+	return LoadContext(context.Background(), path, template, opts)
+}
+
+// LoadContext is Load, with ctx bounding what it waits for: the end of
+// ctx ends node's evaluation of a .js file (gm2-init asked to stop while it
+// starts). The error is then an *Error too.
+func LoadContext(ctx context.Context, path string, template appspec.App, opts Options) ([]appspec.App, []Warning, error) {
+	l := &loader{ctx: ctx, file: path, template: template, opts: opts, warned: map[string]int{}}
 	apps, err := l.load()
 	if err != nil {
 		var pe *Error
@@ -119,6 +123,7 @@ func Load(path string, template appspec.App, opts Options) ([]appspec.App, []War
 }
 
 type loader struct {
+	ctx      context.Context
 	file     string
 	template appspec.App
 	opts     Options
@@ -209,7 +214,7 @@ func (l *loader) decode() (any, error) {
 	var b []byte
 	var err error
 	if f == formatJS {
-		b, err = evalJS(context.Background(), l.file, l.opts.Node, l.opts.EvalTimeout)
+		b, err = evalJS(l.ctx, l.file, l.opts.Node, l.opts.EvalTimeout)
 		if err != nil {
 			return nil, l.fail("", "", "%s", err.Error())
 		}
@@ -336,7 +341,9 @@ func (l *loader) checkEnvUsed(list []any) {
 }
 
 // checkListen refuses two apps (or one app twice) binding overlapping
-// addresses differently, and an app on the health port. The same address
+// addresses differently. (An app on the health port is refused by main,
+// with the rule of config.HealthClash: the health address is gm2-init's
+// own setting, not the file's.) The same address
 // in two apps (sockets.Same) is one socket shared by both, as two PM2
 // cluster apps on one port share their master's handle: the caller binds it
 // once and passes it to both apps' workers.
@@ -357,11 +364,6 @@ func (l *loader) checkListen(apps []appspec.App) error {
 			for _, o := range seen {
 				if o.app != a.Name && sockets.Overlap(s, o.spec) && !sockets.Same(s, o.spec) {
 					return l.fail(id, "listen", "%q and app %q's %q bind the same port differently; give both apps the same address to share one socket, or different ports", s.Raw, o.app, o.spec.Raw)
-				}
-			}
-			if l.opts.HealthAddr != "" {
-				if h, err := sockets.ParseSpec("tcp://" + l.opts.HealthAddr); err == nil && sockets.Overlap(h, s) {
-					return l.fail(id, "listen", "%q takes the health endpoints' address %q; give the app another port (or move --health-addr)", s.Raw, l.opts.HealthAddr)
 				}
 			}
 		}

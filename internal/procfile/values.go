@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
 	"github.com/gm2-init/gm2-init/internal/shellwords"
 )
 
@@ -83,76 +83,69 @@ const durationAccepted = "milliseconds as a number (1600, as PM2 reads it) or a 
 // asDuration reads PM2's time keys: a number (or a string of digits) is
 // milliseconds, as PM2 documents for kill_timeout, listen_timeout,
 // min_uptime and restart_delay; a string with a unit is a Go duration, which
-// covers PM2's own "10s", "5m", "1h".
+// covers PM2's own "10s", "5m", "1h". The range is the flags' own
+// (appspec.CheckDuration): from least to appspec.MaxDuration.
 func asDuration(v any, least time.Duration) (time.Duration, error) {
+	outOfRange := invalid(v, durationAccepted+", "+appspec.DurationRange(least))
+	// fromMillis converts a number of milliseconds, which may be far
+	// beyond what a time.Duration holds.
+	fromMillis := func(f float64) (time.Duration, error) {
+		if f > float64(appspec.MaxDuration/time.Millisecond) {
+			return 0, outOfRange
+		}
+		return time.Duration(f * float64(time.Millisecond)), nil
+	}
 	var d time.Duration
+	var err error
 	switch x := v.(type) {
 	case json.Number:
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil || f < 0 || f > float64(math.MaxInt64/int64(time.Millisecond)) || math.IsNaN(f) {
+		f, perr := strconv.ParseFloat(string(x), 64)
+		if perr != nil && !errors.Is(perr, strconv.ErrRange) || f < 0 || math.IsNaN(f) {
 			return 0, invalid(v, durationAccepted)
 		}
-		d = time.Duration(f * float64(time.Millisecond))
+		if d, err = fromMillis(f); err != nil {
+			return 0, err
+		}
 	case string:
 		s := strings.TrimSpace(x)
-		if f, err := strconv.ParseFloat(s, 64); err == nil && appspec.IsDecimal(s) {
-			if f > float64(math.MaxInt64/int64(time.Millisecond)) {
-				return 0, invalid(v, durationAccepted)
+		if f, perr := strconv.ParseFloat(s, 64); (perr == nil || errors.Is(perr, strconv.ErrRange)) && appspec.IsDecimal(s) {
+			if d, err = fromMillis(f); err != nil {
+				return 0, err
 			}
-			d = time.Duration(f * float64(time.Millisecond))
 			break
 		}
-		var err error
 		if d, err = time.ParseDuration(s); err != nil || d < 0 {
 			return 0, invalid(v, durationAccepted)
 		}
 	default:
 		return 0, invalid(v, durationAccepted)
 	}
-	if d < least {
-		return 0, invalid(v, fmt.Sprintf("at least %v; %s", least, durationAccepted))
+	if appspec.CheckDuration(d, least) != nil {
+		return 0, outOfRange
 	}
 	return d, nil
 }
 
-const sizeAccepted = "bytes as a number, or a number with K, M or G (300M, 1.5G; PM2's units, 1024-based)"
-
-// asSize reads max_memory_restart: bytes, or PM2's K/M/G suffixes (1024
-// based, as PM2 computes them). A trailing B is accepted (300MB).
+// asSize reads max_memory_restart exactly as --max-memory-restart reads its
+// value (internal/bytesize): bytes, or a number with PM2's K, M or G (1024
+// based, as PM2 computes them) and the forms bytesize widens them with
+// (T, "300MB", "512Mi", "1.5G", "512 MB"). A number in the file is read
+// from its text, so 2.5 is refused as "2.5" is: bytes are whole.
 func asSize(v any) (int64, error) {
 	var s string
 	switch x := v.(type) {
 	case json.Number:
 		s = string(x)
 	case string:
-		s = strings.TrimSpace(x)
+		s = x
 	default:
-		return 0, invalid(v, sizeAccepted)
+		return 0, invalid(v, bytesize.Forms)
 	}
-	mult := 1.0
-	u := strings.ToUpper(s)
-	if strings.HasSuffix(u, "B") && len(u) > 1 && strings.ContainsAny(u[len(u)-2:len(u)-1], "KMG") {
-		u = u[:len(u)-1]
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return 0, invalid(v, bytesize.Forms)
 	}
-	if n := len(u); n > 0 {
-		switch u[n-1] {
-		case 'K':
-			mult, u = 1<<10, u[:n-1]
-		case 'M':
-			mult, u = 1<<20, u[:n-1]
-		case 'G':
-			mult, u = 1<<30, u[:n-1]
-		}
-	}
-	if !appspec.IsDecimal(u) {
-		return 0, invalid(v, sizeAccepted)
-	}
-	f, err := strconv.ParseFloat(u, 64)
-	b := f * mult
-	if err != nil || b < 1 || b > 1<<50 {
-		return 0, invalid(v, sizeAccepted)
-	}
-	return int64(b), nil
+	return n, nil
 }
 
 // asWords reads args and interpreter_args: a list of strings (numbers and
@@ -256,40 +249,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// nameAccepted describes valid app names: they appear in logs, metric
-// labels and on the command line of `gm2-init reload APP` and --only
-// (which splits at commas).
-const nameAccepted = "1 to 100 characters without blanks, commas, quotes or control characters"
-
-func checkName(s string) error {
-	if s == "" || len(s) > 100 {
-		return errors.New(nameAccepted)
-	}
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ',' || r == '"' || r == '\'' || r == '\\' || r == unicode.ReplacementChar {
-			return errors.New(nameAccepted)
-		}
-	}
-	return nil
-}
-
-// cleanName derives a usable name from a script's base name, as PM2 names
-// an app after its script: what checkName refuses becomes '_'.
-func cleanName(s string) string {
-	out := strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ',' || r == '"' || r == '\'' || r == '\\' || r == unicode.ReplacementChar {
-			return '_'
-		}
-		return r
-	}, s)
-	if len(out) > 100 {
-		// Cut at a rune boundary.
-		out = strings.ToValidUTF8(out[:100], "")
-	}
-	if out == "" {
-		return "app"
-	}
-	return out
 }

@@ -47,21 +47,14 @@ func NewLayout(listeners []*os.File, preloadPipe, channel bool) Layout {
 // no Go runtime that a full pids cgroup could make fail.
 func (l Layout) NeedsShim() bool { return len(l.Listeners) > 0 || l.PreloadFD != 0 }
 
-// workerEnvKeys are the variables gm2-init sets per worker; inherited values
-// of them (from a parent init, a shell) are dropped first.
-var workerEnvKeys = []string{
-	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
-	"GM2_INSTANCE", "GM2_INSTANCES", "NODE_APP_INSTANCE",
-	"GM2_LISTENERS", "GM2_PRELOAD_FD", preload.EnvImport, nodeipc.EnvChannelFD, nodeipc.EnvSerialization,
-	nodeipc.EnvCluster, "GM2_NODE_RELAYED", "NODE_UNIQUE_ID",
-}
-
 // appBaseEnv is the environment shared by every worker of an app: the
 // inherited one without the per-worker variables, the app's own variables
 // on top, then the listeners, the preload and NOTIFY_SOCKET.
 func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 	drop := map[string]bool{}
-	for _, k := range workerEnvKeys {
+	// The variables gm2-init sets per worker (appspec.WorkerEnvKeys):
+	// inherited values of them (from a parent init, a shell) go first.
+	for _, k := range appspec.WorkerEnvKeys() {
 		drop[k] = true
 	}
 	if a.PreloadEnv != nil {

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/bytesize"
+	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/cpus"
+	"github.com/gm2-init/gm2-init/internal/sockets"
+)
+
+// cleanEnv leaves the test no GM2_* variable of the outside.
+func cleanEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "GM2_") || name == "NODE_APP_INSTANCE" {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+}
+
+// planFile parses args (with $FILE standing for a process file holding
+// content) and env, and plans the apps on cpu usable CPUs.
+func planFile(t *testing.T, content string, env, args []string, cpu int) (*plan, *config.Config, string, error) {
+	t.Helper()
+	cleanEnv(t)
+	file := filepath.Join(t.TempDir(), "eco.json")
+	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	full := make([]string, len(args))
+	for i, a := range args {
+		full[i] = strings.ReplaceAll(a, "$FILE", file)
+	}
+	cfg, err := config.Parse(full)
+	if err != nil {
+		t.Fatalf("config.Parse(%q): %v", full, err)
+	}
+	p, err := planApps(context.Background(), cfg, cpus.Result{Max: cpu})
+	return p, cfg, file, err
+}
+
+// What planApps refuses in a process file, against the command line's
+// settings: one line naming the flag or variable, the file, the app and
+// what is accepted.
+func TestPlanAppsErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		env     []string
+		args    []string
+		want    string // $FILE: the process file
+	}{
+		{"app on the health port, [::] over 0.0.0.0",
+			`{"apps": [{"name": "api", "script": "sh", "listen": "0.0.0.0:19000"}]}`, nil,
+			[]string{"--config", "$FILE", "--health-addr", "[::]:19000"},
+			`$FILE: app "api": listen: "0.0.0.0:19000" and --health-addr "[::]:19000" bind the same address; give one of them another port (or --health-addr off)`},
+		{"app on the default health port",
+			`{"apps": [{"name": "api", "script": "sh", "listen": ":9000"}]}`, nil,
+			[]string{"--config", "$FILE"},
+			`$FILE: app "api": listen: ":9000" and --health-addr default ":9000" bind the same address; give one of them another port (or --health-addr off)`},
+		{"second app on the health port",
+			`{"apps": [{"name": "api", "script": "sh", "listen": ":3000"}, {"name": "web", "script": "sh", "listen": "tcp4://127.0.0.1:9100"}]}`,
+			[]string{"GM2_HEALTH_ADDR=:9100"}, []string{"--config", "$FILE"},
+			`$FILE: app "web": listen: "tcp4://127.0.0.1:9100" and GM2_HEALTH_ADDR ":9100" bind the same address; give one of them another port (or --health-addr off)`},
+		{"min ready above a cluster app's fixed count",
+			`{"apps": [{"name": "api", "script": "sh", "instances": 1}]}`,
+			[]string{"GM2_MIN_READY=2"}, []string{"--config", "$FILE"},
+			`$FILE: app "api": GM2_MIN_READY 2 is more than its 1 worker (instances 1); accepted: a whole number from 1 to the worker count, or all`},
+		{"min ready above a cluster app's share of the CPUs",
+			`{"apps": [{"name": "api", "script": "sh", "instances": "max"}, {"name": "worker", "script": "sh", "exec_mode": "fork"}, {"name": "web", "script": "sh", "instances": "max"}]}`,
+			nil, []string{"--config", "$FILE", "--min-ready", "2"},
+			`$FILE: app "web": --min-ready 2 is more than its 1 worker (instances max); accepted: a whole number from 1 to the worker count, or all`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _, file, err := planFile(t, tt.content, tt.env, tt.args, 4)
+			want := strings.ReplaceAll(tt.want, "$FILE", file)
+			if err == nil {
+				t.Fatalf("planApps = %+v, want the error %s", p, want)
+			}
+			if err.Error() != want {
+				t.Errorf("planApps error\n got %s\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+// A listener that fails to bind is named where it was asked for: the
+// process file's app and key, never --listen (refused with --config).
+func TestBindErrorNamesTheApp(t *testing.T) {
+	spec := func(raw string) sockets.Spec {
+		s, err := sockets.ParseSpec(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	shared, own := spec("127.0.0.1:3000"), spec("unix:///nope/web.sock")
+	p := &plan{apps: []appspec.App{
+		{Name: "api", Listen: []sockets.Spec{shared}},
+		{Name: "web", Listen: []sockets.Spec{shared, own}},
+	}}
+	withFile := &config.Config{}
+	withFile.ConfigFile = "eco.json"
+	tests := []struct {
+		name string
+		cfg  *config.Config
+		err  error
+		want string
+	}{
+		{"shared socket: the first app", withFile, &sockets.BindError{Spec: shared, Err: unix.EADDRINUSE},
+			`eco.json: app "api": listen: bind 127.0.0.1:3000: address already in use`},
+		{"the second app's own", withFile, &sockets.BindError{Spec: own, Err: unix.ENOENT, Usage: true},
+			`eco.json: app "web": listen: bind unix:///nope/web.sock: no such file or directory`},
+		{"no process file", &config.Config{}, &sockets.BindError{Spec: shared, Err: unix.EADDRINUSE},
+			`--listen: bind 127.0.0.1:3000: address already in use`},
+	}
+	for _, tt := range tests {
+		if got := p.bindError(tt.cfg, tt.err); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// --min-ready (GM2_MIN_READY) is every app's default: a fork app, which
+// runs one process, is ready with it, whatever the cluster apps need.
+func TestPlanAppsMinReadyForkApps(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		env      []string
+		args     []string
+		minReady []int // per app: api (cluster), worker (fork)
+	}{
+		{"GM2_MIN_READY=2", []string{"GM2_MIN_READY=2"}, []string{"--config", "$FILE"}, []int{2, 1}},
+		{"--min-ready 4", nil, []string{"--config", "$FILE", "--min-ready", "4"}, []int{4, 1}},
+		{"--min-ready all", nil, []string{"--config", "$FILE", "--min-ready", "all"}, []int{0, 0}},
+		{"default", nil, []string{"--config", "$FILE"}, []int{1, 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _, _, err := planFile(t, `{"apps": [{"name": "api", "script": "sh", "instances": 4}, {"name": "worker", "script": "sh", "exec_mode": "fork"}]}`,
+				tt.env, tt.args, 2)
+			if err != nil {
+				t.Fatalf("planApps: %v", err)
+			}
+			for i, want := range tt.minReady {
+				if got := p.apps[i].MinReady; got != want {
+					t.Errorf("app %s: min ready %d, want %d", p.apps[i].Name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// The sum of the workers' memory limits that start-up logs saturates
+// instead of wrapping around (it came out 0, or small, and no warning).
+func TestLogMemoryBudgetSaturates(t *testing.T) {
+	huge := appspec.App{Name: "a", MaxMemory: 1 << 62}
+	p := &plan{
+		apps:   []appspec.App{huge, huge},
+		counts: []appspec.Count{{N: 4}, {N: 1024}},
+	}
+	var buf bytes.Buffer
+	logMemoryBudget(zerolog.New(&buf), p)
+	var line struct {
+		Sum string `json:"workers_limit_sum"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if strings.Contains(l, `"message":"memory limit"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := bytesize.Format(1 << 62); line.Sum != want {
+		t.Errorf("workers_limit_sum %q, want %q (saturated); log:\n%s", line.Sum, want, buf.String())
+	}
+}
