@@ -234,8 +234,9 @@ func httpGet(url string, timeout time.Duration, keepAlive bool) (string, error) 
 }
 
 // waitServing waits until n distinct worker pids have answered on addr,
-// with a new connection per request. It returns when each was first seen.
-func waitServing(addr string, n int, timeout time.Duration) ([]time.Time, error) {
+// with a new connection per request, one every interval (2 ms after a
+// failed one). It returns when each was first seen.
+func waitServing(addr string, n int, interval, timeout time.Duration) ([]time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	seen := map[string]bool{}
 	var at []time.Time
@@ -251,7 +252,7 @@ func waitServing(addr string, n int, timeout time.Duration) ([]time.Time, error)
 		if err != nil {
 			time.Sleep(2 * time.Millisecond)
 		} else {
-			time.Sleep(200 * time.Microsecond)
+			time.Sleep(interval)
 		}
 	}
 	return at, fmt.Errorf("%s: %d of %d workers answered within %s", addr, len(seen), n, timeout)

@@ -397,7 +397,8 @@ func startSection(b *strings.Builder, s *StartResult) []target {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("## 4. Start\n\n")
 	w("Milliseconds from the fork that execs the launcher (2 Node workers) to: exec done; the first TCP\n")
-	w("connection the port accepts (a prober dials every 100 µs from before the fork); the first HTTP response;\n")
+	w("connection the port accepts (a prober dials from before the fork, every 100 µs for 10 ms, then every 1 ms);\n")
+	w("the first HTTP response (requests begin once the port accepts, one per millisecond);\n")
 	w("both workers having answered (new connection per request); and the launcher's own word that both are\n")
 	w("ready (gm2-init: two \"worker ready\" log lines; pm2-runtime: two \"online\" lines, which it prints at fork).\n")
 	w("%d round(s).\n\n", len(s.Runs)/max(1, len(s.Variants)))

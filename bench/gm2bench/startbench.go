@@ -61,21 +61,34 @@ func (e *Env) startOnce(name string, round int) (StartRun, error) {
 	var acceptAt time.Time
 	var wg sync.WaitGroup
 	stopProbe := make(chan struct{})
+	accepting := make(chan struct{})
 	wg.Add(1)
-	// The prober starts before the fork: it dials every 100 µs.
+	// The prober starts before the fork. It dials every 100 µs for the
+	// first 10 ms, which resolves a port bound before the workers start
+	// (--listen, the ideal launcher), then every 1 ms. It must cost next to
+	// nothing while the port is refused: a launcher that binds late (on
+	// demand, pm2-runtime) is measured while 2 Node processes start on 2
+	// cores, and a prober dialling every 100 µs all that time took a good
+	// part of a core from them (bench/analysis.md, "exec → both serving").
 	go func() {
 		defer wg.Done()
+		began := time.Now()
 		for {
 			c, err := net.DialTimeout("tcp", v.addr, 100*time.Millisecond)
 			if err == nil {
 				acceptAt = time.Now()
 				c.Close()
+				close(accepting)
 				return
+			}
+			every := time.Millisecond
+			if time.Since(began) < 10*time.Millisecond {
+				every = 100 * time.Microsecond
 			}
 			select {
 			case <-stopProbe:
 				return
-			case <-time.After(100 * time.Microsecond):
+			case <-time.After(every):
 			}
 		}
 	}()
@@ -93,7 +106,19 @@ func (e *Env) startOnce(name string, round int) (StartRun, error) {
 		return millis(float64(t.Sub(p.Started)) / 1e6)
 	}
 	run.ExecMs = ms(p.Execed)
-	at, err := waitServing(v.addr, 2, 60*time.Second)
+	// HTTP requests only once the port accepts (until then the prober
+	// alone polls), one per millisecond: a request every 200 µs, each on
+	// a new connection, kept the first worker and the driver busy on a
+	// core while the second worker was still starting, the longer the
+	// later it listens.
+	select {
+	case <-accepting:
+	case <-time.After(60 * time.Second):
+		close(stopProbe)
+		wg.Wait()
+		return run, fmt.Errorf("start %s: %s never accepted a connection", name, v.addr)
+	}
+	at, err := waitServing(v.addr, 2, time.Millisecond, 60*time.Second)
 	close(stopProbe)
 	wg.Wait()
 	if err != nil {

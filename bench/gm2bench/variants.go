@@ -79,7 +79,7 @@ func (e *Env) launch(v variant, n int, logName string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := waitServing(v.addr, n, 60*time.Second); err != nil {
+	if _, err := waitServing(v.addr, n, 200*time.Microsecond, 60*time.Second); err != nil {
 		p.Stop(syscall.SIGTERM, 15*time.Second)
 		return nil, fmt.Errorf("%s: %w", v.name, err)
 	}
