@@ -344,6 +344,33 @@ func TestWaitsAndLimits(t *testing.T) {
 		t.Fatal("the supervisor's wait did not end when the client hung up")
 	}
 
+	// A client that shuts down only its write side after the request
+	// (socat, nc -N) is not gone: it gets the answer when the reload ends.
+	fh := newFake()
+	fh.block, fh.waiting, fh.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	sh := serve(t, fh, Options{})
+	ch := dialRaw(t, sh)
+	ch.Write([]byte("{\"cmd\":\"reload\",\"apps\":[\"api\"]}\n"))
+	if err := ch.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	<-fh.waiting
+	// The server has read the request and sees end of file; the reload
+	// must still be waiting when it is let go.
+	probe, _, probeErr := sh.client("status")
+	if probe != 0 {
+		t.Fatalf("status during the half-closed client's reload: %d %q", probe, probeErr)
+	}
+	close(fh.block)
+	if r := readResponse(t, ch); !r.OK || r.Message != "reloaded api" {
+		t.Errorf("half-closed client: %+v", r)
+	}
+	select {
+	case err := <-fh.ctxErr:
+		t.Errorf("the half-closed client's wait was cancelled: %v", err)
+	default:
+	}
+
 	// Close while a reload waits.
 	f2 := newFake()
 	f2.block, f2.waiting, f2.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)

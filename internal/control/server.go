@@ -364,18 +364,7 @@ func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WaitTimeout)
 	defer cancel()
 	// A client that hangs up (Ctrl-C) ends the wait, not the command.
-	hungUp := make(chan struct{})
-	go func() {
-		defer close(hungUp)
-		var b [1]byte
-		c.Read(b[:])
-		cancel()
-	}()
-	defer func() {
-		// Wake the watcher up and wait for it: it is this handler's.
-		c.SetReadDeadline(time.Now())
-		<-hungUp
-	}()
+	defer watchHangup(c, cancel)()
 	log := s.opts.Log.Info().Int32("pid", cred.Pid).Uint32("uid", cred.Uid)
 	switch req.Cmd {
 	case "reload":
