@@ -153,7 +153,7 @@ func ListeningTCP(procRoot string, pid int) ([]TCPSocket, error) {
 		v6   bool
 	}{{"tcp", false}, {"tcp6", true}} {
 		path := filepath.Join(procRoot, strconv.Itoa(pid), "net", f.name)
-		data, err := readBounded(path, maxNetTCPSize)
+		data, err := readFile(path, nil, maxNetTCPSize)
 		if err != nil {
 			if f.v6 && errors.Is(err, os.ErrNotExist) {
 				continue
@@ -218,47 +218,12 @@ func SocketInodes(procRoot string, pid int) (map[uint64]int, error) {
 	return out, nil
 }
 
-// Tree returns pid and its descendants, pid first, then breadth-first. It
-// reads procRoot/PID/task/TID/children (every thread's children: a child's
-// parent is the thread that forked it) and falls back to scanning every
-// process's parent (Children) when that file does not exist
-// (CONFIG_PROC_CHILDREN off). At most maxTreeSize pids are returned.
+// Tree returns pid and its descendants, pid first, then breadth-first, as
+// the children files show them (see walk). At most maxTreeSize pids are
+// returned.
 func Tree(procRoot string, pid int) []int {
 	out := []int{pid}
-	seen := map[int]bool{pid: true}
-	for i := 0; i < len(out) && len(out) < maxTreeSize; i++ {
-		for _, c := range childrenOf(procRoot, out[i]) {
-			if !seen[c] && len(out) < maxTreeSize {
-				seen[c] = true
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
-func childrenOf(procRoot string, pid int) []int {
-	tasks, err := os.ReadDir(filepath.Join(procRoot, strconv.Itoa(pid), "task"))
-	if err != nil {
-		return nil // gone
-	}
-	var out []int
-	found := false
-	for _, t := range tasks {
-		data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "task", t.Name(), "children"), maxCmdlineSize)
-		if err != nil {
-			continue
-		}
-		found = true
-		for _, f := range bytes.Fields(data) {
-			if c, ok := ParseDecimal(f); ok && c > 0 {
-				out = append(out, c)
-			}
-		}
-	}
-	if !found {
-		return Children(procRoot, pid)
-	}
+	walk(procRoot, pid, maxTreeSize-1, func(c int) { out = append(out, c) })
 	return out
 }
 
@@ -266,7 +231,7 @@ func childrenOf(procRoot string, pid int) []int {
 // bytes). A process that rewrote its title (puma, gunicorn with
 // setproctitle) shows the new title, often as one argument with spaces.
 func Cmdline(procRoot string, pid int) ([]string, error) {
-	data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"), maxCmdlineSize)
+	data, err := readFile(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"), nil, maxCmdlineSize)
 	if err != nil {
 		return nil, fmt.Errorf("command line of pid %d: %w", pid, err)
 	}
@@ -284,7 +249,7 @@ func Cmdline(procRoot string, pid int) ([]string, error) {
 // EnvValue returns the value of key in the environment pid started with
 // (procRoot/PID/environ: what execve received, not later changes).
 func EnvValue(procRoot string, pid int, key string) (string, bool, error) {
-	data, err := readBounded(filepath.Join(procRoot, strconv.Itoa(pid), "environ"), maxEnvironSize)
+	data, err := readFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"), nil, maxEnvironSize)
 	if err != nil {
 		return "", false, fmt.Errorf("environment of pid %d: %w", pid, err)
 	}
@@ -332,22 +297,4 @@ func hasGoBuildIDNote(head []byte) bool {
 		}
 		i = at + 1
 	}
-}
-
-// readBounded reads at most limit bytes of path; a file that is longer is
-// an error (the caller's bound is meant to hold every real file).
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("read %s: longer than %d bytes", path, limit)
-	}
-	return data, nil
 }

@@ -254,6 +254,33 @@ func countDirEntries(path string, buf []byte) (int, error) {
 	return n, err
 }
 
+// walk calls visit for each descendant of pid (pid excluded),
+// breadth-first, at most limit of them: the one walk behind Tree and
+// Descendants (ReadTrees walks depth-first, reading each process as it
+// goes). It reads every thread's children file (a child's parent is the
+// thread that forked it) or, on a kernel without them
+// (CONFIG_PROC_CHILDREN off), scans every process's parent once. A process
+// that exits meanwhile may still be visited; visit reads what it needs.
+func walk(procRoot string, pid, limit int, visit func(pid int)) {
+	r := newReader(procRoot)
+	queue := []int{pid}
+	seen := map[int]bool{pid: true}
+	for n := 0; len(queue) > 0 && n < limit; {
+		p := queue[0]
+		queue = queue[1:]
+		kids, _ := r.children(p, 2) // 2: list task/, whatever the thread count
+		for _, c := range kids {
+			if seen[c] || n >= limit {
+				continue // a cycle only a fake tree can have
+			}
+			seen[c] = true
+			n++
+			visit(c)
+			queue = append(queue, c)
+		}
+	}
+}
+
 // children lists the children of pid (which has threads threads) into
 // r.kids. ok is false when the list could not be read although pid exists.
 func (r *reader) children(pid, threads int) (kids []int, ok bool) {
