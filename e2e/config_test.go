@@ -58,7 +58,7 @@ func TestConfigNestedInit(t *testing.T) {
 				t.Errorf("slot %s: inner stderr line %q", slot, line)
 				continue
 			}
-			warnings = append(warnings, l.msg())
+			warnings = append(warnings, l.Msg())
 		}
 		want := `GM2_INSTANCES="2" ignored: an outer gm2-init set it for its workers (its worker count), it is not this gm2-init's -i; give -i/--instances`
 		if len(warnings) != 1 || warnings[0] != want {

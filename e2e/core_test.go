@@ -138,10 +138,10 @@ func TestCrashLoopBacksOffThenErrors(t *testing.T) {
 	}
 	var delays []time.Duration
 	for _, l := range in.Lines() {
-		if l.msg() == "restarting worker" {
-			d, err := time.ParseDuration(l.str("delay"))
+		if l.Msg() == "restarting worker" {
+			d, err := time.ParseDuration(l.Str("delay"))
 			if err != nil {
-				t.Fatalf("delay %q: %v", l.str("delay"), err)
+				t.Fatalf("delay %q: %v", l.Str("delay"), err)
 			}
 			delays = append(delays, d)
 		}
@@ -161,8 +161,8 @@ func TestCrashLoopBacksOffThenErrors(t *testing.T) {
 	// The time between starts grows: the log timestamps say so too.
 	var starts []time.Time
 	for _, l := range in.Lines() {
-		if l.msg() == "worker started" {
-			ts, _ := time.Parse(time.RFC3339, l.str("time"))
+		if l.Msg() == "worker started" {
+			ts, _ := time.Parse(time.RFC3339, l.Str("time"))
 			starts = append(starts, ts)
 		}
 	}
@@ -468,7 +468,7 @@ func TestBadInput(t *testing.T) {
 			switch {
 			case c.code == warning:
 				var l logLine
-				if len(lines) != 1 || json.Unmarshal([]byte(last), &l) != nil || l["level"] != "warn" || !strings.Contains(l.msg(), c.want) {
+				if len(lines) != 1 || json.Unmarshal([]byte(last), &l) != nil || l["level"] != "warn" || !strings.Contains(l.Msg(), c.want) {
 					t.Errorf("stderr %q, want one warning naming %q", stderr.String(), c.want)
 				}
 				var m map[string]any

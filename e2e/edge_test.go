@@ -52,7 +52,7 @@ func TestReloadWhenOldWorkerAndReplacementBothDie(t *testing.T) {
 		t.Fatal("gm2-init exited")
 	}
 	l, _ := in.WaitLog(10*time.Second, 0, "reload finished", nil)
-	t.Logf("reload result: %v", l.str("result"))
+	t.Logf("reload result: %v", l.Str("result"))
 }
 
 func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
@@ -67,7 +67,7 @@ func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
 	in.Signal(syscall.SIGTTOU)
 	in.WaitLog(10*time.Second, 0, "scaled down (SIGTTOU)", nil)
 	l, _ := in.WaitLog(20*time.Second, 0, "reload finished", nil)
-	if l.str("result") != "ok" {
+	if l.Str("result") != "ok" {
 		t.Errorf("reload: %v", l)
 	}
 	in.waitChildren(1, 15*time.Second)
@@ -76,7 +76,7 @@ func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
 	}
 	// Later reloads still run.
 	os.Remove(flag)
-	if l, _ := in.reload(0); l.int("replaced") < 1 {
+	if l, _ := in.reload(0); l.Int("replaced") < 1 {
 		t.Errorf("next reload: %v", l)
 	}
 }
@@ -110,8 +110,8 @@ func TestShutdownDuringReloadEndsTheReload(t *testing.T) {
 	in.WaitLog(10*time.Second, 0, "replacement worker failed before ready; the old one keeps serving", nil)
 	in.Signal(syscall.SIGTERM)
 	l, _ := in.WaitLog(10*time.Second, 0, "reload finished", nil)
-	if !strings.Contains(l.str("result"), "interrupted by shutdown") {
-		t.Errorf("reload result %q", l.str("result"))
+	if !strings.Contains(l.Str("result"), "interrupted by shutdown") {
+		t.Errorf("reload result %q", l.Str("result"))
 	}
 	if code := in.Wait(15 * time.Second); code != 0 {
 		t.Fatalf("exit status %d", code)

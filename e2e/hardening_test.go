@@ -33,7 +33,7 @@ func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
 	in.WaitReady(1, 10*time.Second)
 	old, _ := in.WaitLog(5*time.Second, 0, "worker started", nil)
 	in.Signal(syscall.SIGHUP)
-	in.WaitLog(10*time.Second, 0, "worker exited", func(l logLine) bool { return l.int("pid") == old.int("pid") })
+	in.WaitLog(10*time.Second, 0, "worker exited", func(l logLine) bool { return l.Int("pid") == old.Int("pid") })
 	in.WaitLog(10*time.Second, 0, "reload finished", nil)
 }
 
@@ -44,9 +44,9 @@ func TestStopBudgetHoldsWithStubbornOrphans(t *testing.T) {
 	in := startInit(t, []string{"TW_ESCAPE=1", "TW_IGNORE_TERM=1", "TW_STUBBORN=300"}, baseArgs("--kill-timeout", "2s", "--", bins.worker)...)
 	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
 	budgetLine, _ := in.WaitLog(10*time.Second, 0, "stop budget: keep docker stop -t / terminationGracePeriodSeconds above worst_case_stop", nil)
-	budget, err := time.ParseDuration(budgetLine.str("worst_case_stop"))
+	budget, err := time.ParseDuration(budgetLine.Str("worst_case_stop"))
 	if err != nil {
-		t.Fatalf("worst_case_stop %q: %v", budgetLine.str("worst_case_stop"), err)
+		t.Fatalf("worst_case_stop %q: %v", budgetLine.Str("worst_case_stop"), err)
 	}
 	in.WaitReady(1, 20*time.Second)
 	start := time.Now()
@@ -79,7 +79,7 @@ func TestWorkersStartAfterTheBinaryIsDeleted(t *testing.T) {
 	}
 	in.Signal(syscall.SIGHUP)
 	l, _ := in.WaitLog(20*time.Second, 0, "reload finished", nil)
-	if l.str("result") != "ok" {
+	if l.Str("result") != "ok" {
 		t.Fatalf("reload after the binary was deleted: %v", l)
 	}
 	in.WaitReady(4, 10*time.Second)

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/logline"
 	"github.com/gm2-init/gm2-init/internal/procfs"
 
 	"github.com/gm2-init/gm2-init/internal/testtool"
@@ -88,19 +88,7 @@ func namespaceCmd(t *testing.T) []string {
 }
 
 // logLine is one JSON line of gm2-init's log.
-type logLine map[string]any
-
-func (l logLine) msg() string { s, _ := l["message"].(string); return s }
-func (l logLine) str(k string) string {
-	switch v := l[k].(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return ""
-}
-func (l logLine) int(k string) int { f, _ := l[k].(float64); return int(f) }
+type logLine = logline.Line
 
 // Init is a running gm2-init.
 type Init struct {
@@ -222,12 +210,11 @@ func (in *Init) readLog(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var l logLine
 		line := sc.Bytes()
 		in.mu.Lock()
 		in.raw.Write(line)
 		in.raw.WriteByte('\n')
-		if json.Unmarshal(line, &l) == nil {
+		if l, ok := logline.Parse(line); ok {
 			in.lines = append(in.lines, l)
 		}
 		in.cond.Broadcast()
@@ -269,18 +256,18 @@ func (in *Init) uncleanStops() []string {
 	stopSig := map[int]unix.Signal{}
 	var bad []string
 	for _, l := range in.lines {
-		switch l.msg() {
+		switch l.Msg() {
 		case "stopping worker":
-			stopSig[l.int("pid")] = unix.SignalNum(l.str("signal"))
+			stopSig[l.Int("pid")] = unix.SignalNum(l.Str("signal"))
 		case "worker exited":
-			pid := l.int("pid")
+			pid := l.Int("pid")
 			sig, stopped := stopSig[pid]
 			if !stopped {
 				continue
 			}
 			delete(stopSig, pid)
-			if code := l.int("code"); code != 0 && (sig == 0 || code != 128+int(sig)) {
-				bad = append(bad, fmt.Sprintf("slot %s pid %d stopped with %s: %s", l.str("slot"), pid, unix.SignalName(sig), l.str("status")))
+			if code := l.Int("code"); code != 0 && (sig == 0 || code != 128+int(sig)) {
+				bad = append(bad, fmt.Sprintf("slot %s pid %d stopped with %s: %s", l.Str("slot"), pid, unix.SignalName(sig), l.Str("status")))
 			}
 		}
 	}
@@ -332,7 +319,7 @@ func (in *Init) WaitLog(timeout time.Duration, from int, msg string, match func(
 	in.waitFor(timeout, fmt.Sprintf("log %q", msg), func() bool {
 		for ; next < len(in.lines); next++ {
 			l := in.lines[next]
-			if (msg == anyMessage || l.msg() == msg) && (match == nil || match(l)) {
+			if (msg == anyMessage || l.Msg() == msg) && (match == nil || match(l)) {
 				found = l
 				next++
 				return true
@@ -352,7 +339,7 @@ func (in *Init) CountLog(msg string) int {
 	defer in.mu.Unlock()
 	n := 0
 	for _, l := range in.lines {
-		if l.msg() == msg {
+		if l.Msg() == msg {
 			n++
 		}
 	}
@@ -387,14 +374,14 @@ func (in *Init) Signal(sig syscall.Signal) {
 // Addr waits for the "listening" line of the named listener (or the first
 // one when name is "") and returns its address.
 func (in *Init) Addr(name string) string {
-	l, _ := in.WaitLog(10*time.Second, 0, "listening", func(l logLine) bool { return name == "" || l.str("name") == name })
-	return l.str("address")
+	l, _ := in.WaitLog(10*time.Second, 0, "listening", func(l logLine) bool { return name == "" || l.Str("name") == name })
+	return l.Str("address")
 }
 
 // HealthAddr waits for the health endpoint line and returns its address.
 func (in *Init) HealthAddr() string {
 	l, _ := in.WaitLog(10*time.Second, 0, "health endpoints", nil)
-	return l.str("address")
+	return l.Str("address")
 }
 
 // WaitReady waits until n "worker ready" lines have been logged in total.
@@ -403,7 +390,7 @@ func (in *Init) WaitReady(n int, timeout time.Duration) {
 	in.waitFor(timeout, fmt.Sprintf("%d ready workers", n), func() bool {
 		c := 0
 		for _, l := range in.lines {
-			if l.msg() == "worker ready" {
+			if l.Msg() == "worker ready" {
 				c++
 			}
 		}

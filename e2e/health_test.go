@@ -75,7 +75,7 @@ func TestReadyzStays200DuringReloads(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		var l logLine
 		l, pos = in.reload(pos)
-		if l.str("result") != "ok" {
+		if l.Str("result") != "ok" {
 			t.Fatalf("reload %d: %v", i, l)
 		}
 		// Let a few probes land between reloads too.

@@ -102,29 +102,29 @@ func TestMemoryRestartUnderLoadFailsNoRequest(t *testing.T) {
 		t.Fatal("the load generator gets no answers")
 	}
 	over, pos := in.WaitLog(60*time.Second, 0, memoryOverMsg, nil)
-	if over.int("slot") != 1 || over.int("pid") != before[1] || over.int("limit_bytes") != limit || over.int("rss_bytes") <= limit {
+	if over.Int("slot") != 1 || over.Int("pid") != before[1] || over.Int("limit_bytes") != limit || over.Int("rss_bytes") <= limit {
 		t.Fatalf("replacement line %v: want slot 1, pid %d, limit_bytes %d and rss_bytes above it", over, before[1], limit)
 	}
-	started, _ := in.WaitLog(10*time.Second, pos, "worker started", func(l logLine) bool { return l.int("slot") == 1 })
-	newPid := started.int("pid")
-	ready, readyAt := in.WaitLog(20*time.Second, pos, "worker ready", func(l logLine) bool { return l.int("pid") == newPid })
-	if ready.int("slot") != 1 {
-		t.Fatalf("new worker ready in slot %d, want 1", ready.int("slot"))
+	started, _ := in.WaitLog(10*time.Second, pos, "worker started", func(l logLine) bool { return l.Int("slot") == 1 })
+	newPid := started.Int("pid")
+	ready, readyAt := in.WaitLog(20*time.Second, pos, "worker ready", func(l logLine) bool { return l.Int("pid") == newPid })
+	if ready.Int("slot") != 1 {
+		t.Fatalf("new worker ready in slot %d, want 1", ready.Int("slot"))
 	}
 	// The old worker is stopped only after the new one is ready.
-	stopping, stopAt := in.WaitLog(10*time.Second, pos, "stopping worker", func(l logLine) bool { return l.int("pid") == before[1] })
+	stopping, stopAt := in.WaitLog(10*time.Second, pos, "stopping worker", func(l logLine) bool { return l.Int("pid") == before[1] })
 	if stopAt < readyAt {
 		t.Fatalf("old worker stopped (%v) before its replacement was ready (%v)", stopping, ready)
 	}
-	if why := stopping.str("why"); why != "replaced (memory)" {
+	if why := stopping.Str("why"); why != "replaced (memory)" {
 		t.Errorf("old worker stopped because %q, want \"replaced (memory)\"", why)
 	}
-	in.WaitLog(10*time.Second, stopAt, "worker exited", func(l logLine) bool { return l.int("pid") == before[1] })
+	in.WaitLog(10*time.Second, stopAt, "worker exited", func(l logLine) bool { return l.Int("pid") == before[1] })
 	if !ld.WaitRequests(100, 10*time.Second) {
 		t.Fatal("no traffic after the replacement")
 	}
 	ok, failed, errs := ld.Stop().Sums()
-	t.Logf("%d requests, %d failed, across a memory replacement (rss %s bytes over %d)", ok, failed, over.str("rss_bytes"), limit)
+	t.Logf("%d requests, %d failed, across a memory replacement (rss %s bytes over %d)", ok, failed, over.Str("rss_bytes"), limit)
 	if failed != 0 {
 		t.Fatalf("%d requests failed during the memory replacement: %v", failed, errs)
 	}
@@ -174,12 +174,12 @@ func TestMemoryLimitBelowBaselineBacksOff(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		var l logLine
 		l, pos = in.WaitLog(60*time.Second, pos, memoryOverMsg, nil)
-		if l.int("rss_bytes") <= limit || l.int("limit_bytes") != limit {
+		if l.Int("rss_bytes") <= limit || l.Int("limit_bytes") != limit {
 			t.Fatalf("replacement %d: %v", i+1, l)
 		}
-		ts, err := time.Parse(time.RFC3339, l.str("time"))
+		ts, err := time.Parse(time.RFC3339, l.Str("time"))
 		if err != nil {
-			t.Fatalf("replacement %d: time %q: %v", i+1, l.str("time"), err)
+			t.Fatalf("replacement %d: time %q: %v", i+1, l.Str("time"), err)
 		}
 		at = append(at, ts)
 	}
@@ -194,12 +194,12 @@ func TestMemoryLimitBelowBaselineBacksOff(t *testing.T) {
 	lines := in.Lines()
 	var overIdx, warnIdx []int
 	for i, l := range lines {
-		switch l.msg() {
+		switch l.Msg() {
 		case memoryOverMsg:
 			overIdx = append(overIdx, i)
 		case memoryBaselineMsg:
 			warnIdx = append(warnIdx, i)
-			if l.int("rss_bytes") <= limit || l.int("limit_bytes") != limit {
+			if l.Int("rss_bytes") <= limit || l.Int("limit_bytes") != limit {
 				t.Errorf("warning %v", l)
 			}
 		}
@@ -249,20 +249,20 @@ func TestReadmeMaxMemoryRestartCommand(t *testing.T) {
 	before, _ := memoryStatus(t, health)
 
 	over, pos := in.WaitLog(nodeTimeout, 0, memoryOverMsg, nil)
-	if over.int("slot") != 1 || over.int("pid") != before[1] || over.int("limit_bytes") != 300<<20 || over.int("rss_bytes") <= 300<<20 {
+	if over.Int("slot") != 1 || over.Int("pid") != before[1] || over.Int("limit_bytes") != 300<<20 || over.Int("rss_bytes") <= 300<<20 {
 		t.Fatalf("replacement line %v: want slot 1, pid %d, limit_bytes %d and rss_bytes above it", over, before[1], 300<<20)
 	}
-	started, _ := in.WaitLog(10*time.Second, pos, "worker started", func(l logLine) bool { return l.int("slot") == 1 })
-	_, readyAt := in.WaitLog(nodeTimeout, pos, "worker ready", func(l logLine) bool { return l.int("pid") == started.int("pid") })
-	stopping, stopAt := in.WaitLog(10*time.Second, pos, "stopping worker", func(l logLine) bool { return l.int("pid") == before[1] })
-	if stopAt < readyAt || stopping.str("why") != "replaced (memory)" {
+	started, _ := in.WaitLog(10*time.Second, pos, "worker started", func(l logLine) bool { return l.Int("slot") == 1 })
+	_, readyAt := in.WaitLog(nodeTimeout, pos, "worker ready", func(l logLine) bool { return l.Int("pid") == started.Int("pid") })
+	stopping, stopAt := in.WaitLog(10*time.Second, pos, "stopping worker", func(l logLine) bool { return l.Int("pid") == before[1] })
+	if stopAt < readyAt || stopping.Str("why") != "replaced (memory)" {
 		t.Fatalf("old worker stopped (%v) before its replacement was ready, or for another reason", stopping)
 	}
-	in.WaitLog(nodeTimeout, stopAt, "worker exited", func(l logLine) bool { return l.int("pid") == before[1] })
+	in.WaitLog(nodeTimeout, stopAt, "worker exited", func(l logLine) bool { return l.Int("pid") == before[1] })
 	after, n := memoryStatus(t, health)
-	if after[1] != started.int("pid") || after[0] != before[0] || n != 1 {
+	if after[1] != started.Int("pid") || after[0] != before[0] || n != 1 {
 		t.Errorf("after: pids %v (before %v), memory restarts %d; want slot 1 on pid %d, slot 0 untouched, 1 restart",
-			after, before, n, started.int("pid"))
+			after, before, n, started.Int("pid"))
 	}
 	if code, body, err := httpGet(addr, "/"); code != 200 || err != nil {
 		t.Errorf("GET / after the replacement: %d %v %s", code, err, body)
@@ -301,22 +301,22 @@ func TestForkAppMemoryRestartStopsThenStarts(t *testing.T) {
 	before, _ := memoryStatus(t, health)
 
 	over, pos := in.WaitLog(60*time.Second, 0, "worker over --max-memory-restart; restarting it (fork mode: stopped, then started again)", nil)
-	if over.int("pid") != before[0] || over.int("limit_bytes") != 48<<20 || over.int("rss_bytes") <= 48<<20 {
+	if over.Int("pid") != before[0] || over.Int("limit_bytes") != 48<<20 || over.Int("rss_bytes") <= 48<<20 {
 		t.Fatalf("restart line %v: want pid %d, limit_bytes %d and rss_bytes above it", over, before[0], 48<<20)
 	}
-	_, exitAt := in.WaitLog(20*time.Second, pos, "worker exited", func(l logLine) bool { return l.int("pid") == before[0] })
+	_, exitAt := in.WaitLog(20*time.Second, pos, "worker exited", func(l logLine) bool { return l.Int("pid") == before[0] })
 	started, startAt := in.WaitLog(20*time.Second, pos, "worker started", nil)
 	if startAt < exitAt {
-		t.Fatalf("worker %d started before the old one (%d) exited", started.int("pid"), before[0])
+		t.Fatalf("worker %d started before the old one (%d) exited", started.Int("pid"), before[0])
 	}
-	in.WaitLog(20*time.Second, startAt, "worker ready", func(l logLine) bool { return l.int("pid") == started.int("pid") })
+	in.WaitLog(20*time.Second, startAt, "worker ready", func(l logLine) bool { return l.Int("pid") == started.Int("pid") })
 	if n := in.CountLog("memory replacement failed before ready; the old worker keeps serving"); n != 0 {
 		t.Errorf("%d failed replacements: a worker was started next to the old one", n)
 	}
 	// /status is answered by the supervisor's loop once the event that
 	// logged "worker ready" is over: the counter is up to date.
-	if after, n := memoryStatus(t, health); n != 1 || after[0] != started.int("pid") {
-		t.Errorf("after: pids %v, memory restarts %d; want pid %d and 1 restart", after, n, started.int("pid"))
+	if after, n := memoryStatus(t, health); n != 1 || after[0] != started.Int("pid") {
+		t.Errorf("after: pids %v, memory restarts %d; want pid %d and 1 restart", after, n, started.Int("pid"))
 	}
 	if code, body, err := httpGet("127.0.0.1:"+strconv.Itoa(port), "/"); code != 200 || err != nil {
 		t.Errorf("GET / on the fork app's own port after its restart: %d %v %s", code, err, body)

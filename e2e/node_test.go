@@ -108,8 +108,8 @@ func freePort(t *testing.T) int {
 func workerPids(in *Init) map[int]int {
 	out := map[int]int{}
 	for _, l := range in.Lines() {
-		if l.msg() == "worker started" {
-			out[l.int("pid")] = l.int("generation")
+		if l.Msg() == "worker started" {
+			out[l.Int("pid")] = l.Int("generation")
 		}
 	}
 	return out
@@ -121,12 +121,12 @@ func checkReadyByPreload(t *testing.T, in *Init) {
 	t.Helper()
 	n := 0
 	for _, l := range in.Lines() {
-		if l.msg() != "worker ready" {
+		if l.Msg() != "worker ready" {
 			continue
 		}
 		n++
-		if by := l.str("by"); !strings.HasPrefix(by, "preload") {
-			t.Errorf("worker %d ready by %q, want the preload's automatic readiness", l.int("pid"), by)
+		if by := l.Str("by"); !strings.HasPrefix(by, "preload") {
+			t.Errorf("worker %d ready by %q, want the preload's automatic readiness", l.Int("pid"), by)
 		}
 	}
 	if n == 0 {
@@ -140,10 +140,10 @@ func checkCleanExits(t *testing.T, in *Init, want int) {
 	t.Helper()
 	n := 0
 	for _, l := range in.Lines() {
-		if l.msg() == "worker exited" {
+		if l.Msg() == "worker exited" {
 			n++
-			if l.int("code") != 0 {
-				t.Errorf("worker %d: %s, want exit status 0 (the app's SIGINT handler)", l.int("pid"), l.str("status"))
+			if l.Int("code") != 0 {
+				t.Errorf("worker %d: %s, want exit status 0 (the app's SIGINT handler)", l.Int("pid"), l.Str("status"))
 			}
 		}
 	}
@@ -405,8 +405,8 @@ func TestNodeStopSignalINT(t *testing.T) {
 	stopClean(t, in)
 	checkCleanExits(t, in, 2)
 	for _, l := range in.Lines() {
-		if l.msg() == "stopping worker" && l.str("signal") != "SIGINT" {
-			t.Errorf("worker %d stopped with %s, want SIGINT", l.int("pid"), l.str("signal"))
+		if l.Msg() == "stopping worker" && l.Str("signal") != "SIGINT" {
+			t.Errorf("worker %d stopped with %s, want SIGINT", l.Int("pid"), l.Str("signal"))
 		}
 	}
 }
@@ -469,8 +469,8 @@ func TestNodePreloadOff(t *testing.T) {
 			env := append([]string{"PORT=" + strconv.Itoa(port), "INFO_FD=3", "NODE_OPTIONS=" + user}, c.env...)
 			in := startInit(t, env, args...)
 			in.WaitReady(1, nodeTimeout)
-			if l, _ := in.WaitLog(nodeTimeout, 0, "worker ready", nil); l.str("by") != "min-uptime" {
-				t.Errorf("ready by %q, want min-uptime (no preload)", l.str("by"))
+			if l, _ := in.WaitLog(nodeTimeout, 0, "worker ready", nil); l.Str("by") != "min-uptime" {
+				t.Errorf("ready by %q, want min-uptime (no preload)", l.Str("by"))
 			}
 			ni := getNodeInfo(t, addr)
 			if ni.NodeOptions == nil || *ni.NodeOptions != user {
@@ -482,8 +482,8 @@ func TestNodePreloadOff(t *testing.T) {
 			// Nothing turns gm2-init's TERM into the app's SIGINT path: Node
 			// dies of it, as it would without gm2-init.
 			stopClean(t, in)
-			if l, _ := in.WaitLog(time.Second, 0, "worker exited", nil); l.str("status") != "killed by SIGTERM" {
-				t.Errorf("worker %s without the preload, want killed by SIGTERM", l.str("status"))
+			if l, _ := in.WaitLog(time.Second, 0, "worker exited", nil); l.Str("status") != "killed by SIGTERM" {
+				t.Errorf("worker %s without the preload, want killed by SIGTERM", l.Str("status"))
 			}
 		})
 	}
@@ -520,8 +520,8 @@ func TestNodeOtherPortSharedOnDemand(t *testing.T) {
 	}
 	var shared []string
 	for _, l := range in.Lines() {
-		if l.msg() == "port shared on demand" {
-			shared = append(shared, l.str("address"))
+		if l.Msg() == "port shared on demand" {
+			shared = append(shared, l.Str("address"))
 		}
 	}
 	if len(shared) != 1 || shared[0] != adminAddr {
@@ -713,7 +713,7 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 	// The old workers are stopped once their replacements are ready; wait
 	// until both are gone, under load all along.
 	for pid := range old {
-		in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.int("pid") == pid })
+		in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.Int("pid") == pid })
 	}
 	during := st.OK() - atHUP
 	// A few more requests once only the new workers are left.
@@ -724,8 +724,8 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 	}
 	ok, failed, errs := st.Stop().Sums()
 
-	if fin.str("result") != "ok" || fin.int("replaced") != 2 {
-		t.Errorf("reload finished: result %q, replaced %d; want ok, 2", fin.str("result"), fin.int("replaced"))
+	if fin.Str("result") != "ok" || fin.Int("replaced") != 2 {
+		t.Errorf("reload finished: result %q, replaced %d; want ok, 2", fin.Str("result"), fin.Int("replaced"))
 	}
 	if failed != 0 {
 		t.Errorf("%d of %d requests failed during the reload: %v", failed, failed+ok, errs)

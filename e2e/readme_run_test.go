@@ -458,7 +458,7 @@ func TestReadmeNodeCommands(t *testing.T) {
 		}
 		in := startInNetns(t, dir, "exec "+line)
 		st, _ := in.WaitLog(nodeTimeout, 0, "starting workers", nil)
-		n := st.int("instances")
+		n := st.Int("instances")
 		in.WaitReady(n, nodeTimeout)
 		instances := func() int {
 			t.Helper()
@@ -481,7 +481,7 @@ func TestReadmeNodeCommands(t *testing.T) {
 		reloaded := func(cmd string, from int) {
 			t.Helper()
 			l, _ := in.WaitLog(nodeTimeout, from, "reload finished", nil)
-			if l.str("result") != "ok" || l.int("replaced") != n {
+			if l.Str("result") != "ok" || l.Int("replaced") != n {
 				t.Fatalf("%s: %v", cmd, l)
 			}
 		}
@@ -513,7 +513,7 @@ func TestReadmeNodeCommands(t *testing.T) {
 		pos = len(in.Lines())
 		run("kill -TTOU 1", "")
 		stop, _ := in.WaitLog(nodeTimeout, pos, "stopping worker", nil)
-		in.WaitLog(nodeTimeout, pos, "worker exited", func(l logLine) bool { return l.int("pid") == stop.int("pid") })
+		in.WaitLog(nodeTimeout, pos, "worker exited", func(l logLine) bool { return l.Int("pid") == stop.Int("pid") })
 		if got := instances(); got != n+1 {
 			t.Fatalf("after kill -TTOU 1: %d instances, want %d", got, n+1)
 		}
@@ -545,7 +545,7 @@ func TestReadmeNodeCommands(t *testing.T) {
 		t.Parallel()
 		in := startInNetns(t, dir, "exec "+readmeLine(t, "gm2-init -- node migrate.js"))
 		l, _ := in.WaitLog(nodeTimeout, 0, "worker exited", nil)
-		if l.int("code") != 0 {
+		if l.Int("code") != 0 {
 			t.Fatalf("node migrate.js: %v, want exit status 0", l)
 		}
 		in.Signal(syscall.SIGTERM)
@@ -565,7 +565,7 @@ func TestReadmeNodeCommands(t *testing.T) {
 			}
 			in := startInNetns(t, dir, "exec gm2-init -i max -- "+cmd)
 			st, _ := in.WaitLog(nodeTimeout, 0, "starting workers", nil)
-			in.WaitReady(st.int("instances"), nodeTimeout)
+			in.WaitReady(st.Int("instances"), nodeTimeout)
 			if body := nsGet(t, in.Pid, "http://127.0.0.1:3000/"); atoi(body) <= 0 {
 				t.Fatalf("GET :3000 answered %q, want the pid of the node serving it", body)
 			}
@@ -612,7 +612,7 @@ func TestReadmeEcosystemEntrypoint(t *testing.T) {
 	}
 	in := startInNetns(t, dir, "exec "+line)
 	for _, app := range []string{"api", "worker"} {
-		in.WaitLog(nodeTimeout, 0, "worker ready", func(l logLine) bool { return l.str("app") == app })
+		in.WaitLog(nodeTimeout, 0, "worker ready", func(l logLine) bool { return l.Str("app") == app })
 	}
 	var a apiAnswer
 	if body := nsGet(t, in.Pid, "http://127.0.0.1:3000/"); json.Unmarshal([]byte(body), &a) != nil || a.App != "api" || a.Env != "development" {
@@ -633,13 +633,13 @@ func TestReadmeNoInheritedDescriptor(t *testing.T) {
 	line := readmeLine(t, "exec 7</etc/hostname; gm2-init -- sh -c 'ls -l /proc/self/fd'")
 	in := startInNetns(t, t.TempDir(), line) // sh stays PID 1, gm2-init is its child
 	closed, _ := in.WaitLog(readmeStepTimeout, 0, anyMessage, func(l logLine) bool {
-		return strings.HasPrefix(l.msg(), "closed descriptors inherited")
+		return strings.HasPrefix(l.Msg(), "closed descriptors inherited")
 	})
 	if fds, _ := closed["fds"].([]any); !slices.Contains(fds, any(float64(7))) {
 		t.Fatalf("gm2-init did not close fd 7: %v", closed)
 	}
 	l, _ := in.WaitLog(readmeStepTimeout, 0, "worker exited", nil)
-	if l.int("code") != 0 {
+	if l.Int("code") != 0 {
 		t.Fatalf("ls -l /proc/self/fd: %v", l)
 	}
 	kids := in.Children()

@@ -162,7 +162,7 @@ func runRecipe(t *testing.T, r recipe, setup recipeSetup) {
 		t.Fatalf("the load gets no answers (%d ok, %d failed: %v)", ok, failed, errs)
 	}
 	l, _ := in.reload(0)
-	if l.str("result") != "ok" || l.int("replaced") != 2 {
+	if l.Str("result") != "ok" || l.Int("replaced") != 2 {
 		ld.Stop()
 		t.Fatalf("reload: %v", l)
 	}
@@ -209,8 +209,8 @@ func runRecipe(t *testing.T, r recipe, setup recipeSetup) {
 func readyInTime(t *testing.T, in *Init) {
 	t.Helper()
 	for _, l := range in.Lines() {
-		if l.msg() == "worker ready" && l.str("by") == "listen-timeout" {
-			t.Errorf("worker %d became ready only at --listen-timeout: %v", l.int("pid"), l)
+		if l.Msg() == "worker ready" && l.Str("by") == "listen-timeout" {
+			t.Errorf("worker %d became ready only at --listen-timeout: %v", l.Int("pid"), l)
 		}
 	}
 }
@@ -219,8 +219,8 @@ func readyInTime(t *testing.T, in *Init) {
 func startedPids(lines []logLine) []int {
 	var pids []int
 	for _, l := range lines {
-		if l.msg() == "worker started" {
-			pids = append(pids, l.int("pid"))
+		if l.Msg() == "worker started" {
+			pids = append(pids, l.Int("pid"))
 		}
 	}
 	return pids

@@ -96,7 +96,7 @@ func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
 	for i := 0; i < reloads; i++ {
 		var l logLine
 		l, pos = in.reload(pos)
-		if l.str("result") != "ok" || l.int("replaced") != n {
+		if l.Str("result") != "ok" || l.Int("replaced") != n {
 			t.Fatalf("reload %d: %v", i, l)
 		}
 		if !ld.WaitRequests(20, 10*time.Second) {
@@ -140,7 +140,7 @@ func TestReloadToBrokenVersionKeepsOldWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, pos := in.reload(0)
-	if !strings.HasPrefix(l.str("result"), "failed") || l.int("replaced") != 0 {
+	if !strings.HasPrefix(l.Str("result"), "failed") || l.Int("replaced") != 0 {
 		t.Fatalf("reload to a version that crashes on start: %v", l)
 	}
 	if !ld.WaitRequests(20, 10*time.Second) {
@@ -160,7 +160,7 @@ func TestReloadToBrokenVersionKeepsOldWorkers(t *testing.T) {
 	// The fixed version rolls out.
 	os.Remove(broken)
 	l, _ = in.reload(pos)
-	if l.str("result") != "ok" || l.int("replaced") != 2 {
+	if l.Str("result") != "ok" || l.Int("replaced") != 2 {
 		t.Fatalf("reload after the fix: %v", l)
 	}
 	ok, failed, errs := ld.Stop().Sums()
@@ -302,8 +302,8 @@ func TestReadinessBySdNotifyFromPythonBehindShell(t *testing.T) {
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--listen-timeout", "60s", "--",
 		"sh", "-c", fmt.Sprintf("%s %s %s; exit $?", py, app, g))...)
 	l := checkNotReadyUntil(t, in, g)
-	if l.str("by") != "READY=1" {
-		t.Errorf("ready by %q, want READY=1", l.str("by"))
+	if l.Str("by") != "READY=1" {
+		t.Errorf("ready by %q, want READY=1", l.Str("by"))
 	}
 	if code, body, err := httpGet(in.Addr(""), "/"); code != 200 || body != "ok" {
 		t.Errorf("app: %d %q %v", code, body, err)
@@ -335,8 +335,8 @@ func TestReadinessByProcessSendFromNode(t *testing.T) {
 	g := newGate(t)
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--listen-timeout", "60s", "--", node, app, string(g))...)
 	l := checkNotReadyUntil(t, in, g)
-	if l.str("by") != "process.send('ready')" {
-		t.Errorf("ready by %q, want process.send('ready')", l.str("by"))
+	if l.Str("by") != "process.send('ready')" {
+		t.Errorf("ready by %q, want process.send('ready')", l.Str("by"))
 	}
 	if code, body, err := httpGet(in.Addr(""), "/"); code != 200 || body != "ok" {
 		t.Errorf("app: %d %q %v", code, body, err)
@@ -352,13 +352,13 @@ func TestNeverReadyWorkerHitsListenTimeout(t *testing.T) {
 	in := startInit(t, []string{"TW_NO_READY=1"},
 		baseArgs("-i", "1", "--wait-ready", "--listen-timeout", "300ms", "--", bins.worker)...)
 	l, _ := in.WaitLog(10*time.Second, 0, "worker ready", nil)
-	if l.str("by") != "listen-timeout" {
-		t.Fatalf("ready by %q, want listen-timeout", l.str("by"))
+	if l.Str("by") != "listen-timeout" {
+		t.Fatalf("ready by %q, want listen-timeout", l.Str("by"))
 	}
 	in.WaitLog(time.Second, 0, "worker did not report ready in time; treating it as ready", nil)
 	// A reload with such a worker still completes.
 	l, _ = in.reload(0)
-	if l.str("result") != "ok" {
+	if l.Str("result") != "ok" {
 		t.Fatalf("reload: %v", l)
 	}
 }
@@ -370,7 +370,7 @@ func TestScaleWithTTINAndTTOU(t *testing.T) {
 	in.WaitReady(1, 10*time.Second)
 	in.Signal(syscall.SIGTTIN)
 	l, pos := in.WaitLog(10*time.Second, 0, "scaled up (SIGTTIN)", nil)
-	if l.int("instances") != 2 {
+	if l.Int("instances") != 2 {
 		t.Fatalf("after TTIN: %v", l)
 	}
 	in.WaitReady(2, 10*time.Second)
@@ -385,7 +385,7 @@ func TestScaleWithTTINAndTTOU(t *testing.T) {
 
 	in.Signal(syscall.SIGTTOU)
 	l, pos = in.WaitLog(10*time.Second, pos, "scaled down (SIGTTOU)", nil)
-	if l.int("instances") != 1 {
+	if l.Int("instances") != 1 {
 		t.Fatalf("after TTOU: %v", l)
 	}
 	in.waitChildren(1, 15*time.Second)

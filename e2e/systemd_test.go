@@ -147,7 +147,7 @@ func TestSocketActivationOfGm2Init(t *testing.T) {
 		}
 	}
 	l, _ := in.WaitLog(time.Second, 0, "listening", nil)
-	if l.str("address") != addr || l["inherited"] != true || l.int("fd") != 3 {
+	if l.Str("address") != addr || l["inherited"] != true || l.Int("fd") != 3 {
 		t.Errorf("listening line %v, want %s inherited at fd 3", l, addr)
 	}
 	listeners := statusListeners(t, in.HealthAddr())
@@ -350,7 +350,7 @@ func TestReadinessToOwnSupervisor(t *testing.T) {
 	in := startInit(t, []string{"NOTIFY_SOCKET=" + r.path, "TW_READY_GATE=" + gate, "TW_GATE_SLOT=1"},
 		baseArgs("-i", "2", "--wait-ready", "--listen-timeout", "60s", "--", bins.worker)...)
 	health := in.HealthAddr()
-	in.WaitLog(20*time.Second, 0, "worker ready", func(l logLine) bool { return l.int("slot") == 0 })
+	in.WaitLog(20*time.Second, 0, "worker ready", func(l logLine) bool { return l.Int("slot") == 0 })
 	_, before := r.until("STATUS=1/2 workers ready")
 	// Every event the loop handled so far is done once a round trip
 	// through it returns (/livez): whatever gm2-init sent for slot 0's
@@ -374,7 +374,7 @@ func TestReadinessToOwnSupervisor(t *testing.T) {
 	in.waitFor(10*time.Second, "2 ready workers in the log", func() bool {
 		n := 0
 		for _, l := range in.lines {
-			if l.msg() == "worker ready" {
+			if l.Msg() == "worker ready" {
 				n++
 			}
 		}
@@ -445,7 +445,7 @@ func TestWatchdogStopsWhenLoopIsStuck(t *testing.T) {
 	}
 	failed := "cannot notify gm2-init's own supervisor"
 	command("freeze", "frozen")
-	_, next := in.WaitLog(10*time.Second, 0, failed, func(l logLine) bool { return strings.Contains(l.str("error"), "no WATCHDOG=1") })
+	_, next := in.WaitLog(10*time.Second, 0, failed, func(l logLine) bool { return strings.Contains(l.Str("error"), "no WATCHDOG=1") })
 	// The ping of a check that passed before the freeze went out before this
 	// failed check began; from here on, none may come.
 	r.pending()
@@ -476,8 +476,8 @@ func TestNotifyFromWorkerOfAnotherUser(t *testing.T) {
 	in := startInit(t, nil, baseArgs("-i", "1", "--wait-ready", "--listen-timeout", "30s", "--",
 		setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bins.worker)...)
 	l, _ := in.WaitLog(40*time.Second, 0, "worker ready", nil)
-	if l.str("by") != "READY=1" {
-		t.Errorf("worker ready by %q, want READY=1 (its datagram did not get through)", l.str("by"))
+	if l.Str("by") != "READY=1" {
+		t.Errorf("worker ready by %q, want READY=1 (its datagram did not get through)", l.Str("by"))
 	}
 	getInfo(t, in.Addr(""))
 	for _, pid := range in.Children() {

@@ -50,9 +50,9 @@ func TestPumaWithoutActivatedSocketsIsNotReady(t *testing.T) {
 	in.AllowUncleanStops()
 	health := in.HealthAddr()
 	l, _ := in.WaitLog(30*time.Second, 0, anyMessage, func(l logLine) bool {
-		return l.str("server") == "puma" && strings.Contains(l.msg(), "--bind-to-activated-sockets=only")
+		return l.Str("server") == "puma" && strings.Contains(l.Msg(), "--bind-to-activated-sockets=only")
 	})
-	if !strings.Contains(l.msg(), "9292") || l.str("level") != "warn" {
+	if !strings.Contains(l.Msg(), "9292") || l.Str("level") != "warn" {
 		t.Errorf("warning %v", l)
 	}
 	waitReadyz(t, health, http.StatusServiceUnavailable, 5*time.Second)
@@ -80,10 +80,10 @@ func TestGunicornBehindANonExecWrapper(t *testing.T) {
 		"--wait-ready", "--queue-timeout", "500ms", "--", "sh", "-c", "gunicorn app:app; exit $?")
 	in.AllowUncleanStops()
 	addr, health := in.Addr(""), in.HealthAddr()
-	l, _ := in.WaitLog(30*time.Second, 0, anyMessage, func(l logLine) bool { return l.str("server") == "gunicorn" })
+	l, _ := in.WaitLog(30*time.Second, 0, anyMessage, func(l logLine) bool { return l.Str("server") == "gunicorn" })
 	for _, want := range []string{own, "did not exec"} {
-		if !strings.Contains(l.msg(), want) {
-			t.Errorf("warning %q lacks %q", l.msg(), want)
+		if !strings.Contains(l.Msg(), want) {
+			t.Errorf("warning %q lacks %q", l.Msg(), want)
 		}
 	}
 	waitReadyz(t, health, http.StatusOK, 10*time.Second) // it holds the socket: ready by its word

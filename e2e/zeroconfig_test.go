@@ -273,7 +273,7 @@ func startZC(t *testing.T, app zcApp) *zc {
 	z.client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	z.health = z.in.HealthAddr()
 	if app.node.version != "" {
-		if l, _ := z.in.WaitLog(nodeTimeout, 0, "node preload", nil); l.str("node_version") != app.node.version || l.str("mode") != "import" {
+		if l, _ := z.in.WaitLog(nodeTimeout, 0, "node preload", nil); l.Str("node_version") != app.node.version || l.Str("mode") != "import" {
 			t.Fatalf("node preload: %v; want %s with --import", l, app.node.version)
 		}
 	}
@@ -418,7 +418,7 @@ func (z *zc) eachServes(ws []zcWorker, wrapped bool, ask func() int) map[int]boo
 func (z *zc) sharedLines() []logLine {
 	var out []logLine
 	for _, l := range z.in.Lines() {
-		if l.msg() == "port shared on demand" {
+		if l.Msg() == "port shared on demand" {
 			out = append(out, l)
 		}
 	}
@@ -439,9 +439,9 @@ func (z *zc) checkShared(network string, ports ...int) {
 		suffix := ":" + strconv.Itoa(p)
 		n := 0
 		for _, l := range lines {
-			if strings.HasSuffix(l.str("address"), suffix) && l.str("network") == network {
+			if strings.HasSuffix(l.Str("address"), suffix) && l.Str("network") == network {
 				n++
-				if l.int("requester_pid") == 0 {
+				if l.Int("requester_pid") == 0 {
 					z.t.Errorf("'port shared on demand' names no requester: %v", l)
 				}
 			}
@@ -497,10 +497,10 @@ func (z *zc) checkReadyByListen() {
 	z.t.Helper()
 	n := 0
 	for _, l := range z.in.Lines() {
-		if l.msg() == "worker ready" {
+		if l.Msg() == "worker ready" {
 			n++
-			if by := l.str("by"); by != "preload: listening" {
-				z.t.Errorf("worker %d ready by %q, want \"preload: listening\"", l.int("pid"), by)
+			if by := l.Str("by"); by != "preload: listening" {
+				z.t.Errorf("worker %d ready by %q, want \"preload: listening\"", l.Int("pid"), by)
 			}
 		}
 	}
@@ -579,8 +579,8 @@ func TestZeroConfigTwoPorts(t *testing.T) {
 	z.eachServes(ws, false, func() int { return z.askPid(admin) })
 	z.checkShared("tcp", z.port, z.ports["ADMIN_PORT"])
 	for _, l := range z.sharedLines() {
-		if strings.HasSuffix(l.str("address"), admin[strings.LastIndexByte(admin, ':'):]) && l.str("address") != admin {
-			t.Errorf("admin socket bound on %s, want %s (the host the app asked for)", l.str("address"), admin)
+		if strings.HasSuffix(l.Str("address"), admin[strings.LastIndexByte(admin, ':'):]) && l.Str("address") != admin {
+			t.Errorf("admin socket bound on %s, want %s (the host the app asked for)", l.Str("address"), admin)
 		}
 	}
 	stopClean(t, z.in)
@@ -649,12 +649,12 @@ func TestZeroConfigReloadUnderLoad(t *testing.T) {
 		z.in.Signal(syscall.SIGHUP)
 		var fin logLine
 		fin, from = z.in.WaitLog(nodeTimeout, from, "reload finished", nil)
-		if fin.str("result") != "ok" || fin.int("replaced") != 2 {
-			t.Errorf("reload %d finished: result %q, replaced %d; want ok, 2", gen, fin.str("result"), fin.int("replaced"))
+		if fin.Str("result") != "ok" || fin.Int("replaced") != 2 {
+			t.Errorf("reload %d finished: result %q, replaced %d; want ok, 2", gen, fin.Str("result"), fin.Int("replaced"))
 		}
 		for pid, g := range before {
 			if g == gen-1 {
-				z.in.WaitLog(nodeTimeout, 0, "worker exited", func(l logLine) bool { return l.int("pid") == pid })
+				z.in.WaitLog(nodeTimeout, 0, "worker exited", func(l logLine) bool { return l.Int("pid") == pid })
 			}
 		}
 		select {
@@ -718,14 +718,14 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	}
 	from := len(z.in.Lines())
 	syscall.Kill(a.host, syscall.SIGKILL)
-	if l, _ := z.in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.int("pid") == a.ns }); l.str("status") != "killed by SIGKILL" {
-		t.Errorf("worker %d: %s, want killed by SIGKILL", a.ns, l.str("status"))
+	if l, _ := z.in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.Int("pid") == a.ns }); l.Str("status") != "killed by SIGKILL" {
+		t.Errorf("worker %d: %s, want killed by SIGKILL", a.ns, l.Str("status"))
 	}
 	ready, _ := z.in.WaitLog(nodeTimeout, from, "worker ready", nil)
 	// The replacement alone runs: the requests it answers waited in the
 	// queue or arrived after the kill.
-	if !st.WaitAnswers(ready.int("pid"), 100, nodeTimeout) {
-		t.Fatalf("the replacement %d did not serve the queue: answers by %v, %+v", ready.int("pid"), st.AnsweredBy(), st.Counts())
+	if !st.WaitAnswers(ready.Int("pid"), 100, nodeTimeout) {
+		t.Fatalf("the replacement %d did not serve the queue: answers by %v, %+v", ready.Int("pid"), st.AnsweredBy(), st.Counts())
 	}
 	if n := z.queueLength(z.port); n > 8 {
 		t.Errorf("%d connections still wait in the queue", n)
@@ -784,11 +784,11 @@ cluster.fork().on('exit', (code) => process.exit(code));
 		z := startZC(t, zcApp{instances: 2, hostPort: port, cmd: []string{"node", app}})
 		suffix := ":" + strconv.Itoa(port)
 		refused, _ := z.in.WaitLog(nodeTimeout, 0, "listen not shared: cannot bind", nil)
-		if !strings.HasSuffix(refused.str("address"), suffix) || !strings.Contains(refused.str("error"), "address already in use") {
+		if !strings.HasSuffix(refused.Str("address"), suffix) || !strings.Contains(refused.Str("error"), "address already in use") {
 			t.Errorf("listen not shared: %v; want the address %s and EADDRINUSE", refused, suffix)
 		}
-		if l, _ := z.in.WaitLog(nodeTimeout, 0, "worker exited", nil); l.int("code") != 1 {
-			t.Errorf("worker %s, want exit status 1 (the app's unhandled EADDRINUSE)", l.str("status"))
+		if l, _ := z.in.WaitLog(nodeTimeout, 0, "worker exited", nil); l.Int("code") != 1 {
+			t.Errorf("worker %s, want exit status 1 (the app's unhandled EADDRINUSE)", l.Str("status"))
 		}
 		if raw := z.in.rawLog(); firstErrorLine(raw) != clustered || !strings.Contains(raw, "code: 'EADDRINUSE'") {
 			t.Errorf("the app's crash shows %q, want %q (as a worker of Node's cluster) and code EADDRINUSE:\n%s", firstErrorLine(raw), clustered, raw)
@@ -818,11 +818,11 @@ cluster.fork().on('exit', (code) => process.exit(code));
 		in := startInitNS(t, ns, bins.init, "", []string{"PORT=80"}, wrapper,
 			append([]string{"--health-addr", "off", "-i", "1"}, append(noClockReadiness, "--", "node", app)...)...)
 		refused, _ := in.WaitLog(nodeTimeout, 0, "listen not shared: cannot bind", nil)
-		if !strings.HasSuffix(refused.str("address"), ":80") || !strings.Contains(refused.str("error"), "permission denied") {
+		if !strings.HasSuffix(refused.Str("address"), ":80") || !strings.Contains(refused.Str("error"), "permission denied") {
 			t.Errorf("listen not shared: %v; want the address :80 and EACCES", refused)
 		}
-		if l, _ := in.WaitLog(nodeTimeout, 0, "worker exited", nil); l.int("code") != 1 {
-			t.Errorf("worker %s, want exit status 1 (the app's unhandled EACCES)", l.str("status"))
+		if l, _ := in.WaitLog(nodeTimeout, 0, "worker exited", nil); l.Int("code") != 1 {
+			t.Errorf("worker %s, want exit status 1 (the app's unhandled EACCES)", l.Str("status"))
 		}
 		if raw := in.rawLog(); !strings.Contains(raw, "code: 'EACCES'") {
 			t.Errorf("the app's crash does not show EACCES:\n%s", raw)
@@ -909,7 +909,7 @@ func TestReadmeZeroConfigCommand(t *testing.T) {
 	script := `"$0" lo-up && export PATH="$1:$PATH" && exec ` + want
 	in := startInitNS(t, ns, "", dir, nil, []string{"sh", "-c", script, bins.worker, bin})
 	l, _ := in.WaitLog(nodeTimeout, 0, "worker count", nil)
-	n := l.int("instances")
+	n := l.Int("instances")
 	if n < 1 {
 		t.Fatalf("worker count %v", l)
 	}
@@ -917,7 +917,7 @@ func TestReadmeZeroConfigCommand(t *testing.T) {
 	z := &zc{t: t, in: in, ns: joinNetns(t, in.Pid), port: 3000, addr: "127.0.0.1:3000"}
 	z.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: z.ns.DialContext}}
 	z.eachServes(z.workers(n), false, func() int { return z.askPid(z.addr) })
-	if shared := z.sharedLines(); len(shared) != 1 || shared[0].str("address") != "[::]:3000" {
+	if shared := z.sharedLines(); len(shared) != 1 || shared[0].Str("address") != "[::]:3000" {
 		t.Errorf("port shared on demand: %v, want one line for [::]:3000", shared)
 	}
 	stopClean(t, in)

@@ -71,9 +71,9 @@ func TestInstancesMaxFollowsTheEngine(t *testing.T) {
 			t.Parallel()
 			c := Run(t, RunOpts{Image: img, Flags: tc.flags, Publish: []int{8080, 9000}, Args: goArgs("-i", "max")})
 			l, _ := c.WaitLog(stepTimeout, 0, "worker count", nil)
-			t.Logf("podman run %s: gm2-init logs %d worker(s), from %s", strings.Join(tc.flags, " "), int(l.num("instances")), l.str("source"))
-			if got := int(l.num("instances")); got != tc.want {
-				t.Fatalf("-i max under %s: %d workers logged, want %d (%s)", strings.Join(tc.flags, " "), got, tc.want, l.str("source"))
+			t.Logf("podman run %s: gm2-init logs %d worker(s), from %s", strings.Join(tc.flags, " "), int(l.Num("instances")), l.Str("source"))
+			if got := int(l.Num("instances")); got != tc.want {
+				t.Fatalf("-i max under %s: %d workers logged, want %d (%s)", strings.Join(tc.flags, " "), got, tc.want, l.Str("source"))
 			}
 			c.WaitCount(stepTimeout, "worker ready", tc.want)
 			st := getStatus(t, c.Addr(9000))
@@ -138,7 +138,7 @@ func TestReloadByPodmanKillUnderLoad(t *testing.T) {
 		c.Kill("HUP")
 		var l logLine
 		l, pos = c.WaitLog(stepTimeout, pos, "reload finished", nil)
-		if l.str("result") != "ok" || int(l.num("replaced")) != n {
+		if l.Str("result") != "ok" || int(l.Num("replaced")) != n {
 			t.Fatalf("reload %d: %v", i+1, l)
 		}
 		pids := slotPids(t, health)
@@ -233,7 +233,7 @@ func TestPodmanStop(t *testing.T) {
 				t.Fatalf("exit 137 after %v, before --kill-timeout %v", took, tc.killTimeout)
 			}
 			// The status is gm2-init's own decision, not the engine's KILL.
-			if l, _ := c.WaitLog(stepTimeout, 0, "gm2-init exiting", nil); int(l.num("exit_code")) != tc.wantCode {
+			if l, _ := c.WaitLog(stepTimeout, 0, "gm2-init exiting", nil); int(l.Num("exit_code")) != tc.wantCode {
 				t.Fatalf("gm2-init logged exit code %v, want %d", l["exit_code"], tc.wantCode)
 			}
 			for i := range 2 {
@@ -288,7 +288,7 @@ func TestReadOnlyRootNonRootNode(t *testing.T) {
 	n := min(2, hostCPUs(t))
 	c := Run(t, RunOpts{Image: img, Publish: []int{8080, 9000},
 		Flags: []string{"--read-only", "--read-only-tmpfs=false", "--user", "1000:1000", "--cpus", "2"}})
-	if l, _ := c.WaitLog(stepTimeout, 0, "node preload", nil); l.str("mode") != "import" {
+	if l, _ := c.WaitLog(stepTimeout, 0, "node preload", nil); l.Str("mode") != "import" {
 		t.Fatalf("node preload: %v; want mode import (nothing written)", l)
 	}
 	c.WaitCount(stepTimeout, "worker ready", n)
@@ -299,7 +299,7 @@ func TestReadOnlyRootNonRootNode(t *testing.T) {
 		}
 	}
 	c.Kill("HUP")
-	if l, _ := c.WaitLog(stepTimeout, 0, "reload finished", nil); l.str("result") != "ok" {
+	if l, _ := c.WaitLog(stepTimeout, 0, "reload finished", nil); l.Str("result") != "ok" {
 		t.Fatalf("reload on a read-only root: %v", l)
 	}
 	distinctBodies(t, c.Addr(8080), n, 400)
@@ -364,7 +364,7 @@ func TestShortestNodeForm(t *testing.T) {
 			}
 			shared := 0
 			for _, l := range c.Lines() {
-				if l.msg() == "port shared on demand" {
+				if l.Msg() == "port shared on demand" {
 					shared++
 				}
 			}

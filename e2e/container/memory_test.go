@@ -27,8 +27,8 @@ func TestMemoryLimitLogged(t *testing.T) {
 			c := Run(t, RunOpts{Image: img, Flags: []string{"--memory", "256m"}, Publish: []int{8080, 9000},
 				Args: goArgs("-i", tc.instances, "--max-memory-restart", "200M")})
 			l, pos := c.WaitLog(stepTimeout, 0, "memory limit", nil)
-			if l.str("limit") != "256M" || l.str("instances") != tc.instances || l.str("workers_limit_sum") != tc.sum ||
-				!strings.Contains(l.str("source"), "memory.") {
+			if l.Str("limit") != "256M" || l.Str("instances") != tc.instances || l.Str("workers_limit_sum") != tc.sum ||
+				!strings.Contains(l.Str("source"), "memory.") {
 				t.Fatalf("memory limit line %v: want limit 256M, instances %s, workers_limit_sum %s, and the cgroup file it came from",
 					l, tc.instances, tc.sum)
 			}
@@ -37,12 +37,12 @@ func TestMemoryLimitLogged(t *testing.T) {
 			c.WaitLog(stepTimeout, pos, "worker started", nil)
 			var warnings []logLine
 			for _, l := range c.Lines() {
-				if l.msg() == memoryBudgetWarning {
+				if l.Msg() == memoryBudgetWarning {
 					warnings = append(warnings, l)
 				}
 			}
 			switch {
-			case tc.warn && (len(warnings) != 1 || warnings[0].str("workers_limit_sum") != tc.sum || warnings[0].str("container_limit") != "256M" || warnings[0].str("level") != "warn"):
+			case tc.warn && (len(warnings) != 1 || warnings[0].Str("workers_limit_sum") != tc.sum || warnings[0].Str("container_limit") != "256M" || warnings[0].Str("level") != "warn"):
 				t.Errorf("warnings %v: want one, workers_limit_sum %s, container_limit 256M", warnings, tc.sum)
 			case !tc.warn && len(warnings) != 0:
 				t.Errorf("warnings %v: want none (%s fit in 256M)", warnings, tc.sum)

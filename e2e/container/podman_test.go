@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/logline"
 )
 
 // podmanGlobal are the flags every podman command gets: runc, because the
@@ -163,30 +164,17 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // logLine is one JSON line of gm2-init's log.
-type logLine map[string]any
-
-func (l logLine) msg() string { s, _ := l["message"].(string); return s }
-func (l logLine) str(k string) string {
-	switch v := l[k].(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return ""
-}
-func (l logLine) num(k string) float64 { f, _ := l[k].(float64); return f }
+type logLine = logline.Line
 
 func (c *Container) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		var l logLine
 		c.mu.Lock()
 		c.raw.Write(line)
 		c.raw.WriteByte('\n')
-		if json.Unmarshal(line, &l) == nil {
+		if l, ok := logline.Parse(line); ok {
 			c.lines = append(c.lines, l)
 		}
 		c.cond.Broadcast()
@@ -245,7 +233,7 @@ func (c *Container) WaitLog(timeout time.Duration, from int, msg string, match f
 	var exited bool
 	ok := c.waitCond(timeout, func() bool {
 		for ; next < len(c.lines); next++ {
-			if l := c.lines[next]; l.msg() == msg && (match == nil || match(l)) {
+			if l := c.lines[next]; l.Msg() == msg && (match == nil || match(l)) {
 				found = l
 				next++
 				return true
