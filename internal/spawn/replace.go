@@ -150,25 +150,28 @@ func (s *Supervisor) promote(sl *slot) {
 	if old != nil {
 		s.stop(old, "replaced ("+kind+")")
 	}
-	switch kind {
-	case replaceReload:
-		sl.app.reload.replaced++
-		s.pumpReload(sl.app)
-	case replaceMemory:
-		s.counters.MemoryRestarts++
-		sl.memFailures = 0
-	}
+	s.replacementEnded(sl, kind, true)
 }
 
 // forkReloaded ends the reload or the memory restart of a fork-mode slot:
-// its new worker is ready (ok), or ended before (not replaced).
+// its new worker is ready (ok), or ended before (not replaced; a memory
+// restart's worker that ends before it is ready is a crash, restarted
+// with backoff).
 func (s *Supervisor) forkReloaded(sl *slot, ok bool) {
 	if sl.restartAfterStop {
 		return
 	}
-	switch sl.replacing {
+	kind := sl.replacing
+	sl.replacing = ""
+	s.replacementEnded(sl, kind, ok)
+}
+
+// replacementEnded counts the end of a slot's replacement of kind kind,
+// ok when the new worker took over, and moves a reload on to its next
+// batch.
+func (s *Supervisor) replacementEnded(sl *slot, kind string, ok bool) {
+	switch kind {
 	case replaceReload:
-		sl.replacing = ""
 		if ok {
 			sl.app.reload.replaced++
 		} else {
@@ -176,9 +179,6 @@ func (s *Supervisor) forkReloaded(sl *slot, ok bool) {
 		}
 		s.pumpReload(sl.app)
 	case replaceMemory:
-		// A fork-mode memory restart: done once the new worker is ready.
-		// One that ends before is a crash, restarted with backoff.
-		sl.replacing = ""
 		if ok {
 			s.counters.MemoryRestarts++
 			sl.memFailures = 0
