@@ -61,6 +61,17 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	return t
 }
 
+// pending counts the timers that have neither fired nor been stopped.
+func (c *fakeClock) pending() int {
+	n := 0
+	for _, t := range c.timers {
+		if !t.done {
+			n++
+		}
+	}
+	return n
+}
+
 // next returns the earliest pending timer due at or before until.
 func (c *fakeClock) next(until time.Time) *fakeTimer {
 	var best *fakeTimer

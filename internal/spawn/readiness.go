@@ -168,6 +168,10 @@ func (s *Supervisor) markReady(w *worker, how string) bool {
 	}
 	w.state = status.Ready
 	w.readyAt, w.readyBy = s.clock.Now(), how
+	// --min-uptime's and --listen-timeout's timers have nothing left to
+	// decide. Left pending, each would wake an idle gm2-init up once, 10 s
+	// after every start (bench/analysis.md, "Idle wakeups").
+	stopTimers(w)
 	sl := w.slot
 	if len(w.listening) > 0 {
 		sl.expect = make(map[string]bool, len(w.listening))

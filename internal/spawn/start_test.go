@@ -182,6 +182,24 @@ func TestZeroConfigNodeWorkerReadyAtItsFirstListen(t *testing.T) {
 	h.wantState(0, status.Ready)
 }
 
+// A ready worker leaves no timer behind: --listen-timeout's would wake an
+// idle gm2-init up 10 s after every start.
+func TestReadyWorkerLeavesNoTimer(t *testing.T) {
+	a := testApp("node", 2)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	if n := h.clk.pending(); n != 4 {
+		t.Fatalf("%d timers while 2 workers start, want 4 (--min-uptime and --listen-timeout each)", n)
+	}
+	h.preload(h.pid(0), preload.KindListening, 3)
+	h.nodeReady(h.pid(1))
+	h.wantState(0, status.Ready)
+	h.wantState(1, status.Ready)
+	if n := h.clk.pending(); n != 0 {
+		t.Errorf("%d timers pending with every worker ready, want 0", n)
+	}
+}
+
 func TestReadyOfAnExitedWorkerIsIgnored(t *testing.T) {
 	a := testApp("web", 1)
 	a.WaitReady = true

@@ -235,13 +235,20 @@ func (s *Supervisor) onExits(batch []reaper.Exit) {
 	s.recheckRemains()
 }
 
+// stopTimers stops what is pending for w: its readiness timers, or its
+// stop's --kill-timeout.
+func stopTimers(w *worker) {
+	for _, t := range w.timers {
+		t.Stop()
+	}
+	w.timers = nil
+}
+
 func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 	delete(s.byPid, w.pid)
 	s.recent[w.pid] = s.clock.Now()
 	w.alive = false
-	for _, t := range w.timers {
-		t.Stop()
-	}
+	stopTimers(w)
 	sl := w.slot
 	lived := s.clock.Now().Sub(w.started)
 	code := e.Code()
