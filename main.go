@@ -225,6 +225,7 @@ func run() int {
 		defer parent.Close()
 		opts.Lifecycle = parent
 	}
+	opts.Lifecycle = returnMemory{next: opts.Lifecycle}
 	sup := spawn.New(opts)
 	stopHooks := startTestHooks(sup, log)
 	defer stopHooks()

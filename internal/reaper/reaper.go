@@ -11,8 +11,9 @@
 // SIGCHLD is the trigger, but os/signal keeps one pending notification per
 // signal, so several exits can arrive as one wake-up: the reaper therefore
 // loops wait4 until nothing is left. A slow ticker is the safety net for a
-// notification lost to a full channel; it fires rarely enough that an idle
-// gm2-init stays asleep.
+// notification lost to a full channel; it fires rarely enough, and from a
+// timerfd rather than a runtime timer (see ticker), that an idle gm2-init
+// stays asleep.
 package reaper
 
 import (
@@ -90,14 +91,25 @@ const SafetyInterval = 30 * time.Second
 // and every interval, and sends each non-empty batch to out. It returns when
 // stop is closed.
 func Run(stop <-chan struct{}, sigchld <-chan os.Signal, interval time.Duration, out chan<- []Exit) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var tick <-chan struct{}
+	var fallback <-chan time.Time
+	if t, err := newTicker(interval); err == nil {
+		defer t.Stop()
+		tick = t.C
+	} else {
+		// No timerfd (a seccomp profile that forbids it): a runtime
+		// ticker does the same, at the cost of its wakeups (see ticker).
+		rt := time.NewTicker(interval)
+		defer rt.Stop()
+		fallback = rt.C
+	}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-sigchld:
-		case <-t.C:
+		case <-tick:
+		case <-fallback:
 		}
 		batch, _ := Drain(nil)
 		if len(batch) == 0 {

@@ -80,3 +80,51 @@ func TestExitStrings(t *testing.T) {
 		}
 	}
 }
+
+// With no SIGCHLD at all (a lost notification), the safety net alone reaps:
+// the timerfd ticker fires and Run drains.
+func TestRunSafetyNetReapsWithoutSignal(t *testing.T) {
+	stop := make(chan struct{})
+	out := make(chan []Exit, 16)
+	done := make(chan struct{})
+	go func() { Run(stop, nil, 20*time.Millisecond, out); close(done) }()
+	defer func() { close(stop); <-done }()
+	pid := start(t, "exit 5")
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case batch := <-out:
+			for _, e := range batch {
+				if e.Pid == pid {
+					if e.Code() != 5 {
+						t.Errorf("pid %d: code %d, want 5", pid, e.Code())
+					}
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatalf("pid %d not reaped by the safety net within 20 s", pid)
+		}
+	}
+}
+
+func TestTickerFiresAndStops(t *testing.T) {
+	tk, err := newTicker(5 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case <-tk.C:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tick %d did not come within 10 s", i+1)
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { tk.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end the ticker's goroutine")
+	}
+}
