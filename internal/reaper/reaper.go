@@ -12,7 +12,7 @@
 // signal, so several exits can arrive as one wake-up: the reaper therefore
 // loops wait4 until nothing is left. A slow ticker is the safety net for a
 // notification lost to a full channel; it fires rarely enough, and from a
-// timerfd rather than a runtime timer (see ticker), that an idle gm2-init
+// timerfd rather than a runtime timer (see package tick), that an idle gm2-init
 // stays asleep.
 package reaper
 
@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/tick"
 )
 
 // Exit is one reaped process.
@@ -91,25 +92,14 @@ const SafetyInterval = 30 * time.Second
 // and every interval, and sends each non-empty batch to out. It returns when
 // stop is closed.
 func Run(stop <-chan struct{}, sigchld <-chan os.Signal, interval time.Duration, out chan<- []Exit) {
-	var tick <-chan struct{}
-	var fallback <-chan time.Time
-	if t, err := newTicker(interval); err == nil {
-		defer t.Stop()
-		tick = t.C
-	} else {
-		// No timerfd (a seccomp profile that forbids it): a runtime
-		// ticker does the same, at the cost of its wakeups (see ticker).
-		rt := time.NewTicker(interval)
-		defer rt.Stop()
-		fallback = rt.C
-	}
+	t := tick.New(interval)
+	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-sigchld:
-		case <-tick:
-		case <-fallback:
+		case <-t.C:
 		}
 		batch, _ := Drain(nil)
 		if len(batch) == 0 {

@@ -107,24 +107,3 @@ func TestRunSafetyNetReapsWithoutSignal(t *testing.T) {
 		}
 	}
 }
-
-func TestTickerFiresAndStops(t *testing.T) {
-	tk, err := newTicker(5 * time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		select {
-		case <-tk.C:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("tick %d did not come within 10 s", i+1)
-		}
-	}
-	stopped := make(chan struct{})
-	go func() { tk.Stop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not end the ticker's goroutine")
-	}
-}

@@ -61,6 +61,26 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	return t
 }
 
+// Every re-arms a fake timer at each expiry, before running f (as the
+// real ticker's next expiry is already set when f runs).
+func (c *fakeClock) Every(d time.Duration, f func()) Timer {
+	e := &fakeEvery{}
+	var arm func()
+	arm = func() {
+		e.t = c.AfterFunc(d, func() {
+			arm()
+			f()
+		}).(*fakeTimer)
+	}
+	arm()
+	return e
+}
+
+// fakeEvery is fakeClock's periodic timer: Stop stops the pending expiry.
+type fakeEvery struct{ t *fakeTimer }
+
+func (e *fakeEvery) Stop() bool { return e.t.Stop() }
+
 // pending counts the timers that have neither fired nor been stopped.
 func (c *fakeClock) pending() int {
 	n := 0

@@ -315,15 +315,10 @@ func (s *Supervisor) memoryLimited() bool {
 // backoff, and if it later grows past the limit it is replaced at the next
 // check like any worker that grew.
 func (s *Supervisor) onMemoryCheck() {
-	s.memTimer = nil
 	if s.down.active {
 		return
 	}
-	// Read before the next check is armed: a backoff of k intervals from
-	// now has then always passed at the k-th check from now, whatever the
-	// timer's latency.
 	now := s.clock.Now()
-	s.memTimer = s.clock.AfterFunc(s.opt.MemoryCheckInterval, s.onMemoryCheck)
 	for _, a := range s.apps {
 		limit := a.spec.MaxMemory
 		if limit <= 0 || a.reload.inProgress {

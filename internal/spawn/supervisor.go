@@ -260,7 +260,7 @@ func (s *Supervisor) Begin() {
 		}
 	}
 	if s.memoryLimited() {
-		s.memTimer = s.clock.AfterFunc(s.opt.MemoryCheckInterval, s.onMemoryCheck)
+		s.memTimer = s.clock.Every(s.opt.MemoryCheckInterval, s.onMemoryCheck)
 	}
 	s.settle()
 }

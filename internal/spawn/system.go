@@ -17,6 +17,7 @@ import (
 	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/sockets"
+	"github.com/gm2-init/gm2-init/internal/tick"
 )
 
 // System is everything the supervisor does to the operating system. The
@@ -111,6 +112,10 @@ type WorkerEvents struct {
 type Clock interface {
 	Now() time.Time
 	AfterFunc(d time.Duration, f func()) Timer
+	// Every runs f every d until Stop: the --max-memory-restart check,
+	// the one long periodic timer of an idle supervisor. The real clock
+	// ticks from a timerfd (package tick says why).
+	Every(d time.Duration, f func()) Timer
 }
 
 // Timer is a pending AfterFunc.
@@ -138,6 +143,40 @@ func (c loopClock) AfterFunc(d time.Duration, f func()) Timer {
 		})
 	})
 	return t
+}
+
+func (c loopClock) Every(d time.Duration, f func()) Timer {
+	t := &loopTicker{tick: tick.New(d)}
+	// The goroutine ends when Stop closes the ticker's channel; it never
+	// holds Stop up (a tick it is posting waits for the loop, which may
+	// be the caller of Stop).
+	go func() {
+		for range t.tick.C {
+			c.post(func() {
+				if !t.done {
+					f()
+				}
+			})
+		}
+	}()
+	return t
+}
+
+// loopTicker is loopClock's periodic Timer; done, as in loopTimer, is only
+// touched in the loop, so that a tick already queued does not run after
+// Stop.
+type loopTicker struct {
+	tick *tick.Ticker
+	done bool
+}
+
+func (t *loopTicker) Stop() bool {
+	if t.done {
+		return false
+	}
+	t.done = true
+	t.tick.Stop()
+	return true
 }
 
 // loopTimer is loopClock's Timer. A time.Timer alone cannot be stopped

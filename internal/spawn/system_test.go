@@ -492,3 +492,46 @@ func TestLoopTimerStoppedWhileQueued(t *testing.T) {
 		t.Fatalf("ran %d times; Stop after it ran must return false", ran)
 	}
 }
+
+// The periodic timer posts f at every tick; stopped while a tick waits in
+// the loop's queue (and while its goroutine is blocked posting the next),
+// Stop returns at once and no queued tick runs.
+func TestLoopEveryTicksAndStops(t *testing.T) {
+	queue := make(chan func()) // unbuffered: a second tick blocks in post
+	c := loopClock{post: func(f func()) { queue <- f }}
+	ran := 0
+	ev := c.Every(time.Millisecond, func() { ran++ })
+	for i := 0; i < 3; i++ {
+		select {
+		case f := <-queue:
+			f()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tick %d never came", i+1)
+		}
+	}
+	if ran != 3 {
+		t.Fatalf("ran %d times after 3 ticks", ran)
+	}
+	stopped := make(chan bool)
+	go func() { stopped <- ev.Stop() }()
+	select {
+	case ok := <-stopped:
+		if !ok {
+			t.Error("the first Stop returned false")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waited for the loop: the loop would deadlock")
+	}
+	// A tick that was being posted when Stop came does not run.
+	select {
+	case f := <-queue:
+		f()
+	case <-time.After(100 * time.Millisecond):
+	}
+	if ran != 3 {
+		t.Errorf("a tick ran after Stop (%d runs)", ran)
+	}
+	if ev.Stop() {
+		t.Error("a second Stop returned true")
+	}
+}
