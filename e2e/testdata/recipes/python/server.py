@@ -10,6 +10,11 @@ import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # TCPServer serves one connection at a time: a client that connects
+    # and sends nothing would hold up every later request, and the stop
+    # (shutdown() waits for the connection in progress) until SIGKILL.
+    timeout = 2
+
     def do_GET(self):
         body = ("pid %d ppid %d\n" % (os.getpid(), os.getppid())).encode()
         self.send_response(200)
@@ -29,11 +34,23 @@ class Server(socketserver.TCPServer):
 
 
 def main():
-    server = Server(socket.socket(fileno=3))
+    # Non-blocking: every worker of the app waits on this same socket, so
+    # when select() says a connection is there, another worker may take it
+    # first. A blocking accept() would then wait for the next connection,
+    # and a stop that comes meanwhile (shutdown() waits for the loop) would
+    # hang until SIGKILL. socketserver takes the failed accept as "nothing".
+    sock = socket.socket(fileno=3)
+    sock.setblocking(False)
+    server = Server(sock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     serving = threading.Thread(target=server.serve_forever)
+    # The serving thread starts with SIGTERM blocked (threads inherit the
+    # mask), so that the kernel delivers it to the main thread, the one
+    # that runs Python's handlers and waits in stop.wait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     serving.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     stop.wait()
     server.shutdown()  # returns after the request in progress
     serving.join()
