@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -120,34 +119,20 @@ func TestConfigBadFile(t *testing.T) {
 			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bins.init, append([]string{"--config", file}, c.args...)...)
-			cmd.Env = append(os.Environ(), "NODE_APP_INSTANCE=", "GM2_INSTANCE=")
-			cmd.Env = append(cmd.Env, c.env...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ctx.Err() != nil {
-				t.Fatalf("still running after 20 s: the bad input was accepted; stderr: %.300s", stderr.String())
-			}
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
+			code, _, stderr := runRejected(t, append([]string{"--config", file}, c.args...), c.env)
 			if code != c.code {
-				t.Errorf("exit status %d, want %d; stderr: %.500s", code, c.code, stderr.String())
+				t.Errorf("exit status %d, want %d; stderr: %.500s", code, c.code, stderr)
 			}
 			// Errors found once the start is logged (a bind) follow
 			// JSON lines: the plain line is the last one.
-			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
 			last := lines[len(lines)-1]
 			if want := "gm2-init: " + strings.ReplaceAll(c.want, "$FILE", file); last != want {
 				t.Errorf("error line\n got %s\nwant %s", last, want)
 			}
 			for _, l := range lines[:len(lines)-1] {
 				if !strings.HasPrefix(l, "{") {
-					t.Errorf("more than one plain error line: %q", stderr.String())
+					t.Errorf("more than one plain error line: %q", stderr)
 				}
 			}
 			if _, err := os.Stat(marker); err == nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -445,35 +444,21 @@ func TestBadInput(t *testing.T) {
 			for j, a := range c.args {
 				args[j] = strings.ReplaceAll(a, "MARKER", marker)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bins.init, args...)
-			cmd.Env = append(os.Environ(), "NODE_APP_INSTANCE=", "GM2_INSTANCE=")
-			cmd.Env = append(cmd.Env, c.env...)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			if ctx.Err() != nil {
-				t.Fatalf("still running after 20 s: the bad input was accepted; stderr: %.300s", stderr.String())
-			}
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
+			code, stdout, stderr := runRejected(t, args, c.env)
 			if code != c.code {
-				t.Errorf("exit status %d, want %d; stderr: %.300s", code, c.code, stderr.String())
+				t.Errorf("exit status %d, want %d; stderr: %.300s", code, c.code, stderr)
 			}
-			lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
 			last := lines[len(lines)-1]
 			switch {
 			case c.code == warning:
 				var l logLine
 				if len(lines) != 1 || json.Unmarshal([]byte(last), &l) != nil || l["level"] != "warn" || !strings.Contains(l.Msg(), c.want) {
-					t.Errorf("stderr %q, want one warning naming %q", stderr.String(), c.want)
+					t.Errorf("stderr %q, want one warning naming %q", stderr, c.want)
 				}
 				var m map[string]any
-				if json.Unmarshal([]byte(stdout.String()), &m) != nil || m["instances"] != float64(1) {
-					t.Errorf("dry run: %.300s", stdout.String())
+				if json.Unmarshal([]byte(stdout), &m) != nil || m["instances"] != float64(1) {
+					t.Errorf("dry run: %.300s", stdout)
 				}
 			case c.code == runtime && strings.Contains(c.want, "--health-addr"):
 				// The health port is bound after the start has been
@@ -483,12 +468,12 @@ func TestBadInput(t *testing.T) {
 				}
 				for _, l := range lines[:len(lines)-1] {
 					if !strings.HasPrefix(l, "{") {
-						t.Errorf("more than one plain error line: %q", stderr.String())
+						t.Errorf("more than one plain error line: %q", stderr)
 					}
 				}
 			default:
 				if len(lines) != 1 || !strings.HasPrefix(last, "gm2-init: ") || !strings.Contains(last, c.want) {
-					t.Errorf("stderr %.500q, want exactly one line naming %q", stderr.String(), c.want)
+					t.Errorf("stderr %.500q, want exactly one line naming %q", stderr, c.want)
 				}
 				if len(last) > 1000 {
 					t.Errorf("a line of %d bytes", len(last))
