@@ -560,8 +560,8 @@ func TestNodeAppWithoutListener(t *testing.T) {
 }
 
 // TestNodeReadOnlyRoot: with / (and /tmp, /dev/shm …) read-only, as with
-// Kubernetes' readOnlyRootFilesystem, the preload still works: on a Node
-// with --import it is loaded from a data: URL and no file is written.
+// Kubernetes' readOnlyRootFilesystem, the preload still works: no directory
+// takes its file, so on a Node with --import it is loaded from a data: URL.
 func TestNodeReadOnlyRoot(t *testing.T) {
 	needNode(t)
 	if os.Geteuid() != 0 {
@@ -584,6 +584,9 @@ exec "$0" "$@"`
 		"sh", "-c", script, bins.init, "--min-uptime", "50s", "--listen-timeout", "50s",
 		"--health-addr", "off", "-i", "2", "--listen", addr, "--", "node", repoPath(t, "examples/node/http-server.js")}
 	in := startInitArgv(t, []string{"PORT=" + strconv.Itoa(port)}, argv)
+	if l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil); l.Str("mode") != "import" || !strings.Contains(l.Str("reason"), "read-only file system") {
+		t.Fatalf("node preload: %v; want mode import, no directory taking the file", l)
+	}
 	in.WaitReady(2, nodeTimeout)
 	checkReadyByPreload(t, in)
 	if seen := distinctPids(t, addr, 2); len(seen) != 2 {

@@ -273,8 +273,8 @@ func startZC(t *testing.T, app zcApp) *zc {
 	z.client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	z.health = z.in.HealthAddr()
 	if app.node.version != "" {
-		if l, _ := z.in.WaitLog(nodeTimeout, 0, "node preload", nil); l.Str("node_version") != app.node.version || l.Str("mode") != "import" {
-			t.Fatalf("node preload: %v; want %s with --import", l, app.node.version)
+		if l, _ := z.in.WaitLog(nodeTimeout, 0, "node preload", nil); l.Str("node_version") != app.node.version || l.Str("mode") != "require" {
+			t.Fatalf("node preload: %v; want %s with --require of the preload file", l, app.node.version)
 		}
 	}
 	return z

@@ -117,6 +117,7 @@ type Results struct {
 	Footprint *FootprintResult   `json:"footprint_idle,omitempty"`
 	DataPath  *DataPathResult    `json:"data_path,omitempty"`
 	Start     *StartResult       `json:"start,omitempty"`
+	Preload   *PreloadResult     `json:"preload,omitempty"`
 	Reap      *ReapResult        `json:"reap,omitempty"`
 	Scale     *ScaleResult       `json:"scale,omitempty"`
 	Reload    *ReloadResult      `json:"reload,omitempty"`
@@ -133,7 +134,7 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
 	quick := flag.Bool("quick", false, "short run (a few minutes)")
-	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,reap,scale,reload,scrape,healthburst")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,preload,reap,scale,reload,scrape,healthburst")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
 	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
@@ -226,6 +227,7 @@ func main() {
 	step("footprint", func() (err error) { res.Footprint, err = benchFootprint(e); return })
 	step("datapath", func() (err error) { res.DataPath, err = benchDataPath(e); return })
 	step("start", func() (err error) { res.Start, err = benchStart(e); return })
+	step("preload", func() (err error) { res.Preload, err = benchPreload(e); return })
 	step("reap", func() (err error) { res.Reap, err = benchReap(e); return })
 	step("scale", func() (err error) { res.Scale, err = benchScale(e); return })
 	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })

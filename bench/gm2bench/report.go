@@ -75,6 +75,9 @@ func renderReport(e *Env, r *Results) string {
 	if s := r.Start; s != nil {
 		ts = append(ts, startSection(&sections, s)...)
 	}
+	if s := r.Preload; s != nil {
+		preloadSection(&sections, s)
+	}
 	if s := r.Reap; s != nil {
 		ts = append(ts, reapSection(&sections, s, r)...)
 	}
@@ -397,7 +400,8 @@ func startSection(b *strings.Builder, s *StartResult) []target {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("## 4. Start\n\n")
 	w("Milliseconds from the fork that execs the launcher (2 Node workers) to: exec done; the first TCP\n")
-	w("connection the port accepts (a prober dials from before the fork, every 100 µs for 10 ms, then every 1 ms);\n")
+	w("connection the port accepts (a prober tries from before the fork, every 100 µs for 10 ms, then every 1 ms,\n")
+	w("each try a raw blocking connect on a thread of its own, about 10 µs of CPU);\n")
 	w("the first HTTP response (requests begin once the port accepts, one per millisecond);\n")
 	w("both workers having answered (new connection per request); and the launcher's own word that both are\n")
 	w("ready (gm2-init: two \"worker ready\" log lines; pm2-runtime: two \"online\" lines, which it prints at fork).\n")

@@ -15,6 +15,7 @@ type variant struct {
 	argv    []string
 	env     []string
 	addr    string // 127.0.0.1:PORT the workers serve
+	port    int    // PORT of addr
 	health  string // gm2-init's health address, if any
 	pm2Home string // PM2_HOME of a pm2-runtime
 }
@@ -24,7 +25,7 @@ var pm2Homes int
 // nodeVariant runs bench/apps/hello.js with n workers.
 func (e *Env) nodeVariant(name string, n int) variant {
 	port := freePort()
-	v := variant{name: name, addr: "127.0.0.1:" + strconv.Itoa(port)}
+	v := variant{name: name, addr: "127.0.0.1:" + strconv.Itoa(port), port: port}
 	ns := strconv.Itoa(n)
 	ideal := []string{e.Ideal, "-n", ns, "-l", v.addr, "--", e.Node, e.Hello}
 	switch name {

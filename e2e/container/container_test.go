@@ -278,18 +278,21 @@ func TestHealthcheck(t *testing.T) {
 }
 
 // TestReadOnlyRootNonRootNode: Dockerfile.example's image (an unmodified
-// Node app that calls listen(PORT)) with a read-only root and no tmpfs at
-// all (--read-only --read-only-tmpfs=false) and --user 1000:1000: the
-// preload is loaded without writing a file, both workers serve the shared
-// port, a reload works, every process runs as 1000, and the stop is clean.
+// Node app that calls listen(PORT)) with a read-only root and no tmpfs but
+// /dev/shm (--read-only --read-only-tmpfs=false) and --user 1000:1000: the
+// preload is loaded from its file in /dev/shm, both workers serve the
+// shared port, a reload works, every process runs as 1000, and the stop is
+// clean. (TestShortestNodeForm runs one with no writable directory at all.)
 func TestReadOnlyRootNonRootNode(t *testing.T) {
 	t.Parallel()
 	img := exampleImage(t)
 	n := min(2, hostCPUs(t))
 	c := Run(t, RunOpts{Image: img, Publish: []int{8080, 9000},
 		Flags: []string{"--read-only", "--read-only-tmpfs=false", "--user", "1000:1000", "--cpus", "2"}})
-	if l, _ := c.WaitLog(stepTimeout, 0, "node preload", nil); l.Str("mode") != "import" {
-		t.Fatalf("node preload: %v; want mode import (nothing written)", l)
+	// The root and /tmp are read-only; /dev/shm is the tmpfs every container
+	// engine mounts, where the preload file goes.
+	if l, _ := c.WaitLog(stepTimeout, 0, "node preload", nil); l.Str("mode") != "require" || !strings.HasPrefix(l.Str("file"), "/dev/shm/") {
+		t.Fatalf("node preload: %v; want mode require, its file in /dev/shm", l)
 	}
 	c.WaitCount(stepTimeout, "worker ready", n)
 	distinctBodies(t, c.Addr(8080), n, 400)
@@ -342,17 +345,23 @@ func TestShortestNodeForm(t *testing.T) {
 		name, key, entrypoint string
 		zeroConfig            bool
 		flags                 []string
+		mode                  string // how the preload is loaded
 	}{
-		{"with --listen", "node-short-listen", `["gm2-init", "-i", "max", "--listen", ":3000", "--"]`, false, nil},
-		{"zero-config", "node-short", `["gm2-init", "-i", "max", "--"]`, true, nil},
+		{"with --listen", "node-short-listen", `["gm2-init", "-i", "max", "--listen", ":3000", "--"]`, false, nil, "require"},
+		{"zero-config", "node-short", `["gm2-init", "-i", "max", "--"]`, true, nil, "require"},
+		// No writable directory at all (--ipc=none: no /dev/shm either):
+		// the data: URL.
 		{"zero-config read-only non-root", "node-short", `["gm2-init", "-i", "max", "--"]`, true,
-			[]string{"--read-only", "--read-only-tmpfs=false", "--user", "1000:1000"}},
+			[]string{"--read-only", "--read-only-tmpfs=false", "--ipc=none", "--user", "1000:1000"}, "import"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			img := shortNodeImage(t, tc.key, tc.entrypoint)
 			n := min(2, hostCPUs(t))
 			c := Run(t, RunOpts{Image: img, Flags: append([]string{"--cpus", "2"}, tc.flags...), Publish: []int{3000, 9000}})
+			if l, _ := c.WaitLog(stepTimeout, 0, "node preload", nil); l.Str("mode") != tc.mode {
+				t.Fatalf("node preload: %v; want mode %s", l, tc.mode)
+			}
 			c.WaitCount(stepTimeout, "worker ready", n)
 			distinctBodies(t, c.Addr(3000), n, 400)
 			st := getStatus(t, c.Addr(9000))

@@ -33,8 +33,8 @@ type Choice struct {
 	Version string
 	// File is the --require file (ModeRequire only).
 	File string
-	// Reason says, for the log, why the data: URL is not used or why the
-	// preload is off; "" when the data: URL was accepted.
+	// Reason says, for the log, why no --require file is used or why the
+	// preload is off; "" when the file was written and accepted.
 	Reason string
 
 	existing string // the user's NODE_OPTIONS, for WorkerEnv
@@ -89,18 +89,26 @@ func DefaultDirs() []string {
 // Choose decides how the workers load the preload and returns NODE_OPTIONS
 // for them, existing (the user's NODE_OPTIONS) with the preload appended.
 //
-//  1. The data: URL (ImportOption), when the node that will run accepts it
-//     in NODE_OPTIONS: Node 18.18+ and 19+. No file is written, so a
-//     read-only root filesystem needs nothing else.
-//  2. Otherwise (an older Node, which exits at once on --import) a file
-//     written by WriteFile into the first of dirs that takes it, loaded with
-//     --require, which every Node since 8 accepts.
+//  1. A file written by WriteFile into the first of dirs that takes it,
+//     loaded with --require, which every Node since 8 accepts: Node loads it
+//     as it loads any preload, and the app's main file as it would without
+//     gm2-init. Probed with `node --version` (Probe); a Node older than the
+//     majors the tests run loads it for real (ProbeLoad).
+//  2. Otherwise (no directory takes the file: a read-only root with no
+//     tmpfs) the data: URL (ImportOption), when the node that will run
+//     accepts it in NODE_OPTIONS: Node 18.18+ and 19+.
 //  3. Otherwise the preload is off, and Reason carries node's own message:
 //     the workers must never be broken by the preload.
 //
+// The file comes first because --import costs every Node process that loads
+// it 30 to 35 ms more than --require of the same preload (Node 18, 20 and
+// 22 alike, measured in bench/analysis.md; Node 22 starts in about 50 ms),
+// at every start, restart and reload; and because with any --import, Node 20
+// loads a CommonJS main file through its ESM loader.
+//
 // The node probed is command[0] when it is named node or nodejs, else the
 // node found on PATH. With no node at all the data: URL is chosen unprobed:
-// a program that is not Node ignores NODE_OPTIONS.
+// a program that is not Node ignores NODE_OPTIONS, and nothing is written.
 //
 // Choose waits for its probes with exec.Cmd.Wait: call it before gm2-init
 // starts reaping with wait4(-1).
@@ -114,9 +122,27 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 			existing:    existing,
 		}
 	}
+	var why []error
+	for _, dir := range dirs {
+		c, err := chooseFile(ctx, node, existing, dir)
+		if err == nil {
+			return c
+		}
+		why = append(why, err)
+		// A directory that takes no file, or a path NODE_OPTIONS cannot
+		// carry: another directory may do. node refusing the file itself:
+		// another one will not help.
+		if !errors.Is(err, errRequirePath) && !errors.Is(err, errWrite) {
+			break
+		}
+	}
+	if len(dirs) == 0 {
+		why = append(why, errors.New("no directory to write the preload file into"))
+	}
+	reason := "no --require file: " + reasonLine(errors.Join(why...).Error())
 	v, err := Probe(ctx, node, ImportOption())
 	if err == nil {
-		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v, existing: existing}
+		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v, Reason: reason, existing: existing}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// A node too slow to answer (a throttled container) says nothing
@@ -124,45 +150,51 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 		// rather than turn the preload off and break listen(PORT).
 		return Choice{
 			NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node,
-			Reason:   "probe of " + node + " timed out; the data: URL is added unprobed",
+			Reason:   reason + "; probe of " + node + " timed out; the data: URL is added unprobed",
 			existing: existing,
 		}
 	}
-	why := []error{fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err)}
-	for _, dir := range dirs {
-		path, cleanup, werr := WriteFile(dir)
-		if werr != nil {
-			why = append(why, werr)
-			continue
-		}
-		opt, oerr := RequireOption(path)
-		if oerr == nil {
-			v, oerr = Probe(ctx, node, opt)
-		}
-		if oerr != nil {
-			cleanup()
-			why = append(why, oerr)
-			// A path NODE_OPTIONS cannot carry: another directory may do.
-			// node refusing the file itself: another one will not help.
-			if errors.Is(oerr, errRequirePath) {
-				continue
-			}
-			break
-		}
-		return Choice{
-			NodeOptions: AppendOption(existing, opt),
-			Mode:        ModeRequire,
-			Node:        node,
-			Version:     v,
-			File:        path,
-			Reason:      reasonLine(why[0].Error()),
-			cleanup:     cleanup,
-		}
-	}
-	if len(dirs) == 0 {
-		why = append(why, errors.New("no directory to write the --require file into"))
-	}
+	why = append(why, fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err))
 	return Choice{Mode: ModeOff, Node: node, Reason: reasonLine(errors.Join(why...).Error())}
+}
+
+// errWrite is wrapped by chooseFile's errors when dir took no file.
+var errWrite = errors.New("no preload file")
+
+// chooseFile writes the preload into dir and probes node with --require of
+// it; the file is removed again on error.
+func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error) {
+	path, cleanup, err := WriteFile(dir)
+	if err != nil {
+		return Choice{}, fmt.Errorf("%w: %w", errWrite, err)
+	}
+	opt, err := RequireOption(path)
+	if err != nil {
+		cleanup()
+		return Choice{}, err
+	}
+	reason := ""
+	v, err := Probe(ctx, node, opt)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// As for the data: URL: every Node since 8 takes --require.
+		v, err, reason = "", nil, "probe of "+node+" timed out; the --require file is added unprobed"
+	} else if err == nil && majorOf(v) < testedMajor {
+		v, err = ProbeLoad(ctx, node, opt)
+	}
+	if err != nil {
+		cleanup()
+		return Choice{}, err
+	}
+	return Choice{
+		NodeOptions: AppendOption(existing, opt),
+		Mode:        ModeRequire,
+		Node:        node,
+		Version:     v,
+		File:        path,
+		Reason:      reason,
+		cleanup:     cleanup,
+		existing:    existing,
+	}, nil
 }
 
 // findNode returns the node that will run the workers, or "".

@@ -9,48 +9,52 @@ import (
 
 // fakeNode writes an executable named node into a new directory: a shell
 // script that refuses NODE_OPTIONS containing refuse (as a Node < 18.18
-// refuses --import, with exit status 9) and runs the real node otherwise.
-func fakeNode(t *testing.T, real, refuse string) string {
+// refuses --import, with exit status 9), answers --version with version
+// when that is not "", fails a -p run with loadErr when that is not "" (as
+// an old Node whose parser refuses the preload), and runs the real node
+// otherwise.
+func fakeNode(t *testing.T, real, refuse, version, loadErr string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "node")
 	script := "#!/bin/sh\ncase \" $NODE_OPTIONS \" in *\"" + refuse + "\"*)\n" +
-		"  echo \"node: " + refuse + " is not allowed in NODE_OPTIONS\" >&2; exit 9;;\nesac\nexec " + real + " \"$@\"\n"
+		"  echo \"node: " + refuse + " is not allowed in NODE_OPTIONS\" >&2; exit 9;;\nesac\n"
+	if version != "" {
+		script += "[ \"$1\" = --version ] && { echo " + version + "; exit 0; }\n"
+	}
+	if loadErr != "" {
+		script += "[ \"$1\" = -p ] && { echo \"" + loadErr + "\" >&2; exit 1; }\n"
+	}
+	script += "exec " + real + " \"$@\"\n"
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-// TestChoose: the data: URL when node takes it, a --require file for a node
-// without --import, off (with node's reason) when node takes neither.
-func TestChoose(t *testing.T) {
+const userOptions = "--max-old-space-size=100"
+
+// TestChooseFile: a --require file in the first directory that takes it;
+// the real node is only asked its version.
+func TestChooseFile(t *testing.T) {
 	real := nodePath(t)
 	t.Parallel()
 	ctx := ctxWithLimit(t)
-	const user = "--max-old-space-size=100"
-
-	c := Choose(ctx, user, []string{real, "app.js"}, []string{t.TempDir()})
-	defer c.Cleanup()
-	if c.Mode != ModeImport || c.NodeOptions != NodeOptions(user) || c.File != "" || c.Reason != "" || !strings.HasPrefix(c.Version, "v") {
-		t.Errorf("real node: %+v", c)
-	}
-
-	old := fakeNode(t, real, "--import")
 	bad := filepath.Join(t.TempDir(), "with space")
 	if err := os.Mkdir(bad, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	c = Choose(ctx, user, []string{old, "app.js"}, []string{filepath.Join(dir, "missing"), bad, dir})
-	if c.Mode != ModeRequire || c.Node != old || !strings.HasPrefix(c.File, dir+"/") {
-		t.Fatalf("node without --import: %+v", c)
+	c := Choose(ctx, userOptions, []string{real, "app.js"}, []string{filepath.Join(dir, "missing"), bad, dir})
+	defer c.Cleanup()
+	if c.Mode != ModeRequire || c.Node != real || c.Reason != "" || !strings.HasPrefix(c.Version, "v") || !strings.HasPrefix(c.File, dir+"/") {
+		t.Fatalf("real node: %+v", c)
 	}
-	if want := user + " --require " + c.File; c.NodeOptions != want {
+	if want := userOptions + " --require " + c.File; c.NodeOptions != want {
 		t.Errorf("NodeOptions %q, want %q", c.NodeOptions, want)
 	}
-	if !strings.Contains(c.Reason, "--import is not allowed in NODE_OPTIONS") {
-		t.Errorf("reason %q does not carry node's message", c.Reason)
+	if env := c.WorkerEnv(); len(env) != 1 || env[0] != "NODE_OPTIONS="+c.NodeOptions {
+		t.Errorf("WorkerEnv %q", env)
 	}
 	if b, err := os.ReadFile(c.File); err != nil || string(b) != preloadSource {
 		t.Errorf("require file: %v", err)
@@ -59,23 +63,108 @@ func TestChoose(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(c.File)); !os.IsNotExist(err) {
 		t.Errorf("Cleanup left %s", filepath.Dir(c.File))
 	}
+	for _, d := range []string{dir, bad} {
+		if left, _ := os.ReadDir(d); len(left) != 0 {
+			t.Errorf("%s keeps %d entries after Cleanup", d, len(left))
+		}
+	}
+}
 
-	none := fakeNode(t, real, "--")
-	c = Choose(ctx, user, []string{none}, []string{t.TempDir()})
+// TestChooseImport: no directory takes the file (a read-only root with no
+// tmpfs), so the data: URL, and the reason names why each directory failed.
+func TestChooseImport(t *testing.T) {
+	real := nodePath(t)
+	t.Parallel()
+	ctx := ctxWithLimit(t)
+	bad := filepath.Join(t.TempDir(), "with space")
+	if err := os.Mkdir(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	c := Choose(ctx, userOptions, []string{real, "app.js"}, []string{missing, bad})
+	defer c.Cleanup()
+	if c.Mode != ModeImport || c.NodeOptions != NodeOptions(userOptions) || c.File != "" || !strings.HasPrefix(c.Version, "v") {
+		t.Fatalf("no directory takes the file: %+v", c)
+	}
+	for _, want := range []string{"no --require file", missing, "cannot be written in NODE_OPTIONS"} {
+		if !strings.Contains(c.Reason, want) {
+			t.Errorf("reason %q does not say %q", c.Reason, want)
+		}
+	}
+	if left, _ := os.ReadDir(bad); len(left) != 0 {
+		t.Errorf("%s keeps %d entries", bad, len(left))
+	}
+}
+
+// TestChooseOldNode: a node older than the majors the tests run loads the
+// file for real; if it cannot, and refuses --import as such a Node does,
+// the preload is off with node's own messages.
+func TestChooseOldNode(t *testing.T) {
+	real := nodePath(t)
+	t.Parallel()
+	ctx := ctxWithLimit(t)
+
+	old := fakeNode(t, real, "--import", "v16.20.2", "")
+	c := Choose(ctx, userOptions, []string{old}, []string{t.TempDir()})
+	defer c.Cleanup()
+	// The version comes from the load (-p process.version), which the fake
+	// hands to the real node: proof that the file was loaded.
+	if c.Mode != ModeRequire || c.Version == "v16.20.2" || !strings.HasPrefix(c.Version, "v") {
+		t.Errorf("old node that loads the file: %+v", c)
+	}
+
+	broken := fakeNode(t, real, "--import", "v12.22.12", "SyntaxError: Unexpected token '?'")
+	dir := t.TempDir()
+	c = Choose(ctx, userOptions, []string{broken}, []string{dir, t.TempDir()})
+	if c.Mode != ModeOff || c.NodeOptions != "" {
+		t.Fatalf("old node that cannot load the file: %+v", c)
+	}
+	for _, want := range []string{"SyntaxError: Unexpected token", "--import is not allowed"} {
+		if !strings.Contains(c.Reason, want) {
+			t.Errorf("reason %q does not carry node's %q", c.Reason, want)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the refused file was not removed: %d entries in %s", len(left), dir)
+	}
+}
+
+// TestChooseRefused: a node that takes neither option; and no directory at
+// all with a node that has no --import.
+func TestChooseRefused(t *testing.T) {
+	real := nodePath(t)
+	t.Parallel()
+	ctx := ctxWithLimit(t)
+	none := fakeNode(t, real, "--", "", "")
+	c := Choose(ctx, userOptions, []string{none}, []string{t.TempDir()})
 	if c.Mode != ModeOff || c.NodeOptions != "" || !strings.Contains(c.Reason, "--import") || !strings.Contains(c.Reason, "is not allowed") {
 		t.Errorf("node refusing both: %+v", c)
 	}
-	if c = Choose(ctx, user, []string{none}, nil); c.Mode != ModeOff || !strings.Contains(c.Reason, "no directory") {
-		t.Errorf("no directory: %+v", c)
+	old := fakeNode(t, real, "--import", "", "")
+	if c = Choose(ctx, userOptions, []string{old}, nil); c.Mode != ModeOff || !strings.Contains(c.Reason, "no directory") || !strings.Contains(c.Reason, "--import is not allowed") {
+		t.Errorf("no directory, no --import: %+v", c)
 	}
 }
 
 // TestChooseWithoutNode: no node to probe; the data: URL is added, since
-// NODE_OPTIONS means nothing to other programs. Not parallel: it sets PATH.
+// NODE_OPTIONS means nothing to other programs, and no file is written. Not
+// parallel: it sets PATH.
 func TestChooseWithoutNode(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	c := Choose(ctxWithLimit(t), "", []string{"python3", "app.py"}, []string{t.TempDir()})
+	dir := t.TempDir()
+	c := Choose(ctxWithLimit(t), "", []string{"python3", "app.py"}, []string{dir})
 	if c.Mode != ModeImport || c.Node != "" || c.NodeOptions != ImportOption() || c.Reason == "" {
 		t.Errorf("without node: %+v", c)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("a file was written without node: %d entries in %s", len(left), dir)
+	}
+}
+
+func TestMajorOf(t *testing.T) {
+	for v, want := range map[string]int{"v20.20.2": 20, "v8.0.0": 8, "v22": 22, "": 0, "vx.1": 0, "v-3.1": 0, "18.1.0": 18} {
+		if got := majorOf(v); got != want {
+			t.Errorf("majorOf(%q) = %d, want %d", v, got, want)
+		}
 	}
 }

@@ -595,23 +595,30 @@ func TestExpress(t *testing.T) {
 	}
 }
 
-// TestProbe: the installed node accepts both options; a refused option and
-// a missing file are reported with node's message.
+// TestProbe: the installed node accepts both options, with Probe and with
+// ProbeLoad; a refused option is reported with node's message by both, a
+// missing file by ProbeLoad, which loads it (Probe only parses
+// NODE_OPTIONS).
 func TestProbe(t *testing.T) {
 	node := nodePath(t)
 	t.Parallel()
 	ctx := ctxWithLimit(t)
 	for _, mode := range bothModes() {
-		v, err := Probe(ctx, node, loadOption(t, mode))
-		if err != nil || !strings.HasPrefix(v, "v") {
-			t.Errorf("%s: Probe = %q, %v", mode, v, err)
+		for name, probe := range map[string]func(context.Context, string, string) (string, error){"Probe": Probe, "ProbeLoad": ProbeLoad} {
+			v, err := probe(ctx, node, loadOption(t, mode))
+			if err != nil || !strings.HasPrefix(v, "v") {
+				t.Errorf("%s: %s = %q, %v", mode, name, v, err)
+			}
+			if _, err := probe(ctx, node, "--no-such-option-gm2"); err == nil || !strings.Contains(err.Error(), "no-such-option-gm2") {
+				t.Errorf("%s with a bad option: %v", name, err)
+			}
 		}
 	}
-	if _, err := Probe(ctx, node, "--no-such-option-gm2"); err == nil || !strings.Contains(err.Error(), "no-such-option-gm2") {
-		t.Errorf("Probe with a bad option: %v", err)
-	}
 	missing, _ := RequireOption(filepath.Join(t.TempDir(), "missing.cjs"))
-	if _, err := Probe(ctx, node, missing); err == nil || !strings.Contains(err.Error(), "Cannot find module") {
-		t.Errorf("Probe with a missing file: %v", err)
+	if _, err := ProbeLoad(ctx, node, missing); err == nil || !strings.Contains(err.Error(), "Cannot find module") {
+		t.Errorf("ProbeLoad with a missing file: %v", err)
+	}
+	if v, err := Probe(ctx, node, missing); err != nil || !strings.HasPrefix(v, "v") {
+		t.Errorf("Probe with a missing file: %q, %v; want the version: Probe does not load it", v, err)
 	}
 }

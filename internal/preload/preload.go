@@ -101,26 +101,29 @@
 // alive (events are written with fs.writeSync), process.env and process.argv
 // untouched. It runs in the main thread only.
 //
-// # Loading: a data: URL with --import, or a file with --require
+// # Loading: a file with --require, or a data: URL with --import
 //
-// ImportOption loads the preload as a data: URL (NodeOptions appends it to
-// the user's NODE_OPTIONS). No file is written anywhere, so a read-only root
-// filesystem (Kubernetes readOnlyRootFilesystem) needs nothing else. It
-// needs a Node with --import (18.18+, 19+); an older Node refuses it in
-// NODE_OPTIONS and exits at once (status 9). Choose probes the node that
-// will run (Probe, `node --version` with the option) and falls back to
-// RequireOption: the preload written by WriteFile into a new directory of
-// gm2-init's own (TMPDIR, /dev/shm, /run, /tmp: the tmpfs mounts stay
-// writable with a read-only root), loaded with --require, which every Node
-// since 8 accepts. When node takes neither, the preload is off and Choose
-// says why, for the log: a worker must never be broken by the preload.
+// RequireOption loads the preload written by WriteFile into a new directory
+// of gm2-init's own (TMPDIR, /dev/shm, /run, /tmp: /dev/shm is the tmpfs
+// every container engine mounts, also with a read-only root), with
+// --require, which every Node since 8 accepts. Node loads it as any
+// preload, and the app's main file as without gm2-init. Choose probes the
+// node that will run (Probe, `node --version` with the option; ProbeLoad
+// for a Node older than the tested majors).
 //
-// The data: URL has one cost, seen on Node 20: with any --import, Node
-// loads a CommonJS main file through its ESM loader, so a main file whose
-// extension only a --require hook understands (node -r ts-node/register
-// app.ts) fails with ERR_UNKNOWN_FILE_EXTENSION. Such apps run with
-// --node-preload off (and listen on fd 3 themselves) or load TypeScript
-// the ESM way (node --import tsx app.ts).
+// When no directory takes the file, ImportOption loads the preload as a
+// data: URL (NodeOptions appends it to the user's NODE_OPTIONS): no file
+// anywhere. It needs a Node with --import (18.18+, 19+); an older Node
+// refuses it in NODE_OPTIONS and exits at once (status 9), and the preload
+// is then off: Choose says why, for the log. A worker must never be broken
+// by the preload.
+//
+// The data: URL is the fallback for what it costs: every Node process that
+// loads the preload with --import spends 30 to 35 ms more CPU at start than
+// with --require (Node 18, 20, 22; bench/analysis.md), and with any --import
+// Node 20 loads a CommonJS main file through its ESM loader, so a main file
+// whose extension only a --require hook understands (node -r
+// ts-node/register app.ts) fails with ERR_UNKNOWN_FILE_EXTENSION.
 package preload
 
 import (
@@ -133,6 +136,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -295,29 +299,34 @@ func writeReadOnly(path, content string) error {
 // in well under a second.
 const probeTimeout = 10 * time.Second
 
-// Probe runs node once with NODE_OPTIONS set to opt and returns the version
-// node printed. An error means this node refuses opt (a Node older than
-// 18.19 refuses --import) or the preload failed to load; it carries node's
-// own message. gm2-init should then start workers without the preload
-// rather than workers that cannot start.
+// Probe runs `node --version` once with NODE_OPTIONS set to opt and returns
+// the version node printed. An error means this node refuses opt (a Node
+// older than 18.18 refuses --import, and exits 9 with its message for an
+// option it does not allow in NODE_OPTIONS); it carries node's own message.
+// gm2-init should then start workers without the preload rather than
+// workers that cannot start.
 //
-// For the data: URL it runs `node --version`, which validates NODE_OPTIONS
-// (an option it does not allow there exits 9 with node's message) without
-// starting V8: a few milliseconds instead of a whole node start, ~70 ms that
-// every container start would otherwise wait before its first worker. The
-// data: URL's content is gm2-init's own and tested. A --require file is
-// loaded for real (`node -p process.version`), since only loading it proves
-// that node can read it.
+// node parses NODE_OPTIONS before it prints its version, so this validates
+// the option without starting V8: ~10 ms instead of a whole node start
+// (~50 to 130 ms) that every container start would otherwise wait before
+// its first worker. It does not load the preload: ProbeLoad does.
 //
 // Probe waits for its child with exec.Cmd.Wait: call it before gm2-init
 // starts reaping with wait4(-1), which would take the child's status first.
 func Probe(ctx context.Context, node, opt string) (string, error) {
+	return probe(ctx, node, opt, "--version")
+}
+
+// ProbeLoad is Probe with the preload loaded for real (`node -p
+// process.version`): for a Node older than the majors the tests run, whose
+// parser might refuse the preload's syntax.
+func ProbeLoad(ctx context.Context, node, opt string) (string, error) {
+	return probe(ctx, node, opt, "-p", "process.version")
+}
+
+func probe(ctx context.Context, node, opt string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	args := []string{"-p", "process.version"}
-	if strings.HasPrefix(opt, importPrefix) {
-		args = []string{"--version"}
-	}
 	cmd := exec.CommandContext(ctx, node, args...)
 	// The probe must not see sockets, and its NODE_OPTIONS holds opt alone:
 	// the user's own options (say --require ./tracing.js) may only resolve
@@ -343,6 +352,25 @@ func Probe(ctx context.Context, node, opt string) (string, error) {
 		return "", fmt.Errorf("preload: probe %s: unexpected output %q", node, firstLine(v))
 	}
 	return v, nil
+}
+
+// testedMajor is the oldest Node major the preload's tests run: a newer
+// node's parser takes the preload's syntax, an older one is checked by
+// loading it (ProbeLoad).
+const testedMajor = 18
+
+// majorOf returns the major of a version node printed ("v20.20.2" → 20),
+// 0 when it cannot tell.
+func majorOf(v string) int {
+	v = strings.TrimPrefix(v, "v")
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		v = v[:i]
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 func dropEnv(env, names []string) []string {
