@@ -422,8 +422,13 @@ func TestNodeUserOptionsKept(t *testing.T) {
 		cmd: []string{"node", repoPath(t, "e2e/testdata/node/info.js"), "--app-flag", "x"},
 	})
 	ni := getNodeInfo(t, addr)
-	if ni.NodeOptions == nil || !strings.HasPrefix(*ni.NodeOptions, user+" ") || !strings.Contains(*ni.NodeOptions, "--import=data:") {
-		t.Errorf("NODE_OPTIONS in the worker: %v, want %q followed by the preload", ni.NodeOptions, user)
+	l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil)
+	if want := user + " --require " + l.Str("file"); l.Str("file") == "" || ni.NodeOptions == nil || *ni.NodeOptions != want {
+		got := "<none>"
+		if ni.NodeOptions != nil {
+			got = *ni.NodeOptions
+		}
+		t.Errorf("NODE_OPTIONS in the worker: %q, want %q (the user's, then the preload)", got, want)
 	}
 	// The default limit on this machine is gigabytes; 64 MB of old space
 	// gives a total heap limit well below 256 MB.
