@@ -405,7 +405,11 @@ func startSection(b *strings.Builder, s *StartResult) []target {
 	w("the first HTTP response (requests begin once the port accepts, one per millisecond);\n")
 	w("both workers having answered (new connection per request); and the launcher's own word that both are\n")
 	w("ready (gm2-init: two \"worker ready\" log lines; pm2-runtime: two \"online\" lines, which it prints at fork).\n")
-	w("%d round(s).\n\n", len(s.Runs)/max(1, len(s.Variants)))
+	rounds := 0
+	for _, x := range s.Runs {
+		rounds = max(rounds, x.Round)
+	}
+	w("%d round(s) (gm2-init/fd3, whose launcher says ready only at --listen-timeout, %d at most).\n\n", rounds, fd3Rounds)
 	w("| launcher | exec | port accepts | first response | both serving | launcher says ready | both serving ÷ gm2-init |\n|---|---|---|---|---|---|---|\n")
 	by := func(v string) func(StartRun) bool { return func(x StartRun) bool { return x.Variant == v } }
 	g := map[int]float64{}

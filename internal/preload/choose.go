@@ -101,8 +101,8 @@ func DefaultDirs() []string {
 //     the workers must never be broken by the preload.
 //
 // The file comes first because --import costs every Node process that loads
-// it 30 to 35 ms more than --require of the same preload (Node 18, 20 and
-// 22 alike, measured in bench/analysis.md; Node 22 starts in about 50 ms),
+// it 30 to 37 ms more than --require of the same preload (Node 18, 20 and
+// 22 alike, measured in BENCHMARKS.md, section 4b; Node 22 starts in about 50 ms),
 // at every start, restart and reload; and because with any --import, Node 20
 // loads a CommonJS main file through its ESM loader.
 //

@@ -119,8 +119,8 @@
 // by the preload.
 //
 // The data: URL is the fallback for what it costs: every Node process that
-// loads the preload with --import spends 30 to 35 ms more CPU at start than
-// with --require (Node 18, 20, 22; bench/analysis.md), and with any --import
+// loads the preload with --import spends 30 to 37 ms more CPU at start than
+// with --require (Node 18, 20, 22; BENCHMARKS.md, section 4b), and with any --import
 // Node 20 loads a CommonJS main file through its ESM loader, so a main file
 // whose extension only a --require hook understands (node -r
 // ts-node/register app.ts) fails with ERR_UNKNOWN_FILE_EXTENSION.
