@@ -72,12 +72,17 @@ func (c Choice) Cleanup() {
 }
 
 // DefaultDirs lists where Choose may write the --require file, in order:
-// TMPDIR (or /tmp), then /dev/shm and /run, which are tmpfs mounts that
-// Docker and Kubernetes keep writable with a read-only root filesystem.
+// /dev/shm and /run, then TMPDIR (or /tmp). /dev/shm is the tmpfs every
+// container engine mounts, writable for every uid also with a read-only
+// root filesystem. It comes before TMPDIR because a worker started after
+// the file is gone cannot start at all, and /tmp is where age-based
+// cleaners look (systemd-tmpfiles removes what nobody touched for 10 days,
+// on a host where gm2-init runs as a service): /dev/shm and /run are not
+// aged by default.
 func DefaultDirs() []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, d := range []string{os.TempDir(), "/dev/shm", "/run", "/tmp"} {
+	for _, d := range []string{"/dev/shm", "/run", os.TempDir(), "/tmp"} {
 		if d != "" && !seen[d] {
 			seen[d] = true
 			out = append(out, d)

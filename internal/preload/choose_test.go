@@ -168,3 +168,16 @@ func TestMajorOf(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultDirs: /dev/shm and /run first (never aged by tmp cleaners),
+// then TMPDIR, then /tmp, each once. Not parallel: it sets TMPDIR.
+func TestDefaultDirs(t *testing.T) {
+	t.Setenv("TMPDIR", "/var/tmp")
+	if got := strings.Join(DefaultDirs(), " "); got != "/dev/shm /run /var/tmp /tmp" {
+		t.Errorf("DefaultDirs() = %q", got)
+	}
+	t.Setenv("TMPDIR", "/dev/shm")
+	if got := strings.Join(DefaultDirs(), " "); got != "/dev/shm /run /tmp" {
+		t.Errorf("DefaultDirs() with TMPDIR=/dev/shm = %q", got)
+	}
+}

@@ -104,7 +104,7 @@
 // # Loading: a file with --require, or a data: URL with --import
 //
 // RequireOption loads the preload written by WriteFile into a new directory
-// of gm2-init's own (TMPDIR, /dev/shm, /run, /tmp: /dev/shm is the tmpfs
+// of gm2-init's own (/dev/shm, /run, TMPDIR, /tmp: /dev/shm is the tmpfs
 // every container engine mounts, also with a read-only root), with
 // --require, which every Node since 8 accepts. Node loads it as any
 // preload, and the app's main file as without gm2-init. Choose probes the
