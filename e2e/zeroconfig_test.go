@@ -298,6 +298,53 @@ func (z *zc) dialer() func(ctx context.Context, network, addr string) (net.Conn,
 	return z.ns.DialContext
 }
 
+// queueRequests opens n connections to the app's port and sends a request
+// on each, without reading: while no worker accepts, they wait in the
+// port's queue. The connections are closed when the test ends.
+func (z *zc) queueRequests(t *testing.T, n int) []net.Conn {
+	t.Helper()
+	dial := z.dialer()
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	var out []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := dial(ctx, "tcp", z.addr)
+		if err != nil {
+			t.Fatalf("queue a request: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: gm2-test\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatalf("queue a request: %v", err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// readAnswer reads the HTTP response to the request queueRequests sent on
+// c and returns its body; an error unless the status is 200.
+func readAnswer(c net.Conn, limit time.Duration) (string, error) {
+	if err := c.SetReadDeadline(time.Now().Add(limit)); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("status %s", resp.Status)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // get makes one request on a new connection.
 func (z *zc) get(addr, path string) (int, string, error) {
 	resp, err := z.client.Get("http://" + addr + path)
@@ -709,6 +756,11 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	}
 
 	syscall.Kill(-b.host, syscall.SIGSTOP)
+	// Two requests of the test's own on new connections wait in the queue
+	// whatever the load's clients do: each of those may be waiting for an
+	// answer on a connection B accepted just before it stopped, and then
+	// opens no new one.
+	queued := z.queueRequests(t, 2)
 	deadline := time.Now().Add(nodeTimeout)
 	for z.queueLength(z.port) < 2 {
 		if time.Now().After(deadline) {
@@ -726,6 +778,11 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	// queue or arrived after the kill.
 	if !st.WaitAnswers(ready.Int("pid"), 100, nodeTimeout) {
 		t.Fatalf("the replacement %d did not serve the queue: answers by %v, %+v", ready.Int("pid"), st.AnsweredBy(), st.Counts())
+	}
+	for i, c := range queued {
+		if body, err := readAnswer(c, nodeTimeout); err != nil || body != strconv.Itoa(ready.Int("pid")) {
+			t.Errorf("queued request %d: %q, %v; want the answer of the replacement %d", i, body, err, ready.Int("pid"))
+		}
 	}
 	if n := z.queueLength(z.port); n > 8 {
 		t.Errorf("%d connections still wait in the queue", n)
