@@ -212,9 +212,9 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 		if a.NodePreload == "off" {
 			continue
 		}
-		// How this app's node can load the preload: a data: URL needs no
-		// file; Node < 18.18 gets a --require file, or nothing and a
-		// reason.
+		// How this app's node loads the preload: --require of a file
+		// written for it; a data: URL when no directory takes the file; or
+		// nothing, and a reason.
 		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
 		cleanups = append(cleanups, ch.Cleanup)
 		ev := log.Info()

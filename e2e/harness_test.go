@@ -176,6 +176,7 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 			cmd.Process.Kill()
 			in.Wait(10 * time.Second)
 		}
+		in.removePreloadDirs()
 		if strings.Contains(in.rawLog(), "WARNING: DATA RACE") {
 			t.Error("the race detector found a data race in gm2-init")
 		}
@@ -494,4 +495,18 @@ func runRejected(t *testing.T, args, env []string) (code int, stdout, stderr str
 		code = ee.ExitCode()
 	}
 	return code, out.String(), errb.String()
+}
+
+// removePreloadDirs removes the directories of the preload files the log
+// names: a gm2-init the cleanup killed could not, and each would stay in
+// the machine's /dev/shm.
+func (in *Init) removePreloadDirs() {
+	for _, l := range in.Lines() {
+		if l.Msg() != "node preload" {
+			continue
+		}
+		if dir := filepath.Dir(l.Str("file")); strings.HasPrefix(filepath.Base(dir), "gm2-init-preload-") {
+			os.RemoveAll(dir)
+		}
+	}
 }

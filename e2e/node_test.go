@@ -578,10 +578,10 @@ func TestNodeReadOnlyRoot(t *testing.T) {
 	// A private mount namespace (unshare --mount, private propagation):
 	// the remounts below change this namespace's view only.
 	script := `set -e
-for m in / /tmp /var/tmp /run /dev/shm "$HOME"; do
+for m in / /tmp /var/tmp /run /dev/shm "$HOME" "${TMPDIR:-/tmp}"; do
   if mountpoint -q "$m"; then mount -o remount,bind,ro "$m"; fi
 done
-for d in / /tmp /dev/shm; do
+for d in / /tmp /dev/shm /run "${TMPDIR:-/tmp}"; do
   if touch "$d/.gm2-ro-probe" 2>/dev/null; then echo "$d is still writable" >&2; exit 98; fi
 done
 exec "$0" "$@"`
@@ -765,6 +765,47 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 		if now[pid] {
 			t.Errorf("old worker %d is still a worker", pid)
 		}
+	}
+	stopClean(t, in)
+}
+
+// TestNodePreloadFileRemoved: the preload's --require file removed while
+// gm2-init runs (a tmp cleaner, systemd-logind's RemoveIPC emptying
+// /dev/shm): the exec shim of the next worker writes it again, so a worker
+// killed afterwards comes back with the preload (ready by its listen) and
+// serves, instead of crash-looping on "Cannot find module".
+func TestNodePreloadFileRemoved(t *testing.T) {
+	needNode(t)
+	t.Parallel()
+	in, addr, seen := runHTTPApp(t, httpApp{cmd: []string{"node", repoPath(t, "examples/node/http-server.js")}})
+	l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil)
+	file := l.Str("file")
+	if l.Str("mode") != "require" || file == "" {
+		t.Fatalf("node preload: %v; want mode require with its file", l)
+	}
+	if err := os.RemoveAll(filepath.Dir(file)); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("answers from %v", seen)
+	}
+	// The log's pids are those of gm2-init's namespace: the signal goes to
+	// a child of gm2-init found from the test's side.
+	victim := in.waitChildren(2, nodeTimeout)[0]
+	from := len(in.Lines())
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := in.WaitLog(nodeTimeout, from, "worker ready", nil)
+	if !strings.HasPrefix(ready.Str("by"), "preload") {
+		t.Fatalf("replacement: %v; want ready by the preload", ready)
+	}
+	if b, err := os.ReadFile(file); err != nil || len(b) == 0 {
+		t.Errorf("the preload file was not written again: %v", err)
+	}
+	pids := distinctPids(t, addr, 2)
+	if _, ok := pids[ready.Int("pid")]; !ok || len(pids) != 2 {
+		t.Errorf("answers from %v, want 2 workers with the replacement %d", pids, ready.Int("pid"))
 	}
 	stopClean(t, in)
 }

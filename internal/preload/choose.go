@@ -33,8 +33,9 @@ type Choice struct {
 	Version string
 	// File is the --require file (ModeRequire only).
 	File string
-	// Reason says, for the log, why no --require file is used or why the
-	// preload is off; "" when the file was written and accepted.
+	// Reason says, for the log, why no --require file is used, why the
+	// preload is off, or that node was too slow to be probed; "" when the
+	// file was written and node accepted it.
 	Reason string
 
 	existing string // the user's NODE_OPTIONS, for WorkerEnv
@@ -48,7 +49,8 @@ type Choice struct {
 // worker's environment in the supervisor would copy it on every fork, a
 // cost that grows with the number of workers and with every reload. The
 // shim runs in the worker's own process, whose memory the app replaces at
-// exec.
+// exec. For ModeRequire they are NODE_OPTIONS and EnvFile, with which the
+// shim writes the file again if it was removed (RestoreFile).
 func (c Choice) WorkerEnv() []string {
 	switch {
 	case c.NodeOptions == "":
@@ -59,6 +61,9 @@ func (c Choice) WorkerEnv() []string {
 			env = append(env, "NODE_OPTIONS="+c.existing)
 		}
 		return env
+	}
+	if c.Mode == ModeRequire && c.File != "" {
+		return []string{"NODE_OPTIONS=" + c.NodeOptions, EnvFile + "=" + c.File}
 	}
 	return []string{"NODE_OPTIONS=" + c.NodeOptions}
 }
@@ -159,19 +164,21 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 			existing: existing,
 		}
 	}
-	why = append(why, fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err))
+	// node's own refusal first: the directories' errors may be long, and
+	// the reason is clipped.
+	why = append([]error{fmt.Errorf("--import of a data: URL refused (Node < 18.18 has no --import): %w", err)}, why...)
 	return Choice{Mode: ModeOff, Node: node, Reason: reasonLine(errors.Join(why...).Error())}
 }
 
 // errWrite is wrapped by chooseFile's errors when dir took no file.
-var errWrite = errors.New("no preload file")
+var errWrite = errors.New("another directory may do")
 
 // chooseFile writes the preload into dir and probes node with --require of
 // it; the file is removed again on error.
 func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error) {
 	path, cleanup, err := WriteFile(dir)
 	if err != nil {
-		return Choice{}, fmt.Errorf("%w: %w", errWrite, err)
+		return Choice{}, fmt.Errorf("%w (%w)", err, errWrite)
 	}
 	opt, err := RequireOption(path)
 	if err != nil {
@@ -180,11 +187,13 @@ func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error)
 	}
 	reason := ""
 	v, err := Probe(ctx, node, opt)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		// As for the data: URL: every Node since 8 takes --require.
-		v, err, reason = "", nil, "probe of "+node+" timed out; the --require file is added unprobed"
-	} else if err == nil && majorOf(v) < testedMajor {
+	if err == nil && majorOf(v) < testedMajor {
 		v, err = ProbeLoad(ctx, node, opt)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// As for the data: URL: a node too slow to answer says nothing
+		// about the file, and every Node since 8 takes --require.
+		v, err, reason = "", nil, "probe of "+node+" timed out; the --require file is added unprobed"
 	}
 	if err != nil {
 		cleanup()

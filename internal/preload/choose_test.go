@@ -1,10 +1,12 @@
 package preload
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeNode writes an executable named node into a new directory: a shell
@@ -13,11 +15,20 @@ import (
 // when that is not "", fails a -p run with loadErr when that is not "" (as
 // an old Node whose parser refuses the preload), and runs the real node
 // otherwise.
+//
+// Call it before t.Parallel: writing an executable while other tests fork
+// can make its exec fail with ETXTBSY (golang/go#22315).
 func fakeNode(t *testing.T, real, refuse, version, loadErr string) string {
+	t.Helper()
+	return fakeNodeScript(t, real, "", refuse, version, loadErr)
+}
+
+// fakeNodeScript is fakeNode with shell lines run first.
+func fakeNodeScript(t *testing.T, real, first, refuse, version, loadErr string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "node")
-	script := "#!/bin/sh\ncase \" $NODE_OPTIONS \" in *\"" + refuse + "\"*)\n" +
+	script := "#!/bin/sh\n" + first + "case \" $NODE_OPTIONS \" in *\"" + refuse + "\"*)\n" +
 		"  echo \"node: " + refuse + " is not allowed in NODE_OPTIONS\" >&2; exit 9;;\nesac\n"
 	if version != "" {
 		script += "[ \"$1\" = --version ] && { echo " + version + "; exit 0; }\n"
@@ -53,7 +64,7 @@ func TestChooseFile(t *testing.T) {
 	if want := userOptions + " --require " + c.File; c.NodeOptions != want {
 		t.Errorf("NodeOptions %q, want %q", c.NodeOptions, want)
 	}
-	if env := c.WorkerEnv(); len(env) != 1 || env[0] != "NODE_OPTIONS="+c.NodeOptions {
+	if env := c.WorkerEnv(); len(env) != 2 || env[0] != "NODE_OPTIONS="+c.NodeOptions || env[1] != EnvFile+"="+c.File {
 		t.Errorf("WorkerEnv %q", env)
 	}
 	if b, err := os.ReadFile(c.File); err != nil || string(b) != preloadSource {
@@ -101,10 +112,12 @@ func TestChooseImport(t *testing.T) {
 // the preload is off with node's own messages.
 func TestChooseOldNode(t *testing.T) {
 	real := nodePath(t)
+	old := fakeNode(t, real, "--import", "v16.20.2", "")
+	loads := filepath.Join(t.TempDir(), "loads")
+	broken := fakeNodeScript(t, real, "[ \"$1\" = -p ] && echo load >> "+loads+"\n", "--import", "v12.22.12", "SyntaxError: Unexpected token '?'")
 	t.Parallel()
 	ctx := ctxWithLimit(t)
 
-	old := fakeNode(t, real, "--import", "v16.20.2", "")
 	c := Choose(ctx, userOptions, []string{old}, []string{t.TempDir()})
 	defer c.Cleanup()
 	// The version comes from the load (-p process.version), which the fake
@@ -113,9 +126,13 @@ func TestChooseOldNode(t *testing.T) {
 		t.Errorf("old node that loads the file: %+v", c)
 	}
 
-	broken := fakeNode(t, real, "--import", "v12.22.12", "SyntaxError: Unexpected token '?'")
 	dir := t.TempDir()
 	c = Choose(ctx, userOptions, []string{broken}, []string{dir, t.TempDir()})
+	// node refusing the file ends the search: another directory's copy
+	// would be refused the same way.
+	if b, _ := os.ReadFile(loads); string(b) != "load\n" {
+		t.Errorf("the file was loaded %q times, want once", b)
+	}
 	if c.Mode != ModeOff || c.NodeOptions != "" {
 		t.Fatalf("old node that cannot load the file: %+v", c)
 	}
@@ -133,16 +150,35 @@ func TestChooseOldNode(t *testing.T) {
 // all with a node that has no --import.
 func TestChooseRefused(t *testing.T) {
 	real := nodePath(t)
+	none := fakeNode(t, real, "--", "", "")
+	old := fakeNode(t, real, "--import", "", "")
 	t.Parallel()
 	ctx := ctxWithLimit(t)
-	none := fakeNode(t, real, "--", "", "")
 	c := Choose(ctx, userOptions, []string{none}, []string{t.TempDir()})
 	if c.Mode != ModeOff || c.NodeOptions != "" || !strings.Contains(c.Reason, "--import") || !strings.Contains(c.Reason, "is not allowed") {
 		t.Errorf("node refusing both: %+v", c)
 	}
-	old := fakeNode(t, real, "--import", "", "")
 	if c = Choose(ctx, userOptions, []string{old}, nil); c.Mode != ModeOff || !strings.Contains(c.Reason, "no directory") || !strings.Contains(c.Reason, "--import is not allowed") {
 		t.Errorf("no directory, no --import: %+v", c)
+	}
+}
+
+// TestChooseTimeout: a node too slow to answer its probe keeps the file,
+// unprobed, whether the quick probe or the load of an old node times out.
+func TestChooseTimeout(t *testing.T) {
+	real := nodePath(t)
+	slow := fakeNodeScript(t, real, "sleep 5 & wait\n", "--gm2-never", "", "")
+	slowLoad := fakeNodeScript(t, real, "[ \"$1\" = -p ] && { sleep 5 & wait; }\n", "--gm2-never", "v16.20.2", "")
+	t.Parallel()
+	for name, node := range map[string]string{"probe": slow, "load": slowLoad} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		dir := t.TempDir()
+		c := Choose(ctx, userOptions, []string{node}, []string{dir})
+		cancel()
+		if c.Mode != ModeRequire || !strings.HasPrefix(c.File, dir+"/") || !strings.Contains(c.Reason, "timed out") {
+			t.Errorf("%s times out: %+v", name, c)
+		}
+		c.Cleanup()
 	}
 }
 

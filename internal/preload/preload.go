@@ -179,7 +179,7 @@ const importTrailer = "\n//# sourceURL=gm2-init-preload.mjs\n"
 
 // ImportOption returns the NODE_OPTIONS token that loads the preload as a
 // data: URL, base64-encoded because NODE_OPTIONS is split at spaces. It
-// needs Node ≥ 18.19; see the package doc for its cost on Node 20.
+// needs Node ≥ 18.18; see the package doc for its cost on Node 20.
 func ImportOption() string {
 	return importPrefix + base64.StdEncoding.EncodeToString([]byte(importHeader+preloadSource+importTrailer))
 }
@@ -253,11 +253,15 @@ func ExpandImport(env []string) []string {
 // the file's path and a cleanup that removes the directory.
 //
 // The directory is 0755 and the file 0444, owned by gm2-init: nobody else
-// can change them (the usual parents, TMPDIR and /dev/shm, are sticky), and
+// can change them (a parent that every user may write to must be sticky, as
+// /tmp and /dev/shm are: safeParent), and
 // every uid can read them, because entrypoints often drop privileges before
 // starting node (gosu, su-exec, setpriv); a node that cannot read its
 // --require file refuses to start. The content is public anyway.
 func WriteFile(dir string) (string, func(), error) {
+	if err := safeParent(dir); err != nil {
+		return "", nil, fmt.Errorf("preload: %w", err)
+	}
 	sub, err := os.MkdirTemp(dir, "gm2-init-preload-")
 	if err != nil {
 		return "", nil, fmt.Errorf("preload: create directory for the preload file: %w", err)

@@ -91,7 +91,7 @@ func ExecMain(args []string) int {
 		return 127
 	}
 	path, argv := args[0], args[1:]
-	env := preload.ExpandImport(appEnv(os.Environ()))
+	env := preload.ExpandImport(preload.RestoreFile(appEnv(os.Environ())))
 	if _, ok := os.LookupEnv("LISTEN_FDS"); ok {
 		env = setEnv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
