@@ -206,6 +206,8 @@ func (p *plan) logCounts(log zerolog.Logger, cpu cpus.Result) {
 // returned function removes the preload's file, if one was written.
 func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
 	var cleanups []func()
+	// Apps run by the same node share its choice: one probe, one file.
+	chosen := map[string]preload.Choice{}
 	out := make([]spawn.App, len(p.apps))
 	for i, a := range p.apps {
 		out[i] = spawn.App{App: a, Count: p.counts[i].N, Listeners: p.listenersOf(i, listeners)}
@@ -215,8 +217,13 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 		// How this app's node loads the preload: --require of a file
 		// written for it; a data: URL when no directory takes the file; or
 		// nothing, and a reason.
-		ch := preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
-		cleanups = append(cleanups, ch.Cleanup)
+		node := preload.FindNode(a.Command)
+		ch, ok := chosen[node]
+		if !ok {
+			ch = preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
+			chosen[node] = ch
+			cleanups = append(cleanups, ch.Cleanup)
+		}
 		ev := log.Info()
 		switch {
 		case ch.Mode == preload.ModeOff:

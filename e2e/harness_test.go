@@ -451,7 +451,12 @@ func getInfo(t *testing.T, addr string) workerInfo {
 }
 
 func httpGet(addr, path string) (int, string, error) {
-	resp, err := noKeepAlive.Get("http://" + addr + path)
+	return responseOf(noKeepAlive.Get("http://" + addr + path))
+}
+
+// responseOf returns the status and the whole body of the response of a
+// request that ended with err, and closes the body.
+func responseOf(resp *http.Response, err error) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}

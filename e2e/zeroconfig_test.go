@@ -330,30 +330,16 @@ func readAnswer(c net.Conn, limit time.Duration) (string, error) {
 	if err := c.SetReadDeadline(time.Now().Add(limit)); err != nil {
 		return "", err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return "", err
+	code, body, err := responseOf(http.ReadResponse(bufio.NewReader(c), nil))
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d", code)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("status %s", resp.Status)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return strings.TrimSpace(body), err
 }
 
 // get makes one request on a new connection.
 func (z *zc) get(addr, path string) (int, string, error) {
-	resp, err := z.client.Get("http://" + addr + path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return responseOf(z.client.Get("http://" + addr + path))
 }
 
 // askPid makes one request to addr and returns the pid the app answered.

@@ -123,14 +123,9 @@ func DefaultDirs() []string {
 // Choose waits for its probes with exec.Cmd.Wait: call it before gm2-init
 // starts reaping with wait4(-1).
 func Choose(ctx context.Context, existing string, command []string, dirs []string) Choice {
-	node := findNode(command)
+	node := FindNode(command)
 	if node == "" {
-		return Choice{
-			NodeOptions: NodeOptions(existing),
-			Mode:        ModeImport,
-			Reason:      "no node on PATH to probe; the data: URL is added unprobed",
-			existing:    existing,
-		}
+		return importChoice(existing, "", "", "no node on PATH to probe; the data: URL is added unprobed")
 	}
 	var why []error
 	for _, dir := range dirs {
@@ -152,17 +147,13 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 	reason := "no --require file: " + reasonLine(errors.Join(why...).Error())
 	v, err := Probe(ctx, node, ImportOption())
 	if err == nil {
-		return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: v, Reason: reason, existing: existing}
+		return importChoice(existing, node, v, reason)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if timedOut(err) {
 		// A node too slow to answer (a throttled container) says nothing
 		// about its version: keep the data: URL every supported Node takes,
 		// rather than turn the preload off and break listen(PORT).
-		return Choice{
-			NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node,
-			Reason:   reason + "; probe of " + node + " timed out; the data: URL is added unprobed",
-			existing: existing,
-		}
+		return importChoice(existing, node, "", reason+"; probe of "+node+" timed out; the data: URL is added unprobed")
 	}
 	// node's own refusal first: the directories' errors may be long, and
 	// the reason is clipped.
@@ -190,7 +181,7 @@ func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error)
 	if err == nil && majorOf(v) < testedMajor {
 		v, err = ProbeLoad(ctx, node, opt)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if timedOut(err) {
 		// As for the data: URL: a node too slow to answer says nothing
 		// about the file, and every Node since 8 takes --require.
 		v, err, reason = "", nil, "probe of "+node+" timed out; the --require file is added unprobed"
@@ -211,8 +202,21 @@ func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error)
 	}, nil
 }
 
-// findNode returns the node that will run the workers, or "".
-func findNode(command []string) string {
+// importChoice is the choice of the data: URL.
+func importChoice(existing, node, version, reason string) Choice {
+	return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: version, Reason: reason, existing: existing}
+}
+
+// timedOut tells a probe that ran out of time, which says nothing about
+// what node accepts, from node's refusal.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// FindNode returns the node that will run the workers of command, the one
+// Choose probes: command[0] when it is named node or nodejs, else the node
+// on PATH; "" when there is none.
+func FindNode(command []string) string {
 	if len(command) > 0 {
 		if b := filepath.Base(command[0]); b == "node" || b == "nodejs" {
 			if p, err := exec.LookPath(command[0]); err == nil {

@@ -45,16 +45,24 @@ func fakeNodeScript(t *testing.T, real, first, refuse, version, loadErr string) 
 
 const userOptions = "--max-old-space-size=100"
 
+// unquotableDir returns a new directory whose path NODE_OPTIONS cannot carry
+// (it holds a space): WriteFile takes a file there, RequireOption refuses it.
+func unquotableDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "with space")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestChooseFile: a --require file in the first directory that takes it;
 // the real node is only asked its version.
 func TestChooseFile(t *testing.T) {
 	real := nodePath(t)
 	t.Parallel()
 	ctx := ctxWithLimit(t)
-	bad := filepath.Join(t.TempDir(), "with space")
-	if err := os.Mkdir(bad, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bad := unquotableDir(t)
 	dir := t.TempDir()
 	c := Choose(ctx, userOptions, []string{real, "app.js"}, []string{filepath.Join(dir, "missing"), bad, dir})
 	defer c.Cleanup()
@@ -87,10 +95,7 @@ func TestChooseImport(t *testing.T) {
 	real := nodePath(t)
 	t.Parallel()
 	ctx := ctxWithLimit(t)
-	bad := filepath.Join(t.TempDir(), "with space")
-	if err := os.Mkdir(bad, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bad := unquotableDir(t)
 	missing := filepath.Join(t.TempDir(), "missing")
 	c := Choose(ctx, userOptions, []string{real, "app.js"}, []string{missing, bad})
 	defer c.Cleanup()

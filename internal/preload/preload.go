@@ -253,11 +253,11 @@ func ExpandImport(env []string) []string {
 // the file's path and a cleanup that removes the directory.
 //
 // The directory is 0755 and the file 0444, owned by gm2-init: nobody else
-// can change them (a parent that every user may write to must be sticky, as
-// /tmp and /dev/shm are: safeParent), and
-// every uid can read them, because entrypoints often drop privileges before
-// starting node (gosu, su-exec, setpriv); a node that cannot read its
-// --require file refuses to start. The content is public anyway.
+// can change them (a parent that every user may write to must be sticky,
+// as /tmp and /dev/shm are: safeParent), and every uid can read them,
+// because entrypoints often drop privileges before starting node (gosu,
+// su-exec, setpriv); a node that cannot read its --require file refuses to
+// start. The content is public anyway.
 func WriteFile(dir string) (string, func(), error) {
 	if err := safeParent(dir); err != nil {
 		return "", nil, fmt.Errorf("preload: %w", err)
