@@ -162,7 +162,10 @@ func dial(dirs []string) (*net.UnixConn, error) {
 			}
 			continue
 		}
-		c, err := net.DialTimeout("unix", path, 2*time.Second)
+		// A connect to a unix socket never waits (a full backlog is
+		// EAGAIN), so it needs no timeout; DialUnix, unlike net.Dial,
+		// does not link net's name resolver.
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 		if err != nil {
 			if isRefused(err) {
 				refused = append(refused, permissionError(dir))
@@ -173,13 +176,12 @@ func dial(dirs []string) (*net.UnixConn, error) {
 			}
 			continue
 		}
-		uc := c.(*net.UnixConn)
-		if err := verifyServer(uc, dir); err != nil {
-			uc.Close()
+		if err := verifyServer(c, dir); err != nil {
+			c.Close()
 			others = append(others, fmt.Errorf("%s: %w", path, err))
 			continue
 		}
-		return uc, nil
+		return c, nil
 	}
 	switch {
 	case len(refused) > 0:

@@ -172,10 +172,9 @@ func listenIn(base, key string) (*net.UnixListener, string, error) {
 	if _, err := os.Lstat(path); err == nil {
 		// Live (another gm2-init here) or stale (a gm2-init that was
 		// killed): only a stale one may be removed.
-		c, err := net.DialTimeout("unix", path, time.Second)
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 		if err == nil {
-			uc := c.(*net.UnixConn)
-			cred, _ := peerCred(uc)
+			cred, _ := peerCred(c)
 			c.Close()
 			pid := int32(0)
 			if cred != nil {

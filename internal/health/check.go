@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // defaultCheckTimeout bounds Check when the caller gives no timeout: a
@@ -59,8 +61,11 @@ func Check(ctx context.Context, addr, path string, timeout time.Duration) error 
 // line, the header fields and, on failure, the first line of the body, all
 // bounded. url is target's URL, for the errors.
 func fetch(ctx context.Context, host, target, url string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", host)
+	ta, err := sockets.StdlibTCPAddr(host)
+	if err != nil {
+		return fmt.Errorf("health check %s: %w", url, err)
+	}
+	conn, err := sockets.DialTCP(ctx, ta)
 	if err != nil {
 		return fmt.Errorf("health check %s: %w", url, err)
 	}

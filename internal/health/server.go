@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -160,7 +161,11 @@ func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cf
 	if src == nil {
 		return nil, errors.New("health: nil Source")
 	}
-	ln, err := net.Listen("tcp", addr)
+	ta, err := sockets.StdlibTCPAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("bind health address %s: %w", addr, err)
+	}
+	ln, err := net.ListenTCP("tcp", ta)
 	if err != nil {
 		return nil, fmt.Errorf("bind health address %s: %w", addr, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -275,7 +274,7 @@ func removeStale(s Spec) error {
 	// permission error all mean that it may well be alive.
 	alive := fmt.Errorf("%s is in use by another process (a live socket); refusing to remove it", s.Addr)
 	for _, network := range []string{"unix", "unixgram"} {
-		c, err := net.DialTimeout(network, s.Addr, time.Second)
+		c, err := net.DialUnix(network, nil, &net.UnixAddr{Name: s.Addr, Net: network})
 		switch {
 		case err == nil:
 			c.Close()

@@ -108,6 +108,33 @@ func StdlibTCP(addr string) (Spec, error) {
 	return Spec{Network: TCP, Addr: net.JoinHostPort(host, strconv.Itoa(n)), Raw: addr, Name: "health"}, nil
 }
 
+// StdlibTCPAddr is the address net.Listen("tcp", addr) binds for the
+// forms StdlibTCP takes, as the *net.TCPAddr that net.ListenTCP binds and
+// DialTCP reaches: a nil IP for every wildcard, 127.0.0.1 for localhost.
+// gm2-init binds and probes its health address through it rather than
+// net.Listen and net.Dial, whose string addresses link net's name
+// resolver, about 250 kB of the binary, for names it never looks up:
+// config refuses every host name but localhost.
+func StdlibTCPAddr(addr string) (*net.TCPAddr, error) {
+	s, err := StdlibTCP(addr)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %s: %w", quote(addr), err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("address %s: port %s is not a number", quote(addr), quote(port))
+	}
+	ta := &net.TCPAddr{Port: n}
+	if host != "" {
+		ta.IP = net.ParseIP(host)
+	}
+	return ta, nil
+}
+
 // Same tells whether two specs name the very same socket (same network,
 // family and address): two apps of a process file that name it share one
 // socket, as two PM2 cluster apps on one port share their master's handle.
