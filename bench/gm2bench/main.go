@@ -73,7 +73,7 @@ func params(quick bool) Params {
 		IdleRounds: 3, IdleSettle: 12, IdleWindow: 60,
 		DataRounds: 6, DataDur: 5, DataWarm: 5, DataKAConn: 64, DataNCConn: 32,
 		PairRounds: 40, PairDur: 1,
-		StartRounds: 10,
+		StartRounds: 20,
 		ReapRounds:  3, ReapTotal: 100000, ReapBatch: 10000,
 		ScaleRounds: 3, ScaleNs: []int{1, 8, 64},
 		ReloadRounds: 1, ReloadCount: 20, ReloadClients: 20,
