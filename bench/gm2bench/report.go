@@ -237,11 +237,11 @@ func footprintSection(b *strings.Builder, f *FootprintResult, r *Results) []targ
 	size := float64(f.Sizes["gm2-init"])
 	ts := []target{
 		{what: "binary ≤ 6.5 MB (static, stripped)", measured: fmt.Sprintf("%s bytes (%.2f MB)", commas(size, 0), size/1e6), met: size <= targetBinaryBytes},
-		{what: "init RSS ≤ 8 MiB, idle with 2 workers", measured: fmt.Sprintf("%s kB (%.2f MiB)", cell(gRSS, 0), gRSS.Max/1024), met: gRSS.Max <= targetRSSKB},
+		{what: "init RSS ≤ 8 MiB, idle with 2 workers", measured: fmt.Sprintf("%s kB (max %.2f MiB)", cell(gRSS, 0), gRSS.Max/1024), met: gRSS.Max <= targetRSSKB},
 	}
 	if len(after) > 0 {
 		s := summarize(after)
-		ts = append(ts, target{what: fmt.Sprintf("init RSS ≤ 8 MiB in steady state (after %d probe and scrape requests)", 4*probeRounds), measured: fmt.Sprintf("%s kB (%.2f MiB)", cell(s, 0), s.Max/1024), met: s.Max <= targetRSSKB})
+		ts = append(ts, target{what: fmt.Sprintf("init RSS ≤ 8 MiB in steady state (after %d probe and scrape requests)", 4*probeRounds), measured: fmt.Sprintf("%s kB (max %.2f MiB: every round must meet it)", cell(s, 0), s.Max/1024), met: s.Max <= targetRSSKB})
 	}
 
 	w("## 2. Idle cost\n\n")
