@@ -121,21 +121,22 @@ func TestDialTCPWaitEndsWithContext(t *testing.T) {
 			held = append(held, c)
 			continue
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("connect %d to a full queue: %v, want os.ErrDeadlineExceeded", i+1, err)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("connect %d to a full queue: %v, want os.ErrDeadlineExceeded and context.DeadlineExceeded", i+1, err)
 		}
 		if !strings.HasPrefix(err.Error(), "dial tcp "+addr.String()+": ") {
 			t.Errorf("error %q does not name the address", err)
 		}
-		// The same wait ends on a cancel with no deadline.
+		// The same wait ends on a cancel with no deadline, during the wait.
 		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
 		done := make(chan error, 1)
 		go func() { _, err := DialTCP(ctx, addr); done <- err }()
-		cancel()
+		time.AfterFunc(50*time.Millisecond, cancel)
 		select {
 		case err := <-done:
-			if err == nil {
-				t.Fatal("DialTCP succeeded after its context was canceled")
+			if !errors.Is(err, context.Canceled) || err.Error() != "dial tcp "+addr.String()+": context canceled" {
+				t.Fatalf("DialTCP canceled while it waits: %v, want context.Canceled", err)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("DialTCP did not return within 10 s of its context's cancel")
