@@ -42,8 +42,7 @@ func TestBinarySizeBudget(t *testing.T) {
 			}
 		}
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gm2-init")
+	bin := filepath.Join(t.TempDir(), "gm2-init")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -337,6 +337,20 @@ func readAnswer(c net.Conn, limit time.Duration) (string, error) {
 	return strings.TrimSpace(body), err
 }
 
+// waitQueue polls the accept queue of the app's port (/metrics; the
+// kernel sends no event for it) until done holds for its length, for at
+// most nodeTimeout.
+func (z *zc) waitQueue(what string, done func(n int) bool) {
+	z.t.Helper()
+	deadline := time.Now().Add(nodeTimeout)
+	for n := z.queueLength(z.port); !done(n); n = z.queueLength(z.port) {
+		if time.Now().After(deadline) {
+			z.t.Fatalf("queue of port %d: %d connections after %v, waiting for %s", z.port, n, nodeTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // get makes one request on a new connection.
 func (z *zc) get(addr, path string) (int, string, error) {
 	return responseOf(z.client.Get("http://" + addr + path))
@@ -747,13 +761,7 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 	// answer on a connection B accepted just before it stopped, and then
 	// opens no new one.
 	queued := z.queueRequests(t, 2)
-	deadline := time.Now().Add(nodeTimeout)
-	for z.queueLength(z.port) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection waits in the queue of port %d", z.port)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	z.waitQueue("2 connections waiting", func(n int) bool { return n >= 2 })
 	from := len(z.in.Lines())
 	syscall.Kill(a.host, syscall.SIGKILL)
 	if l, _ := z.in.WaitLog(nodeTimeout, from, "worker exited", func(l logLine) bool { return l.Int("pid") == a.ns }); l.Str("status") != "killed by SIGKILL" {
@@ -769,12 +777,7 @@ func TestZeroConfigKillKeepsQueue(t *testing.T) {
 			t.Errorf("queued request %d: %q, %v; want the answer of the replacement %d", i, body, err, ready.Int("pid"))
 		}
 	}
-	for n := z.queueLength(z.port); n > 0; n = z.queueLength(z.port) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still wait in the queue of port %d with the replacement serving", n, z.port)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	z.waitQueue("the replacement serving it down to 0", func(n int) bool { return n == 0 })
 	// B continues: what it had accepted is answered (the load's timeout is
 	// far away), and the load goes on with both workers.
 	syscall.Kill(-b.host, syscall.SIGCONT)

@@ -58,14 +58,14 @@ func (c Choice) WorkerEnv() []string {
 	case c.Mode == ModeImport:
 		env := []string{EnvImport + "=1"}
 		if c.existing != "" {
-			env = append(env, "NODE_OPTIONS="+c.existing)
+			env = append(env, envNodeOptions+c.existing)
 		}
 		return env
 	}
 	if c.Mode == ModeRequire && c.File != "" {
-		return []string{"NODE_OPTIONS=" + c.NodeOptions, EnvFile + "=" + c.File}
+		return []string{envNodeOptions + c.NodeOptions, EnvFile + "=" + c.File}
 	}
-	return []string{"NODE_OPTIONS=" + c.NodeOptions}
+	return []string{envNodeOptions + c.NodeOptions}
 }
 
 // Cleanup removes the file of ModeRequire; it does nothing otherwise.

@@ -220,6 +220,15 @@ func AppendOption(existing, opt string) string {
 	return existing + " " + opt
 }
 
+// removeOption returns existing without the token opt, AppendOption's
+// inverse.
+func removeOption(existing, opt string) string {
+	return strings.TrimSpace(strings.ReplaceAll(" "+existing+" ", " "+strings.TrimSpace(opt)+" ", " "))
+}
+
+// envNodeOptions is the NODE_OPTIONS entry's prefix in an environment.
+const envNodeOptions = "NODE_OPTIONS="
+
 // NodeOptions returns existing NODE_OPTIONS extended with ImportOption, the
 // variant that needs no file.
 func NodeOptions(existing string) string {
@@ -230,15 +239,14 @@ func NodeOptions(existing string) string {
 // without it and with NODE_OPTIONS extended by ImportOption (NodeOptions);
 // otherwise env itself.
 func ExpandImport(env []string) []string {
-	const nodeKey = "NODE_OPTIONS="
 	imported, existing := false, ""
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		switch {
 		case strings.HasPrefix(kv, EnvImport+"="):
 			imported = true
-		case strings.HasPrefix(kv, nodeKey):
-			existing = kv[len(nodeKey):]
+		case strings.HasPrefix(kv, envNodeOptions):
+			existing = kv[len(envNodeOptions):]
 		default:
 			out = append(out, kv)
 		}
@@ -246,7 +254,7 @@ func ExpandImport(env []string) []string {
 	if !imported {
 		return env
 	}
-	return append(out, nodeKey+NodeOptions(existing))
+	return append(out, envNodeOptions+NodeOptions(existing))
 }
 
 // WriteFile writes the preload into a new directory below dir and returns
@@ -339,7 +347,7 @@ func probe(ctx context.Context, node, opt string, args ...string) (string, error
 		EnvListeners, EnvReportFD, "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID",
 		"NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_OPTIONS",
 	}
-	cmd.Env = append(dropEnv(os.Environ(), drop), "NODE_OPTIONS="+opt)
+	cmd.Env = append(dropEnv(os.Environ(), drop), envNodeOptions+opt)
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = 4096, 4096
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

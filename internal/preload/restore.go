@@ -50,10 +50,9 @@ func RestoreFile(env []string) []string {
 	if oerr != nil {
 		return out
 	}
-	const nodeKey = "NODE_OPTIONS="
 	for i, kv := range out {
-		if v, ok := strings.CutPrefix(kv, nodeKey); ok {
-			out[i] = nodeKey + strings.TrimSpace(strings.ReplaceAll(" "+v+" ", " "+opt+" ", " "))
+		if v, ok := strings.CutPrefix(kv, envNodeOptions); ok {
+			out[i] = envNodeOptions + removeOption(v, opt)
 		}
 	}
 	return out

@@ -58,11 +58,9 @@ func awaitConnect(ctx context.Context, f *os.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		if err := f.SetWriteDeadline(dl); err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-	}
+	// ctx ends the wait, its deadline and a cancel alike: a deadline in
+	// the past wakes the poller. ctx is done by then, so the error below
+	// is always ctx's.
 	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stop()
 	rc, err := f.SyscallConn()
@@ -87,13 +85,7 @@ func awaitConnect(ctx context.Context, f *os.File) error {
 		return err == nil
 	})
 	if werr != nil {
-		cerr := ctx.Err()
-		if dl, ok := ctx.Deadline(); ok && cerr == nil && errors.Is(werr, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
-			// The poller's deadline is ctx's, and can fire before ctx's own
-			// timer marks ctx done.
-			cerr = context.DeadlineExceeded
-		}
-		if cerr != nil {
+		if cerr := ctx.Err(); cerr != nil {
 			return &endedError{ctx: cerr, wait: werr}
 		}
 		return werr

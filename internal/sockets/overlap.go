@@ -88,24 +88,11 @@ func meet(x, y net.IP) bool {
 //
 // addr is HOST:PORT with HOST empty, an IP address or localhost.
 func StdlibTCP(addr string) (Spec, error) {
-	host, port, err := net.SplitHostPort(addr)
+	host, _, port, err := stdlibHostPort(addr)
 	if err != nil {
-		return Spec{}, fmt.Errorf("address %s: %w", quote(addr), err)
+		return Spec{}, err
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return Spec{}, fmt.Errorf("address %s: port %s is not a number from 0 to 65535", quote(addr), quote(port))
-	}
-	switch ip := net.ParseIP(host); {
-	case host == "localhost":
-		host = "127.0.0.1"
-	case host == "":
-	case ip == nil:
-		return Spec{}, fmt.Errorf("address %s: host %s is not an IP address or localhost", quote(addr), quote(host))
-	case ip.IsUnspecified():
-		host = ""
-	}
-	return Spec{Network: TCP, Addr: net.JoinHostPort(host, strconv.Itoa(n)), Raw: addr, Name: "health"}, nil
+	return Spec{Network: TCP, Addr: net.JoinHostPort(host, strconv.Itoa(port)), Raw: addr, Name: "health"}, nil
 }
 
 // StdlibTCPAddr is the address net.Listen("tcp", addr) binds for the
@@ -113,26 +100,41 @@ func StdlibTCP(addr string) (Spec, error) {
 // DialTCP reaches: a nil IP for every wildcard, 127.0.0.1 for localhost.
 // gm2-init binds and probes its health address through it rather than
 // net.Listen and net.Dial, whose string addresses link net's name
-// resolver, about 250 kB of the binary, for names it never looks up:
+// resolver, about 190 kB of the binary, for names it never looks up:
 // config refuses every host name but localhost.
 func StdlibTCPAddr(addr string) (*net.TCPAddr, error) {
-	s, err := StdlibTCP(addr)
+	_, ip, port, err := stdlibHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	host, port, err := net.SplitHostPort(s.Addr)
+	return &net.TCPAddr{IP: ip, Port: port}, nil
+}
+
+// stdlibHostPort reads addr for StdlibTCP and StdlibTCPAddr: the host as
+// net.Listen binds it ("" for every wildcard, 127.0.0.1 for localhost), its
+// IP (nil for a wildcard) and the port.
+func stdlibHostPort(addr string) (host string, ip net.IP, port int, err error) {
+	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("address %s: %w", quote(addr), err)
+		return "", nil, 0, fmt.Errorf("address %s: %w", quote(addr), err)
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, fmt.Errorf("address %s: port %s is not a number", quote(addr), quote(port))
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", nil, 0, fmt.Errorf("address %s: port %s is not a number from 0 to 65535", quote(addr), quote(p))
 	}
-	ta := &net.TCPAddr{Port: n}
-	if host != "" {
-		ta.IP = net.ParseIP(host)
+	if host == "localhost" {
+		host = "127.0.0.1"
 	}
-	return ta, nil
+	if host == "" {
+		return "", nil, port, nil
+	}
+	switch ip = net.ParseIP(host); {
+	case ip == nil:
+		return "", nil, 0, fmt.Errorf("address %s: host %s is not an IP address or localhost", quote(addr), quote(host))
+	case ip.IsUnspecified():
+		return "", nil, port, nil
+	}
+	return host, ip, port, nil
 }
 
 // Same tells whether two specs name the very same socket (same network,
