@@ -831,7 +831,7 @@ func TestReadmeDesignNotesCommands(t *testing.T) {
 
 	t.Run("spawn", func(t *testing.T) {
 		t.Parallel()
-		for _, line := range []string{"go test -short ./internal/spawn", "go test -cover ./internal/spawn"} {
+		for _, line := range []string{"go test -short ./internal/spawn", "go test -short -cover ./internal/spawn", "go test -cover ./internal/spawn"} {
 			out := run(t, "..", readmeLine(t, line))
 			if !strings.HasPrefix(out, "ok ") {
 				t.Errorf("%s: %q", line, out)

@@ -315,6 +315,7 @@ var readmeInventory = []readmeCommand{
 	{text: "gm2-init --wait-ready true", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -short ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -cover ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
+	{text: "go test -short -cover ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go tool nm -size", note: "a measuring tool named with its flags; it needs a binary as operand"},
 	{text: "gm2-init status|reload|scale", note: "synopsis in the layout table"},
 }

@@ -14,8 +14,11 @@
 // interfaces, System (start a worker, signal its process tree, look at
 // /proc) and Clock (now, timers). The real ones are in system.go; the unit
 // tests drive the same code with a fake clock and fake processes, one event
-// at a time, and check the invariants below after every event. Nothing in
-// the decisions sleeps or reads the wall clock directly.
+// at a time, and check the invariants below after every event; the loop
+// tests run Run itself over the same fakes, with events arriving
+// concurrently through its channels. Nothing in the decisions sleeps or
+// reads the wall clock directly; only the final sweep, after the loop has
+// ended, waits on Go's own timers.
 //
 // # Vocabulary
 //

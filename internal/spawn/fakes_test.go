@@ -160,12 +160,19 @@ type fakeSystem struct {
 	// reports.
 	others      map[syscall.Signal]int
 	othersAlive bool
+	// all counts SignalAll calls by signal (0 included); allAlive is
+	// whether any process is left for the sweep, until it gets allDieOn.
+	all      map[syscall.Signal]int
+	allAlive bool
+	allDieOn syscall.Signal
+	// onStart, when set, hears of every start (from the loop).
+	onStart func(pid int)
 	// node makes every new worker run node.
 	node bool
 }
 
 func newFakeSystem() *fakeSystem {
-	return &fakeSystem{nextPid: 100, procs: map[int]*fakeProc{}, ancestors: map[int]int{}, others: map[syscall.Signal]int{}}
+	return &fakeSystem{nextPid: 100, procs: map[int]*fakeProc{}, ancestors: map[int]int{}, others: map[syscall.Signal]int{}, all: map[syscall.Signal]int{}}
 }
 
 func (f *fakeSystem) Start(spec *StartSpec) (Proc, error) {
@@ -180,6 +187,9 @@ func (f *fakeSystem) Start(spec *StartSpec) (Proc, error) {
 	p := &fakeProc{pid: f.nextPid, spec: spec, node: f.node}
 	f.procs[p.pid] = p
 	f.order = append(f.order, p)
+	if f.onStart != nil {
+		f.onStart(p.pid)
+	}
 	return p, nil
 }
 
@@ -203,6 +213,14 @@ func (f *fakeSystem) WorkerOf(pid int, isWorker func(int) bool) (int, bool) {
 func (f *fakeSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 	f.others[sig]++
 	return f.othersAlive
+}
+func (f *fakeSystem) SignalAll(sig syscall.Signal) bool {
+	f.all[sig]++
+	alive := f.allAlive
+	if sig != 0 && sig == f.allDieOn {
+		f.allAlive = false
+	}
+	return alive
 }
 func (f *fakeSystem) Memory(pr Proc) (int64, error) { return pr.(*fakeProc).memory, nil }
 func (f *fakeSystem) CheckPorts(pr Proc, passed []*sockets.Listener) PortCheck {
@@ -254,6 +272,14 @@ func testApp(name string, n int) App {
 // newHarness builds a supervisor over fakes and starts it (Begin).
 func newHarness(t *testing.T, opt Options) *harness {
 	t.Helper()
+	h := buildHarness(t, opt)
+	h.s.Begin()
+	return h
+}
+
+// buildHarness builds a supervisor over fakes; nothing is started yet.
+func buildHarness(t *testing.T, opt Options) *harness {
+	t.Helper()
 	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}}
 	h.sys.h = h
 	h.clk = &fakeClock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
@@ -268,7 +294,6 @@ func newHarness(t *testing.T, opt Options) *harness {
 	}
 	h.s = New(opt)
 	h.s.afterEvent = h.check
-	h.s.Begin()
 	return h
 }
 
@@ -368,6 +393,14 @@ func (h *harness) preload(pid int, kind string, fd int) {
 	h.t.Helper()
 	w := h.worker(pid)
 	h.event(func() { h.s.onPreload(w, preload.Event{Kind: kind, FD: fd, Pid: pid}) })
+}
+
+// shared is the preload's line for a server of pid listening on the
+// socket shared on demand with registry id.
+func (h *harness) shared(pid, id int) {
+	h.t.Helper()
+	w := h.worker(pid)
+	h.event(func() { h.s.onPreload(w, preload.Event{Kind: preload.KindShared, ID: id, Pid: pid}) })
 }
 
 func (h *harness) nodeReady(pid int) {
@@ -538,7 +571,7 @@ func (h *harness) check() {
 			next[sl] = view
 			// (A fork-mode app shares nothing: its reload stops the worker
 			// before it starts the next one, as PM2's fork mode does.)
-			if old, ok := h.prev[sl]; ok && old.ready && old.current != sl.current && !s.down.active && !sl.retiring && !h.exits[old.current.pid] && a.spec.ExecMode != appspec.Fork {
+			if old, ok := h.prev[sl]; ok && old.ready && old.current != sl.current && !s.down.active && !sl.retiring && !h.exited(old.current.pid) && a.spec.ExecMode != appspec.Fork {
 				switch nw := sl.current; {
 				case nw == nil || nw.state != status.Ready:
 					t.Errorf("invariant 4: %s lost its ready worker %d without a ready replacement", where, old.current.pid)
@@ -554,6 +587,13 @@ func (h *harness) check() {
 		}
 	}
 	h.prev = next
+}
+
+// exited tells whether pid exited in the current event (harness.exit), or
+// has exited at all (a batch sent through Run's channel: loopRun).
+func (h *harness) exited(pid int) bool {
+	p := h.sys.procs[pid]
+	return h.exits[pid] || p != nil && p.exited
 }
 
 // env returns the value of key in a started worker's environment.

@@ -2,104 +2,142 @@ package spawn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/reaper"
 	"github.com/gm2-init/gm2-init/internal/status"
-	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
-// TestMain lets the test binary stand in for gm2-init's own executable:
-// workers are started through the ExecArg re-exec, as in production.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ExecArg {
-		os.Exit(ExecMain(os.Args[2:]))
-	}
-	if f := os.Getenv("GM2_TEST_ESCAPE"); f != "" {
-		escapeWorker(f)
-	}
-	os.Exit(m.Run())
-}
+// These tests run the real Run loop in its goroutine, over the fakes: what
+// the harness tests call directly (onSignal, onExits, the timers) arrives
+// here through Run's channels and the public methods, concurrently, as in
+// production (run them with -race). No process is started.
 
-// running is a Supervisor whose Run loop supervises real `sleep` workers,
-// with a real reaper.
-type running struct {
-	*Supervisor
+// loopRun is a Supervisor over the fakes whose Run loop is running.
+type loopRun struct {
+	t      *testing.T
+	h      *harness
+	s      *Supervisor
 	sigs   chan os.Signal
+	exits  chan []reaper.Exit
 	result chan int
 }
 
-func startSupervisor(t *testing.T, n int) *running {
+func startLoop(t *testing.T, opt Options) *loopRun {
 	t.Helper()
-	return startSupervisorWith(t, n, nil)
-}
-
-func startSupervisorWith(t *testing.T, n int, sock *notify.Socket) *running {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sleep := testtool.Require(t, "sleep", "Debian package coreutils")
-	a := testApp("sleep", n)
-	a.Path, a.Command = sleep, []string{"sleep", "60"}
-	a.KillTimeout, a.MinUptime = 5*time.Second, 20*time.Millisecond
-	s := New(Options{Apps: []App{a}, Env: os.Environ(), System: NewSystem(self, "/proc"), Notify: sock, Log: zerolog.Nop()})
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	stop := make(chan struct{})
-	exits := make(chan []reaper.Exit, 16)
-	reaped := make(chan struct{})
-	go func() { reaper.Run(stop, sigchld, time.Second, exits); close(reaped) }()
-	r := &running{Supervisor: s, sigs: make(chan os.Signal, 4), result: make(chan int, 1)}
-	go func() { r.result <- s.Run(r.sigs, exits) }()
+	h := buildHarness(t, opt)
+	r := &loopRun{t: t, h: h, s: h.s, sigs: make(chan os.Signal, 4), exits: make(chan []reaper.Exit, 4), result: make(chan int, 1)}
+	go func() { r.result <- h.s.Run(r.sigs, r.exits) }()
 	t.Cleanup(func() {
-		r.sigs <- syscall.SIGTERM
 		select {
-		case <-r.result:
-		case <-time.After(30 * time.Second):
-			t.Error("supervisor did not stop within 30 s of SIGTERM")
+		case <-h.s.done:
+			return
+		default:
 		}
-		close(stop)
-		<-reaped
-		signal.Stop(sigchld)
+		// Stop it the way the tests do: TERM, then every worker exits.
+		r.sigs <- unix.SIGTERM
+		r.eventually("the shutdown stops every worker", func() bool { return h.s.down.stopping })
+		r.do(func() {
+			var pids []int
+			for pid := range h.s.byPid {
+				pids = append(pids, pid)
+			}
+			r.exitInLoop(0, pids...)
+		})
+		r.wait()
 	})
 	return r
 }
 
-// waitSnapshot polls Snapshot until ok holds; each poll is a round trip
-// through the loop, so it waits on the loop's events, bounded.
-func waitSnapshot(t *testing.T, s *Supervisor, what string, ok func(*status.Snapshot) bool) *status.Snapshot {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		snap := s.Snapshot()
-		if ok(snap) {
-			return snap
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20 s; last snapshot %+v", what, snap)
-		}
-		time.Sleep(5 * time.Millisecond)
+// do runs fn in the loop, as one event, and returns once it ran. fn may use
+// the harness's helpers; the fakes are only touched from the loop.
+func (r *loopRun) do(fn func()) {
+	r.t.Helper()
+	if err := r.s.call(func() error { r.h.event(fn); return nil }); err != nil {
+		r.t.Fatalf("loop: %v", err)
 	}
 }
 
-// TestSnapshotIsCurrent: snapshots are built on demand, yet a reader never
-// gets one older than an event the loop applied before its call, while other
-// readers hammer Snapshot concurrently (run with -race).
+// eventually runs cond in the loop until it holds. Run picks among its
+// channels at random, so a signal or a batch sent just before may be
+// handled after the next round trip, but not after many.
+func (r *loopRun) eventually(what string, cond func() bool) {
+	r.t.Helper()
+	for range 1000 {
+		ok := false
+		r.do(func() { ok = cond() })
+		if ok {
+			return
+		}
+	}
+	r.t.Fatalf("%s: not after 1000 round trips through the loop", what)
+}
+
+// exitInLoop is harness.exit for a batch that arrives through Run's exits
+// channel instead: the fakes learn of it in the loop, the batch is sent
+// from there (the channel is buffered).
+func (r *loopRun) exitInLoop(code int, pids ...int) {
+	var batch []reaper.Exit
+	for _, pid := range pids {
+		batch = append(batch, reaper.Exit{Pid: pid, Status: unix.WaitStatus(code << 8)})
+		if p := r.h.sys.procs[pid]; p != nil {
+			p.exited = true
+		}
+	}
+	r.exits <- batch
+}
+
+// wait returns Run's exit status.
+func (r *loopRun) wait() int {
+	r.t.Helper()
+	select {
+	case code := <-r.result:
+		return code
+	case <-time.After(20 * time.Second):
+		r.t.Fatal("Run did not return within 20 s")
+		return -1
+	}
+}
+
+// pids returns the current workers of the first app, by slot.
+func (r *loopRun) pids() []int {
+	var out []int
+	r.do(func() {
+		for _, sl := range r.s.apps[0].slots {
+			if sl.current != nil {
+				out = append(out, sl.current.pid)
+			}
+		}
+	})
+	return out
+}
+
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestSnapshotIsCurrent: snapshots are built on demand, yet a reader that
+// saw an event's effect never gets a snapshot from before it, while other
+// readers hammer Snapshot concurrently.
 func TestSnapshotIsCurrent(t *testing.T) {
-	skipShort(t)
-	r := startSupervisor(t, 2)
+	r := startLoop(t, Options{Apps: []App{testApp("web", 2)}})
+	started := make(chan int, 16)
+	r.do(func() {
+		r.h.sys.onStart = func(pid int) { started <- pid }
+		r.h.startAll()
+	})
 	stopReaders := make(chan struct{})
 	var readers sync.WaitGroup
 	for range 4 {
@@ -112,7 +150,7 @@ func TestSnapshotIsCurrent(t *testing.T) {
 					return
 				default:
 				}
-				if r.Snapshot() == nil {
+				if r.s.Snapshot() == nil {
 					t.Error("nil snapshot")
 					return
 				}
@@ -121,109 +159,281 @@ func TestSnapshotIsCurrent(t *testing.T) {
 	}
 	defer func() { close(stopReaders); readers.Wait() }()
 
-	waitSnapshot(t, r.Supervisor, "2 workers ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 2 })
+	if n := r.s.Snapshot().ReadyWorkers(); n != 2 {
+		t.Fatalf("%d workers ready after the start, want 2", n)
+	}
 	for want := 3; want <= 5; want++ {
-		r.sigs <- syscall.SIGTTIN
-		// Ping returns once the loop has handled everything sent before
-		// it, the signal included.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := r.Ping(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
+		r.sigs <- unix.SIGTTIN
+		// The new slot's worker starting is the effect the test sees,
+		// without a round trip through the loop.
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatal("SIGTTIN started no worker within 20 s")
 		}
-		if snap := r.Snapshot(); snap.Instances != want || len(snap.Slots) != want {
+		if snap := r.s.Snapshot(); snap.Instances != want || len(snap.Slots) != want {
 			t.Fatalf("after SIGTTIN: %d instances, %d slots; want %d", snap.Instances, len(snap.Slots), want)
 		}
+	}
+	// A crash, and the restart after its backoff.
+	victim := r.pids()[0]
+	r.do(func() { r.exitInLoop(1, victim) })
+	r.eventually("the crash is handled", func() bool { return r.s.byPid[victim] == nil })
+	r.do(func() { r.h.advance(backoffMin) })
+	snap := r.s.Snapshot()
+	if snap.Counters.Restarts != 1 || snap.Slots[0].Pid == victim {
+		t.Fatalf("after the crash of %d: %d restarts, slot 0 runs %d", victim, snap.Counters.Restarts, snap.Slots[0].Pid)
+	}
+	// Nothing changed: the same snapshot, not a new one.
+	if r.s.Snapshot() != snap {
+		t.Error("a snapshot was rebuilt with nothing changed")
 	}
 }
 
 // TestSnapshotStuckLoop: a reader of a stuck loop gets the last snapshot
-// instead of hanging, later readers do not queue behind the stuck loop, and
-// the first round trip after the loop recovers brings the snapshot up to
-// date again.
+// instead of hanging, later readers do not queue behind the stuck loop (nor
+// does /livez's Ping, bounded by its context), and the first round trip
+// after the loop recovers brings the snapshot up to date again.
 func TestSnapshotStuckLoop(t *testing.T) {
-	skipShort(t)
-	r := startSupervisor(t, 1)
-	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
+	r := startLoop(t, Options{Apps: []App{testApp("web", 1)}})
+	r.s.snapshotWait = 10 * time.Millisecond
+	r.do(func() { r.h.startAll() })
 
 	block, entered := make(chan struct{}), make(chan struct{})
-	r.post(func() { close(entered); <-block }) // the loop is stuck in this event
+	r.s.post(func() { close(entered); <-block }) // the loop is stuck in this event
 	<-entered
-	r.sigs <- syscall.SIGTTIN // applied only after it
+	r.sigs <- unix.SIGTTIN // applied only after it
+	unblock := sync.OnceFunc(func() { close(block) })
+	defer unblock()
 
-	got := make(chan *status.Snapshot, 1)
-	go func() { got <- r.Snapshot() }()
-	select {
-	case snap := <-got:
-		if snap.Instances != 1 {
-			t.Errorf("snapshot of a stuck loop shows %d instances, want the last one (1)", snap.Instances)
-		}
-	case <-time.After(10 * time.Second):
-		close(block)
-		t.Fatal("Snapshot hung on a stuck loop")
+	if snap := r.s.Snapshot(); snap.Instances != 1 {
+		t.Errorf("snapshot of a stuck loop shows %d instances, want the last one (1)", snap.Instances)
 	}
-	if !r.stuck.Load() {
+	if !r.s.stuck.Load() {
 		t.Error("an unanswered round trip did not mark the loop stuck")
 	}
-	go func() { got <- r.Snapshot() }()
-	select {
-	case <-got:
-	case <-time.After(10 * time.Second):
-		close(block)
-		t.Fatal("a second Snapshot hung on a stuck loop")
+	// Known stuck: the next reader does not wait at all.
+	if err := r.s.ask(context.Background(), true); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("a round trip to a loop known to be stuck: %v, want busy at once", err)
+	}
+	if snap := r.s.Snapshot(); snap.Instances != 1 {
+		t.Errorf("second snapshot of a stuck loop shows %d instances", snap.Instances)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	err := r.s.Ping(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping of a stuck loop: %v, want the context's deadline", err)
 	}
 
-	close(block)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.Ping(ctx); err != nil {
+	unblock()
+	if err := r.s.Ping(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
-	if r.stuck.Load() {
+	if r.s.stuck.Load() {
 		t.Error("still marked stuck after an answered ping")
 	}
-	if snap := r.Snapshot(); snap.Instances != 2 {
+	r.eventually("the SIGTTIN sent while stuck is applied", func() bool { return r.s.apps[0].instances() == 2 })
+	if snap := r.s.Snapshot(); snap.Instances != 2 {
 		t.Errorf("after the loop recovered: %d instances, want 2", snap.Instances)
 	}
 }
 
-// The control commands go through the loop and wait for its answer.
+// TestControlCommandsThroughTheLoop: gm2-init scale and reload go through
+// the loop and wait for its answer; reload returns once its pass ended, or
+// when its context ends (the pass goes on).
 func TestControlCommandsThroughTheLoop(t *testing.T) {
-	skipShort(t)
+	r := startLoop(t, Options{Apps: []App{testApp("web", 1)}})
+	r.do(func() { r.h.startAll() })
+	ctx := bounded(t)
+
+	from, to, err := r.s.Scale(ctx, "web", 2, false)
+	if err != nil || from != 1 || to != 2 {
+		t.Fatalf("scale web 2: %d → %d, %v", from, to, err)
+	}
+	if from, to, err = r.s.Scale(ctx, "web", 1, true); err != nil || from != 2 || to != 3 {
+		t.Fatalf("scale web +1: %d → %d, %v", from, to, err)
+	}
+	if _, _, err := r.s.Scale(ctx, "web", 0, false); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("scale web 0: %v", err)
+	}
+	if _, _, err := r.s.Scale(ctx, "nope", 2, false); err == nil || !strings.Contains(err.Error(), `no app named "nope"`) {
+		t.Errorf("scale of an unknown app: %v", err)
+	}
+	r.do(func() { r.h.advance(2 * time.Second) })
+	if n := r.s.Snapshot().ReadyWorkers(); n != 3 {
+		t.Fatalf("%d workers ready after scale +1, want 3", n)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- r.s.Reload(ctx, nil) }()
+	// Drive the pass: replacements pass --min-uptime, the workers they
+	// replaced exit.
+	for pass := 0; ; pass++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if pass == 1000 {
+				t.Fatal("the reload did not end after 1000 steps")
+			}
+			r.do(func() { r.drainAndAdvance() })
+			continue
+		}
+		break
+	}
+	if snap := r.s.Snapshot(); snap.Reload.LastResult != "ok" || snap.Reload.Generation != 1 || snap.ReadyWorkers() != 3 {
+		t.Fatalf("after gm2-init reload: %+v, %d ready", snap.Reload, snap.ReadyWorkers())
+	}
+	if err := r.s.Reload(ctx, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
+		t.Errorf("reload of an unknown app: %v", err)
+	}
+
+	// A caller that stops waiting does not stop the pass.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := r.s.Reload(gone, []string{"web"}); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "the reload goes on") {
+		t.Errorf("reload with an ended context: %v", err)
+	}
+	r.eventually("the abandoned caller's pass ends", func() bool {
+		r.drainAndAdvance()
+		return !r.s.apps[0].reload.inProgress && r.s.apps[0].reload.generation == 2
+	})
+}
+
+// drainAndAdvance, in the loop, makes every draining worker exit and lets
+// the clock pass --min-uptime.
+func (r *loopRun) drainAndAdvance() {
+	var pids []int
+	for _, sl := range r.s.apps[0].slots {
+		for _, w := range sl.draining {
+			pids = append(pids, w.pid)
+		}
+	}
+	if len(pids) > 0 {
+		r.h.exit(0, pids...)
+	}
+	r.h.advance(2 * time.Second)
+}
+
+// TestRunEndsOnTERM: TERM stops the workers with their stop signal, Run
+// returns 0 once they exited, and afterwards every public method answers
+// at once instead of waiting for a loop that is gone.
+func TestRunEndsOnTERM(t *testing.T) {
+	r := startLoop(t, Options{Apps: []App{testApp("web", 2)}})
+	r.do(func() { r.h.startAll() })
+	pids := r.pids()
+	r.sigs <- unix.SIGTERM
+	r.eventually("the workers get their stop signal", func() bool {
+		return len(r.h.signals(pids[0])) > 0 && len(r.h.signals(pids[1])) > 0
+	})
+	if !r.s.Snapshot().ShuttingDown {
+		t.Error("the snapshot does not say the shutdown began")
+	}
+	r.do(func() { r.exitInLoop(0, pids...) })
+	if code := r.wait(); code != 0 {
+		t.Errorf("Run returned %d after a TERM and clean exits, want 0", code)
+	}
+	for _, pid := range pids {
+		if got := r.h.signals(pid); len(got) != 1 || got[0] != unix.SIGTERM {
+			t.Errorf("worker %d got %v, want [SIGTERM]", pid, got)
+		}
+	}
+	if r.h.sys.all[0] != 1 || len(r.h.sys.all) != 1 {
+		t.Errorf("sweep: SignalAll calls %v, want one probe (nothing was left)", r.h.sys.all)
+	}
+
+	ctx := bounded(t)
+	if snap := r.s.Snapshot(); snap.ReadyWorkers() != 0 || len(snap.Slots[0].Workers) != 0 {
+		t.Errorf("final snapshot still shows workers: %+v", snap.Slots)
+	}
+	if err := r.s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Errorf("Ping after Run returned: %v", err)
+	}
+	if err := r.s.Reload(ctx, nil); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("Reload after Run returned: %v", err)
+	}
+	if _, _, err := r.s.Scale(ctx, "web", 3, false); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("Scale after Run returned: %v", err)
+	}
+	r.s.post(func() { t.Error("an event posted after Run returned ran") }) // returns: nobody takes it
+}
+
+// TestRunSweepsWhatIsLeft: after the last worker ended by itself (--restart
+// never), what it left behind gets SIGTERM, then SIGKILL if it outlives the
+// kill timeout; Run returns the worker's exit status either way.
+func TestRunSweepsWhatIsLeft(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		dieOn    syscall.Signal
+		wantKill int
+	}{
+		{"leaves on TERM", unix.SIGTERM, 0},
+		{"needs KILL", unix.SIGKILL, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testApp("job", 1)
+			a.Restart = "never"
+			a.KillTimeout = 20 * time.Millisecond // the sweep's wait: real time, after the loop
+			r := startLoop(t, Options{Apps: []App{a}})
+			pid := r.pids()[0]
+			r.do(func() { r.h.sys.allAlive, r.h.sys.allDieOn = true, tc.dieOn })
+			r.do(func() { r.exitInLoop(3, pid) })
+			if code := r.wait(); code != 3 {
+				t.Errorf("Run returned %d, want the job's 3", code)
+			}
+			all := r.h.sys.all
+			if all[unix.SIGTERM] != 1 || all[unix.SIGKILL] != tc.wantKill {
+				t.Errorf("sweep sent TERM %d times, KILL %d times; want 1 and %d", all[unix.SIGTERM], all[unix.SIGKILL], tc.wantKill)
+			}
+			if r.h.sys.allAlive {
+				t.Error("the sweep ended with processes left")
+			}
+		})
+	}
+}
+
+// TestNotifySocketReachesTheLoop: a NOTIFY_SOCKET datagram is read by
+// Run's reader and applied in the loop, attributed by the sender's
+// credentials to the worker it descends from (here the test process
+// itself, once the fake says so); before that it is a stray and dropped.
+func TestNotifySocketReachesTheLoop(t *testing.T) {
 	sock, err := notify.Listen(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sock.Close()
-	r := startSupervisorWith(t, 1, sock)
-	waitSnapshot(t, r.Supervisor, "1 worker ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, _, err := r.Scale(ctx, "sleep", 2, false); err != nil {
-		t.Fatal(err)
-	}
-	waitSnapshot(t, r.Supervisor, "2 workers ready", func(s *status.Snapshot) bool { return s.ReadyWorkers() == 2 })
-	if err := r.Reload(ctx, nil); err != nil { // returns once the pass ended
-		t.Fatal(err)
-	}
-	if snap := r.Snapshot(); snap.Reload.LastResult != "ok" || snap.Reload.Generation != 1 {
-		t.Fatalf("after gm2-init reload: %+v", snap.Reload)
-	}
-	if err := r.Reload(ctx, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "no app named") {
-		t.Errorf("reload of an unknown app: %v", err)
-	}
-	if _, _, err := r.Scale(ctx, "sleep", 0, false); err == nil {
-		t.Error("scaled to 0")
-	}
-	// A datagram from the test itself, no worker: dropped, the loop goes on.
+	a := testApp("web", 1)
+	a.WaitReady = true
+	r := startLoop(t, Options{Apps: []App{a}, Notify: sock})
+	t.Cleanup(func() { sock.Close() }) // after Run (cleanups run last first): readNotify ends on it
+	pid := r.pids()[0]
 	c, err := net.Dial("unixgram", sock.Env())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("READY=1"))
-	c.Close()
-	if err := r.Ping(ctx); err != nil {
+	defer c.Close()
+	// From a process that is no worker's: dropped with a warning.
+	if _, err := c.Write([]byte("READY=1")); err != nil {
 		t.Fatal(err)
+	}
+	r.eventually("the stray datagram is dropped", func() bool {
+		return r.h.count("notify message from a process that is not a worker nor a descendant of one; dropped") == 1
+	})
+	r.do(func() {
+		if st := r.s.byPid[pid].state; st != status.Starting {
+			t.Errorf("a stray READY=1 made worker %d %s", pid, st)
+		}
+		r.h.sys.ancestors[os.Getpid()] = pid
+	})
+	if _, err := c.Write([]byte("STATUS=warming up\nREADY=1")); err != nil {
+		t.Fatal(err)
+	}
+	r.eventually("READY=1 over the socket makes the worker ready", func() bool {
+		return r.s.byPid[pid].state == status.Ready
+	})
+	if got := r.s.Snapshot().Slots[0].Workers[0].Status; got != "warming up" {
+		t.Errorf("worker status %q, want the datagram's STATUS=", got)
 	}
 }

@@ -72,6 +72,9 @@ func (s *Supervisor) beginShutdown(code int) {
 			s.finishReload(a)
 		}
 		for _, sl := range a.slots {
+			if sl.state == status.Backoff {
+				sl.state = status.Stopped // its restart will not come
+			}
 			stopTimer(&sl.restart)
 			stopTimer(&sl.replaceRetry)
 			sl.replacing, sl.restartAfterStop = "", false
@@ -206,21 +209,21 @@ func (s *Supervisor) exitCode() int {
 // after a natural end (--restart never) they get SIGTERM now and a short
 // grace.
 func (s *Supervisor) sweep(exits <-chan []reaper.Exit) {
-	if !reaper.SignalAll(0) {
+	if !s.sys.SignalAll(0) {
 		return
 	}
 	wait := min(s.maxKillTimeout(), 2*time.Second)
 	if s.down.stopping {
-		wait = time.Until(s.down.deadline)
+		wait = s.down.deadline.Sub(s.clock.Now())
 	} else {
 		s.log.Info().Msg("stopping the processes left behind by the workers")
-		reaper.SignalAll(unix.SIGTERM)
+		s.sys.SignalAll(unix.SIGTERM)
 	}
 	if wait > 0 && s.waitEmpty(exits, wait) {
 		return
 	}
 	s.log.Warn().Msg("processes left after the kill timeout; sending SIGKILL")
-	reaper.SignalAll(unix.SIGKILL)
+	s.sys.SignalAll(unix.SIGKILL)
 	if !s.waitEmpty(exits, reapGrace) {
 		s.log.Error().Msg("processes still present after SIGKILL")
 	}
@@ -236,19 +239,21 @@ func (s *Supervisor) maxKillTimeout() time.Duration {
 
 // waitEmpty waits, reaping, until no process is left to stop or d has
 // passed. Exits reach it through the reaper; the slow re-check covers
-// processes that are not gm2-init's to reap (a `docker exec` session).
+// processes that are not gm2-init's to reap (a `docker exec` session). Its
+// timers are Go's, not the Clock's: the Clock runs its functions in the
+// loop, which has ended.
 func (s *Supervisor) waitEmpty(exits <-chan []reaper.Exit, d time.Duration) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	recheck := time.NewTicker(100 * time.Millisecond)
 	defer recheck.Stop()
-	for reaper.SignalAll(0) {
+	for s.sys.SignalAll(0) {
 		select {
 		case b := <-exits:
 			s.counters.OrphansReaped += uint64(len(b))
 		case <-recheck.C:
 		case <-deadline.C:
-			return !reaper.SignalAll(0)
+			return !s.sys.SignalAll(0)
 		}
 	}
 	return true

@@ -206,3 +206,31 @@ func TestShutdownKillReachesEveryLingeringTree(t *testing.T) {
 		}
 	}
 }
+
+// A slot waiting out its backoff when the shutdown begins is stopped: its
+// restart never comes, and /status says so instead of "backoff". A slot
+// whose worker the shutdown stopped says "stopped" too.
+func TestShutdownDuringBackoff(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.startAll()
+	h.exit(1, h.pid(0))
+	h.wantState(0, status.Backoff)
+	survivor := h.pid(1)
+	started := len(h.started())
+	h.signal(sigTERM)
+	h.wantState(0, status.Stopped)
+	h.advance(5 * time.Second) // the backoff's 100 ms, not the kill timeout
+	if n := len(h.started()); n != started {
+		t.Fatalf("%d workers started after the shutdown began", n-started)
+	}
+	h.exit(0, survivor)
+	h.wantState(1, status.Stopped)
+	if !h.s.finished || h.s.exitCode() != 0 {
+		t.Errorf("finished %v exit %d", h.s.finished, h.s.exitCode())
+	}
+	for _, sl := range h.snapshot().Slots {
+		if sl.State != status.Stopped {
+			t.Errorf("slot %d reads %s after the shutdown, want stopped", sl.Index, sl.State)
+		}
+	}
+}

@@ -321,3 +321,31 @@ func TestPreloadReadinessIsNotPortChecked(t *testing.T) {
 	h.preload(pid, preload.KindListening, 3)
 	h.wantState(0, status.Ready)
 }
+
+// With ports shared on demand (no --listen), a replacement is ready once it
+// listens on every socket its predecessor listened on, those it opened
+// after it was ready included (a second server started later): until then
+// the old worker keeps serving.
+func TestZeroConfigReplacementWaitsForEverySharedSocket(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	old := h.pid(0)
+	h.shared(old, 1)
+	h.wantState(0, status.Ready)
+	h.shared(old, 2) // a second server, once serving
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.shared(cand, 2)
+	h.advance(5 * time.Second) // past --min-uptime: the preload decides
+	if h.pid(0) != old || h.worker(cand).state != status.Starting {
+		t.Fatalf("replacement %d took over listening on 1 of the 2 shared sockets", cand)
+	}
+	h.shared(cand, 1)
+	if h.pid(0) != cand {
+		t.Fatalf("replacement %d listening on both shared sockets did not take over (current %d)", cand, h.pid(0))
+	}
+	if sigs := h.signals(old); len(sigs) != 1 || sigs[0] != sigTERM {
+		t.Errorf("old worker %d got %v, want [SIGTERM]", old, sigs)
+	}
+}

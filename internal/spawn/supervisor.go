@@ -69,6 +69,9 @@ type Supervisor struct {
 	// afterEvent, when set (tests), runs after every event once the
 	// supervisor has settled.
 	afterEvent func()
+	// snapshotWait is the constant of that name; the tests of a stuck
+	// loop shorten it.
+	snapshotWait time.Duration
 }
 
 // New prepares a supervisor; nothing is started before Run (or, in tests,
@@ -82,6 +85,8 @@ func New(opt Options) *Supervisor {
 		asks:   make(chan chan struct{}),
 		byPid:  map[int]*worker{},
 		recent: map[int]time.Time{},
+
+		snapshotWait: snapshotWait,
 	}
 	s.sys = opt.System
 	if s.sys == nil {
@@ -136,7 +141,7 @@ const snapshotWait = 500 * time.Millisecond
 // loop is known to be stuck, at once.
 func (s *Supervisor) Snapshot() *status.Snapshot {
 	if s.stale.Load() {
-		ctx, cancel := context.WithTimeout(context.Background(), snapshotWait)
+		ctx, cancel := context.WithTimeout(context.Background(), s.snapshotWait)
 		_ = s.ask(ctx, s.stuck.Load())
 		cancel()
 	}
@@ -205,6 +210,13 @@ func (s *Supervisor) call(fn func() error) error {
 	case err := <-res:
 		return err
 	case <-s.done:
+		// fn may have run just before the loop ended: its answer, sent
+		// from the loop, is then already there.
+		select {
+		case err := <-res:
+			return err
+		default:
+		}
 		return errors.New("gm2-init is stopping")
 	case <-time.After(5 * time.Second):
 		return errors.New("the supervisor loop did not answer within 5 s")
@@ -424,6 +436,11 @@ func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("the reload goes on; stopped waiting for it: %w", ctx.Err())
 	case <-s.done:
+		select {
+		case err := <-done: // the pass ended just before the loop did
+			return err
+		default:
+		}
 		return errors.New("gm2-init stopped before the reload ended")
 	}
 }

@@ -55,6 +55,11 @@ type System interface {
 	// process of the namespace, else its own descendants. It reports
 	// whether any was signalled.
 	SignalOthers(sig syscall.Signal, exclude []Proc) bool
+	// SignalAll sends sig to every process gm2-init is responsible for:
+	// as PID 1 every process of the namespace at once (kill(-1), which no
+	// fork can escape), else its own children. The final sweep uses it
+	// once no worker is left; sig 0 asks whether any is still there.
+	SignalAll(sig syscall.Signal) bool
 	// Memory returns the resident memory of the worker's tree in bytes.
 	Memory(p Proc) (int64, error)
 	// CheckPorts looks, once the worker says it is ready, at which of the
@@ -442,6 +447,8 @@ func (o *osSystem) Release(pr Proc) {
 func (o *osSystem) WorkerOf(pid int, isWorker func(int) bool) (int, bool) {
 	return procfs.FindAncestor(o.proc, pid, isWorker)
 }
+
+func (o *osSystem) SignalAll(sig syscall.Signal) bool { return reaper.SignalAll(sig) }
 
 func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 	skip := map[int]bool{os.Getpid(): true}

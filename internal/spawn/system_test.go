@@ -23,6 +23,18 @@ import (
 // These tests run the real System with real processes: the part of the
 // supervisor that the fakes stand in for.
 
+// TestMain lets the test binary stand in for gm2-init's own executable:
+// workers are started through the ExecArg re-exec, as in production.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == ExecArg {
+		os.Exit(ExecMain(os.Args[2:]))
+	}
+	if f := os.Getenv("GM2_TEST_ESCAPE"); f != "" {
+		escapeWorker(f)
+	}
+	os.Exit(m.Run())
+}
+
 // skipShort skips the tests that run real processes under -short: `go test
 // -short ./internal/spawn` runs the state machine's cases alone, with no
 // process, in well under a second.
