@@ -8,28 +8,25 @@ package procfs
 // empty result: a process may exit between two readings.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // TCPListen is the state of a listening socket in /proc/net/tcp (the
 // kernel's TCP_LISTEN, printed in hex).
 const TCPListen = 0x0A
-
-// maxNetTCPSize bounds how much of a /proc/net/tcp file is read: a row is
-// 150 bytes, so 16 MiB is about 100,000 sockets. A busy server has more
-// connections than that only in the rare worst case, and the listening
-// sockets the check looks for are in the same hash table order as any
-// other; the bound keeps a fake or hostile procRoot from costing memory.
-const maxNetTCPSize = 16 << 20
 
 // maxTreeSize bounds the process tree walk (a fork bomb in a worker must
 // not make gm2-init walk forever).
@@ -59,17 +56,40 @@ var errBadNetTCP = errors.New("malformed /proc/net/tcp row")
 // A malformed row is an error naming the row: the file comes from the
 // kernel, so a bad row means procRoot is not what it should be.
 func ParseNetTCP(data []byte, v6 bool) ([]TCPSocket, error) {
+	return scanNetTCP(bytes.NewReader(data), v6, false)
+}
+
+// maxNetTCPRow bounds one row of /proc/net/tcp (about 150 bytes, 180 in
+// tcp6): a longer line is not the kernel's.
+const maxNetTCPRow = 4 << 10
+
+// scanNetTCP parses the rows of a net/tcp file from r, one line at a time,
+// so that memory does not grow with the file. With listening, it returns
+// the LISTEN rows alone and stops at the first row in another state: the
+// kernel prints every listening socket before any other (tcp_seq_start
+// walks the listening hash, then the established one), so what follows is
+// connections — on a busy server hundreds of thousands of them, whose rows
+// are neither parsed nor even read.
+func scanNetTCP(r io.Reader, v6, listening bool) ([]TCPSocket, error) {
 	var out []TCPSocket
-	lines := bytes.Split(data, []byte{'\n'})
-	for i, line := range lines {
-		if i == 0 || len(bytes.TrimSpace(line)) == 0 {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 512), maxNetTCPRow)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if n == 1 || len(bytes.TrimSpace(line)) == 0 {
 			continue // header, final newline
 		}
 		s, err := parseNetTCPRow(line, v6)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", i+1, err)
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if listening && s.State != TCPListen {
+			break
 		}
 		out = append(out, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadNetTCP, err)
 	}
 	return out, nil
 }
@@ -145,7 +165,9 @@ func parseHexAddrPort(b []byte, v6 bool) (netip.AddrPort, error) {
 
 // ListeningTCP reads procRoot/PID/net/tcp and tcp6 — the TCP sockets of
 // pid's network namespace, not only pid's own — and returns those in the
-// listening state. A missing tcp6 (IPv6 disabled) is not an error.
+// listening state. It reads the listening section of each file only (see
+// scanNetTCP): the cost is that of the listeners, not of the connections
+// of a busy server. A missing tcp6 (IPv6 disabled) is not an error.
 func ListeningTCP(procRoot string, pid int) ([]TCPSocket, error) {
 	var out []TCPSocket
 	for _, f := range []struct {
@@ -153,24 +175,30 @@ func ListeningTCP(procRoot string, pid int) ([]TCPSocket, error) {
 		v6   bool
 	}{{"tcp", false}, {"tcp6", true}} {
 		path := filepath.Join(procRoot, strconv.Itoa(pid), "net", f.name)
-		data, err := readFile(path, nil, maxNetTCPSize)
+		rows, err := listeningIn(path, f.v6)
 		if err != nil {
 			if f.v6 && errors.Is(err, os.ErrNotExist) {
 				continue
 			}
 			return nil, fmt.Errorf("listening sockets of pid %d: %w", pid, err)
 		}
-		rows, err := ParseNetTCP(data, f.v6)
-		if err != nil {
-			return nil, fmt.Errorf("listening sockets of pid %d: %s: %w", pid, path, err)
-		}
-		for _, r := range rows {
-			if r.State == TCPListen {
-				out = append(out, r)
-			}
-		}
+		out = append(out, rows...)
 	}
 	return out, nil
+}
+
+func listeningIn(path string, v6 bool) ([]TCPSocket, error) {
+	fd, err := openRetry(path, unix.O_RDONLY)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	rows, err := scanNetTCP(f, v6, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rows, nil
 }
 
 // ParseSocketLink returns the inode of a "socket:[12345]" link target, the

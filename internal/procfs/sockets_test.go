@@ -46,8 +46,8 @@ func TestParseNetTCPFiles(t *testing.T) {
 		}},
 		{"tcp6", true, []TCPSocket{
 			{ap("[::]:8000"), ap("[::]:0"), TCPListen, 2001},
-			{ap("[::ffff:127.0.0.1]:8080"), ap("[::ffff:127.0.0.1]:60206"), 0x01, 2002},
 			{ap("[::1]:80"), ap("[::]:0"), TCPListen, 2003},
+			{ap("[::ffff:127.0.0.1]:8080"), ap("[::ffff:127.0.0.1]:60206"), 0x01, 2002},
 		}},
 	}
 	for _, tt := range tests {
@@ -281,6 +281,81 @@ func TestListeningTCPErrors(t *testing.T) {
 	}
 	if _, err := ListeningTCP(root, 5); err == nil || !strings.Contains(err.Error(), "tcp6") {
 		t.Errorf("a malformed tcp6: error %v, want one naming the file", err)
+	}
+}
+
+// netTCPRoot writes a procRoot whose pid 5 has a net/tcp of the given
+// rows after the header, and no tcp6.
+func netTCPRoot(t testing.TB, rows []string) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "5", "net")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" + strings.Join(rows, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "tcp"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// netTCPRow formats a row as the kernel does (the fields after the inode
+// shortened).
+func netTCPRow(n int, local, remote string, state uint8, inode int) string {
+	return fmt.Sprintf("%4d: %s %s %02X 00000000:00000000 00:00000000 00000000     0        0 %d 1 0000000000000000 100 0 0 10 0", n, local, remote, state, inode)
+}
+
+// A busy server's namespace: the listeners, then thousands of connections.
+// ListeningTCP reads the listening section only, as the kernel prints it
+// first: what follows it is not read, so neither a LISTEN row placed after
+// it (which a kernel never prints) nor a malformed row there counts.
+func TestListeningTCPReadsTheListeningSection(t *testing.T) {
+	littleEndian(t)
+	rows := []string{
+		netTCPRow(0, "0100007F:1F90", "00000000:0000", TCPListen, 1001),
+		netTCPRow(1, "00000000:24AC", "00000000:0000", TCPListen, 1002),
+	}
+	for i := 0; i < 5000; i++ {
+		rows = append(rows, netTCPRow(len(rows), "0100007F:1F90", fmt.Sprintf("0100007F:%04X", 1024+i), 0x06, 0))
+	}
+	rows = append(rows, netTCPRow(len(rows), "00000000:0050", "00000000:0000", TCPListen, 1003), "garbage")
+	got, err := ListeningTCP(netTCPRoot(t, rows), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TCPSocket{
+		{ap("127.0.0.1:8080"), ap("0.0.0.0:0"), TCPListen, 1001},
+		{ap("0.0.0.0:9388"), ap("0.0.0.0:0"), TCPListen, 1002},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ListeningTCP:\n got %v\nwant %v", got, want)
+	}
+	// A malformed row within the listening section is an error; so is a
+	// line no kernel writes.
+	for _, bad := range [][]string{
+		{netTCPRow(0, "0100007F:1F90", "00000000:0000", TCPListen, 1001), "   1: 0100007F:1F91"},
+		{strings.Repeat("0", maxNetTCPRow+1)},
+	} {
+		if _, err := ListeningTCP(netTCPRoot(t, bad), 5); err == nil || !errors.Is(err, errBadNetTCP) {
+			t.Errorf("rows %.60q: error %v, want a malformed row", bad, err)
+		}
+	}
+}
+
+// BenchmarkListeningTCP reads the listeners of a namespace with 20,000
+// connections (the wrong-port check does, once per worker start).
+func BenchmarkListeningTCP(b *testing.B) {
+	rows := []string{netTCPRow(0, "00000000:1F90", "00000000:0000", TCPListen, 1001)}
+	for i := 0; i < 20000; i++ {
+		rows = append(rows, netTCPRow(len(rows), "0100007F:1F90", fmt.Sprintf("0100007F:%04X", 1024+i%60000), 0x06, 0))
+	}
+	root := netTCPRoot(b, rows)
+	b.ReportAllocs()
+	for b.Loop() {
+		if got, err := ListeningTCP(root, 5); err != nil || len(got) != 1 {
+			b.Fatalf("%v, %v", got, err)
+		}
 	}
 }
 
