@@ -247,6 +247,9 @@ type harness struct {
 	logs  bytes.Buffer
 	prev  map[*slot]slotView // the slots as of the previous event
 	exits map[int]bool       // pids the test made exit in the current event
+	// loopExits are the pids whose exit a loopRun test sent through Run's
+	// channel: the batch is applied in an event of Run's, not the test's.
+	loopExits map[int]bool
 }
 
 // slotView is what the invariant checks remember of a slot between events.
@@ -280,7 +283,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 // buildHarness builds a supervisor over fakes; nothing is started yet.
 func buildHarness(t *testing.T, opt Options) *harness {
 	t.Helper()
-	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}}
+	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}, loopExits: map[int]bool{}}
 	h.sys.h = h
 	h.clk = &fakeClock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	h.clk.fire = func(fn func()) { h.event(fn) }
@@ -590,11 +593,8 @@ func (h *harness) check() {
 }
 
 // exited tells whether pid exited in the current event (harness.exit), or
-// has exited at all (a batch sent through Run's channel: loopRun).
-func (h *harness) exited(pid int) bool {
-	p := h.sys.procs[pid]
-	return h.exits[pid] || p != nil && p.exited
-}
+// in a batch sent through Run's channel (loopRun).
+func (h *harness) exited(pid int) bool { return h.exits[pid] || h.loopExits[pid] }
 
 // env returns the value of key in a started worker's environment.
 func envOf(spec *StartSpec, key string) (string, bool) {

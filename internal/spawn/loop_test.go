@@ -33,9 +33,12 @@ type loopRun struct {
 	result chan int
 }
 
-func startLoop(t *testing.T, opt Options) *loopRun {
+func startLoop(t *testing.T, opt Options, setup ...func(*Supervisor)) *loopRun {
 	t.Helper()
 	h := buildHarness(t, opt)
+	for _, f := range setup {
+		f(h.s) // before Run: nothing else touches the Supervisor yet
+	}
 	r := &loopRun{t: t, h: h, s: h.s, sigs: make(chan os.Signal, 4), exits: make(chan []reaper.Exit, 4), result: make(chan int, 1)}
 	go func() { r.result <- h.s.Run(r.sigs, r.exits) }()
 	t.Cleanup(func() {
@@ -68,31 +71,40 @@ func (r *loopRun) do(fn func()) {
 	}
 }
 
-// eventually runs cond in the loop until it holds. Run picks among its
-// channels at random, so a signal or a batch sent just before may be
-// handled after the next round trip, but not after many.
+// eventually runs cond in the loop until it holds, for at most 20 s. What
+// it waits for may have to pass through another goroutine first (Run's
+// notify reader) or sit in Run's channels, which Run picks from at random.
 func (r *loopRun) eventually(what string, cond func() bool) {
 	r.t.Helper()
-	for range 1000 {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		ok := false
 		r.do(func() { ok = cond() })
 		if ok {
 			return
 		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s: not within 20 s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	r.t.Fatalf("%s: not after 1000 round trips through the loop", what)
 }
 
-// exitInLoop is harness.exit for a batch that arrives through Run's exits
+// exitInLoop is harness.exit (code < 0: killed by signal -code) for a batch that arrives through Run's exits
 // channel instead: the fakes learn of it in the loop, the batch is sent
 // from there (the channel is buffered).
 func (r *loopRun) exitInLoop(code int, pids ...int) {
 	var batch []reaper.Exit
 	for _, pid := range pids {
-		batch = append(batch, reaper.Exit{Pid: pid, Status: unix.WaitStatus(code << 8)})
+		ws := unix.WaitStatus(code << 8)
+		if code < 0 {
+			ws = unix.WaitStatus(-code) // killed by that signal
+		}
+		batch = append(batch, reaper.Exit{Pid: pid, Status: ws})
 		if p := r.h.sys.procs[pid]; p != nil {
 			p.exited = true
 		}
+		r.h.loopExits[pid] = true
 	}
 	r.exits <- batch
 }
@@ -132,7 +144,9 @@ func bounded(t *testing.T) context.Context {
 // saw an event's effect never gets a snapshot from before it, while other
 // readers hammer Snapshot concurrently.
 func TestSnapshotIsCurrent(t *testing.T) {
-	r := startLoop(t, Options{Apps: []App{testApp("web", 2)}})
+	// A reader whose round trip timed out under load would mark the loop
+	// stuck and get the last snapshot: not what this test is about.
+	r := startLoop(t, Options{Apps: []App{testApp("web", 2)}}, func(s *Supervisor) { s.snapshotWait = 20 * time.Second })
 	started := make(chan int, 16)
 	r.do(func() {
 		r.h.sys.onStart = func(pid int) { started <- pid }
@@ -195,8 +209,7 @@ func TestSnapshotIsCurrent(t *testing.T) {
 // does /livez's Ping, bounded by its context), and the first round trip
 // after the loop recovers brings the snapshot up to date again.
 func TestSnapshotStuckLoop(t *testing.T) {
-	r := startLoop(t, Options{Apps: []App{testApp("web", 1)}})
-	r.s.snapshotWait = 10 * time.Millisecond
+	r := startLoop(t, Options{Apps: []App{testApp("web", 1)}}, func(s *Supervisor) { s.snapshotWait = 10 * time.Millisecond })
 	r.do(func() { r.h.startAll() })
 
 	block, entered := make(chan struct{}), make(chan struct{})
@@ -395,6 +408,28 @@ func TestRunSweepsWhatIsLeft(t *testing.T) {
 	}
 }
 
+// TestRunSweepAfterTheKillTimeout: after a requested shutdown the other
+// processes share the workers' deadline (they got SIGTERM with them): once
+// it has passed, what is left gets SIGKILL at once, with no second grace.
+func TestRunSweepAfterTheKillTimeout(t *testing.T) {
+	a := testApp("web", 1)
+	a.KillTimeout = 2 * time.Second
+	r := startLoop(t, Options{Apps: []App{a}})
+	r.do(func() { r.h.startAll() })
+	pid := r.pids()[0]
+	r.do(func() { r.h.sys.allAlive, r.h.sys.allDieOn = true, unix.SIGKILL })
+	r.sigs <- unix.SIGTERM
+	r.eventually("the worker gets its stop signal", func() bool { return len(r.h.signals(pid)) == 1 })
+	r.do(func() { r.h.advance(3 * time.Second) }) // past the deadline: SIGKILL to the worker's tree
+	r.do(func() { r.exitInLoop(-int(unix.SIGKILL), pid) })
+	if code := r.wait(); code != 137 {
+		t.Errorf("Run returned %d after a SIGKILLed worker, want 137", code)
+	}
+	if all := r.h.sys.all; all[unix.SIGTERM] != 0 || all[unix.SIGKILL] != 1 {
+		t.Errorf("sweep sent TERM %d times, KILL %d times; want 0 and 1 (TERM went with the workers)", all[unix.SIGTERM], all[unix.SIGKILL])
+	}
+}
+
 // TestNotifySocketReachesTheLoop: a NOTIFY_SOCKET datagram is read by
 // Run's reader and applied in the loop, attributed by the sender's
 // credentials to the worker it descends from (here the test process
@@ -407,7 +442,7 @@ func TestNotifySocketReachesTheLoop(t *testing.T) {
 	a := testApp("web", 1)
 	a.WaitReady = true
 	r := startLoop(t, Options{Apps: []App{a}, Notify: sock})
-	t.Cleanup(func() { sock.Close() }) // after Run (cleanups run last first): readNotify ends on it
+	t.Cleanup(func() { sock.Close() }) // readNotify ends on it (before or after Run: either way)
 	pid := r.pids()[0]
 	c, err := net.Dial("unixgram", sock.Env())
 	if err != nil {

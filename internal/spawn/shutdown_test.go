@@ -234,3 +234,24 @@ func TestShutdownDuringBackoff(t *testing.T) {
 		}
 	}
 }
+
+// An errored slot stays errored through the shutdown, even when the last
+// worker it drains exits then: what /status says of it is still true.
+func TestShutdownKeepsErrored(t *testing.T) {
+	a := testApp("web", 1)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	next := h.candidatePid(0)
+	h.advance(2 * time.Second) // the replacement is ready: the old one drains
+	if h.pid(0) != next {
+		t.Fatalf("replacement %d did not take over", next)
+	}
+	h.exit(1, next) // crashes at once: no restart left
+	h.wantState(0, status.Errored)
+	h.signal(sigTERM)
+	h.exit(0, old)
+	h.wantState(0, status.Errored)
+}

@@ -20,7 +20,7 @@ const (
 	Draining State = "draining" // stop signal sent, waiting for it to exit
 	Backoff  State = "backoff"  // no process; waiting to restart after a crash
 	Errored  State = "errored"  // crash-looped past --max-restarts; not restarted
-	Stopped  State = "stopped"  // exited and not restarted (restart policy)
+	Stopped  State = "stopped"  // exited and not restarted (restart policy), or stopped by the shutdown
 )
 
 // AllStates lists every State, in a stable order (for metrics).
