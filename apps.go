@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -192,7 +193,7 @@ func (p *plan) logWarnings(log zerolog.Logger, cfg *config.Config, cpu cpus.Resu
 }
 
 func (p *plan) logCounts(log zerolog.Logger, cpu cpus.Result) {
-	ev := log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Int("instances", p.total())
+	ev := log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Int("instances", p.total()).Int("gm2_init_procs", runtime.GOMAXPROCS(0))
 	if len(p.apps) == 1 {
 		ev = ev.Str("instances_spec", p.apps[0].Instances.String())
 	} else {

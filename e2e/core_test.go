@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,6 +180,22 @@ func TestRestartPolicyNeverPassesExitCode(t *testing.T) {
 	in2 := startInit(t, nil, "--health-addr", "off", "--restart", "on-failure", "--", "true")
 	if code := in2.Wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
+	}
+}
+
+// gm2-init runs on at most 2 Ps whatever the node's CPU count, and a
+// GOMAXPROCS in the environment is the app's: it reaches the worker as it
+// is and does not change gm2-init's own.
+func TestOwnGOMAXPROCSLeavesTheAppsVariable(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"GOMAXPROCS=64"}, "--health-addr", "off", "--restart", "never", "-i", "1", "--",
+		"sh", "-c", `test "$GOMAXPROCS" = 64`)
+	l, _ := in.WaitLog(10*time.Second, 0, "worker count", nil)
+	if got, want := l.Num("gm2_init_procs"), float64(min(runtime.NumCPU(), 2)); got != want {
+		t.Errorf("gm2-init's own GOMAXPROCS %v with GOMAXPROCS=64 in the environment, want %v", got, want)
+	}
+	if code := in.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit status %d: the worker did not get GOMAXPROCS=64", code)
 	}
 }
 
