@@ -63,13 +63,24 @@ func ParseNetTCP(data []byte, v6 bool) ([]TCPSocket, error) {
 // tcp6): a longer line is not the kernel's.
 const maxNetTCPRow = 4 << 10
 
+// maxListeningRows bounds the LISTEN rows kept from one file: a real
+// namespace has a few; the bound keeps a fake or hostile procRoot from
+// costing memory.
+const maxListeningRows = 1 << 16
+
+// tcpSynRecv is TCP_SYN_RECV: before Linux 4.4 the kernel printed each
+// listener's pending connection requests in that state right after it,
+// inside the listening section.
+const tcpSynRecv = 0x03
+
 // scanNetTCP parses the rows of a net/tcp file from r, one line at a time,
 // so that memory does not grow with the file. With listening, it returns
-// the LISTEN rows alone and stops at the first row in another state: the
-// kernel prints every listening socket before any other (tcp_seq_start
-// walks the listening hash, then the established one), so what follows is
-// connections — on a busy server hundreds of thousands of them, whose rows
-// are neither parsed nor even read.
+// the LISTEN rows alone and stops at the first row in another state (the
+// pending requests of old kernels aside): the kernel prints every
+// listening socket before any other (tcp_seq_start walks the listening
+// hash, then the established one, and a read resumes where the last one
+// stopped), so what follows is connections — on a busy server hundreds of
+// thousands of them, whose rows are neither parsed nor even read.
 func scanNetTCP(r io.Reader, v6, listening bool) ([]TCPSocket, error) {
 	var out []TCPSocket
 	sc := bufio.NewScanner(r)
@@ -83,13 +94,21 @@ func scanNetTCP(r io.Reader, v6, listening bool) ([]TCPSocket, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		if listening && s.State != TCPListen {
-			break
+		if listening {
+			if s.State == tcpSynRecv {
+				continue
+			}
+			if s.State != TCPListen || len(out) == maxListeningRows {
+				break
+			}
 		}
 		out = append(out, s)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadNetTCP, err)
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, fmt.Errorf("%w: a line longer than %d bytes", errBadNetTCP, maxNetTCPRow)
+	case err != nil:
+		return nil, err
 	}
 	return out, nil
 }

@@ -216,9 +216,23 @@ func TestSocketInodesAndListeningTCPRealProcess(t *testing.T) {
 			if network == "tcp6" {
 				host = "[::1]:0"
 			}
-			ln, err := net.Listen(network, host)
+			// Connections first, then the listener: its row must still be
+			// in the listening section, which the kernel prints first.
+			other, err := net.Listen(network, host)
 			if err != nil {
 				t.Skipf("no %s on loopback: %v", network, err)
+			}
+			defer other.Close()
+			for range 3 {
+				c, err := net.Dial(network, other.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+			}
+			ln, err := net.Listen(network, host)
+			if err != nil {
+				t.Fatal(err)
 			}
 			defer ln.Close()
 			f, err := ln.(*net.TCPListener).File()
@@ -320,6 +334,8 @@ func TestListeningTCPReadsTheListeningSection(t *testing.T) {
 		rows = append(rows, netTCPRow(len(rows), "0100007F:1F90", fmt.Sprintf("0100007F:%04X", 1024+i), 0x06, 0))
 	}
 	rows = append(rows, netTCPRow(len(rows), "00000000:0050", "00000000:0000", TCPListen, 1003), "garbage")
+	// A kernel before 4.4: a listener's pending requests follow it.
+	rows = slices.Insert(rows, 1, netTCPRow(1, "0100007F:1F90", "0100007F:C000", 0x03, 0))
 	got, err := ListeningTCP(netTCPRoot(t, rows), 5)
 	if err != nil {
 		t.Fatal(err)

@@ -186,7 +186,7 @@ func (s *Supervisor) markReady(w *worker, how string) bool {
 		s.promote(sl)
 	case sl.current == w:
 		sl.state = status.Ready
-		s.forkReloaded(sl, true)
+		s.forkReloaded(sl, w, true)
 	}
 	return true
 }

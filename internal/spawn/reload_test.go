@@ -469,3 +469,74 @@ func TestReloadCommandAnsweredAtShutdown(t *testing.T) {
 		t.Error("a reload was accepted during the shutdown")
 	}
 }
+
+// A reload that reaches a slot whose worker is still starting starts the
+// slot's replacement beside it; that old worker becoming ready then ends
+// nothing: the pass waits for the new one, and gm2-init reload does not
+// answer ok while the slot runs the old code.
+func TestReloadOfAStartingWorker(t *testing.T) {
+	a := reloadApp(2)
+	a.ReloadBatch = 2
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.ready(h.pid(1))
+	done := make(chan error, 1)
+	h.event(func() { h.s.requestReload(h.s.apps, done) })
+	old, cand := h.pid(0), h.candidatePid(0)
+	h.ready(old) // the worker from before the pass
+	if got := h.slot(0).replacing; got != replaceReload {
+		t.Fatalf("slot 0's replacement ended (%q) when its old worker became ready", got)
+	}
+	h.ready(h.candidatePid(1))
+	select {
+	case err := <-done:
+		t.Fatalf("gm2-init reload answered (%v) with slot 0 on the old code", err)
+	default:
+	}
+	h.ready(cand)
+	if h.pid(0) != cand {
+		t.Fatalf("slot 0 runs %d, want its replacement %d", h.pid(0), cand)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(2) {
+		t.Errorf("reload %v", l)
+	}
+}
+
+// A fork-mode slot's new worker that ends before it is ready ends the pass;
+// when a reload was requested meanwhile, the next pass starts the slot
+// again at once, and the backoff restart decided for the exit is dropped:
+// one worker, not two.
+func TestForkReloadPendingPassAfterAFailedStart(t *testing.T) {
+	a := reloadApp(1)
+	a.ExecMode = appspec.Fork
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	h.exit(0, old) // stopped for the reload
+	next := h.lastStarted()
+	h.signal(sigHUP) // pending
+	h.exit(1, next)  // the new code dies before it is ready
+	third := h.lastStarted()
+	if third == next || h.s.byPid[third] == nil || h.s.byPid[third].gen != 2 {
+		t.Fatalf("the pending pass did not start a generation-2 worker (last started %d)", third)
+	}
+	if h.slot(0).restart != nil {
+		t.Fatal("a backoff restart is still pending beside the pending pass's worker")
+	}
+	started := len(h.started())
+	h.advance(time.Second)
+	if n := len(h.started()); n != started {
+		t.Fatalf("%d more workers started for one slot", n-started)
+	}
+	h.ready(third)
+	h.wantState(0, status.Ready)
+	if h.pid(0) != third {
+		t.Fatalf("slot runs %d, want %d", h.pid(0), third)
+	}
+	if l := h.lastReload(); l["result"] != "ok" {
+		t.Errorf("second pass %v", l)
+	}
+}

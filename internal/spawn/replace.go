@@ -153,12 +153,15 @@ func (s *Supervisor) promote(sl *slot) {
 	s.replacementEnded(sl, kind, true)
 }
 
-// forkReloaded ends the reload or the memory restart of a fork-mode slot:
-// its new worker is ready (ok), or ended before (not replaced; a memory
-// restart's worker that ends before it is ready is a crash, restarted
-// with backoff).
-func (s *Supervisor) forkReloaded(sl *slot, ok bool) {
-	if sl.restartAfterStop {
+// forkReloaded ends the reload or the memory restart of a fork-mode slot,
+// whose new worker is its current one, not a candidate: w is ready (ok),
+// or ended before (not replaced; a memory restart's worker that ends
+// before it is ready is a crash, restarted with backoff), or could not
+// start (w nil). A worker from before the pass (a cluster slot's old
+// worker that was still starting when the pass reached it) ends no
+// replacement, nor does any worker while a candidate is on its way.
+func (s *Supervisor) forkReloaded(sl *slot, w *worker, ok bool) {
+	if sl.restartAfterStop || sl.candidate != nil || w != nil && w.gen != sl.app.reload.generation {
 		return
 	}
 	kind := sl.replacing

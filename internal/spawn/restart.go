@@ -39,7 +39,10 @@ func (s *Supervisor) noteFailure(code int) {
 func (s *Supervisor) afterExit(sl *slot, w *worker, code int, desc string) {
 	sl.lastExit = desc
 	s.noteFailure(code)
-	s.forkReloaded(sl, false) // a fork-mode slot's new worker ended before ready
+	// A fork-mode slot's new worker ended before ready: its reload is told
+	// once the slot's own fate is decided below, since the news may end the
+	// pass and start the next one, which starts this slot again.
+	defer s.forkReloaded(sl, w, false)
 	if s.down.active || sl.retiring {
 		if sl.retiring {
 			sl.app.dropRetired()
@@ -112,6 +115,15 @@ func (s *Supervisor) siblingServes(sl *slot) bool {
 }
 
 // stopTimer stops and forgets a pending timer.
+// cancelRestart drops sl's pending restart (the shutdown, a scale-down):
+// a slot that was waiting out its backoff reads stopped from then on.
+func cancelRestart(sl *slot) {
+	if sl.state == status.Backoff {
+		sl.state = status.Stopped
+	}
+	stopTimer(&sl.restart)
+}
+
 func stopTimer(t *Timer) {
 	if *t != nil {
 		(*t).Stop()

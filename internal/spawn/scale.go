@@ -77,7 +77,7 @@ func (s *Supervisor) scaleDownOne(a *app) error {
 		return errors.New("the other slots have errored or stopped")
 	}
 	sl.retiring = true
-	stopTimer(&sl.restart)
+	cancelRestart(sl)
 	stopTimer(&sl.replaceRetry)
 	sl.replacing = ""
 	for _, w := range []*worker{sl.candidate, sl.current} {

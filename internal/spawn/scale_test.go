@@ -160,3 +160,25 @@ func TestScaleCommandDeltasAddUp(t *testing.T) {
 		}
 	})
 }
+
+// Slots removed while they wait out their backoff read stopped while a
+// slot after them still drains (they are dropped together once it exits):
+// their restart is cancelled, so "backoff" would say what will not happen.
+func TestScaleDownDuringBackoff(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 3)}})
+	h.startAll()
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Backoff)
+	last := h.pid(2)
+	h.event(func() { h.s.scaleCommand("web", 1, false) })
+	h.wantState(1, status.Stopped)
+	started := len(h.started())
+	h.advance(time.Second) // the backoff would have ended
+	if len(h.started()) != started {
+		t.Fatal("a removed slot was restarted")
+	}
+	h.exit(0, last)
+	if n := len(h.s.apps[0].slots); n != 1 {
+		t.Errorf("%d slots once the last removed one drained, want 1", n)
+	}
+}

@@ -72,10 +72,7 @@ func (s *Supervisor) beginShutdown(code int) {
 			s.finishReload(a)
 		}
 		for _, sl := range a.slots {
-			if sl.state == status.Backoff {
-				sl.state = status.Stopped // its restart will not come
-			}
-			stopTimer(&sl.restart)
+			cancelRestart(sl)
 			stopTimer(&sl.replaceRetry)
 			sl.replacing, sl.restartAfterStop = "", false
 			if sl.candidate != nil {

@@ -283,7 +283,7 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 			}
 			s.startCurrent(sl)
 			if sl.current == nil { // could not even start
-				s.forkReloaded(sl, false)
+				s.forkReloaded(sl, nil, false)
 			}
 		}
 	case sl.candidate == w:
