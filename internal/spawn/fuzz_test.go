@@ -70,8 +70,7 @@ func FuzzInterleavings(f *testing.F) {
 			return pids[next()%len(pids)], true
 		}
 		for steps := 0; len(in) > 0 && steps < 200; steps++ {
-			op := next() % 12
-			switch op {
+			switch op := next() % 16; op {
 			case 0: // an exit: 0, 1, or killed
 				if pid, ok := pick(); ok {
 					h.exit([]int{0, 1, -9}[next()%3], pid)
@@ -121,6 +120,28 @@ func FuzzInterleavings(f *testing.F) {
 				if pid, ok := pick(); ok {
 					h.sys.procs[pid].memory = 1 << 30
 				}
+			case 12: // the next starts fail (fork: EAGAIN)
+				h.sys.failStarts = 1 + next()%3
+			case 13: // a worker's tree will outlive it (a daemon it left)
+				if pid, ok := pick(); ok {
+					h.sys.procs[pid].remains = true
+				}
+			case 14: // a worker exited, its exit not reaped yet
+				if pid, ok := pick(); ok {
+					h.sys.procs[pid].exited = true
+				}
+			case 15: // gm2-init reload api (an unknown app with one app)
+				done := make(chan error, 1)
+				h.event(func() {
+					targets, err := h.s.appsNamed([]string{"api"})
+					if err == nil {
+						err = h.s.requestReload(targets, done)
+					}
+					if err != nil {
+						done <- err
+					}
+				})
+				waiters = append(waiters, done)
 			}
 		}
 
@@ -131,6 +152,10 @@ func FuzzInterleavings(f *testing.F) {
 			if round == 50 {
 				t.Fatalf("not finished 50 rounds after TERM; live %v\n%s", live(), h.logs.String())
 			}
+			for _, p := range h.sys.procs {
+				p.remains = false // what the trees left behind ends too
+			}
+			h.sys.failStarts = 0
 			if pids := live(); len(pids) > 0 {
 				h.exit(0, pids...)
 			}
