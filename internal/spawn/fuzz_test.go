@@ -145,6 +145,74 @@ func FuzzInterleavings(f *testing.F) {
 			}
 		}
 
+		// Liveness: with the faults gone, workers that start become ready
+		// and those told to stop exit; then every slot serves (or was given
+		// up on), no pass is left under way, and every gm2-init reload has
+		// its answer — unless the sequence already began the shutdown.
+		h.sys.failStarts = 0
+		var unreaped []int
+		for pid, p := range h.sys.procs {
+			p.remains, p.memory = false, 0
+			if p.exited && h.s.byPid[pid] != nil {
+				unreaped = append(unreaped, pid)
+			}
+		}
+		if len(unreaped) > 0 {
+			slices.Sort(unreaped)
+			h.exit(1, unreaped...)
+		}
+		busy := func() bool {
+			for _, w := range h.s.byPid {
+				if w.state != status.Ready {
+					return true
+				}
+			}
+			for _, a := range h.s.apps {
+				if a.reload.inProgress {
+					return true
+				}
+				for _, sl := range a.slots {
+					if sl.restart != nil || sl.replaceRetry != nil {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		for round := 0; busy() && round < 500; round++ {
+			for _, pid := range live() {
+				switch w := h.s.byPid[pid]; {
+				case w == nil:
+				case w.state == status.Starting:
+					h.ready(pid)
+				case w.state == status.Draining:
+					h.exit(0, pid)
+				}
+			}
+			h.advance(31 * time.Second)
+		}
+		if !h.s.down.active {
+			for _, a := range h.s.apps {
+				if a.reload.inProgress || a.reload.pending {
+					t.Errorf("%s: a reload pass still under way once every worker was ready", a.name)
+				}
+				for _, sl := range a.slots {
+					serving := sl.current != nil && sl.current.state == status.Ready
+					if sl.retiring || sl.candidate != nil || (!serving && sl.state != status.Errored) {
+						t.Errorf("%s[%d] has not settled: state %s, current %v, candidate %v, retiring %v", a.name, sl.index, sl.state, sl.current != nil, sl.candidate != nil, sl.retiring)
+					}
+				}
+			}
+			for i, done := range waiters {
+				select {
+				case err := <-done:
+					done <- err // for the check after the shutdown
+				default:
+					t.Errorf("gm2-init reload number %d not answered once every worker was ready", i+1)
+				}
+			}
+		}
+
 		// The end: TERM, the workers exit when told, the clock runs out.
 		h.signal(sigTERM)
 		started := len(h.started())
