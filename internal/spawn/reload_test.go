@@ -341,15 +341,23 @@ func TestHUPDuringShutdownIsIgnored(t *testing.T) {
 	}
 }
 
-// A fork-mode app binds its own ports: its reload stops the worker, then
-// starts the next one once it is gone.
-func TestForkAppReloadStopsThenStarts(t *testing.T) {
+// forkReloading starts a wait-ready fork-mode app and sends it SIGHUP; it
+// returns the worker from before the reload.
+func forkReloading(t *testing.T) (*harness, int) {
+	t.Helper()
 	a := reloadApp(1)
 	a.ExecMode = appspec.Fork
 	h := newHarness(t, Options{Apps: []App{a}})
 	h.startAll()
 	old := h.pid(0)
 	h.signal(sigHUP)
+	return h, old
+}
+
+// A fork-mode app binds its own ports: its reload stops the worker, then
+// starts the next one once it is gone.
+func TestForkAppReloadStopsThenStarts(t *testing.T) {
+	h, old := forkReloading(t)
 	if h.slot(0).candidate != nil || len(h.started()) != 1 {
 		t.Fatal("a fork app got a worker next to the old one")
 	}
@@ -509,12 +517,7 @@ func TestReloadOfAStartingWorker(t *testing.T) {
 // again at once, and the backoff restart decided for the exit is dropped:
 // one worker, not two.
 func TestForkReloadPendingPassAfterAFailedStart(t *testing.T) {
-	a := reloadApp(1)
-	a.ExecMode = appspec.Fork
-	h := newHarness(t, Options{Apps: []App{a}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
+	h, old := forkReloading(t)
 	h.exit(0, old) // stopped for the reload
 	next := h.lastStarted()
 	h.signal(sigHUP) // pending
