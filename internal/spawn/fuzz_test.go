@@ -43,9 +43,9 @@ func FuzzInterleavings(f *testing.F) {
 			return b
 		}
 		cfg := next()
-		apps := []App{fuzzApp("web", cfg, 1+next()%4)}
+		apps := []App{fuzzApp("web", cfg, next())}
 		if cfg&0x40 != 0 {
-			apps = append(apps, fuzzApp("api", cfg>>1, 1+next()%3))
+			apps = append(apps, fuzzApp("api", cfg>>1, next()))
 		}
 		h := newHarness(t, Options{Apps: apps, ShutdownDelay: time.Duration(cfg>>7) * time.Second})
 		t.Cleanup(func() {
@@ -69,7 +69,7 @@ func FuzzInterleavings(f *testing.F) {
 			}
 			return pids[next()%len(pids)], true
 		}
-		for steps := 0; len(in) > 0 && steps < 200; steps++ {
+		for steps := 0; len(in) > 0 && steps < 200 && !h.s.finished; steps++ {
 			switch op := next() % 16; op {
 			case 0: // an exit: 0, 1, or killed
 				if pid, ok := pick(); ok {
@@ -196,9 +196,11 @@ func FuzzInterleavings(f *testing.F) {
 				if a.reload.inProgress || a.reload.pending {
 					t.Errorf("%s: a reload pass still under way once every worker was ready", a.name)
 				}
+				ends := a.spec.Restart != appspec.Always || len(a.spec.StopExitCodes) > 0
 				for _, sl := range a.slots {
 					serving := sl.current != nil && sl.current.state == status.Ready
-					if sl.retiring || sl.candidate != nil || (!serving && sl.state != status.Errored) {
+					given := sl.state == status.Errored || ends && sl.state == status.Stopped
+					if sl.retiring || sl.candidate != nil || (!serving && !given) {
 						t.Errorf("%s[%d] has not settled: state %s, current %v, candidate %v, retiring %v", a.name, sl.index, sl.state, sl.current != nil, sl.candidate != nil, sl.retiring)
 					}
 				}
@@ -213,8 +215,11 @@ func FuzzInterleavings(f *testing.F) {
 			}
 		}
 
-		// The end: TERM, the workers exit when told, the clock runs out.
-		h.signal(sigTERM)
+		// The end: TERM (unless every slot ended by itself: --restart
+		// never), the workers exit when told, the clock runs out.
+		if !h.s.finished {
+			h.signal(sigTERM)
+		}
 		started := len(h.started())
 		for round := 0; !h.s.finished; round++ {
 			if round == 50 {
@@ -252,9 +257,16 @@ func FuzzInterleavings(f *testing.F) {
 	})
 }
 
-// fuzzApp is an app with the settings bits of cfg pick.
-func fuzzApp(name string, cfg, n int) App {
-	a := testApp(name, n)
+// fuzzApp is an app with the settings the bits of cfg and of more pick:
+// more's low 2 bits are the worker count (1 to 4), the next ones the
+// restart policy, stop exit codes and the kill timeout.
+func fuzzApp(name string, cfg, more int) App {
+	a := testApp(name, 1+more%4)
+	a.Restart = []appspec.RestartPolicy{appspec.Always, appspec.OnFailure, appspec.Never, appspec.Always}[(more>>2)%4]
+	if more&0x10 != 0 {
+		a.StopExitCodes = []int{1}
+	}
+	a.KillTimeout = []time.Duration{8 * time.Second, 2 * time.Second, 30 * time.Second, 100 * time.Millisecond}[(more>>5)%4]
 	a.WaitReady = cfg&1 != 0
 	if cfg&2 != 0 {
 		a.ExecMode, a.Count = appspec.Fork, 1 // fork runs exactly one
