@@ -50,6 +50,9 @@
 //  6. A slot in backoff has a pending restart and no worker of its own; an
 //     errored or stopped slot has no current worker and no pending restart.
 //  7. After the shutdown began, no worker is started.
+//  8. A reload pass that ends ok leaves every slot's current worker on the
+//     pass's code (its generation): `gm2-init reload` never answers ok
+//     while a slot runs a worker started before it.
 //
 // # Crash loops
 //

@@ -250,6 +250,9 @@ type harness struct {
 	// loopExits are the pids whose exit a loopRun test sent through Run's
 	// channel: the batch is applied in an event of Run's, not the test's.
 	loopExits map[int]bool
+	// passes remembers, per app, whether a reload pass was under way as of
+	// the previous event.
+	passes map[*app]bool
 }
 
 // slotView is what the invariant checks remember of a slot between events.
@@ -283,7 +286,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 // buildHarness builds a supervisor over fakes; nothing is started yet.
 func buildHarness(t *testing.T, opt Options) *harness {
 	t.Helper()
-	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}, loopExits: map[int]bool{}}
+	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}, loopExits: map[int]bool{}, passes: map[*app]bool{}}
 	h.sys.h = h
 	h.clk = &fakeClock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	h.clk.fire = func(fn func()) { h.event(fn) }
@@ -590,6 +593,18 @@ func (h *harness) check() {
 		}
 	}
 	h.prev = next
+	// Invariant 8: a pass that ended ok left every slot on its code.
+	for _, a := range s.apps {
+		r := &a.reload
+		if h.passes[a] && !r.inProgress && r.lastResult == "ok" && !s.down.active {
+			for _, sl := range a.slots {
+				if w := sl.current; w != nil && !sl.retiring && w.gen != r.generation {
+					t.Errorf("invariant 8: %s's pass %d ended ok with %s[%d] running worker %d of generation %d", a.name, r.generation, a.name, sl.index, w.pid, w.gen)
+				}
+			}
+		}
+		h.passes[a] = r.inProgress
+	}
 }
 
 // exited tells whether pid exited in the current event (harness.exit), or

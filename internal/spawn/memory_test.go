@@ -94,7 +94,10 @@ func TestMemoryCheckLeavesAReloadAlone(t *testing.T) {
 	}
 }
 
-// A reload taking over a memory replacement under way counts it as its own.
+// A reload reaching a slot whose memory replacement is under way replaces
+// that replacement's candidate, which runs the code from before the
+// reload, with one of its own: the bloated worker serves until the new
+// code is ready, and the pass does not answer ok with old code running.
 func TestReloadTakesOverAMemoryReplacement(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{memoryApp(1)}, MemoryCheckInterval: 30 * time.Second})
 	h.startAll()
@@ -102,13 +105,27 @@ func TestReloadTakesOverAMemoryReplacement(t *testing.T) {
 	old := h.pid(0)
 	h.sys.procs[old].memory = 1 << 30
 	h.advance(30 * time.Second)
-	cand := h.candidatePid(0)
+	stale := h.candidatePid(0)
 	h.signal(sigHUP)
 	if h.slot(0).replacing != replaceReload {
 		t.Fatalf("replacing %q", h.slot(0).replacing)
 	}
+	if sigs := h.signals(stale); len(sigs) != 1 || sigs[0] != sigTERM {
+		t.Fatalf("the memory replacement's candidate %d got %v, want [SIGTERM]", stale, sigs)
+	}
+	cand := h.candidatePid(0)
+	if w := h.worker(cand); w.gen != 1 {
+		t.Fatalf("the pass's candidate runs generation %d", w.gen)
+	}
+	if len(h.signals(old)) != 0 {
+		t.Fatal("the bloated worker was stopped before a replacement was ready")
+	}
+	h.exit(0, stale)
 	h.ready(cand)
 	h.exit(0, old)
+	if h.pid(0) != cand {
+		t.Fatalf("slot runs %d, want %d", h.pid(0), cand)
+	}
 	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
 		t.Errorf("reload %v", l)
 	}

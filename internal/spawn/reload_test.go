@@ -543,3 +543,40 @@ func TestForkReloadPendingPassAfterAFailedStart(t *testing.T) {
 		t.Errorf("second pass %v", l)
 	}
 }
+
+// A slot whose replacement is waiting to retry, whose old worker then
+// crashes and whose restart fails to start (EAGAIN), is still replaced by
+// the pass: the failed restart is a crash of the slot's, not the end of
+// its replacement.
+func TestReloadSurvivesAFailedRestartOfTheOldWorker(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	h.advance(time.Minute)
+	done := make(chan error, 1)
+	h.event(func() { h.s.requestReload(h.s.apps, done) })
+	h.exit(1, h.candidatePid(0))
+	h.advance(100 * time.Millisecond)
+	h.exit(1, h.candidatePid(0)) // the retry is due in 200 ms
+	h.exit(1, h.pid(0))          // the old worker crashes: restart due in 100 ms
+	h.sys.failStarts = 1
+	h.advance(100 * time.Millisecond) // that restart cannot start
+	select {
+	case err := <-done:
+		t.Fatalf("gm2-init reload answered %v after a failed restart", err)
+	default:
+	}
+	for range 10 {
+		for _, w := range h.s.byPid {
+			if w.state == status.Starting {
+				h.ready(w.pid)
+			}
+		}
+		h.advance(time.Second)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if w := h.s.apps[0].slots[0].current; w == nil || w.gen != 1 {
+		t.Fatalf("the slot does not run the new code: %+v", w)
+	}
+}

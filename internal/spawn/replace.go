@@ -102,10 +102,17 @@ func (s *Supervisor) pumpReload(a *app) {
 			// would find the app's own ports taken. Stop, then start.
 			sl.replacing, sl.replaceAttempts, sl.restartAfterStop = replaceReload, 0, true
 			s.stop(sl.current, "reload (fork mode: stopped, then started again)")
-		case sl.candidate != nil, sl.restartAfterStop:
-			// A memory replacement is under way (a candidate, or a
-			// fork-mode worker stopped to start again): it starts the new
-			// code too, so the pass takes it over.
+		case sl.candidate != nil:
+			// A memory replacement's candidate runs the code from before
+			// the pass: it gives way to one of the pass (the bloated
+			// worker serves until that one is ready, then is replaced).
+			s.stop(sl.candidate, "reload: a worker of the new code replaces it")
+			sl.replaceAttempts = 0
+			s.startReplacement(sl, replaceReload)
+		case sl.restartAfterStop:
+			// A fork-mode worker stopped for a memory restart: the worker
+			// started once it is gone runs the new code, so the pass
+			// takes the restart over.
 			sl.replacing, sl.replaceAttempts = replaceReload, 0
 		default:
 			sl.replaceAttempts = 0

@@ -41,8 +41,13 @@ func (s *Supervisor) afterExit(sl *slot, w *worker, code int, desc string) {
 	s.noteFailure(code)
 	// A fork-mode slot's new worker ended before ready: its reload is told
 	// once the slot's own fate is decided below, since the news may end the
-	// pass and start the next one, which starts this slot again.
-	defer s.forkReloaded(sl, w, false)
+	// pass and start the next one, which starts this slot again. (A start
+	// that failed, w nil, ends nothing here: a failed backoff restart of a
+	// slot whose replacement is retrying must not end it; a fork-mode
+	// slot's failed start after its stop is told by onWorkerExit.)
+	if w != nil {
+		defer s.forkReloaded(sl, w, false)
+	}
 	if s.down.active || sl.retiring {
 		if sl.retiring {
 			sl.app.dropRetired()
@@ -114,7 +119,6 @@ func (s *Supervisor) siblingServes(sl *slot) bool {
 	return false
 }
 
-// stopTimer stops and forgets a pending timer.
 // cancelRestart drops sl's pending restart (the shutdown, a scale-down):
 // a slot that was waiting out its backoff reads stopped from then on.
 func cancelRestart(sl *slot) {
@@ -124,6 +128,7 @@ func cancelRestart(sl *slot) {
 	stopTimer(&sl.restart)
 }
 
+// stopTimer stops and forgets a pending timer.
 func stopTimer(t *Timer) {
 	if *t != nil {
 		(*t).Stop()
