@@ -135,8 +135,10 @@ func (s *Server) Drain(ctx context.Context) error {
 		}
 	}
 
-	s.ln.Close()
+	// Keep-alives off before the listener closes: a response written
+	// once Drain has begun, even in between, tells its client to close.
 	s.srv.SetKeepAlivesEnabled(false)
+	s.ln.Close()
 
 	select {
 	case <-s.served:
