@@ -250,9 +250,6 @@ type harness struct {
 	// loopExits are the pids whose exit a loopRun test sent through Run's
 	// channel: the batch is applied in an event of Run's, not the test's.
 	loopExits map[int]bool
-	// passes remembers, per app, whether a reload pass was under way as of
-	// the previous event.
-	passes map[*app]bool
 }
 
 // slotView is what the invariant checks remember of a slot between events.
@@ -286,7 +283,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 // buildHarness builds a supervisor over fakes; nothing is started yet.
 func buildHarness(t *testing.T, opt Options) *harness {
 	t.Helper()
-	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}, loopExits: map[int]bool{}, passes: map[*app]bool{}}
+	h := &harness{t: t, sys: newFakeSystem(), life: &lifecycleLog{}, exits: map[int]bool{}, loopExits: map[int]bool{}}
 	h.sys.h = h
 	h.clk = &fakeClock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	h.clk.fire = func(fn func()) { h.event(fn) }
@@ -300,6 +297,7 @@ func buildHarness(t *testing.T, opt Options) *harness {
 	}
 	h.s = New(opt)
 	h.s.afterEvent = h.check
+	h.s.passEnded = h.checkPass
 	return h
 }
 
@@ -593,17 +591,19 @@ func (h *harness) check() {
 		}
 	}
 	h.prev = next
-	// Invariant 8: a pass that ended ok left every slot on its code.
-	for _, a := range s.apps {
-		r := &a.reload
-		if h.passes[a] && !r.inProgress && r.lastResult == "ok" && !s.down.active {
-			for _, sl := range a.slots {
-				if w := sl.current; w != nil && !sl.retiring && w.gen != r.generation {
-					t.Errorf("invariant 8: %s's pass %d ended ok with %s[%d] running worker %d of generation %d", a.name, r.generation, a.name, sl.index, w.pid, w.gen)
-				}
-			}
+}
+
+// checkPass verifies invariant 8 as each reload pass ends: one that ends ok
+// leaves every slot's current worker on its code.
+func (h *harness) checkPass(a *app) {
+	r := &a.reload
+	if r.lastResult != "ok" || h.s.down.active {
+		return
+	}
+	for _, sl := range a.slots {
+		if w := sl.current; w != nil && !sl.retiring && w.gen != r.generation {
+			h.t.Errorf("invariant 8: %s's pass %d ended ok with %s[%d] running worker %d of generation %d", a.name, r.generation, a.name, sl.index, w.pid, w.gen)
 		}
-		h.passes[a] = r.inProgress
 	}
 }
 

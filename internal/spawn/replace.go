@@ -287,6 +287,9 @@ func (s *Supervisor) finishReload(a *app) {
 	ev.Str("app", a.name).Uint64("generation", r.generation).Str("result", r.lastResult).
 		Str("duration", dur(s.clock.Now().Sub(r.started))).
 		Int("replaced", r.replaced).Int("failures", r.failures).Int("not_replaced", r.unreplaced).Msg("reload finished")
+	if s.passEnded != nil {
+		s.passEnded(a)
+	}
 	s.reloadEnded(a, r.lastResult)
 	if r.pending && !s.down.active {
 		r.pending = false

@@ -67,8 +67,9 @@ type Supervisor struct {
 	spoofTimer Timer
 
 	// afterEvent, when set (tests), runs after every event once the
-	// supervisor has settled.
+	// supervisor has settled; passEnded, when each reload pass ends.
 	afterEvent func()
+	passEnded  func(*app)
 	// snapshotWait is the constant of that name; the tests of a stuck
 	// loop shorten it.
 	snapshotWait time.Duration

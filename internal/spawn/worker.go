@@ -293,6 +293,7 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 		sl.current = nil
 		if sl.candidate != nil {
 			// Its replacement is on the way and takes over when ready.
+			sl.state = status.Starting
 			sl.lastExit = e.String()
 			s.noteFailure(code)
 			s.log.Warn().Str("app", sl.app.name).Int("slot", sl.index).Int("candidate", sl.candidate.pid).

@@ -10,12 +10,16 @@
 // measured here, about one request in ten thousand during reloads fails
 // with EOF. Drain avoids it by ordering the steps:
 //
-//  1. close this worker's listener: it accepts nothing more, and the kernel
-//     keeps queueing new connections on the shared socket for the other
-//     workers (gm2-init holds it open the whole time);
-//  2. turn keep-alives off, so that every answer from now on ends its
+//  1. turn keep-alives off, so that every answer from now on ends its
 //     connection (net/http also closes the idle keep-alive connections
-//     at once; an HTTP client retries a request it sent on one of them);
+//     at once — an HTTP client retries a request it sent on one of them —
+//     and, a net/http rule, a connection that has waited more than 5 s
+//     for its first request);
+//  2. close this worker's listener: it accepts nothing more, and the kernel
+//     keeps queueing new connections on the shared socket for the other
+//     workers (gm2-init holds it open the whole time). In this order, a
+//     connection accepted just before is still answered, with
+//     Connection: close;
 //  3. wait until Serve has returned. http.Server registers a connection
 //     (ConnState StateNew) in Serve's own goroutine, after Accept returned
 //     it and before the next Accept: a connection accepted just before the
@@ -135,8 +139,9 @@ func (s *Server) Drain(ctx context.Context) error {
 		}
 	}
 
-	// Keep-alives off before the listener closes: a response written
-	// once Drain has begun, even in between, tells its client to close.
+	// Keep-alives off before the listener closes (steps 1 and 2 above):
+	// a response written once the listener is closed tells its client to
+	// close, whenever it is written.
 	s.srv.SetKeepAlivesEnabled(false)
 	s.ln.Close()
 
