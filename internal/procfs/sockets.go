@@ -48,17 +48,6 @@ type TCPSocket struct {
 
 var errBadNetTCP = errors.New("malformed /proc/net/tcp row")
 
-// ParseNetTCP parses the content of /proc/PID/net/tcp (v6 false) or tcp6
-// (v6 true). The first line is the header. Addresses are printed by the
-// kernel as the hex of 32-bit words in host byte order (so 127.0.0.1 reads
-// 0100007F on little-endian machines), ports as the hex of the port.
-//
-// A malformed row is an error naming the row: the file comes from the
-// kernel, so a bad row means procRoot is not what it should be.
-func ParseNetTCP(data []byte, v6 bool) ([]TCPSocket, error) {
-	return scanNetTCP(bytes.NewReader(data), v6, false)
-}
-
 // maxNetTCPRow bounds one row of /proc/net/tcp (about 150 bytes, 180 in
 // tcp6): a longer line is not the kernel's.
 const maxNetTCPRow = 4 << 10
@@ -73,8 +62,13 @@ const maxListeningRows = 1 << 16
 // inside the listening section.
 const tcpSynRecv = 0x03
 
-// scanNetTCP parses the rows of a net/tcp file from r, one line at a time,
-// so that memory does not grow with the file. With listening, it returns
+// scanNetTCP parses the rows of /proc/PID/net/tcp (v6 false) or tcp6 (v6
+// true) from r, one line at a time, so that memory does not grow with the
+// file. The first line is the header. Addresses are printed by the kernel
+// as the hex of 32-bit words in host byte order (so 127.0.0.1 reads
+// 0100007F on little-endian machines), ports as the hex of the port. A
+// malformed row is an error naming the row: the file comes from the
+// kernel, so a bad row means procRoot is not what it should be. With listening, it returns
 // the LISTEN rows alone and stops at the first row in another state (the
 // pending requests of old kernels aside): the kernel prints every
 // listening socket before any other (tcp_seq_start walks the listening

@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ func littleEndian(t *testing.T) {
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
+// parseNetTCP parses a whole net/tcp file, every row.
+func parseNetTCP(data []byte, v6 bool) ([]TCPSocket, error) {
+	return scanNetTCP(bytes.NewReader(data), v6, false)
+}
+
 func TestParseNetTCPFiles(t *testing.T) {
 	littleEndian(t)
 	tests := []struct {
@@ -56,12 +62,12 @@ func TestParseNetTCPFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ParseNetTCP(data, tt.v6)
+			got, err := parseNetTCP(data, tt.v6)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, tt.want) {
-				t.Errorf("ParseNetTCP(%s):\n got %v\nwant %v", tt.file, got, tt.want)
+				t.Errorf("parseNetTCP(%s):\n got %v\nwant %v", tt.file, got, tt.want)
 			}
 		})
 	}
@@ -101,7 +107,7 @@ func TestParseNetTCPRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseNetTCP([]byte(tt.data), tt.v6)
+			got, err := parseNetTCP([]byte(tt.data), tt.v6)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("error = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -148,7 +154,7 @@ func FuzzParseNetTCP(f *testing.F) {
 	f.Add([]byte("h\n0: 0100007F:1F90 00000000:0000 0A 0:0 0:0 0 0 0 5"), false)
 	f.Add([]byte("h\n0: :: 0 0 0 0 0 0 0 0"), true)
 	f.Fuzz(func(t *testing.T, data []byte, v6 bool) {
-		rows, err := ParseNetTCP(data, v6)
+		rows, err := parseNetTCP(data, v6)
 		if err != nil {
 			return
 		}
@@ -160,7 +166,7 @@ func FuzzParseNetTCP(f *testing.F) {
 			}
 			b.WriteString(formatNetTCPRow(i, r, v6) + "\n")
 		}
-		again, err := ParseNetTCP([]byte(b.String()), v6)
+		again, err := parseNetTCP([]byte(b.String()), v6)
 		if err != nil {
 			t.Fatalf("reparse of %q: %v", b.String(), err)
 		}

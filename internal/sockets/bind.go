@@ -138,15 +138,8 @@ func bindInet(s Spec) (*Listener, error) {
 			unix.Close(fd)
 		}
 	}()
-	var sa unix.Sockaddr
-	if ip4 := ip.To4(); ip4 != nil {
-		a := &unix.SockaddrInet4{Port: port}
-		copy(a.Addr[:], ip4)
-		sa = a
-	} else {
-		a := &unix.SockaddrInet6{Port: port}
-		copy(a.Addr[:], ip.To16())
-		sa = a
+	family, sa := inetSockaddr(ip, port)
+	if family == unix.AF_INET6 {
 		v6only := 1
 		if dual {
 			v6only = 0
@@ -182,11 +175,21 @@ func bindInet(s Spec) (*Listener, error) {
 	return &Listener{Spec: s, Bound: bound, File: os.NewFile(uintptr(fd), s.String())}, nil
 }
 
-func inetSocket(ip net.IP, typ int) (int, error) {
-	family := unix.AF_INET6
-	if ip.To4() != nil {
-		family = unix.AF_INET
+// inetSockaddr is ip and port as bind(2) and connect(2) take them, with
+// the socket family they need: IPv4 for an IPv4 (or IPv4-mapped) address.
+func inetSockaddr(ip net.IP, port int) (int, unix.Sockaddr) {
+	if ip4 := ip.To4(); ip4 != nil {
+		sa := &unix.SockaddrInet4{Port: port}
+		copy(sa.Addr[:], ip4)
+		return unix.AF_INET, sa
 	}
+	sa := &unix.SockaddrInet6{Port: port}
+	copy(sa.Addr[:], ip.To16())
+	return unix.AF_INET6, sa
+}
+
+func inetSocket(ip net.IP, typ int) (int, error) {
+	family, _ := inetSockaddr(ip, 0)
 	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)

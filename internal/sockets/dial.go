@@ -114,15 +114,9 @@ func tcpSockaddr(addr *net.TCPAddr) (int, unix.Sockaddr, error) {
 	if len(ip) == 0 || ip.IsUnspecified() {
 		ip = net.IPv4(127, 0, 0, 1)
 	}
-	if ip4 := ip.To4(); ip4 != nil {
-		sa := &unix.SockaddrInet4{Port: addr.Port}
-		copy(sa.Addr[:], ip4)
-		return unix.AF_INET, sa, nil
+	if ip.To16() == nil {
+		return 0, nil, fmt.Errorf("address %s is not an IP address", addr)
 	}
-	if ip16 := ip.To16(); ip16 != nil {
-		sa := &unix.SockaddrInet6{Port: addr.Port}
-		copy(sa.Addr[:], ip16)
-		return unix.AF_INET6, sa, nil
-	}
-	return 0, nil, fmt.Errorf("address %s is not an IP address", addr)
+	family, sa := inetSockaddr(ip, addr.Port)
+	return family, sa, nil
 }

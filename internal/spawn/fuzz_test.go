@@ -54,6 +54,17 @@ func FuzzInterleavings(f *testing.F) {
 			}
 		})
 		var waiters []chan error
+		// reload is `gm2-init reload NAMES…` as the control socket's server
+		// runs it in the loop; its answer is checked at the end.
+		reload := func(names []string) {
+			done := make(chan error, 1)
+			h.event(func() {
+				if err := h.s.reloadCommand(names, done); err != nil {
+					done <- err
+				}
+			})
+			waiters = append(waiters, done)
+		}
 		live := func() []int {
 			pids := make([]int, 0, len(h.s.byPid))
 			for pid := range h.s.byPid {
@@ -89,19 +100,8 @@ func FuzzInterleavings(f *testing.F) {
 				h.signal(sigTTOU)
 			case 6:
 				h.signal(sigTERM)
-			case 7: // gm2-init reload [APP]
-				done := make(chan error, 1)
-				names := [][]string{nil, {"web"}}[next()%2]
-				h.event(func() {
-					targets, err := h.s.appsNamed(names)
-					if err == nil {
-						err = h.s.requestReload(targets, done)
-					}
-					if err != nil {
-						done <- err
-					}
-				})
-				waiters = append(waiters, done)
+			case 7: // gm2-init reload [web]
+				reload([][]string{nil, {"web"}}[next()%2])
 			case 8: // gm2-init scale web N
 				n := 1 + next()%4
 				h.event(func() { h.s.scaleCommand("web", n, false) })
@@ -131,17 +131,7 @@ func FuzzInterleavings(f *testing.F) {
 					h.sys.procs[pid].exited = true
 				}
 			case 15: // gm2-init reload api (an unknown app with one app)
-				done := make(chan error, 1)
-				h.event(func() {
-					targets, err := h.s.appsNamed([]string{"api"})
-					if err == nil {
-						err = h.s.requestReload(targets, done)
-					}
-					if err != nil {
-						done <- err
-					}
-				})
-				waiters = append(waiters, done)
+				reload([]string{"api"})
 			}
 		}
 

@@ -31,6 +31,10 @@ type loopRun struct {
 	sigs   chan os.Signal
 	exits  chan []reaper.Exit
 	result chan int
+	// until, when set, is evaluated in the loop after every event; met is
+	// closed once it holds (eventually). Both belong to the loop.
+	until func() bool
+	met   chan struct{}
 }
 
 func startLoop(t *testing.T, opt Options, setup ...func(*Supervisor)) *loopRun {
@@ -40,6 +44,18 @@ func startLoop(t *testing.T, opt Options, setup ...func(*Supervisor)) *loopRun {
 		f(h.s) // before Run: nothing else touches the Supervisor yet
 	}
 	r := &loopRun{t: t, h: h, s: h.s, sigs: make(chan os.Signal, 4), exits: make(chan []reaper.Exit, 4), result: make(chan int, 1)}
+	check := h.s.afterEvent
+	h.s.afterEvent = func() {
+		check()
+		if until := r.until; until != nil {
+			r.until = nil // cond's own events do not evaluate it again
+			if until() {
+				close(r.met)
+			} else {
+				r.until = until
+			}
+		}
+	}
 	go func() { r.result <- h.s.Run(r.sigs, r.exits) }()
 	t.Cleanup(func() {
 		select {
@@ -71,28 +87,31 @@ func (r *loopRun) do(fn func()) {
 	}
 }
 
-// eventually runs cond in the loop until it holds, for at most 20 s. What
-// it waits for may have to pass through another goroutine first (Run's
-// notify reader) or sit in Run's channels, which Run picks from at random.
+// eventually waits, for at most 20 s, until cond holds in the loop: it is
+// evaluated now and after every event the loop applies. What it waits for
+// may have to pass through another goroutine first (Run's notify reader)
+// or sit in Run's channels, which Run picks from at random.
 func (r *loopRun) eventually(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok := false
-		r.do(func() { ok = cond() })
-		if ok {
+	met := make(chan struct{})
+	r.do(func() {
+		if cond() {
+			close(met)
 			return
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s: not within 20 s", what)
-		}
-		time.Sleep(time.Millisecond)
+		r.until, r.met = cond, met
+	})
+	select {
+	case <-met:
+	case <-time.After(20 * time.Second):
+		r.t.Fatalf("%s: not within 20 s", what)
 	}
 }
 
-// exitInLoop is harness.exit (code < 0: killed by signal -code) for a batch that arrives through Run's exits
-// channel instead: the fakes learn of it in the loop, the batch is sent
-// from there (the channel is buffered).
+// exitInLoop is harness.exit (code < 0: killed by signal -code) for a
+// batch that arrives through Run's exits channel instead: the fakes learn
+// of it in the loop, the batch is sent from there (the channel is
+// buffered).
 func (r *loopRun) exitInLoop(code int, pids ...int) {
 	var batch []reaper.Exit
 	for _, pid := range pids {
@@ -280,22 +299,9 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- r.s.Reload(ctx, nil) }()
-	// Drive the pass: replacements pass --min-uptime, the workers they
-	// replaced exit.
-	for pass := 0; ; pass++ {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		default:
-			if pass == 1000 {
-				t.Fatal("the reload did not end after 1000 steps")
-			}
-			r.do(func() { r.drainAndAdvance() })
-			continue
-		}
-		break
+	r.drivePass(1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 	if snap := r.s.Snapshot(); snap.Reload.LastResult != "ok" || snap.Reload.Generation != 1 || snap.ReadyWorkers() != 3 {
 		t.Fatalf("after gm2-init reload: %+v, %d ready", snap.Reload, snap.ReadyWorkers())
@@ -310,25 +316,36 @@ func TestControlCommandsThroughTheLoop(t *testing.T) {
 	if err := r.s.Reload(gone, []string{"web"}); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "the reload goes on") {
 		t.Errorf("reload with an ended context: %v", err)
 	}
-	r.eventually("the abandoned caller's pass ends", func() bool {
-		r.drainAndAdvance()
-		return !r.s.apps[0].reload.inProgress && r.s.apps[0].reload.generation == 2
-	})
+	r.drivePass(2) // the abandoned caller's pass ends all the same
 }
 
-// drainAndAdvance, in the loop, makes every draining worker exit and lets
-// the clock pass --min-uptime.
-func (r *loopRun) drainAndAdvance() {
-	var pids []int
-	for _, sl := range r.s.apps[0].slots {
-		for _, w := range sl.draining {
-			pids = append(pids, w.pid)
+// drivePass drives the first app's reload pass gen to its end, one step
+// per round trip through the loop: the workers it stopped exit, and the
+// clock lets its replacements pass --min-uptime.
+func (r *loopRun) drivePass(gen uint64) {
+	r.t.Helper()
+	ended := false
+	for step := 0; !ended; step++ {
+		if step == 1000 {
+			r.t.Fatalf("reload pass %d did not end after 1000 steps", gen)
 		}
+		r.do(func() {
+			rl := &r.s.apps[0].reload
+			if ended = rl.generation >= gen && !rl.inProgress; ended {
+				return
+			}
+			var pids []int
+			for _, sl := range r.s.apps[0].slots {
+				for _, w := range sl.draining {
+					pids = append(pids, w.pid)
+				}
+			}
+			if len(pids) > 0 {
+				r.h.exit(0, pids...)
+			}
+			r.h.advance(2 * time.Second)
+		})
 	}
-	if len(pids) > 0 {
-		r.h.exit(0, pids...)
-	}
-	r.h.advance(2 * time.Second)
 }
 
 // TestRunEndsOnTERM: TERM stops the workers with their stop signal, Run

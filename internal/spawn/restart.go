@@ -51,8 +51,6 @@ func (s *Supervisor) afterExit(sl *slot, w *worker, code int, desc string) {
 	if s.down.active || sl.retiring {
 		if sl.retiring {
 			sl.app.dropRetired()
-		} else {
-			sl.state = status.Stopped // by the shutdown
 		}
 		return
 	}

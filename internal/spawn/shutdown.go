@@ -226,6 +226,15 @@ func (s *Supervisor) sweep(exits <-chan []reaper.Exit) {
 	}
 }
 
+// stoppedIfEmpty marks a slot the shutdown left without a worker stopped,
+// whichever way its last one ended (stopped, or exiting on its own); an
+// errored slot stays errored.
+func stoppedIfEmpty(sl *slot) {
+	if sl.current == nil && sl.candidate == nil && len(sl.draining) == 0 && sl.state != status.Errored {
+		sl.state = status.Stopped
+	}
+}
+
 func (s *Supervisor) maxKillTimeout() time.Duration {
 	var d time.Duration
 	for _, a := range s.apps {

@@ -211,12 +211,8 @@ func (s *Supervisor) call(fn func() error) error {
 	case err := <-res:
 		return err
 	case <-s.done:
-		// fn may have run just before the loop ended: its answer, sent
-		// from the loop, is then already there.
-		select {
-		case err := <-res:
+		if err, ok := sentBefore(res); ok {
 			return err
-		default:
 		}
 		return errors.New("gm2-init is stopping")
 	case <-time.After(5 * time.Second):
@@ -421,13 +417,7 @@ func (s *Supervisor) forward(sig syscall.Signal) {
 // failed), or when ctx ends — which ends the wait, not the reload.
 func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
 	done := make(chan error, 1)
-	err := s.call(func() error {
-		targets, err := s.appsNamed(apps)
-		if err != nil {
-			return err
-		}
-		return s.requestReload(targets, done)
-	})
+	err := s.call(func() error { return s.reloadCommand(apps, done) })
 	if err != nil {
 		return err
 	}
@@ -437,13 +427,33 @@ func (s *Supervisor) Reload(ctx context.Context, apps []string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("the reload goes on; stopped waiting for it: %w", ctx.Err())
 	case <-s.done:
-		select {
-		case err := <-done: // the pass ended just before the loop did
+		if err, ok := sentBefore(done); ok {
 			return err
-		default:
 		}
 		return errors.New("gm2-init stopped before the reload ended")
 	}
+}
+
+// sentBefore returns the answer the loop sent on ch (buffered) before it
+// ended, if it sent one: a caller that sees the loop gone may have been
+// answered just before, and that answer is then already there.
+func sentBefore(ch chan error) (error, bool) {
+	select {
+	case err := <-ch:
+		return err, true
+	default:
+		return nil, false
+	}
+}
+
+// reloadCommand is Reload in the loop: the named apps (all when none is
+// named) start or queue a pass, whose end is told on done.
+func (s *Supervisor) reloadCommand(names []string, done chan error) error {
+	targets, err := s.appsNamed(names)
+	if err != nil {
+		return err
+	}
+	return s.requestReload(targets, done)
 }
 
 // requestReload starts (or queues) a pass of each target for `gm2-init

@@ -231,6 +231,9 @@ func (s *Supervisor) onExits(batch []reaper.Exit) {
 			continue
 		}
 		s.onWorkerExit(w, e)
+		if s.down.active {
+			stoppedIfEmpty(w.slot)
+		}
 	}
 	s.recheckRemains()
 }
@@ -272,8 +275,6 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 		sl.draining = removeWorker(sl.draining, w)
 		if sl.retiring {
 			sl.app.dropRetired()
-		} else if s.down.active && sl.current == nil && sl.candidate == nil && len(sl.draining) == 0 && sl.state != status.Errored {
-			sl.state = status.Stopped // its last worker, stopped by the shutdown
 		}
 		if sl.restartAfterStop && sl.current == nil && len(sl.draining) == 0 {
 			sl.restartAfterStop = false
