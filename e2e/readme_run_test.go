@@ -831,7 +831,8 @@ func TestReadmeDesignNotesCommands(t *testing.T) {
 
 	t.Run("spawn", func(t *testing.T) {
 		t.Parallel()
-		for _, line := range []string{"go test -short ./internal/spawn", "go test -short -cover ./internal/spawn", "go test -cover ./internal/spawn", "go test -run '^$' -fuzz FuzzInterleavings -fuzztime 5000x ./internal/spawn"} {
+		for _, line := range []string{"go test -short ./internal/spawn", "go test -short -cover ./internal/spawn", "go test -cover ./internal/spawn", "go test -run '^$' -fuzz FuzzInterleavings -fuzztime 5000x ./internal/spawn",
+			"go test -run '^$' -fuzz FuzzYAMLMatchesLibrary -fuzztime 20000x ./internal/procfile"} {
 			out := run(t, "..", readmeLine(t, line))
 			if !strings.Contains("\n"+out, "\nok ") { // after the fuzzer's progress lines
 				t.Errorf("%s: %q", line, out)

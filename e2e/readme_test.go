@@ -317,6 +317,7 @@ var readmeInventory = []readmeCommand{
 	{text: "go test -cover ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -short -cover ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -run '^$' -fuzz FuzzInterleavings -fuzztime 5000x ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
+	{text: "go test -run '^$' -fuzz FuzzYAMLMatchesLibrary -fuzztime 20000x ./internal/procfile", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go tool nm -size", note: "a measuring tool named with its flags; it needs a binary as operand"},
 	{text: "gm2-init status|reload|scale", note: "synopsis in the layout table"},
 }

@@ -384,10 +384,15 @@ func TestScaleWithTTINAndTTOU(t *testing.T) {
 	}
 
 	in.Signal(syscall.SIGTTOU)
+	stopping, stopPos := in.WaitLog(10*time.Second, pos, "stopping worker", nil)
 	l, pos = in.WaitLog(10*time.Second, pos, "scaled down (SIGTTOU)", nil)
 	if l.Int("instances") != 1 {
 		t.Fatalf("after TTOU: %v", l)
 	}
+	// The exit as the supervisor handled it, not only as the kernel saw
+	// it: the reaper may have reaped the worker before the loop took its
+	// exit, and /status is the loop's.
+	in.WaitLog(15*time.Second, stopPos, "worker exited", func(l logLine) bool { return l.Int("pid") == stopping.Int("pid") })
 	in.waitChildren(1, 15*time.Second)
 	in.Signal(syscall.SIGTTOU)
 	in.WaitLog(10*time.Second, pos, "SIGTTOU ignored: one worker is the minimum", nil)

@@ -6,14 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // maxFileSize bounds what is read from a process file, and from node's
@@ -211,86 +206,7 @@ func decodeYAML(b []byte) (v any, err error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, errors.New("empty file (expected a mapping with apps: [...])")
 	}
-	var raw any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
-		return nil, yamlError(err)
-	}
-	return normalizeYAML(raw, "")
-}
-
-// yamlError makes yaml's messages one line without its "yaml: " prefix:
-// "line 3: mapping values are not allowed in this context".
-func yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	parts := strings.Split(msg, "\n")
-	for i := range parts {
-		parts[i] = strings.TrimSpace(parts[i])
-	}
-	return errors.New(strings.Join(parts, "; "))
-}
-
-// normalizeYAML converts what yaml decodes into interface values to the
-// tree's types: numbers become json.Number, mappings need string keys.
-func normalizeYAML(v any, where string) (any, error) {
-	switch x := v.(type) {
-	case nil, string, bool:
-		return x, nil
-	case int:
-		return json.Number(strconv.Itoa(x)), nil
-	case int64:
-		return json.Number(strconv.FormatInt(x, 10)), nil
-	case uint64:
-		return json.Number(strconv.FormatUint(x, 10)), nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return json.Number(strconv.FormatFloat(x, 'g', -1, 64)), nil
-		}
-		return json.Number(strconv.FormatFloat(x, 'g', -1, 64)), nil
-	case time.Time:
-		return x.Format(time.RFC3339Nano), nil
-	case []byte:
-		return string(x), nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := normalizeYAML(e, fmt.Sprintf("%s[%d]", where, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = n
-		}
-		return out, nil
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := normalizeYAML(e, join(where, k))
-			if err != nil {
-				return nil, err
-			}
-			out[k] = n
-		}
-		return out, nil
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			ks, ok := k.(string)
-			if !ok {
-				at := where
-				if at == "" {
-					at = "the top level"
-				}
-				return nil, fmt.Errorf("%s: key %v is not a string", at, k)
-			}
-			n, err := normalizeYAML(e, join(where, ks))
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = n
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("%s: unsupported YAML value of type %T", where, v)
+	return parseYAML(string(b))
 }
 
 func join(where, key string) string {

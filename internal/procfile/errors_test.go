@@ -30,7 +30,7 @@ func TestLoadErrors(t *testing.T) {
 		{"yaml syntax error", "p.yaml", "apps:\n  - name: api\n    script: api.js\n    env: NODE_ENV: production\n", Options{},
 			`p.yaml: line 4: mapping values are not allowed in this context`},
 		{"yaml tab", "p.yml", "apps:\n\t- script: api.js\n", Options{},
-			`p.yml: line 2: found character that cannot start any token`},
+			`p.yml: line 2: a tab indents this line; YAML indents with spaces`},
 		{"yaml non-string key", "p.yaml", "apps:\n  - script: api.js\n    1: x\n", Options{},
 			`p.yaml: apps[0]: key 1 is not a string`},
 		{"unknown extension", "p.txt", "{}", Options{},

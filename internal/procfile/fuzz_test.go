@@ -69,25 +69,6 @@ func equalJSON(a, b any) bool {
 	return bytes.Equal(x, y)
 }
 
-// FuzzDecodeYAML: the YAML path never panics, holds only tree types, and
-// its errors are one line.
-func FuzzDecodeYAML(f *testing.F) {
-	for _, s := range []string{ecosystemYAML, "apps:\n\t- x", "a: &a [*a]", "? [a]\n: b", "1: x", "- !!binary aGk=",
-		"t: 2001-12-14t21:59:43.10-05:00", "x: .inf", "---\na: 1\n---\nb: 2", "a: *missing", "<<: {a: 1}"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := decodeYAML(b)
-		if err != nil {
-			if strings.ContainsAny(err.Error(), "\n\r") {
-				t.Fatalf("error not one line: %q", err)
-			}
-			return
-		}
-		checkTree(t, v)
-	})
-}
-
 // FuzzLoad: whatever a .json or .yaml file holds, Load returns apps that
 // the supervisor can run, or one *Error line.
 func FuzzLoad(f *testing.F) {
