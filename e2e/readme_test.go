@@ -287,7 +287,7 @@ var readmeInventory = []readmeCommand{
 	{text: "pm2 start … --env production", note: "PM2's command, for comparison"},
 	{text: `gm2-init: ecosystem.json: app "api": instances: invalid value "abc": accepted: max or 0 (every usable CPU), -N (usable CPUs minus N, at least 1) or N (a whole number from 1 to 1024)`,
 		tests: []string{"TestMultiAppBadFile"}, note: "gm2-init's output (the test's file is bad.json)"},
-	{text: "gm2-init: ecosystem.yaml: line 4: mapping values are not allowed in this context", tests: []string{"TestLoadErrors"}, note: "gm2-init's output"},
+	{text: `gm2-init: ecosystem.yaml: line 4: mapping values are not allowed in this context (quote a value that holds ": ")`, tests: []string{"TestLoadErrors"}, note: "gm2-init's output"},
 	{text: "gm2-init: ecosystem.config.js: line 2: Error: no DATABASE_URL", tests: []string{"TestLoadJSErrors"}, note: "gm2-init's output"},
 	{text: `gm2-init: ecosystem.json: apps[1]: script: missing: give the file or command to run (script: "server.js")`, tests: []string{"TestLoadErrors"}, note: "gm2-init's output"},
 	{text: "gm2-init reload NAME", note: "template; TestControlReachesItsOwnNamespace runs gm2-init reload api"},

@@ -200,8 +200,8 @@ func relaxJSON(b []byte) []byte {
 	return out
 }
 
-// decodeYAML reads the first document of a YAML file (PM2 reads YAML with
-// js-yaml's load, which takes one document).
+// decodeYAML reads the first document of a YAML file, as gm2-init did
+// with the YAML library; the others are read for their errors only.
 func decodeYAML(b []byte) (v any, err error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, errors.New("empty file (expected a mapping with apps: [...])")

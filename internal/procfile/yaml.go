@@ -12,23 +12,25 @@ import (
 //
 // Why a reader of our own: the YAML library was 245 kB of a binary that is
 // copied into every image (5 % of gm2-init), for files of a few dozen
-// lines. What process files are written in is a small part of YAML, and
-// that part is read here, with the library's results: block mappings and
-// sequences (also "- key: value" and a list at its key's indentation),
-// flow collections ([a, b], {k: v}) across lines, plain, 'single' and
-// "double" quoted scalars with YAML's line folding and escapes, literal
-// and folded block scalars (| > with chomping and indentation
-// indicators), comments, anchors, aliases and merge keys (<<: *defaults),
-// a leading %YAML directive and --- marker. The first document is read,
-// as before. A plain scalar resolves as go.yaml.in/yaml/v3 resolves it
-// into an interface{} (null, true/false, its integers, floats, .inf,
-// .nan), except a timestamp (2024-01-02), which stays the text written
-// instead of becoming a time.Time (printed back as 2024-01-02T00:00:00Z).
+// lines; this reader is 70 kB. What process files are written in is a
+// small part of YAML, and that part is read here, with the library's
+// results: block mappings and sequences (also "- key: value" and a list at
+// its key's indentation), flow collections ([a, b], {k: v}) across lines,
+// plain, 'single' and "double" quoted scalars with YAML's line folding and
+// escapes, literal and folded block scalars (| > with chomping and
+// indentation indicators), comments, anchors, aliases and merge keys
+// (<<: *defaults), the !!str tag, a leading %YAML directive and ---. The
+// first document is used, the others read for their errors. A plain
+// scalar resolves as go.yaml.in/yaml/v3 resolves it into an interface{}
+// (null, true/false, its integers, floats, .inf, .nan), except a
+// timestamp (2024-01-02), which stays the text written instead of becoming
+// a time.Time (printed back as 2024-01-02T00:00:00Z).
 //
-// Refused with a line number: tags (!!str), complex keys (? key), keys
-// that are not scalars, anchors or aliases as keys, "key: value" pairs
-// inside [ ], tabs that indent. The fuzz target FuzzYAMLMatchesLibrary
-// checks that whatever this reader accepts, the library reads the same.
+// Refused with a line number: other tags, complex keys (? key), keys that
+// are not scalars, anchors or tags on keys, "key: value" pairs inside
+// [ ], tabs that indent, NEL/LS/PS characters. The fuzz target
+// FuzzYAMLMatchesLibrary checks that whatever this reader accepts, the
+// library reads the same.
 
 // maxYAMLDepth bounds nesting: a file of 4 MiB of "[" must fail, not
 // overflow the stack.
@@ -64,6 +66,10 @@ type yamlParser struct {
 	line      int // of pos, 1-based
 	lineStart int // offset of the line holding pos
 	anchors   map[string]*yamlNode
+	// started numbers each anchor's latest start: a value anchored again
+	// inside itself keeps the inner definition, as the library does.
+	started   map[string]int
+	anchorSeq int
 	depth     int
 	nodes     int
 }
@@ -71,12 +77,12 @@ type yamlParser struct {
 // parseYAML reads the first document of src into the process file tree.
 func parseYAML(src string) (any, error) {
 	src = strings.TrimPrefix(src, "\ufeff")
+	src = strings.ReplaceAll(src, "\r\n", "\n")
+	src = strings.ReplaceAll(src, "\r", "\n")
 	if err := checkChars(src); err != nil {
 		return nil, err
 	}
-	src = strings.ReplaceAll(src, "\r\n", "\n")
-	src = strings.ReplaceAll(src, "\r", "\n")
-	p := &yamlParser{src: src, line: 1, anchors: map[string]*yamlNode{}}
+	p := &yamlParser{src: src, line: 1, anchors: map[string]*yamlNode{}, started: map[string]int{}}
 	root, err := p.document()
 	if err != nil {
 		return nil, err
@@ -91,13 +97,13 @@ func parseYAML(src string) (any, error) {
 			}
 			continue
 		}
-		p.anchors = map[string]*yamlNode{}
+		p.anchors, p.started = map[string]*yamlNode{}, map[string]int{}
 		if _, err := p.document(); err != nil {
 			return nil, err
 		}
 	}
 	c := &yamlTree{budget: p.nodes + maxAliasValues}
-	return c.tree(root, "")
+	return c.tree(root, nil)
 }
 
 // checkChars refuses what YAML does not allow in a file (bytes that are
@@ -156,6 +162,29 @@ func (p *yamlParser) newline() {
 	p.lineStart = p.pos
 }
 
+// skipLine moves to the line break (past a comment).
+func (p *yamlParser) skipLine() {
+	for !p.eof() && p.cur() != '\n' {
+		p.pos++
+	}
+}
+
+func (p *yamlParser) tabError() error {
+	return p.errorf("a tab indents this line; YAML indents with spaces")
+}
+
+func (p *yamlParser) complexKeyError() error {
+	return p.errorf("complex keys (? key) are not supported; write key: value")
+}
+
+// enter counts a level of nesting; the caller defers p.depth--.
+func (p *yamlParser) enter() error {
+	if p.depth++; p.depth > maxYAMLDepth {
+		return p.errorf("nested deeper than %d levels", maxYAMLDepth)
+	}
+	return nil
+}
+
 func (p *yamlParser) skipBlanks() {
 	for isBlank(p.cur()) {
 		p.pos++
@@ -183,9 +212,7 @@ func (p *yamlParser) atDocMarker() bool {
 func (p *yamlParser) endOfLine() error {
 	p.skipBlanks()
 	if p.atComment() {
-		for !p.eof() && p.cur() != '\n' {
-			p.pos++
-		}
+		p.skipLine()
 	}
 	if !p.eof() && p.cur() != '\n' {
 		return p.errorf("unexpected %q after the value", p.restOfLine())
@@ -214,11 +241,9 @@ func (p *yamlParser) nextContent() error {
 		}
 		switch c := p.cur(); {
 		case c == '\t':
-			return p.errorf("a tab indents this line; YAML indents with spaces")
+			return p.tabError()
 		case c == '#':
-			for !p.eof() && p.cur() != '\n' {
-				p.pos++
-			}
+			p.skipLine()
 		case c != '\n' && c != 0:
 			return nil
 		}
@@ -247,9 +272,7 @@ func (p *yamlParser) document() (*yamlNode, error) {
 			return nil, p.errorf("unsupported directive %q; accepted: %%YAML 1.1 or %%YAML 1.2", p.restOfLine())
 		}
 		directive = true
-		for !p.eof() && p.cur() != '\n' {
-			p.pos++
-		}
+		p.skipLine()
 	}
 	// On the line of ---, as after "key:", no collection starts.
 	ctx := ctxDocument
@@ -296,12 +319,13 @@ const (
 // (or at the document's first content). indent is the indentation of the
 // collection holding it: the node's lines are indented more.
 func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
-	if p.depth++; p.depth > maxYAMLDepth {
-		return nil, p.errorf("nested deeper than %d levels", maxYAMLDepth)
+	if err := p.enter(); err != nil {
+		return nil, err
 	}
 	defer func() { p.depth-- }()
+	line := p.line
 	p.skipBlanks()
-	anchor, err := p.anchor()
+	anchor, seq, str, err := p.props()
 	if err != nil {
 		return nil, err
 	}
@@ -313,25 +337,35 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 		}
 		col := p.col()
 		switch {
-		case p.eof() || p.atDocMarker():
-			n = p.scalar("", true)
-		case col > indent:
+		case col > indent && !p.atDocMarker() && !p.eof():
 			n, err = p.block(col, indent, ctxDocument)
 		case col == indent && ctx == ctxMapValue && p.atSeqEntry():
 			n, err = p.sequence(col, true)
 		default:
 			n = p.scalar("", true)
+			n.line = line
 		}
 	} else {
-		if anchor != "" && ctx != ctxMapValue && (p.atKey() || p.atSeqEntry()) {
-			return nil, p.errorf("an anchor before a key or a list item is not supported; put it on the line above")
+		if (anchor != "" || str) && ctx != ctxMapValue && (p.atKey() || p.atSeqEntry()) {
+			return nil, p.errorf("an anchor or a tag before a key or a list item is not supported; put it on the line above")
 		}
 		n, err = p.block(p.col(), indent, ctx)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if anchor != "" {
+	return p.withProps(n, anchor, seq, str)
+}
+
+// withProps gives n the properties read before it.
+func (p *yamlParser) withProps(n *yamlNode, anchor string, seq int, str bool) (*yamlNode, error) {
+	if str {
+		if n.kind != yamlScalar {
+			return nil, fmt.Errorf("line %d: !!str is for a value, not a list or a mapping", n.line)
+		}
+		n.plain = false
+	}
+	if anchor != "" && p.started[anchor] == seq {
 		p.anchors[anchor] = n
 	}
 	return n, nil
@@ -344,7 +378,7 @@ func (p *yamlParser) block(col, indent int, ctx nodeContext) (*yamlNode, error) 
 	case ctx != ctxMapValue && p.atSeqEntry():
 		return p.sequence(col, false)
 	case c == '?' && isBlankEnd(p.at(p.pos+1)):
-		return nil, p.errorf("complex keys (? key) are not supported; write key: value")
+		return nil, p.complexKeyError()
 	case ctx != ctxMapValue && p.atKey():
 		return p.mapping(col)
 	case c == '*':
@@ -356,8 +390,8 @@ func (p *yamlParser) block(col, indent int, ctx nodeContext) (*yamlNode, error) 
 			return nil, p.errorf("an alias as a key is not supported")
 		}
 		return n, p.settle()
-	case c == '&':
-		return nil, p.errorf("an anchor on a line of its own is not supported; put it after the key")
+	case c == '&' || c == '!':
+		return nil, p.errorf("an anchor or a tag on a line of its own is not supported; put it after the key")
 	case c == '|' || c == '>':
 		return p.blockScalar(indent)
 	case c == '[' || c == '{':
@@ -375,7 +409,7 @@ func (p *yamlParser) block(col, indent int, ctx nodeContext) (*yamlNode, error) 
 			return nil, err
 		}
 		if p.skipBlanks(); p.cur() == ':' && isBlankEnd(p.at(p.pos+1)) {
-			return nil, p.errorf("mapping values are not allowed in this context")
+			return nil, p.errorf("mapping values are not allowed in this context (quote a value that holds \": \")")
 		}
 		return n, p.settle()
 	}
@@ -394,7 +428,7 @@ func (p *yamlParser) atKey() bool {
 	switch c := p.at(i); {
 	case c == '"' || c == '\'':
 		for i++; i < len(p.src) && p.src[i] != '\n'; i++ {
-			if p.src[i] == '\\' && c == '"' {
+			if p.src[i] == '\\' && c == '"' && p.at(i+1) != '\n' {
 				i++
 				continue
 			}
@@ -446,10 +480,10 @@ func (p *yamlParser) mapping(col int) (*yamlNode, error) {
 	seen := map[string]int{}
 	for {
 		if p.cur() == '?' && isBlankEnd(p.at(p.pos+1)) {
-			return nil, p.errorf("complex keys (? key) are not supported; write key: value")
+			return nil, p.complexKeyError()
 		}
-		if p.cur() == '&' || p.cur() == '*' {
-			return nil, p.errorf("anchors and aliases as keys are not supported")
+		if p.cur() == '&' || p.cur() == '*' || p.cur() == '!' {
+			return nil, p.errorf("anchors, aliases and tags on keys are not supported")
 		}
 		if !p.atKey() {
 			if p.atSeqEntry() {
@@ -476,7 +510,7 @@ func (p *yamlParser) mapping(col int) (*yamlNode, error) {
 		case p.eof() || p.atDocMarker() || p.col() < col:
 			return n, nil
 		case p.col() > col:
-			return nil, p.errorf("this line is indented more than the key above it")
+			return nil, p.errorf("this line is indented more than the key above it, and is not part of its value")
 		}
 	}
 }
@@ -513,7 +547,7 @@ func (p *yamlParser) sequence(col int, underKey bool) (*yamlNode, error) {
 		case p.eof() || p.atDocMarker() || p.col() < col:
 			return n, nil
 		case p.col() > col:
-			return nil, p.errorf("this line is indented more than the list item above it")
+			return nil, p.errorf("this line is indented more than the list item above it, and is not part of it")
 		case !p.atSeqEntry():
 			if underKey {
 				return n, nil
@@ -536,45 +570,59 @@ func (p *yamlParser) spacesAfterIndicator() error {
 	return nil
 }
 
-// anchor reads "&name " if pos is at one.
-func (p *yamlParser) anchor() (string, error) {
-	if p.cur() != '&' {
-		if p.cur() == '!' {
-			return "", p.errorf("tags (%s) are not supported; quote a value to keep it a string", strings.Fields(p.restOfLine())[0])
+// props reads a node's properties: an anchor (&name) and a tag, in either
+// order. The tag read is !!str, which keeps a scalar a string (as quotes
+// do); other tags are refused.
+func (p *yamlParser) props() (anchor string, seq int, str bool, err error) {
+	for {
+		switch p.cur() {
+		case '&':
+			if anchor != "" {
+				return "", 0, false, p.errorf("a value has at most one anchor")
+			}
+			if anchor, err = p.anchorName("an anchor (&name)"); err != nil {
+				return "", 0, false, err
+			}
+			// Pending until its value is read: an alias inside it is refused.
+			p.anchors[anchor] = nil
+			p.anchorSeq++
+			seq = p.anchorSeq
+			p.started[anchor] = seq
+		case '!':
+			start := p.pos
+			for !isBlankEnd(p.cur()) && !isFlowIndicator(p.cur()) {
+				p.pos++
+			}
+			if tag := p.src[start:p.pos]; str || tag != "!!str" {
+				return "", 0, false, p.errorf("the tag %s is not supported (only !!str is); quote a value to keep it a string", tag)
+			}
+			str = true
+		default:
+			if p.cur() == '*' && (anchor != "" || str) {
+				return "", 0, false, p.errorf("an alias cannot have an anchor or a tag")
+			}
+			return anchor, seq, str, nil
 		}
-		return "", nil
+		p.skipBlanks()
 	}
-	name, err := p.anchorName()
-	if err != nil {
-		return "", err
-	}
-	p.skipBlanks()
-	if p.cur() == '!' {
-		return "", p.errorf("tags (%s) are not supported; quote a value to keep it a string", strings.Fields(p.restOfLine())[0])
-	}
-	if p.cur() == '&' || p.cur() == '*' {
-		return "", p.errorf("an anchor must be followed by a value")
-	}
-	// Pending until its value is read: an alias inside it is refused.
-	p.anchors[name] = nil
-	return name, nil
 }
 
-// anchorName reads the name after & or * (libyaml's alphabet).
-func (p *yamlParser) anchorName() (string, error) {
+// anchorName reads the name after & or * (libyaml's alphabet); what says
+// what a value starting with that character is.
+func (p *yamlParser) anchorName(what string) (string, error) {
 	p.pos++
 	start := p.pos
 	for c := p.cur(); c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-'; c = p.cur() {
 		p.pos++
 	}
 	if p.pos == start || !isBlankEnd(p.cur()) && !strings.ContainsRune("?:,]}%@`", rune(p.cur())) {
-		return "", p.errorf("an anchor or alias name is made of letters, digits, - and _")
+		return "", p.errorf("a value starting with %c is %s, a name of letters, digits, - and _; quote a value that starts with %c", p.src[start-1], what, p.src[start-1])
 	}
 	return p.src[start:p.pos], nil
 }
 
 func (p *yamlParser) alias() (*yamlNode, error) {
-	name, err := p.anchorName()
+	name, err := p.anchorName("an alias (*name)")
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +656,7 @@ func (p *yamlParser) plain(indent int, flow bool) (*yamlNode, error) {
 				if flow {
 					break
 				}
-				return nil, p.errorf("mapping values are not allowed in this context")
+				return nil, p.errorf("mapping values are not allowed in this context (quote a value that holds \": \")")
 			}
 			if p.atComment() || flow && (isFlowIndicator(c) || c == '?') {
 				break
@@ -626,8 +674,8 @@ func (p *yamlParser) plain(indent int, flow bool) (*yamlNode, error) {
 			p.newline()
 			breaks++
 			for isBlank(p.cur()) {
-				if p.cur() == '\t' && !flow {
-					return nil, p.errorf("a tab indents this line; YAML indents with spaces")
+				if p.cur() == '\t' && !flow && p.col() <= indent {
+					return nil, p.tabError()
 				}
 				p.pos++
 			}
@@ -720,8 +768,8 @@ func (p *yamlParser) quoted() (*yamlNode, error) {
 // escape reads one \-escape of a double-quoted scalar.
 func (p *yamlParser) escape(b *strings.Builder) error {
 	c := p.at(p.pos + 1)
-	if i := strings.IndexByte("0abt\tnvfre \"\\N_LP", c); i >= 0 && c != 0 {
-		b.WriteString([]string{"\x00", "\a", "\b", "\t", "\t", "\n", "\v", "\f", "\r", "\x1b", " ", "\"", "\\",
+	if i := strings.IndexByte("0abt\tnvfre \"'\\N_LP", c); i >= 0 && c != 0 {
+		b.WriteString([]string{"\x00", "\a", "\b", "\t", "\t", "\n", "\v", "\f", "\r", "\x1b", " ", "\"", "'", "\\",
 			"\u0085", "\u00a0", "\u2028", "\u2029"}[i])
 		p.pos += 2
 		return nil
@@ -800,9 +848,7 @@ func (p *yamlParser) blockScalar(indent int) (*yamlNode, error) {
 		trailing.Reset()
 		leadingBlank = isBlank(p.cur())
 		start := p.pos
-		for !p.eof() && p.cur() != '\n' {
-			p.pos++
-		}
+		p.skipLine()
 		b.WriteString(p.src[start:p.pos])
 		if p.eof() {
 			break
@@ -840,7 +886,7 @@ func (p *yamlParser) blockBreaks(contentIndent *int, indent int, breaks *strings
 		}
 		maxIndent = max(maxIndent, p.col())
 		if (*contentIndent == 0 || p.col() < *contentIndent) && p.cur() == '\t' {
-			return p.errorf("a tab indents this line; YAML indents with spaces")
+			return p.tabError()
 		}
 		if p.cur() != '\n' {
 			break
@@ -856,8 +902,8 @@ func (p *yamlParser) blockBreaks(contentIndent *int, indent int, breaks *strings
 
 // flow reads a [sequence] or {mapping}, which may span lines.
 func (p *yamlParser) flow() (*yamlNode, error) {
-	if p.depth++; p.depth > maxYAMLDepth {
-		return nil, p.errorf("nested deeper than %d levels", maxYAMLDepth)
+	if err := p.enter(); err != nil {
+		return nil, err
 	}
 	defer func() { p.depth-- }()
 	isMap := p.cur() == '{'
@@ -876,6 +922,9 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 		if p.cur() == closer {
 			p.pos++
 			return n, nil
+		}
+		if p.eof() {
+			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, "[{"[n.kind-yamlSeq])
 		}
 		if isMap {
 			keyStart := p.pos
@@ -919,15 +968,25 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 		switch c := p.cur(); {
 		case c == ',':
 			p.pos++
+		case c == closer:
+		case p.eof():
+			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, "[{"[n.kind-yamlSeq])
 		case c == ':' && !isMap:
-			return nil, p.errorf("expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value})")
-		case c != closer:
-			if p.eof() {
-				return nil, p.errorf("a %c is not closed", "[{"[n.kind-yamlSeq])
-			}
-			return nil, p.errorf("expected ',' or '%c', found %q", closer, c)
+			return nil, p.flowError(n, "expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value})")
+		case c == '?':
+			return nil, p.flowError(n, "a '?' ends a plain value inside [ ] or { }; quote the value")
+		default:
+			return nil, p.flowError(n, fmt.Sprintf("expected ',' or '%c', found %q", closer, c))
 		}
 	}
+}
+
+// flowError says where the [ or { being read opened, when on another line.
+func (p *yamlParser) flowError(n *yamlNode, msg string) error {
+	if n.line != p.line {
+		msg += fmt.Sprintf(" (in the %c of line %d)", "[{"[n.kind-yamlSeq], n.line)
+	}
+	return p.errorf("%s", msg)
 }
 
 // flowSpace skips blanks, line breaks and comments inside [ ] and { }.
@@ -942,9 +1001,7 @@ func (p *yamlParser) flowSpace() error {
 				return p.errorf("a document marker inside [ ] or { }")
 			}
 		case p.atComment():
-			for !p.eof() && p.cur() != '\n' {
-				p.pos++
-			}
+			p.skipLine()
 		default:
 			return nil
 		}
@@ -958,17 +1015,15 @@ func (p *yamlParser) flowKey() (*yamlNode, error) {
 	case c == '[' || c == '{':
 		return nil, p.errorf("a key must be a plain or quoted scalar")
 	case c == '&' || c == '*' || c == '!':
-		return nil, p.errorf("anchors, aliases and tags as keys are not supported")
+		return nil, p.errorf("anchors, aliases and tags on keys are not supported")
 	case c == '?' && isBlankEnd(p.at(p.pos+1)):
-		return nil, p.errorf("complex keys (? key) are not supported; write key: value")
-	case p.eof():
-		return nil, p.errorf("a { is not closed")
+		return nil, p.complexKeyError()
 	}
 	return p.plain(0, true)
 }
 
 func (p *yamlParser) flowValue() (*yamlNode, error) {
-	anchor, err := p.anchor()
+	anchor, seq, str, err := p.props()
 	if err != nil {
 		return nil, err
 	}
@@ -978,17 +1033,17 @@ func (p *yamlParser) flowValue() (*yamlNode, error) {
 	var n *yamlNode
 	switch c := p.cur(); {
 	case p.eof():
-		return nil, p.errorf("a [ or { is not closed")
+		return nil, p.errorf("the file ends inside [ ] or { }")
 	case c == '*':
-		if anchor != "" {
-			return nil, p.errorf("an anchor must be followed by a value")
+		if anchor != "" || str {
+			return nil, p.errorf("an alias cannot have an anchor or a tag")
 		}
 		n, err = p.alias()
 	case c == '[' || c == '{':
 		n, err = p.flow()
 	case c == '"' || c == '\'':
 		n, err = p.quoted()
-	case anchor != "" && (c == ',' || c == ']' || c == '}'):
+	case (anchor != "" || str) && (c == ',' || c == ']' || c == '}'):
 		n = p.scalar("", true)
 	case c == '|' || c == '>':
 		return nil, p.errorf("a block scalar (| or >) cannot be inside [ ] or { }")
@@ -998,17 +1053,14 @@ func (p *yamlParser) flowValue() (*yamlNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	if anchor != "" {
-		p.anchors[anchor] = n
-	}
-	return n, nil
+	return p.withProps(n, anchor, seq, str)
 }
 
 // yamlTree turns parsed nodes into the process file tree, expanding
 // aliases and merge keys within budget values.
 type yamlTree struct{ budget int }
 
-func (t *yamlTree) tree(n *yamlNode, where string) (any, error) {
+func (t *yamlTree) tree(n *yamlNode, at *yamlPath) (any, error) {
 	if t.budget--; t.budget < 0 {
 		return nil, fmt.Errorf("line %d: aliases expand to more than %d values", n.line, maxAliasValues)
 	}
@@ -1016,7 +1068,7 @@ func (t *yamlTree) tree(n *yamlNode, where string) (any, error) {
 	case yamlSeq:
 		out := make([]any, len(n.items))
 		for i, item := range n.items {
-			v, err := t.tree(item, fmt.Sprintf("%s[%d]", where, i))
+			v, err := t.tree(item, &yamlPath{up: at, index: i})
 			if err != nil {
 				return nil, err
 			}
@@ -1024,7 +1076,7 @@ func (t *yamlTree) tree(n *yamlNode, where string) (any, error) {
 		}
 		return out, nil
 	case yamlMap:
-		return t.mapping(n, where)
+		return t.mapping(n, at)
 	}
 	if n.plain {
 		return resolvePlain(n.text), nil
@@ -1033,8 +1085,9 @@ func (t *yamlTree) tree(n *yamlNode, where string) (any, error) {
 }
 
 // mapping converts a mapping; keys must be strings. A merge key's mappings
-// add the keys the mapping does not have, the first one listed winning.
-func (t *yamlTree) mapping(n *yamlNode, where string) (map[string]any, error) {
+// add the keys the mapping does not have, the first one listed winning;
+// they count against the budget as aliases do.
+func (t *yamlTree) mapping(n *yamlNode, at *yamlPath) (map[string]any, error) {
 	out := make(map[string]any, len(n.items)/2)
 	var merge *yamlNode
 	for i := 0; i < len(n.items); i += 2 {
@@ -1043,16 +1096,14 @@ func (t *yamlTree) mapping(n *yamlNode, where string) (map[string]any, error) {
 			merge = v
 			continue
 		}
-		if k.plain {
-			if _, ok := resolvePlain(k.text).(string); !ok {
-				at := where
-				if at == "" {
-					at = "the top level"
-				}
-				return nil, fmt.Errorf("%s: key %s is not a string", at, k.text)
+		if _, ok := resolvePlain(k.text).(string); k.plain && !ok {
+			where := at.String()
+			if where == "" {
+				where = "the top level"
 			}
+			return nil, fmt.Errorf("line %d: %s: key %s is not a string", k.line, where, k.text)
 		}
-		val, err := t.tree(v, join(where, k.text))
+		val, err := t.tree(v, &yamlPath{up: at, key: k.text, index: -1})
 		if err != nil {
 			return nil, err
 		}
@@ -1069,17 +1120,40 @@ func (t *yamlTree) mapping(n *yamlNode, where string) (map[string]any, error) {
 		if src.kind != yamlMap {
 			return nil, fmt.Errorf("line %d: <<: merges a mapping or a list of mappings", merge.line)
 		}
-		m, err := t.mapping(src, where)
+		m, err := t.tree(src, at)
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range m {
+		for k, v := range m.(map[string]any) {
 			if _, ok := out[k]; !ok {
 				out[k] = v
 			}
 		}
 	}
 	return out, nil
+}
+
+// yamlPath is where a value is, spelled out only for an error message
+// (apps[0].env): building it for every value would cost a file of long
+// keys nested deep the square of its size.
+type yamlPath struct {
+	up    *yamlPath
+	key   string
+	index int // -1 for a key
+}
+
+func (p *yamlPath) String() string {
+	if p == nil {
+		return ""
+	}
+	if p.index >= 0 {
+		return fmt.Sprintf("%s[%d]", p.up, p.index)
+	}
+	key := p.key
+	if strings.ContainsFunc(key, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		key = strconv.Quote(key)
+	}
+	return join(p.up.String(), key)
 }
 
 // resolvePlain gives a plain scalar the value go.yaml.in/yaml/v3 gives it

@@ -52,6 +52,8 @@ var yamlForms = []struct {
 			"env":             map[string]any{"DATABASE_URL": "postgres://u:p@db:5432/x?ssl=true", "NODE_OPTIONS": "--max-old-space-size=4096", "EMPTY": "", "LIST": []any{}, "MAP": map[string]any{}},
 			"log_date_format": "YYYY-MM-DD HH:mm Z"}}}},
 	{"indented", "  a: 1\n  b:\n    - 2\n", map[string]any{"a": json.Number("1"), "b": []any{json.Number("2")}}},
+	{"tags and escapes the library read", "a: !!str 1\nb: !!str\nc: \"it\\'s\"\nd: &x !!str 3\ne: *x\nf: x\n  \ty\n",
+		map[string]any{"a": "1", "b": "", "c": "it's", "d": "3", "e": "3", "f": "x y"}},
 	{"crlf and bom", "\ufeffname: api\r\nscript: a.js\r\n", map[string]any{"name": "api", "script": "a.js"}},
 }
 
@@ -74,44 +76,82 @@ func TestYAMLForms(t *testing.T) {
 
 func TestYAMLErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{"apps:\n  - name: api\n    env: NODE_ENV: production\n", "line 3: mapping values are not allowed in this context"},
+		{"apps:\n  - name: api\n    env: NODE_ENV: production\n", "line 3: mapping values are not allowed in this context (quote a value that holds \": \")"},
 		{"apps:\n\t- x\n", "line 2: a tab indents this line; YAML indents with spaces"},
 		{"a: 1\na: 2\n", `line 2: mapping key "a" already defined at line 1`},
 		{"a: {b: 1, b: 2}\n", `line 1: mapping key "b" already defined at line 1`},
-		{"a: !!str 1\n", "line 1: tags (!!str) are not supported; quote a value to keep it a string"},
+		{"a: ! 1\n", "line 1: the tag ! is not supported (only !!str is); quote a value to keep it a string"},
+		{"a: !!int 1\n", "line 1: the tag !!int is not supported (only !!str is); quote a value to keep it a string"},
+		{"a: !!str [1]\n", "line 1: !!str is for a value, not a list or a mapping"},
+		{"cron_restart: */5 * * * *\n", "line 1: a value starting with * is an alias (*name), a name of letters, digits, - and _; quote a value that starts with *"},
+		{"env: {URL: http://h/db?ssl=1}\n", "line 1: a '?' ends a plain value inside [ ] or { }; quote the value"},
+		{"a: x\n\tb\n", "line 2: a tab indents this line; YAML indents with spaces"},
+		{"a: 1\rb: [\r", "line 2: this [ is not closed"},
+		{"a: 1\r\x01", "line 2: control character U+0001 is not allowed; write it as an escape in a double-quoted value"},
+		{"apps:\n  - env:\n      2: x\n", "line 3: apps[0].env: key 2 is not a string"},
+		{"\"a\\nb\": {1: x}\n", `line 1: "a\nb": key 1 is not a string`},
+		{"a:\n  <<:\n  x: 1\n", "line 2: <<: merges a mapping or a list of mappings"},
 		{"? a\n: b\n", "line 1: complex keys (? key) are not supported; write key: value"},
 		{"a: *nope\n", "line 1: unknown anchor 'nope' referenced"},
 		{"a: &x [*x]\n", "line 1: anchor 'x' value contains itself"},
 		{"a: [b: c]\n", "line 1: expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value})"},
-		{"a: [1, 2\nb: 3\n", "line 2: expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value})"},
+		{"a: [1, 2\nb: 3\n", "line 2: expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value}) (in the [ of line 1)"},
 		{"a: [1, 2]]\n", `line 1: unexpected "]" after the value`},
-		{"a: [1, 2\n", "line 2: a [ is not closed"},
+		{"a: [1, 2\n", "line 1: this [ is not closed"},
 		{"a: 'open\n", "line 1: a quoted value is not closed"},
 		{"a: \"\\q\"\n", `line 1: unknown escape "\\q" in a double-quoted value`},
-		{"a:\n  b: 1\n c: 2\n", "line 3: this line is indented more than the key above it"},
+		{"a:\n  b: 1\n c: 2\n", "line 3: this line is indented more than the key above it, and is not part of its value"},
 		{"  a: 1\nb: 2\n", `line 2: expected the end of the document (is "b: 2" indented wrong?)`},
-		{"a: 'x'\n  b: 1\n", "line 2: this line is indented more than the key above it"},
+		{"a: 'x'\n  b: 1\n", "line 2: this line is indented more than the key above it, and is not part of its value"},
 		{"- a\nb: 1\n", `line 2: expected a list item (- ...) at this indentation, found "b: 1"`},
 		{"a: 1\n- b\n", "line 2: a list item where a key was expected (is it indented wrong?)"},
 		{"a: - b\n", "line 1: block sequence entries are not allowed in this context"},
 		{"a: @x\n", "line 1: a value cannot start with '@'; quote it"},
 		{"a: 'x' y\n", `line 1: unexpected "y" after the value`},
 		{"%YAML 1.2\na: 1\n", "line 2: a %directive must be followed by ---"},
-		{"a: 1\n---\nb: [\n", "line 4: a [ or { is not closed"},
+		{"a: 1\n---\nb: [\n", "line 3: this [ is not closed"},
 		{"a: {b\n : c}\n", "line 2: a key and its ':' must be on one line, at most 1024 characters apart"},
 		{"%TAG ! x\n---\na: 1\n", `line 1: unsupported directive "%TAG ! x"; accepted: %YAML 1.1 or %YAML 1.2`},
-		{"--- a: 1\n", "line 1: mapping values are not allowed in this context"},
+		{"--- a: 1\n", "line 1: mapping values are not allowed in this context (quote a value that holds \": \")"},
 		{"a: \xff\n", "line 1: not valid UTF-8"},
 		{"1: x\n", "the top level: key 1 is not a string"},
 		{"a: {true: x}\n", "a: key true is not a string"},
 		{"<<: [1]\n", "line 1: <<: merges a mapping or a list of mappings"},
 		{strings.Repeat("[", maxYAMLDepth+1), fmt.Sprintf("line 1: nested deeper than %d levels", maxYAMLDepth)},
 		{billionLaughs, fmt.Sprintf("aliases expand to more than %d values", maxAliasValues)},
+		{mergeBomb, fmt.Sprintf("aliases expand to more than %d values", maxAliasValues)},
 	} {
 		_, err := parseYAML(tc.src)
 		if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
 			t.Errorf("parseYAML(%q) = %v, want %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// mergeBomb: merge keys of empty mappings, each level 9 times the last.
+var mergeBomb = func() string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 {}\n")
+	for i := 1; i < 13; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d,", i-1), 9), ","))
+	}
+	return b.String()
+}()
+
+// TestYAMLCostIsLinear: a file of long keys nested deep costs what its
+// size does (a path spelled out for every value cost its square).
+func TestYAMLCostIsLinear(t *testing.T) {
+	key := strings.Repeat("k", 1000)
+	src := strings.Repeat("{"+key+": ", 500) + "[" + strings.Repeat("a,", 200_000) + "a]" + strings.Repeat("}", 500)
+	allocs := testing.AllocsPerRun(1, func() {
+		if _, err := parseYAML(src); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// About 4 allocations per value; a path string per value would add
+	// 200,000 strings of 500 kB.
+	if allocs > 2_000_000 {
+		t.Fatalf("%.0f allocations for %d bytes", allocs, len(src))
 	}
 }
 
