@@ -60,18 +60,20 @@ type yamlNode struct {
 	items []*yamlNode // a sequence's items; a mapping's keys and values, alternating
 }
 
+// opener is the bracket that opened a flow collection.
+func (n *yamlNode) opener() byte { return "[{"[n.kind-yamlSeq] }
+
 type yamlParser struct {
 	src       string
 	pos       int
 	line      int // of pos, 1-based
 	lineStart int // offset of the line holding pos
-	anchors   map[string]*yamlNode
-	// started numbers each anchor's latest start: a value anchored again
-	// inside itself keeps the inner definition, as the library does.
-	started   map[string]int
-	anchorSeq int
-	depth     int
-	nodes     int
+	// anchors holds nil for an anchor whose value is being read: an
+	// alias to it is refused, and a definition of the same name inside
+	// that value wins, as in the library.
+	anchors map[string]*yamlNode
+	depth   int
+	nodes   int
 }
 
 // parseYAML reads the first document of src into the process file tree.
@@ -82,7 +84,7 @@ func parseYAML(src string) (any, error) {
 	if err := checkChars(src); err != nil {
 		return nil, err
 	}
-	p := &yamlParser{src: src, line: 1, anchors: map[string]*yamlNode{}, started: map[string]int{}}
+	p := &yamlParser{src: src, line: 1, anchors: map[string]*yamlNode{}}
 	root, err := p.document()
 	if err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func parseYAML(src string) (any, error) {
 			}
 			continue
 		}
-		p.anchors, p.started = map[string]*yamlNode{}, map[string]int{}
+		p.anchors = map[string]*yamlNode{}
 		if _, err := p.document(); err != nil {
 			return nil, err
 		}
@@ -117,7 +119,7 @@ func checkChars(src string) error {
 				continue
 			}
 			return fmt.Errorf("line %d: not valid UTF-8", 1+strings.Count(src[:i], "\n"))
-		case r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e,
+		case r == '\t' || r == '\n' || r >= 0x20 && r <= 0x7e,
 			r >= 0xa0 && r <= 0xd7ff && r != 0x2028 && r != 0x2029, r >= 0xe000 && r <= 0xfffd && r != 0xfeff, r >= 0x10000:
 			continue
 		case r == 0x85 || r == 0x2028 || r == 0x2029:
@@ -325,7 +327,7 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 	defer func() { p.depth-- }()
 	line := p.line
 	p.skipBlanks()
-	anchor, seq, str, err := p.props()
+	anchor, str, err := p.props()
 	if err != nil {
 		return nil, err
 	}
@@ -337,6 +339,8 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 		}
 		col := p.col()
 		switch {
+		case (anchor != "" || str) && p.cur() == '*' && col > indent:
+			return nil, p.errorf("an alias cannot have an anchor or a tag")
 		case col > indent && !p.atDocMarker() && !p.eof():
 			n, err = p.block(col, indent, ctxDocument)
 		case col == indent && ctx == ctxMapValue && p.atSeqEntry():
@@ -354,18 +358,18 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.withProps(n, anchor, seq, str)
+	return p.withProps(n, anchor, str)
 }
 
 // withProps gives n the properties read before it.
-func (p *yamlParser) withProps(n *yamlNode, anchor string, seq int, str bool) (*yamlNode, error) {
+func (p *yamlParser) withProps(n *yamlNode, anchor string, str bool) (*yamlNode, error) {
 	if str {
 		if n.kind != yamlScalar {
 			return nil, fmt.Errorf("line %d: !!str is for a value, not a list or a mapping", n.line)
 		}
 		n.plain = false
 	}
-	if anchor != "" && p.started[anchor] == seq {
+	if anchor != "" && p.anchors[anchor] == nil {
 		p.anchors[anchor] = n
 	}
 	return n, nil
@@ -573,35 +577,35 @@ func (p *yamlParser) spacesAfterIndicator() error {
 // props reads a node's properties: an anchor (&name) and a tag, in either
 // order. The tag read is !!str, which keeps a scalar a string (as quotes
 // do); other tags are refused.
-func (p *yamlParser) props() (anchor string, seq int, str bool, err error) {
+func (p *yamlParser) props() (anchor string, str bool, err error) {
 	for {
 		switch p.cur() {
 		case '&':
 			if anchor != "" {
-				return "", 0, false, p.errorf("a value has at most one anchor")
+				return "", false, p.errorf("a value has at most one anchor")
 			}
 			if anchor, err = p.anchorName("an anchor (&name)"); err != nil {
-				return "", 0, false, err
+				return "", false, err
 			}
 			// Pending until its value is read: an alias inside it is refused.
 			p.anchors[anchor] = nil
-			p.anchorSeq++
-			seq = p.anchorSeq
-			p.started[anchor] = seq
 		case '!':
 			start := p.pos
-			for !isBlankEnd(p.cur()) && !isFlowIndicator(p.cur()) {
+			for !isBlankEnd(p.cur()) {
 				p.pos++
 			}
-			if tag := p.src[start:p.pos]; str || tag != "!!str" {
-				return "", 0, false, p.errorf("the tag %s is not supported (only !!str is); quote a value to keep it a string", tag)
+			if str {
+				return "", false, p.errorf("a value has at most one tag")
+			}
+			if tag := p.src[start:p.pos]; tag != "!!str" {
+				return "", false, p.errorf("the tag %s is not supported (only !!str is); quote a value to keep it a string", tag)
 			}
 			str = true
 		default:
 			if p.cur() == '*' && (anchor != "" || str) {
-				return "", 0, false, p.errorf("an alias cannot have an anchor or a tag")
+				return "", false, p.errorf("an alias cannot have an anchor or a tag")
 			}
-			return anchor, seq, str, nil
+			return anchor, str, nil
 		}
 		p.skipBlanks()
 	}
@@ -924,7 +928,7 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 			return n, nil
 		}
 		if p.eof() {
-			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, "[{"[n.kind-yamlSeq])
+			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, n.opener())
 		}
 		if isMap {
 			keyStart := p.pos
@@ -948,6 +952,9 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 				if err := p.flowSpace(); err != nil {
 					return nil, err
 				}
+				if p.eof() {
+					return nil, fmt.Errorf("line %d: this %c is not closed", n.line, n.opener())
+				}
 				if c := p.cur(); c != ',' && c != closer {
 					if v, err = p.flowValue(); err != nil {
 						return nil, err
@@ -970,7 +977,7 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 			p.pos++
 		case c == closer:
 		case p.eof():
-			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, "[{"[n.kind-yamlSeq])
+			return nil, fmt.Errorf("line %d: this %c is not closed", n.line, n.opener())
 		case c == ':' && !isMap:
 			return nil, p.flowError(n, "expected ',' or ']', found ':' (a key: value pair inside [ ] is written {key: value})")
 		case c == '?':
@@ -984,7 +991,7 @@ func (p *yamlParser) flow() (*yamlNode, error) {
 // flowError says where the [ or { being read opened, when on another line.
 func (p *yamlParser) flowError(n *yamlNode, msg string) error {
 	if n.line != p.line {
-		msg += fmt.Sprintf(" (in the %c of line %d)", "[{"[n.kind-yamlSeq], n.line)
+		msg += fmt.Sprintf(" (in the %c of line %d)", n.opener(), n.line)
 	}
 	return p.errorf("%s", msg)
 }
@@ -1023,7 +1030,7 @@ func (p *yamlParser) flowKey() (*yamlNode, error) {
 }
 
 func (p *yamlParser) flowValue() (*yamlNode, error) {
-	anchor, seq, str, err := p.props()
+	anchor, str, err := p.props()
 	if err != nil {
 		return nil, err
 	}
@@ -1053,7 +1060,7 @@ func (p *yamlParser) flowValue() (*yamlNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.withProps(n, anchor, seq, str)
+	return p.withProps(n, anchor, str)
 }
 
 // yamlTree turns parsed nodes into the process file tree, expanding
@@ -1150,7 +1157,7 @@ func (p *yamlPath) String() string {
 		return fmt.Sprintf("%s[%d]", p.up, p.index)
 	}
 	key := p.key
-	if strings.ContainsFunc(key, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if strings.ContainsFunc(key, func(r rune) bool { return !strconv.IsPrint(r) }) {
 		key = strconv.Quote(key)
 	}
 	return join(p.up.String(), key)
