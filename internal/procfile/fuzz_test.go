@@ -46,9 +46,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		v, err := decodeJSON(b)
 		if err != nil {
-			if strings.ContainsAny(err.Error(), "\n\r") {
-				t.Fatalf("error not one line: %q", err)
-			}
+			checkOneLine(t, err)
 			return
 		}
 		checkTree(t, v)
@@ -61,6 +59,15 @@ func FuzzDecodeJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkOneLine fails when err's message takes more than one line: it is
+// printed as gm2-init's one line of output.
+func checkOneLine(t *testing.T, err error) {
+	t.Helper()
+	if strings.ContainsAny(err.Error(), "\n\r") {
+		t.Fatalf("error not one line: %q", err)
+	}
 }
 
 func equalJSON(a, b any) bool {

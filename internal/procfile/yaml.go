@@ -331,6 +331,7 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	hasProps := anchor != "" || str
 	var n *yamlNode
 	if p.eof() || p.cur() == '\n' || p.atComment() {
 		// The value is on the next lines, or empty.
@@ -339,10 +340,8 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 		}
 		col := p.col()
 		switch {
-		case (anchor != "" || str) && p.cur() == '*' && col > indent:
-			return nil, p.errorf("an alias cannot have an anchor or a tag")
 		case col > indent && !p.atDocMarker() && !p.eof():
-			n, err = p.block(col, indent, ctxDocument)
+			n, err = p.block(col, indent, ctxDocument, hasProps)
 		case col == indent && ctx == ctxMapValue && p.atSeqEntry():
 			n, err = p.sequence(col, true)
 		default:
@@ -350,10 +349,10 @@ func (p *yamlParser) node(indent int, ctx nodeContext) (*yamlNode, error) {
 			n.line = line
 		}
 	} else {
-		if (anchor != "" || str) && ctx != ctxMapValue && (p.atKey() || p.atSeqEntry()) {
+		if hasProps && ctx != ctxMapValue && (p.atKey() || p.atSeqEntry()) {
 			return nil, p.errorf("an anchor or a tag before a key or a list item is not supported; put it on the line above")
 		}
-		n, err = p.block(p.col(), indent, ctx)
+		n, err = p.block(p.col(), indent, ctx, hasProps)
 	}
 	if err != nil {
 		return nil, err
@@ -376,8 +375,9 @@ func (p *yamlParser) withProps(n *yamlNode, anchor string, str bool) (*yamlNode,
 }
 
 // block reads the node at pos, on column col: a collection opens only
-// where ctx allows it (a line of its own counts as ctxDocument).
-func (p *yamlParser) block(col, indent int, ctx nodeContext) (*yamlNode, error) {
+// where ctx allows it (a line of its own counts as ctxDocument). props:
+// an anchor or a tag was read for it, which an alias cannot take.
+func (p *yamlParser) block(col, indent int, ctx nodeContext, props bool) (*yamlNode, error) {
 	switch c := p.cur(); {
 	case ctx != ctxMapValue && p.atSeqEntry():
 		return p.sequence(col, false)
@@ -385,39 +385,34 @@ func (p *yamlParser) block(col, indent int, ctx nodeContext) (*yamlNode, error) 
 		return nil, p.complexKeyError()
 	case ctx != ctxMapValue && p.atKey():
 		return p.mapping(col)
+	case c == '*' && props:
+		return nil, p.errorf("an alias cannot have an anchor or a tag")
 	case c == '*':
-		n, err := p.alias()
-		if err != nil {
-			return nil, err
-		}
-		if p.skipBlanks(); p.cur() == ':' {
-			return nil, p.errorf("an alias as a key is not supported")
-		}
-		return n, p.settle()
+		return p.endsItsLine(p.alias, "an alias as a key is not supported", false)
 	case c == '&' || c == '!':
 		return nil, p.errorf("an anchor or a tag on a line of its own is not supported; put it after the key")
 	case c == '|' || c == '>':
 		return p.blockScalar(indent)
 	case c == '[' || c == '{':
-		n, err := p.flow()
-		if err != nil {
-			return nil, err
-		}
-		if p.skipBlanks(); p.cur() == ':' {
-			return nil, p.errorf("a key must be a plain or quoted scalar")
-		}
-		return n, p.settle()
+		return p.endsItsLine(p.flow, "a key must be a plain or quoted scalar", false)
 	case c == '"' || c == '\'':
-		n, err := p.quoted()
-		if err != nil {
-			return nil, err
-		}
-		if p.skipBlanks(); p.cur() == ':' && isBlankEnd(p.at(p.pos+1)) {
-			return nil, p.errorf("mapping values are not allowed in this context (quote a value that holds \": \")")
-		}
-		return n, p.settle()
+		return p.endsItsLine(p.quoted, "mapping values are not allowed in this context (quote a value that holds \": \")", true)
 	}
 	return p.plain(indent, false)
+}
+
+// endsItsLine reads a value with read (an alias, a [ ] or { }, a quoted
+// scalar) whose line must end after it. A ':' after it (with a blank
+// after the ':', for a quoted value) would make it a key: keyErr.
+func (p *yamlParser) endsItsLine(read func() (*yamlNode, error), keyErr string, colonThenBlank bool) (*yamlNode, error) {
+	n, err := read()
+	if err != nil {
+		return nil, err
+	}
+	if p.skipBlanks(); p.cur() == ':' && (!colonThenBlank || isBlankEnd(p.at(p.pos+1))) {
+		return nil, p.errorf("%s", keyErr)
+	}
+	return n, p.settle()
 }
 
 // atSeqEntry: "- " or a "-" that ends the line.
@@ -602,9 +597,6 @@ func (p *yamlParser) props() (anchor string, str bool, err error) {
 			}
 			str = true
 		default:
-			if p.cur() == '*' && (anchor != "" || str) {
-				return "", false, p.errorf("an alias cannot have an anchor or a tag")
-			}
 			return anchor, str, nil
 		}
 		p.skipBlanks()
@@ -689,11 +681,7 @@ func (p *yamlParser) plain(indent int, flow bool) (*yamlNode, error) {
 			p.pos, p.line, p.lineStart = save, saveLine, saveStart
 			break
 		}
-		if breaks == 1 {
-			b.WriteByte(' ')
-		} else {
-			b.WriteString(strings.Repeat("\n", breaks-1))
-		}
+		fold(&b, breaks)
 	}
 	n := p.scalar(b.String(), true)
 	n.line = line
@@ -701,6 +689,17 @@ func (p *yamlParser) plain(indent int, flow bool) (*yamlNode, error) {
 		return n, nil
 	}
 	return n, p.settle()
+}
+
+// fold writes what YAML's line folding makes of breaks line breaks
+// between two lines of a scalar: one is a space, each further one (an
+// empty line) a line break.
+func fold(b *strings.Builder, breaks int) {
+	if breaks == 1 {
+		b.WriteByte(' ')
+	} else {
+		b.WriteString(strings.Repeat("\n", breaks-1))
+	}
 }
 
 // quoted reads a 'single' or "double" quoted scalar, which may span lines.
@@ -757,11 +756,7 @@ func (p *yamlParser) quoted() (*yamlNode, error) {
 				}
 				p.skipBlanks()
 			}
-			if breaks == 1 {
-				b.WriteByte(' ')
-			} else {
-				b.WriteString(strings.Repeat("\n", breaks-1))
-			}
+			fold(&b, breaks)
 		default:
 			b.WriteByte(c)
 			p.pos++

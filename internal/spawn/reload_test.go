@@ -407,16 +407,6 @@ func TestReplacementHoldingNoSocketFails(t *testing.T) {
 	}
 }
 
-// answer returns what a `gm2-init reload` waiter got, if anything yet.
-func answer(done chan error) (error, bool) {
-	select {
-	case err := <-done:
-		return err, true
-	default:
-		return nil, false
-	}
-}
-
 // A pass that ends within its own start (every replacement fails to start
 // and no retry is allowed) still answers the `gm2-init reload` that asked
 // for it: the waiter is in place before the pass starts.
@@ -432,7 +422,7 @@ func TestReloadCommandAnsweredWhenThePassEndsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	err, ok := answer(done)
+	err, ok := sentBefore(done)
 	if !ok {
 		t.Fatalf("no answer although the pass ended:\n%s", h.logs.String())
 	}
@@ -463,12 +453,12 @@ func TestReloadCommandAnsweredAtShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if _, ok := answer(first); ok {
+	if _, ok := sentBefore(first); ok {
 		t.Fatal("answered before any pass ended")
 	}
 	h.signal(sigTERM)
 	for name, done := range map[string]chan error{"first": first, "second": second} {
-		err, ok := answer(done)
+		err, ok := sentBefore(done)
 		if !ok || err == nil {
 			t.Errorf("%s waiter: answer %v (answered %v), want an error at shutdown", name, err, ok)
 		}
