@@ -92,7 +92,7 @@ func parseYAML(src string) (any, error) {
 	// The documents after the first are read for their errors only: a
 	// broken one is a mistake worth a message.
 	for !p.eof() {
-		if p.src[p.pos] == '.' {
+		if p.atDocMarker() && p.src[p.pos] == '.' {
 			p.pos += 3
 			if err := p.settle(); err != nil {
 				return nil, err

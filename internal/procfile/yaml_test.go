@@ -114,6 +114,7 @@ func TestYAMLErrors(t *testing.T) {
 		{"a: 'x' y\n", `line 1: unexpected "y" after the value`},
 		{"%YAML 1.2\na: 1\n", "line 2: a %directive must be followed by ---"},
 		{"a: 1\n---\nb: [\n", "line 3: this [ is not closed"},
+		{"a: 1\n...\n.b\nc: d\n", "line 4: mapping values are not allowed in this context (quote a value that holds \": \")"},
 		{"a: {b\n : c}\n", "line 2: a key and its ':' must be on one line, at most 1024 characters apart"},
 		{"%TAG ! x\n---\na: 1\n", `line 1: unsupported directive "%TAG ! x"; accepted: %YAML 1.1 or %YAML 1.2`},
 		{"--- a: 1\n", "line 1: mapping values are not allowed in this context (quote a value that holds \": \")"},
