@@ -317,13 +317,22 @@ func TestRegistryUDPAndDual(t *testing.T) {
 	t.Parallel()
 	r := NewRegistry(0, nil)
 	t.Cleanup(r.Close)
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A port found free can be taken by a parallel test before Get binds
+	// it (the registry shares no ephemeral port 0): another one is tried.
+	var u *Shared
+	var err error
+	for try := 0; try < 5; try++ {
+		pc, lerr := net.ListenPacket("udp4", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		u, _, err = r.Get("app", Spec{Network: UDP, Family: "4", Addr: fmt.Sprintf("127.0.0.1:%d", port), ReuseAddr: true})
+		if !errors.Is(err, unix.EADDRINUSE) {
+			break
+		}
 	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	u, _, err := r.Get("app", Spec{Network: UDP, Family: "4", Addr: fmt.Sprintf("127.0.0.1:%d", port), ReuseAddr: true})
 	if err != nil {
 		t.Fatal(err)
 	}
