@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -207,7 +208,8 @@ func (p *plan) logCounts(log zerolog.Logger, cpu cpus.Result) {
 // returned function removes the preload's file, if one was written.
 func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
 	var cleanups []func()
-	// Apps run by the same node share its choice: one probe, one file.
+	// Apps run by the same node with the same NODE_OPTIONS share a choice:
+	// one probe, one file.
 	chosen := map[string]preload.Choice{}
 	out := make([]spawn.App, len(p.apps))
 	for i, a := range p.apps {
@@ -218,11 +220,15 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 		// How this app's node loads the preload: --require of a file
 		// written for it; a data: URL when no directory takes the file; or
 		// nothing, and a reason.
+		// The preload goes after the NODE_OPTIONS the app's workers would
+		// have had without it: its process file's env if it sets one.
 		node := preload.FindNode(a.Command)
-		ch, ok := chosen[node]
+		existing := nodeOptions(a.Env, os.Getenv("NODE_OPTIONS"))
+		key := node + "\x00" + existing
+		ch, ok := chosen[key]
 		if !ok {
-			ch = preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
-			chosen[node] = ch
+			ch = preload.Choose(context.Background(), existing, a.Command, preload.DefaultDirs())
+			chosen[key] = ch
 			cleanups = append(cleanups, ch.Cleanup)
 		}
 		ev := log.Info()
@@ -241,6 +247,18 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 			c()
 		}
 	}
+}
+
+// nodeOptions is the NODE_OPTIONS an app's workers get before the
+// preload is added: the last one of the app's own env, else inherited.
+func nodeOptions(appEnv []string, inherited string) string {
+	v := inherited
+	for _, kv := range appEnv {
+		if rest, ok := strings.CutPrefix(kv, "NODE_OPTIONS="); ok {
+			v = rest
+		}
+	}
+	return v
 }
 
 // logMemoryBudget logs the container's memory limit next to the worker

@@ -192,3 +192,21 @@ func TestLogMemoryBudgetSaturates(t *testing.T) {
 		t.Errorf("workers_limit_sum %q, want %q (saturated); log:\n%s", line.Sum, want, buf.String())
 	}
 }
+
+func TestNodeOptions(t *testing.T) {
+	for _, c := range []struct {
+		env       []string
+		inherited string
+		want      string
+	}{
+		{nil, "--inherited", "--inherited"},
+		{[]string{"PORT=1"}, "--inherited", "--inherited"},
+		{[]string{"NODE_OPTIONS=--a", "NODE_OPTIONS=--b"}, "--inherited", "--b"},
+		{[]string{"NODE_OPTIONS="}, "--inherited", ""},
+		{[]string{"NODE_OPTIONSX=--a"}, "", ""},
+	} {
+		if got := nodeOptions(c.env, c.inherited); got != c.want {
+			t.Errorf("nodeOptions(%q, %q) = %q, want %q", c.env, c.inherited, got, c.want)
+		}
+	}
+}

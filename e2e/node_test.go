@@ -411,6 +411,40 @@ func TestNodeStopSignalINT(t *testing.T) {
 	}
 }
 
+// TestNodeProcessFileOptionsKept: NODE_OPTIONS set in a process file's env
+// (here its env_production, chosen with --env) applies to the workers with
+// the preload appended. The preload was built from gm2-init's own
+// NODE_OPTIONS and its variable came second, so the app's won and the
+// preload was lost: no port sharing, EADDRINUSE on every worker but one.
+func TestNodeProcessFileOptionsKept(t *testing.T) {
+	needNode(t)
+	t.Parallel()
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	file := filepath.Join(t.TempDir(), "ecosystem.json")
+	apps := fmt.Sprintf(`{"apps": [{"name": "api", "script": %q, "instances": 2,
+		"env": {"PORT": "%d", "NODE_OPTIONS": "--max-old-space-size=96"},
+		"env_production": {"NODE_OPTIONS": "--max-old-space-size=64"}}]}`, repoPath(t, "e2e/testdata/node/info.js"), port)
+	if err := os.WriteFile(file, []byte(apps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := startInit(t, nil, append([]string{"--health-addr", "off", "--config", file, "--env", "production"}, noClockReadiness...)...)
+	in.WaitReady(2, nodeTimeout)
+	if seen := distinctPids(t, addr, 2); len(seen) != 2 {
+		t.Fatalf("answers from pids %v, want both workers on the shared port", seen)
+	}
+	ni := getNodeInfo(t, addr)
+	l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil)
+	if want := "--max-old-space-size=64 --require " + l.Str("file"); l.Str("file") == "" || ni.NodeOptions == nil || *ni.NodeOptions != want {
+		t.Errorf("NODE_OPTIONS in the worker: %v, want %q (env_production's, then the preload)", ni.NodeOptions, want)
+	}
+	if ni.HeapLimit <= 0 || ni.HeapLimit > 256<<20 {
+		t.Errorf("heap_size_limit %d: env_production's --max-old-space-size=64 was lost", ni.HeapLimit)
+	}
+	stopClean(t, in)
+	checkCleanExits(t, in, 2)
+}
+
 // TestNodeUserOptionsKept: NODE_OPTIONS set by the user still applies to
 // the workers; gm2-init appends the preload to it.
 func TestNodeUserOptionsKept(t *testing.T) {

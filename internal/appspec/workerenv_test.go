@@ -14,7 +14,7 @@ import (
 func TestWorkerEnvKeysHoldTheContract(t *testing.T) {
 	for _, name := range []string{
 		notify.EnvNotifySocket,
-		preload.EnvListeners, preload.EnvReportFD, preload.EnvImport,
+		preload.EnvListeners, preload.EnvReportFD, preload.EnvImport, preload.EnvFile,
 		nodeipc.EnvChannelFD, nodeipc.EnvSerialization, nodeipc.EnvCluster,
 	} {
 		if !appspec.IsWorkerEnvKey(name) {

@@ -57,8 +57,16 @@ func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 	for _, k := range appspec.WorkerEnvKeys() {
 		drop[k] = true
 	}
+	// The preload's variables replace those of the inherited environment
+	// and of the app's own: its NODE_OPTIONS holds theirs already, with
+	// the preload appended (see spawnApps in gm2-init's main package).
+	preloaded := map[string]bool{}
 	if a.PreloadEnv != nil {
-		drop["NODE_OPTIONS"] = true
+		preloaded["NODE_OPTIONS"] = true
+		for _, kv := range a.PreloadEnv {
+			k, _, _ := strings.Cut(kv, "=")
+			preloaded[k] = true
+		}
 	}
 	for _, kv := range a.Env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -67,11 +75,16 @@ func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 	var env []string
 	for _, kv := range inherited {
 		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
+		if !drop[k] && !preloaded[k] {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, a.Env...)
+	for _, kv := range a.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !preloaded[k] {
+			env = append(env, kv)
+		}
+	}
 	if n := len(a.Listeners); n > 0 {
 		names := make([]string, n)
 		pl := make([]preload.Listener, 0, n)
