@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -237,4 +238,57 @@ func equalSets(a, b map[int]bool) bool {
 		}
 	}
 	return true
+}
+
+// Each app of a process file is held to its own min_ready by /readyz: an
+// app whose only worker crash-loops fails the pod although the API's
+// workers are all ready (the totals, 2 ready of 3 required, were met by
+// then; the check compared them). A one-shot task that ended by its
+// restart policy is not waited for. /status names every slot's app.
+func TestMultiAppReadinessPerApp(t *testing.T) {
+	needNode(t)
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"crash.js":   "setTimeout(() => process.exit(1), 100);\n",
+		"migrate.js": "process.exit(0);\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name, app, second string
+		code              int
+		line              string
+	}{
+		{"one-shot task ended", "migrate", `{"name": "migrate", "script": "migrate.js", "autorestart": false}`, 200, "ok"},
+		{"crash-looping app", "crash", `{"name": "crash", "script": "crash.js", "max_restarts": 1000}`, 503, "[-]workers failed: app crash: 0 worker(s) ready, 1 required"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			port := freePort(t)
+			file := filepath.Join(dir, fmt.Sprintf("apps-%d.json", port))
+			apps := fmt.Sprintf(`{"apps": [{"name": "api", "script": %q, "instances": 2, "env": {"PORT": "%d"}}, %s]}`,
+				repoPath(t, "e2e/testdata/node/info.js"), port, c.second)
+			if err := os.WriteFile(file, []byte(apps), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			in := startInitIn(t, dir, nil, "--config", file, "--health-addr", "127.0.0.1:0")
+			in.WaitReady(2, nodeTimeout)
+			in.WaitLog(nodeTimeout, 0, "worker exited", func(l logLine) bool { return l.Str("app") == c.app })
+			health := in.HealthAddr()
+			code, body, err := httpGet(health, "/readyz")
+			if first := strings.SplitN(body, "\n", 2)[0]; err != nil || code != c.code || first != c.line {
+				t.Errorf("/readyz: %d %q %v, want %d %q", code, body, err, c.code, c.line)
+			}
+			code, body, err = httpGet(health, "/status")
+			var v struct {
+				Slots []struct{ App string }  `json:"slots"`
+				Apps  []struct{ Name string } `json:"apps"`
+			}
+			if err != nil || code != 200 || json.Unmarshal([]byte(body), &v) != nil || len(v.Slots) != 3 || len(v.Apps) != 2 ||
+				v.Slots[0].App != "api" || v.Slots[1].App != "api" || v.Slots[2].App != c.app || v.Apps[0].Name != "api" {
+				t.Errorf("/status: %d %v: %s", code, err, body)
+			}
+		})
+	}
 }

@@ -132,6 +132,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 	e.gauge("gm2_instances_wanted", "Number of worker instances gm2-init keeps running (-i).", formatInt(snap.Instances))
 	e.gauge("gm2_min_ready_workers", "Ready workers required for /readyz to pass.", formatInt(snap.MinReady))
 	e.gauge("gm2_ready_workers", "Worker processes ready to serve, across slots (a slot has two during a reload).", formatInt(snap.ReadyWorkers()))
+	writeAppFigures(e, snap)
 
 	// Slots by state, every known state included at 0 so that a
 	// dashboard's series do not appear and vanish; a state the supervisor
@@ -181,6 +182,29 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 	}
 	if procStart > 0 {
 		e.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", formatFloat(procStart))
+	}
+}
+
+// writeAppFigures writes the figures above per app (a process file's
+// several apps; one series for a single command): /readyz holds each app
+// to its own min_ready, and a dashboard must see which one is short.
+func writeAppFigures(e *exposition, snap *status.Snapshot) {
+	if len(snap.Apps) == 0 {
+		return
+	}
+	for _, f := range []struct {
+		name, help string
+		value      func(status.App) string
+	}{
+		{"gm2_app_instances_wanted", "Number of worker instances gm2-init keeps running for the app.", func(a status.App) string { return formatInt(a.Instances) }},
+		{"gm2_app_min_ready_workers", "Ready workers of the app required for /readyz to pass.", func(a status.App) string { return formatInt(a.MinReady) }},
+		{"gm2_app_ready_workers", "Worker processes of the app ready to serve.", func(a status.App) string { return formatInt(a.Ready) }},
+		{"gm2_app_reload_generation", "Generation of the app's last rolling reload pass (0 before the first).", func(a status.App) string { return formatUint(a.Reload.Generation) }},
+	} {
+		e.family(f.name, "gauge", f.help)
+		for _, a := range snap.Apps {
+			e.sample(f.name, f.value(a), label{"app", a.Name})
+		}
 	}
 }
 

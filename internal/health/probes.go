@@ -35,8 +35,22 @@ func (s *Server) livezChecks() []check {
 			}
 		}},
 		{name: "slots", run: func(_ context.Context, snap func() *status.Snapshot) error {
-			if bad := snap().ErroredSlots(); len(bad) > 0 {
-				return fmt.Errorf("slot(s) %s errored (crash-looped past --max-restarts)", joinInts(bad))
+			st := snap()
+			if len(st.Apps) <= 1 {
+				if bad := st.ErroredSlots(); len(bad) > 0 {
+					return fmt.Errorf("slot(s) %s errored (crash-looped past --max-restarts)", joinInts(bad))
+				}
+				return nil
+			}
+			// Each app numbers its slots from 0: name the app.
+			var bad []string
+			for _, a := range st.Apps {
+				if e := st.ErroredIn(a.Name); len(e) > 0 {
+					bad = append(bad, fmt.Sprintf("app %s slot(s) %s", a.Name, joinInts(e)))
+				}
+			}
+			if len(bad) > 0 {
+				return fmt.Errorf("%s errored (crash-looped past --max-restarts)", strings.Join(bad, ", "))
 			}
 			return nil
 		}},
@@ -54,17 +68,45 @@ func readyzChecks() []check {
 			return nil
 		}},
 		{name: "workers", run: func(_ context.Context, snap func() *status.Snapshot) error {
-			// A MinReady below 1 would call a pod with no ready worker
-			// ready, and the Service would send it traffic that nothing
-			// can serve.
-			st := snap()
-			want := max(st.MinReady, 1)
-			if got := st.ReadyWorkers(); got < want {
-				return fmt.Errorf("%d worker(s) ready, %d required", got, want)
-			}
-			return nil
+			return readyShortfall(snap())
 		}},
 	}
+}
+
+// readyShortfall says which app has fewer ready workers than it requires,
+// or nil. Each app is held to its own min_ready: with a process file, an
+// app whose every worker is down fails readiness however many workers the
+// others have ready. A slot stopped for good (its restart policy let its
+// worker end: a one-shot task of a process file) is not waited for, but a
+// pod with no ready worker at all is never ready: a MinReady below 1 would
+// let the Service send it traffic that nothing can serve.
+func readyShortfall(st *status.Snapshot) error {
+	if len(st.Apps) == 0 {
+		// A snapshot from before the apps were known.
+		if want, got := max(st.MinReady, 1), st.ReadyWorkers(); got < want {
+			return fmt.Errorf("%d worker(s) ready, %d required", got, want)
+		}
+		return nil
+	}
+	var short []string
+	for _, a := range st.Apps {
+		want := min(max(a.MinReady, 1), a.Instances-st.StoppedIn(a.Name))
+		if a.Ready >= want {
+			continue
+		}
+		msg := fmt.Sprintf("%d worker(s) ready, %d required", a.Ready, want)
+		if len(st.Apps) > 1 {
+			msg = "app " + a.Name + ": " + msg
+		}
+		short = append(short, msg)
+	}
+	if len(short) == 0 && st.ReadyWorkers() == 0 {
+		return errors.New("0 worker(s) ready, 1 required")
+	}
+	if len(short) > 0 {
+		return errors.New(strings.Join(short, "; "))
+	}
+	return nil
 }
 
 // handleProbe runs checks and answers as kube-apiserver does: "ok" when all

@@ -752,3 +752,129 @@ func TestPingerJoinsInFlightCall(t *testing.T) {
 		t.Fatal("leader did not return within 5s")
 	}
 }
+
+// severalApps is a process file's three apps: api (2 slots, both ready,
+// both required), crash (its one slot errored) and migrate (a one-shot
+// task whose slot stopped by its restart policy).
+func severalApps() *status.Snapshot {
+	snap := healthySnapshot()
+	snap.MinReady = 4
+	snap.Instances = 4
+	snap.Slots[0].App, snap.Slots[1].App = "api", "api"
+	snap.Slots = append(snap.Slots,
+		status.Slot{App: "crash", Index: 0, State: status.Errored, Restarts: 16, LastExit: "exit status 1"},
+		status.Slot{App: "migrate", Index: 0, State: status.Stopped, LastExit: "exit status 0"})
+	snap.Apps = []status.App{
+		{Name: "api", Instances: 2, MinReady: 2, Ready: 2, Reload: status.Reload{Generation: 1, LastResult: "ok"}},
+		{Name: "crash", Instances: 1, MinReady: 1},
+		{Name: "migrate", Instances: 1, MinReady: 1},
+	}
+	return snap
+}
+
+// With several apps each is held to its own min_ready, and the probes name
+// the app: the totals (2 ready of 4 required) would hide which one is down.
+func TestSeveralAppsProbes(t *testing.T) {
+	healthy := severalApps()
+	healthy.Slots[2] = status.Slot{App: "crash", Index: 0, State: status.Ready, Pid: 301, Workers: []status.Worker{{Pid: 301, State: status.Ready}}}
+	healthy.Apps[1].Ready = 1
+	apiShort := severalApps()
+	apiShort.Slots[1].Workers[0].State = status.Starting
+	apiShort.Apps[0].Ready = 1
+
+	for _, tc := range []struct {
+		name             string
+		snap             *status.Snapshot
+		readyz, livez    int
+		readyLine, lLine string
+	}{
+		// The stopped one-shot task is not waited for.
+		{"every app ready", healthy, 200, 200, "ok", "ok"},
+		{"one app down", severalApps(), 503, 503,
+			"[-]workers failed: app crash: 0 worker(s) ready, 1 required",
+			"[-]slots failed: app crash slot(s) 0 errored (crash-looped past --max-restarts)"},
+		{"two apps short", apiShort, 503, 503,
+			"[-]workers failed: app api: 1 worker(s) ready, 2 required; app crash: 0 worker(s) ready, 1 required",
+			"[-]slots failed: app crash slot(s) 0 errored (crash-looped past --max-restarts)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, base, _ := startServer(t, newFakeSource(tc.snap), testOptions())
+			for _, p := range []struct {
+				path, line string
+				code       int
+			}{{"/readyz", tc.readyLine, tc.readyz}, {"/livez", tc.lLine, tc.livez}} {
+				r := get(t, base+p.path)
+				if got := strings.SplitN(r.body, "\n", 2)[0]; r.code != p.code || got != p.line {
+					t.Errorf("%s: %d %q, want %d %q", p.path, r.code, got, p.code, p.line)
+				}
+			}
+		})
+	}
+}
+
+// A single app whose every slot stopped for good is not ready: no worker
+// serves at all.
+func TestReadyzNoWorkerLeft(t *testing.T) {
+	snap := healthySnapshot()
+	for i := range snap.Slots {
+		snap.Slots[i].State, snap.Slots[i].Workers = status.Stopped, nil
+	}
+	snap.Apps = []status.App{{Name: "web", Instances: 2, MinReady: 1}}
+	_, base, _ := startServer(t, newFakeSource(snap), testOptions())
+	if r := get(t, base+"/readyz"); r.code != 503 || !strings.HasPrefix(r.body, "[-]workers failed: 0 worker(s) ready, 1 required\n") {
+		t.Errorf("readyz: %d %q", r.code, r.body)
+	}
+}
+
+// /status and /metrics tell the apps apart: each slot names its app, and
+// the apps have their own figures.
+func TestSeveralAppsStatusAndMetrics(t *testing.T) {
+	_, base, _ := startServer(t, newFakeSource(severalApps()), testOptions())
+	var v struct {
+		Slots []struct {
+			App      string `json:"app"`
+			Instance int    `json:"instance"`
+		} `json:"slots"`
+		Apps []struct {
+			Name         string        `json:"name"`
+			Instances    int           `json:"instances"`
+			MinReady     int           `json:"min_ready"`
+			ReadyWorkers int           `json:"ready_workers"`
+			Errored      []int         `json:"errored_slots"`
+			Reload       status.Reload `json:"reload"`
+		} `json:"apps"`
+	}
+	r := get(t, base+"/status")
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	var slots []string
+	for _, s := range v.Slots {
+		slots = append(slots, fmt.Sprintf("%s/%d", s.App, s.Instance))
+	}
+	if got := strings.Join(slots, " "); got != "api/0 api/1 crash/0 migrate/0" {
+		t.Errorf("slots %s, want api/0 api/1 crash/0 migrate/0", got)
+	}
+	if len(v.Apps) != 3 {
+		t.Fatalf("apps %+v, want 3", v.Apps)
+	}
+	api, crash := v.Apps[0], v.Apps[1]
+	if api.Name != "api" || api.Instances != 2 || api.MinReady != 2 || api.ReadyWorkers != 2 || len(api.Errored) != 0 || api.Errored == nil ||
+		api.Reload.Generation != 1 || api.Reload.LastResult != "ok" {
+		t.Errorf("api %+v", api)
+	}
+	if crash.Name != "crash" || crash.ReadyWorkers != 0 || len(crash.Errored) != 1 || crash.Errored[0] != 0 {
+		t.Errorf("crash %+v", crash)
+	}
+	m := get(t, base+"/metrics").body
+	for _, want := range []string{
+		`gm2_app_ready_workers{app="api"} 2`, `gm2_app_ready_workers{app="crash"} 0`,
+		`gm2_app_min_ready_workers{app="api"} 2`, `gm2_app_instances_wanted{app="migrate"} 1`,
+		`gm2_app_reload_generation{app="api"} 1`,
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	runPromtool(t, m)
+}

@@ -30,11 +30,25 @@ type statusView struct {
 	Counters      countersView   `json:"counters"`
 	States        map[string]int `json:"slots_by_state"`
 	Errored       []int          `json:"errored_slots"`
+	// Apps has each app's own figures: with a process file of several
+	// apps the totals above mix them (their instance numbers each start
+	// at 0), and /readyz checks each app on its own.
+	Apps []appView `json:"apps"`
 	// Listeners are the sockets passed to the workers, in fd order (3, 4, …).
 	Listeners []status.Listener `json:"listeners"`
 }
 
+type appView struct {
+	Name         string        `json:"name"`
+	Instances    int           `json:"instances"`
+	MinReady     int           `json:"min_ready"`
+	ReadyWorkers int           `json:"ready_workers"`
+	Errored      []int         `json:"errored_slots"`
+	Reload       status.Reload `json:"reload"`
+}
+
 type slotView struct {
+	App           string       `json:"app"`
 	Instance      int          `json:"instance"`
 	State         status.State `json:"state"`
 	Pid           int          `json:"pid"`
@@ -145,6 +159,14 @@ func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.
 	if v.Errored == nil {
 		v.Errored = []int{}
 	}
+	v.Apps = make([]appView, 0, len(snap.Apps))
+	for _, a := range snap.Apps {
+		errored := snap.ErroredIn(a.Name)
+		if errored == nil {
+			errored = []int{}
+		}
+		v.Apps = append(v.Apps, appView{Name: a.Name, Instances: a.Instances, MinReady: a.MinReady, ReadyWorkers: a.Ready, Errored: errored, Reload: a.Reload})
+	}
 	v.Listeners = snap.Listeners
 	if v.Listeners == nil {
 		v.Listeners = []status.Listener{}
@@ -155,6 +177,7 @@ func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.
 	for _, sl := range snap.Slots {
 		v.States[string(sl.State)]++
 		sv := slotView{
+			App:           sl.App,
 			Instance:      sl.Index,
 			State:         sl.State,
 			Pid:           sl.Pid,

@@ -114,7 +114,32 @@ func (s *Snapshot) ReadyWorkers() int {
 	return n
 }
 
-// ErroredSlots lists the slots that crash-looped past --max-restarts.
+// ErroredIn lists the instance numbers of app's slots that crash-looped
+// past --max-restarts.
+func (s *Snapshot) ErroredIn(app string) []int {
+	var out []int
+	for _, sl := range s.Slots {
+		if sl.App == app && sl.State == Errored {
+			out = append(out, sl.Index)
+		}
+	}
+	return out
+}
+
+// StoppedIn counts app's slots that are stopped: by their restart policy
+// (or the shutdown), never to be started again.
+func (s *Snapshot) StoppedIn(app string) int {
+	n := 0
+	for _, sl := range s.Slots {
+		if sl.App == app && sl.State == Stopped {
+			n++
+		}
+	}
+	return n
+}
+
+// ErroredSlots lists the slots that crash-looped past --max-restarts, by
+// instance number (each app's start at 0: see ErroredIn).
 func (s *Snapshot) ErroredSlots() []int {
 	var out []int
 	for _, sl := range s.Slots {
