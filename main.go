@@ -243,8 +243,10 @@ func run() int {
 	stopHooks := startTestHooks(sup, log)
 	defer stopHooks()
 	// `gm2-init status|reload|scale` from inside the container reach the
-	// supervisor over a unix socket of this PID namespace.
-	if srv, err := control.Listen(control.Options{Supervisor: sup, Log: log.With().Str("component", "control").Logger()}); err != nil {
+	// supervisor over a unix socket of this PID namespace; its status is
+	// the document GET /status serves, this very one.
+	statusDoc := health.NewStatusDocument(sup.Snapshot, "/proc")
+	if srv, err := control.Listen(control.Options{Supervisor: sup, Status: statusDoc.Body, Log: log.With().Str("component", "control").Logger()}); err != nil {
 		log.Warn().Err(err).Msg("no control socket: gm2-init status|reload|scale will not reach this gm2-init")
 	} else {
 		go func() {
@@ -258,7 +260,7 @@ func run() int {
 	// 9. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
 		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
-			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout,
+			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout, Status: statusDoc,
 		})
 		if err != nil {
 			return fail(exitRuntime, cfg.Source("health-addr")+": "+err.Error())
