@@ -109,14 +109,11 @@ func run() int {
 	if len(os.Args) > 1 && os.Args[1] == spawn.ExecArg {
 		return spawn.ExecMain(os.Args[2:])
 	}
-	// 2. `gm2-init healthcheck` for Docker HEALTHCHECK in images without curl.
-	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		return health.CheckCommand(os.Args[2:], config.HealthCheckAddr(), os.Stderr)
-	}
-	// `gm2-init status|reload|scale` (docker exec, kubectl exec): ask the
-	// gm2-init of this PID namespace over its control socket.
-	if len(os.Args) > 1 && control.IsCommand(os.Args[1]) {
-		return control.Main(os.Args[1:], os.Stdout, os.Stderr)
+	// 2. A command as the first argument: healthcheck (Docker
+	// HEALTHCHECK), status|ls|list|reload|scale (docker exec, kubectl
+	// exec), help. Anything else is the supervisor's command line.
+	if status, ran := runCommand(os.Args[1:], buildVersion(), os.Stdout, os.Stderr); ran {
+		return status
 	}
 
 	// 3. Signals, before anything else: from here on, none may end
