@@ -109,14 +109,11 @@ func run() int {
 	if len(os.Args) > 1 && os.Args[1] == spawn.ExecArg {
 		return spawn.ExecMain(os.Args[2:])
 	}
-	// 2. `gm2-init healthcheck` for Docker HEALTHCHECK in images without curl.
-	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		return health.CheckCommand(os.Args[2:], config.HealthCheckAddr(), os.Stderr)
-	}
-	// `gm2-init status|reload|scale` (docker exec, kubectl exec): ask the
-	// gm2-init of this PID namespace over its control socket.
-	if len(os.Args) > 1 && control.IsCommand(os.Args[1]) {
-		return control.Main(os.Args[1:], os.Stdout, os.Stderr)
+	// 2. A command as the first argument: healthcheck (Docker
+	// HEALTHCHECK), status|ls|list|reload|scale (docker exec, kubectl
+	// exec), help. Anything else is the supervisor's command line.
+	if status, ran := runCommand(os.Args[1:], buildVersion(), os.Stdout, os.Stderr); ran {
+		return status
 	}
 
 	// 3. Signals, before anything else: from here on, none may end
@@ -243,8 +240,10 @@ func run() int {
 	stopHooks := startTestHooks(sup, log)
 	defer stopHooks()
 	// `gm2-init status|reload|scale` from inside the container reach the
-	// supervisor over a unix socket of this PID namespace.
-	if srv, err := control.Listen(control.Options{Supervisor: sup, Log: log.With().Str("component", "control").Logger()}); err != nil {
+	// supervisor over a unix socket of this PID namespace; its status is
+	// the document GET /status serves, this very one.
+	statusDoc := health.NewStatusDocument(sup.Snapshot, "/proc")
+	if srv, err := control.Listen(control.Options{Supervisor: sup, Status: statusDoc.Body, Log: log.With().Str("component", "control").Logger()}); err != nil {
 		log.Warn().Err(err).Msg("no control socket: gm2-init status|reload|scale will not reach this gm2-init")
 	} else {
 		go func() {
@@ -258,7 +257,7 @@ func run() int {
 	// 9. Health endpoints, answered from the supervisor's snapshots.
 	if cfg.HealthAddr != "" {
 		hs, err := health.Listen(cfg.HealthAddr, sup, log.With().Str("component", "health").Logger(), health.Config{
-			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout,
+			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout, Status: statusDoc,
 		})
 		if err != nil {
 			return fail(exitRuntime, cfg.Source("health-addr")+": "+err.Error())

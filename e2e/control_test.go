@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -195,31 +196,46 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 	a := startNSServer(t, "api", "worker")
 	b := startNSServer(t, "web")
 
+	// status --json is the /status document of the server reached: a
+	// slot per app, with the app's name where the document has it.
 	for _, tc := range []struct {
 		s    *nsServer
 		want []string
 	}{{a, []string{"api", "worker"}}, {b, []string{"web"}}} {
 		code, out, errs := tc.s.exec(t, bins.init, "status", "--json")
-		var snap struct {
-			Apps []struct{ Name string } `json:"apps"`
+		var doc struct {
+			Version       string
+			UptimeSeconds *float64 `json:"uptime_seconds"`
+			Slots         []struct {
+				App string `json:"app"`
+				Pid int    `json:"pid"`
+			} `json:"slots"`
 		}
-		if code != 0 || json.Unmarshal([]byte(out), &snap) != nil {
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Version != "controlinit" || doc.UptimeSeconds == nil {
 			t.Fatalf("status --json: %d %q %q", code, out, errs)
 		}
-		var got []string
-		for _, app := range snap.Apps {
-			got = append(got, app.Name)
+		if len(doc.Slots) != len(tc.want) {
+			t.Errorf("status in the namespace of %v reached %d slots: %s", tc.want, len(doc.Slots), out)
 		}
-		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
-			t.Errorf("status in the namespace of %v reached apps %v", tc.want, got)
+		for i, sl := range doc.Slots {
+			if sl.Pid != 100+i || (sl.App != "" && sl.App != tc.want[i]) {
+				t.Errorf("status in the namespace of %v: slot %d is %+v", tc.want, i, sl)
+			}
 		}
 	}
 
 	code, out, _ := a.exec(t, bins.init, "status")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "APP     INSTANCE  PID  STATE  UPTIME  RESTARTS  CPU  MEMORY") ||
-		!strings.HasPrefix(lines[1], "api     0         100  ready  ") || !strings.HasPrefix(lines[2], "worker  0         101  ready  ") {
-		t.Errorf("status table: %d\n%s", code, out)
+	if code != 0 || len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "APP INSTANCE PID STATE UPTIME RESTARTS CPU MEMORY" {
+		t.Fatalf("status table: %d\n%s", code, out)
+	}
+	for i, app := range []string{"api", "worker"} {
+		// The stand-in's pids 100 and 101 are no processes of its
+		// namespace: no usage figures, "-".
+		f := strings.Fields(lines[i+1])
+		if len(f) != 8 || (f[0] != app && f[0] != "-") || f[1] != "0" || f[2] != strconv.Itoa(100+i) || f[3] != "ready" || f[6] != "-" || f[7] != "-" {
+			t.Errorf("status table row %q", lines[i+1])
+		}
 	}
 
 	if code, out, errs := a.exec(t, bins.init, "reload", "api"); code != 0 || out != "reloaded api\n" {
@@ -248,8 +264,10 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		if code != 0 || out == "" {
 			t.Errorf("README's %q: %d %q %q", line, code, out, errs)
 		}
-		if args[1] != "status" {
-			a.next(t)
+		switch args[1] {
+		case "status", "ls", "list", "help":
+		default:
+			a.next(t) // what the server passed on
 		}
 	}
 
@@ -293,4 +311,31 @@ func readmeCommands(t *testing.T, heading string) []string {
 		t.Fatalf("no command in the README's section %q", heading)
 	}
 	return cmds
+}
+
+// The command names are read in the first argument only: gm2-init help is
+// the help, and gm2-init -- ls supervises /bin/ls (here until it exits:
+// --restart never).
+func TestReadmeCommandNames(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(bins.init, strings.Fields(readmeLine(t, "gm2-init help"))[1:]...).Output()
+	if err != nil || !strings.Contains(string(out), "gm2-init status|ls|list [--json]") || !strings.Contains(string(out), "GM2_INSTANCES") {
+		t.Errorf("gm2-init help: %v\n%s", err, out)
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "listed-by-the-worker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := strings.Fields(readmeLine(t, "gm2-init -- ls"))
+	cmd := exec.CommandContext(ctx, bins.init, args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GM2_RESTART=never", "GM2_HEALTH_ADDR=off")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "listed-by-the-worker") || !strings.Contains(stderr.String(), "starting workers") {
+		t.Errorf("gm2-init -- ls: %v\nstdout %s\nstderr %s", err, stdout.String(), stderr.String())
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gm2-init/gm2-init/internal/control"
+	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -60,7 +61,8 @@ func main() {
 	rec := &recorder{snap: snap, out: json.NewEncoder(os.Stdout)}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	s, err := control.Listen(control.Options{Supervisor: rec, Log: zerolog.New(os.Stderr)})
+	doc := health.NewStatusDocument(rec.Snapshot, "/proc")
+	s, err := control.Listen(control.Options{Supervisor: rec, Status: doc.Body, Log: zerolog.New(os.Stderr)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -190,6 +190,9 @@ func (c *Config) setCommand(command []string) error {
 		return &UsageError{Msg: "missing command: usage is gm2-init [flags] -- COMMAND [ARGS...] or gm2-init --config FILE (see gm2-init -h)"}
 	}
 	path, err := exec.LookPath(command[0])
+	if err != nil && strings.HasPrefix(command[0], "-") && errors.Is(err, exec.ErrNotFound) {
+		return &UsageError{Msg: c.flagAsCommand(command)}
+	}
 	if err != nil {
 		return &UsageError{Msg: fmt.Sprintf("command %s: %s", echo.Quote(command[0]), lookPathReason(command[0], err))}
 	}

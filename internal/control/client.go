@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,39 +38,52 @@ const (
 )
 
 // IsCommand tells whether a first argument is one of the control commands
-// Main runs.
-func IsCommand(arg string) bool { return arg == "status" || arg == "reload" || arg == "scale" }
+// Main runs: status (and its PM2 spellings ls and list), reload, scale.
+func IsCommand(arg string) bool {
+	switch arg {
+	case "status", "ls", "list", "reload", "scale":
+		return true
+	}
+	return false
+}
 
-const usage = `usage: gm2-init status [--json]       the apps' workers: pid, state, uptime, restarts, CPU, memory
-       gm2-init reload [APP...]       rolling reload of these apps (all without APP), as SIGHUP does
-       gm2-init scale APP N|+N|-N     set, add or remove workers of APP (1 to 1024)
+// Usage is the help of the control commands.
+const Usage = `usage: gm2-init status [--json]       the apps' workers: pid, state, uptime, restarts, CPU, memory
+                                      (--json: the document GET /status serves); also ls, list
+       gm2-init reload [APP...|all]   rolling reload of these apps (api web, or api,web), every app
+                                      without APP or with all, as SIGHUP does
+       gm2-init scale APP N|+N|-N     set, add or remove workers of APP (1 to 1024); APP all: the one app
 Run inside the container of a gm2-init (docker exec, kubectl exec). Exit status: 0 done,
 1 refused or failed, 2 bad usage.`
 
-// Main runs `gm2-init status|reload|scale …` (args[0] is the command) and
-// returns the exit status.
+// Main runs `gm2-init status|ls|list|reload|scale …` (args[0] is the
+// command) and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	return run(args, stdout, stderr, clientOptions{dirs: DefaultDirs(), now: time.Now})
+	return run(args, stdout, stderr, clientOptions{dirs: DefaultDirs()})
 }
 
 type clientOptions struct {
 	dirs []string
-	now  func() time.Time
 }
 
 func run(args []string, stdout, stderr io.Writer, o clientOptions) int {
 	if len(args) == 0 || !IsCommand(args[0]) {
-		fmt.Fprintln(stderr, "gm2-init: "+strings.ReplaceAll(usage, "\n", "\n  "))
+		fmt.Fprintln(stderr, "gm2-init: "+strings.ReplaceAll(Usage, "\n", "\n  "))
 		return exitUsage
 	}
-	cmd, rest := args[0], args[1:]
+	// Messages name the command as typed (gm2-init ls: …).
+	typed, rest := args[0], args[1:]
+	cmd := typed
+	if cmd == "ls" || cmd == "list" {
+		cmd = "status"
+	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "gm2-init %s: %s\n", cmd, echo.Line(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "gm2-init %s: %s\n", typed, echo.Line(fmt.Sprintf(format, a...)))
 		return code
 	}
 	for _, a := range rest {
 		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprintln(stdout, usage)
+			fmt.Fprintln(stdout, Usage)
 			return exitOK
 		}
 	}
@@ -79,16 +93,26 @@ func run(args []string, stdout, stderr io.Writer, o clientOptions) int {
 	case "status":
 		for _, a := range rest {
 			if a != "--json" && a != "-json" {
-				return fail(exitUsage, "unexpected argument %q; usage: gm2-init status [--json]", a)
+				return fail(exitUsage, "unexpected argument %q; usage: gm2-init %s [--json]", a, typed)
 			}
 			asJSON = true
 		}
 	case "reload":
 		for _, a := range rest {
 			if strings.HasPrefix(a, "-") {
-				return fail(exitUsage, "unknown flag %q; usage: gm2-init reload [APP...]", a)
+				return fail(exitUsage, "unknown flag %q; usage: gm2-init reload [APP...|all]", a)
 			}
-			req.Apps = append(req.Apps, a)
+			// api,web as --only takes them; empty parts are nothing.
+			names := 0
+			for _, part := range strings.Split(a, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					req.Apps = append(req.Apps, part)
+					names++
+				}
+			}
+			if names == 0 {
+				return fail(exitUsage, "no app name in %q; usage: gm2-init reload [APP...|all] (apps separated by spaces or commas)", a)
+			}
 		}
 	case "scale":
 		if len(rest) != 2 {
@@ -134,9 +158,16 @@ func run(args []string, stdout, stderr io.Writer, o clientOptions) int {
 	}
 	switch {
 	case cmd == "status" && asJSON:
-		stdout.Write(append(resp.Status, '\n'))
+		// Indented as GET /status serves it (the answer line carries it
+		// compacted): byte for byte the same document.
+		var doc bytes.Buffer
+		if err := json.Indent(&doc, resp.Status, "", "  "); err != nil {
+			return fail(exitFailed, "unreadable status from gm2-init: %v", err)
+		}
+		doc.WriteByte('\n')
+		stdout.Write(doc.Bytes())
 	case cmd == "status":
-		if err := renderTable(stdout, resp.Status, o.now()); err != nil {
+		if err := renderTable(stdout, resp.Status); err != nil {
 			return fail(exitFailed, "%v", err)
 		}
 	default:

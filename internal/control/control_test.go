@@ -7,17 +7,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/gm2-init/gm2-init/internal/health"
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -26,12 +33,14 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("GM2_CONTROL_TEST_CLIENT") == "1" {
 		dirs := strings.Split(os.Getenv("GM2_CONTROL_TEST_DIRS"), ":")
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, clientOptions{dirs: dirs, now: time.Now}))
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, clientOptions{dirs: dirs}))
 	}
 	os.Exit(m.Run())
 }
 
-var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+// t0 is the moment the fake's snapshot is taken: its uptimes (1m, 2h)
+// hold for as long as a test can run.
+var t0 = time.Now()
 
 // fake is a Supervisor that records what it is asked.
 type fake struct {
@@ -58,6 +67,9 @@ func newFake() *fake {
 		},
 	}}
 }
+
+// Ping makes the fake a health.Source as well.
+func (f *fake) Ping(context.Context) error { return nil }
 
 func (f *fake) Snapshot() *status.Snapshot {
 	f.mu.Lock()
@@ -141,10 +153,45 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// fakeProcRoot is a /proc with the trees of newFake's workers as the
+// usage reader reads them: pid 101 uses 11,597 pages and 1,235 ticks of
+// CPU; pid 102 is gone.
+func fakeProcRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	pid := 101
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	for _, d := range []string{"fd", "task/" + strconv.Itoa(pid)} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+	// majflt cmajflt utime stime cutime cstime priority nice threads
+	// itrealvalue starttime vsize rss
+	stat := fmt.Sprintf("%d (node) S 1 %d %d 0 -1 0 0 0 0 0 1200 35 0 0 20 0 7 0 10 1000 %d\n", pid, pid, pid, fakeRSSPages)
+	for name, data := range map[string]string{"stat": stat, "task/" + strconv.Itoa(pid) + "/children": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+const fakeRSSPages = 11597
+
+// fakeUsage is what the table shows for pid 101 of fakeProcRoot.
+func fakeUsage() (cpu, mem string) {
+	return cpuTime(procfs.TicksToSeconds(1235)), bytesText(float64(fakeRSSPages * os.Getpagesize()))
+}
+
 func serve(t *testing.T, sup Supervisor, o Options) *served {
 	t.Helper()
 	if o.Dirs == nil {
 		o.Dirs = []string{base(t)}
+	}
+	if o.Status == nil {
+		o.Status = health.NewStatusDocument(sup.Snapshot, fakeProcRoot(t)).Body
 	}
 	log := &syncBuffer{}
 	o.Supervisor, o.Log = sup, zerolog.New(log)
@@ -171,50 +218,152 @@ func serve(t *testing.T, sup Supervisor, o Options) *served {
 // client runs the client in-process.
 func (s *served) client(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb, clientOptions{dirs: s.dirs, now: func() time.Time { return t0 }})
+	code = run(args, &out, &errb, clientOptions{dirs: s.dirs})
 	return code, out.String(), errb.String()
 }
 
+// appCell is what the table shows in the APP column for slot i of a
+// /status document: the slot's app, "-" when the document has none.
+func appCell(t *testing.T, doc []byte, i int) string {
+	t.Helper()
+	var v struct {
+		Slots []map[string]any `json:"slots"`
+	}
+	if err := json.Unmarshal(doc, &v); err != nil || i >= len(v.Slots) {
+		t.Fatalf("document %s: %v", doc, err)
+	}
+	if app, ok := v.Slots[i]["app"].(string); ok && app != "" {
+		return app
+	}
+	return "-"
+}
+
+// table renders rows as tabwriter does for the status table.
+func table(rows [][]string) string {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// `gm2-init status --json` is the document GET /status serves, byte for
+// byte; `gm2-init status` (and ls, list) shows it as a table, CPU and
+// memory from its usage figures.
 func TestStatus(t *testing.T) {
 	f := newFake()
-	s := serve(t, f, Options{})
-	code, out, errs := s.client("status")
-	want := `APP     INSTANCE  PID  STATE    UPTIME  RESTARTS  CPU  MEMORY
-api     0         101  ready    1m      0         -    -
-api     1         102  ready    2h      3         -    -
-worker  0         -    backoff  -       7         -    -
-`
-	if code != 0 || out != want || errs != "" {
-		t.Errorf("status: %d\n%s\nwant\n%s\nstderr %q", code, out, want, errs)
+	doc := health.NewStatusDocument(f.Snapshot, fakeProcRoot(t))
+	s := serve(t, f, Options{Status: doc.Body})
+	hs, err := health.Listen("127.0.0.1:0", f, zerolog.Nop(), health.Config{Status: doc})
+	if err != nil {
+		t.Fatal(err)
 	}
-	code, out, _ = s.client("status", "--json")
-	b, _ := json.Marshal(f.snap)
-	if code != 0 || out != string(b)+"\n" {
-		t.Errorf("status --json: %d %s\nwant %s", code, out, b)
+	go hs.Serve()
+	defer hs.Shutdown(context.Background())
+
+	// The snapshot's times are those of newFake: the uptimes in the
+	// document change between two requests. The same snapshot with no
+	// start times has none to change.
+	f.mu.Lock()
+	still := *f.snap
+	still.StartedAt = time.Time{}
+	still.Slots = append([]status.Slot(nil), f.snap.Slots...)
+	for i := range still.Slots {
+		still.Slots[i].StartedAt = time.Time{}
+		still.Slots[i].Workers = append([]status.Worker(nil), still.Slots[i].Workers...)
+		for j := range still.Slots[i].Workers {
+			still.Slots[i].Workers[j].StartedAt = time.Time{}
+		}
+	}
+	moving := f.snap
+	f.snap = &still
+	f.mu.Unlock()
+	code, out, errs := s.client("status", "--json")
+	resp, err := http.Get("http://" + hs.Addr().String() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if code != 0 || errs != "" || out != string(body) || !strings.Contains(out, `"rss_bytes": `) {
+		t.Errorf("status --json: %d %q\n%s\nGET /status:\n%s", code, errs, out, body)
+	}
+	f.mu.Lock()
+	f.snap = moving
+	f.mu.Unlock()
+
+	cpu, mem := fakeUsage()
+	want := table([][]string{
+		{"APP", "INSTANCE", "PID", "STATE", "UPTIME", "RESTARTS", "CPU", "MEMORY"},
+		{appCell(t, body, 0), "0", "101", "ready", "1m", "0", cpu, mem},
+		{appCell(t, body, 1), "1", "102", "ready", "2h", "3", "-", "-"}, // gone: no usage
+		{appCell(t, body, 2), "0", "-", "backoff", "-", "7", "-", "-"},
+	})
+	for _, cmd := range []string{"status", "ls", "list"} {
+		code, out, errs := s.client(cmd)
+		if code != 0 || out != want || errs != "" {
+			t.Errorf("%s: %d\n%s\nwant\n%s\nstderr %q", cmd, code, out, want, errs)
+		}
+	}
+	if code, _, errs := s.client("ls", "-l"); code != 2 || errs != "gm2-init ls: unexpected argument \"-l\"; usage: gm2-init ls [--json]\n" {
+		t.Errorf("ls -l: %d %q", code, errs)
 	}
 }
 
-// CPU and memory come from the snapshot when it has them.
-func TestRenderTableStats(t *testing.T) {
-	raw := `{"apps":[{"name":"api","reload":{"in_progress":true}},{"name":"w","reload":{"last_result":"failed: new worker exited"}}],
-	"shutting_down":true,
-	"slots":[
-	 {"app":"api","instance":0,"state":"ready","pid":7,"restarts":1,"started_at":"2026-11-29T09:00:00Z",
-	  "workers":[{"pid":6,"memory_bytes":1},{"pid":7,"memory_bytes":47500000,"cpu_seconds":12.345}]},
-	 {"app":"w","instance":0,"state":"starting","pid":8,"started_at":"2026-11-26T12:00:00Z","rss_bytes":2048,"cpu_seconds_total":3725}]}`
-	var out bytes.Buffer
-	if err := renderTable(&out, json.RawMessage(raw), t0); err != nil {
+// The table reads the document the real builder makes: CPU and memory of
+// each slot's current worker, "-" where the document has no figures, and
+// the reloads in progress or failed.
+func TestRenderTableFromTheDocument(t *testing.T) {
+	snap := &status.Snapshot{
+		ShuttingDown: true,
+		Apps: []status.App{{Name: "api", Reload: status.Reload{InProgress: true}},
+			{Name: "w", Reload: status.Reload{LastResult: "failed: new worker exited"}}},
+		Reload: status.Reload{InProgress: true},
+		Slots: []status.Slot{
+			// During a reload: the old worker (100) and its replacement
+			// (101), the slot's current one.
+			{App: "api", Index: 0, State: status.Starting, Pid: 101, Restarts: 1, StartedAt: t0.Add(-3 * time.Hour),
+				Workers: []status.Worker{{Pid: 100, State: status.Draining}, {Pid: 101, State: status.Starting}}},
+			{App: "w", Index: 0, State: status.Errored, Restarts: 16},
+		},
+	}
+	body, err := health.NewStatusDocument(func() *status.Snapshot { return snap }, fakeProcRoot(t)).Body(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	want := `APP  INSTANCE  PID  STATE     UPTIME  RESTARTS  CPU     MEMORY
-api  0         7    ready     3h      1         12.35s  45.3 MiB
-w    0         8    starting  3d      0         1h2m5s  2.0 KiB
-api: reload in progress
-w: last reload failed: new worker exited
-gm2-init is shutting down
-`
+	var out bytes.Buffer
+	if err := renderTable(&out, body); err != nil {
+		t.Fatal(err)
+	}
+	cpu, mem := fakeUsage()
+	want := table([][]string{
+		{"APP", "INSTANCE", "PID", "STATE", "UPTIME", "RESTARTS", "CPU", "MEMORY"},
+		{appCell(t, body, 0), "0", "101", "starting", "3h", "1", cpu, mem},
+		{appCell(t, body, 1), "0", "-", "errored", "-", "16", "-", "-"},
+	})
+	if strings.Contains(string(body), `"apps"`) {
+		want += "api: reload in progress\nw: last reload failed: new worker exited\n"
+	} else {
+		want += "reload in progress\n"
+	}
+	want += "gm2-init is shutting down\n"
 	if out.String() != want {
-		t.Errorf("table:\n%s\nwant\n%s", out.String(), want)
+		t.Errorf("table:\n%s\nwant\n%s\nfrom %s", out.String(), want, body)
+	}
+	if cpu != "12.35s" && procfs.ClockTicks() == 100 || mem != "45.3 MiB" && os.Getpagesize() == 4096 {
+		t.Errorf("figures shown as %s and %s", cpu, mem)
+	}
+
+	// With no usage figures (a document without a read: no workers
+	// running), "-" and no error.
+	out.Reset()
+	if err := renderTable(&out, []byte(`{"slots":[{"app":"api","instance":0,"state":"ready","pid":7,"uptime_seconds":59.9,"workers":[{"pid":7,"usage_error":"process gone"}]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if want := table([][]string{{"APP", "INSTANCE", "PID", "STATE", "UPTIME", "RESTARTS", "CPU", "MEMORY"}, {"api", "0", "7", "ready", "59s", "0", "-", "-"}}); out.String() != want {
+		t.Errorf("without usage:\n%s\nwant\n%s", out.String(), want)
 	}
 }
 
@@ -228,17 +377,29 @@ func TestReloadAndScale(t *testing.T) {
 	}{
 		{[]string{"reload"}, 0, "reloaded api, worker\n", ""},
 		{[]string{"reload", "api"}, 0, "reloaded api\n", ""},
+		// PM2's pm2 reload all.
+		{[]string{"reload", "all"}, 0, "reloaded api, worker\n", ""},
+		// A comma list as --only takes it, with or without blanks.
+		{[]string{"reload", "api,worker"}, 0, "reloaded api, worker\n", ""},
+		{[]string{"reload", "api,", "worker"}, 0, "reloaded api, worker\n", ""},
+		// Each app once.
+		{[]string{"reload", "api", "api"}, 0, "reloaded api\n", ""},
+		{[]string{"reload", "worker,api,worker"}, 0, "reloaded worker, api\n", ""},
+		{[]string{"reload", ","}, 2, "", "gm2-init reload: no app name in \",\"; usage: gm2-init reload [APP...|all] (apps separated by spaces or commas)\n"},
 		{[]string{"reload", "api", "web"}, 1, "", "gm2-init reload: unknown app \"web\" (apps: api, worker)\n"},
+		{[]string{"reload", "api,web"}, 1, "", "gm2-init reload: unknown app \"web\" (apps: api, worker)\n"},
 		{[]string{"scale", "api", "3"}, 0, "api: 3 instances (was 2)\n", ""},
 		{[]string{"scale", "api", "+2"}, 0, "api: 4 instances (was 2)\n", ""},
 		{[]string{"scale", "api", "-1"}, 0, "api: 1 instances (was 2)\n", ""},
-		{[]string{"scale", "api", "-2"}, 1, "", "gm2-init scale: scale of api: 0 instances is out of range (1 to 1024; it has 2)\n"},
+		{[]string{"scale", "api", "-2"}, 1, "", "gm2-init scale: api: 0 instances is out of range (1 to 1024; it has 2)\n"},
 		{[]string{"scale", "web", "2"}, 1, "", "gm2-init scale: unknown app \"web\" (apps: api, worker)\n"},
+		{[]string{"scale", "all", "3"}, 1, "", "gm2-init scale: scale all: scale sets the workers of one app (PM2 has no scale all either): name it: gm2-init scale APP 3 (apps: api, worker)\n"},
+		{[]string{"scale", "all", "+1"}, 1, "", "gm2-init scale: scale all: scale sets the workers of one app (PM2 has no scale all either): name it: gm2-init scale APP +1 (apps: api, worker)\n"},
 		{[]string{"scale", "api", "abc"}, 2, "", "gm2-init scale: invalid count \"abc\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
 		{[]string{"scale", "api", "0"}, 2, "", "gm2-init scale: invalid count \"0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
 		{[]string{"scale", "api"}, 2, "", "gm2-init scale: usage: gm2-init scale APP N (N: a count from 1 to 1024, or +N / -N to add or remove workers)\n"},
 		{[]string{"status", "api"}, 2, "", "gm2-init status: unexpected argument \"api\"; usage: gm2-init status [--json]\n"},
-		{[]string{"reload", "--all"}, 2, "", "gm2-init reload: unknown flag \"--all\"; usage: gm2-init reload [APP...]\n"},
+		{[]string{"reload", "--all"}, 2, "", "gm2-init reload: unknown flag \"--all\"; usage: gm2-init reload [APP...|all]\n"},
 	} {
 		code, out, errs := s.client(tc.args...)
 		if code != tc.code || out != tc.out || errs != tc.err {
@@ -247,7 +408,7 @@ func TestReloadAndScale(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fmt.Sprint(f.reloads) != "[[] [api]]" || fmt.Sprint(f.scales) != "[api=3 api=4 api=1 api=0]" {
+	if got := fmt.Sprint(f.reloads); got != "[[] [api] [] [api worker] [api worker] [api] [worker api]]" || fmt.Sprint(f.scales) != "[api=3 api=4 api=1 api=0]" {
 		t.Errorf("supervisor saw reloads %q, scales %q", f.reloads, f.scales)
 	}
 	if !strings.Contains(s.log.String(), `"message":"control: reload"`) {
@@ -255,12 +416,36 @@ func TestReloadAndScale(t *testing.T) {
 	}
 }
 
+// With one app, scale all is that app (gm2-init -- node app.js: pm2 scale
+// all 3 means it); an app named all is that one.
+func TestScaleAllOneApp(t *testing.T) {
+	for _, name := range []string{"app", "all"} {
+		f := newFake()
+		f.snap.Apps = f.snap.Apps[:1]
+		f.snap.Apps[0].Name = name
+		s := serve(t, f, Options{})
+		if code, out, errs := s.client("scale", "all", "3"); code != 0 || out != name+": 3 instances (was 2)\n" {
+			t.Errorf("%s: scale all 3: %d %q %q", name, code, out, errs)
+		}
+		if code, out, errs := s.client("reload", "all"); code != 0 || out != "reloaded "+name+"\n" {
+			t.Errorf("%s: reload all: %d %q %q", name, code, out, errs)
+		}
+		f.mu.Lock()
+		if fmt.Sprint(f.scales) != "["+name+"=3]" || fmt.Sprint(f.reloads) != "[[]]" {
+			t.Errorf("%s: supervisor saw scales %q, reloads %q", name, f.scales, f.reloads)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// The supervisor's error names the app that failed; the message says
+// "reload" and the app once each.
 func TestSupervisorErrors(t *testing.T) {
 	f := newFake()
-	f.err = errors.New("new worker of slot 0 exited with status 1 before it was ready")
+	f.err = errors.New("api: failed: 1 slot(s) not replaced")
 	s := serve(t, f, Options{})
 	code, _, errs := s.client("reload", "api")
-	if code != 1 || errs != "gm2-init reload: reload of api: new worker of slot 0 exited with status 1 before it was ready\n" {
+	if code != 1 || errs != "gm2-init reload: api: failed: 1 slot(s) not replaced\n" {
 		t.Errorf("%d %q", code, errs)
 	}
 	f.mu.Lock()
@@ -396,7 +581,7 @@ func TestWaitsAndLimits(t *testing.T) {
 	f3.block, f3.waiting, f3.ctxErr = make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	s3 := serve(t, f3, Options{WaitTimeout: 50 * time.Millisecond})
 	code, _, errs = s3.client("reload", "api")
-	if code != 1 || errs != "gm2-init reload: reload of api still in progress after 50ms (gm2-init status shows it)\n" {
+	if code != 1 || errs != "gm2-init reload: api: still in progress after 50ms; it goes on (gm2-init status shows it)\n" {
 		t.Errorf("%d %q", code, errs)
 	}
 }
@@ -408,7 +593,7 @@ func TestNoServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer
-	code := run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}, now: time.Now})
+	code := run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}})
 	want := fmt.Sprintf("gm2-init status: no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec)\n", key, b)
 	if code != 1 || errb.String() != want {
 		t.Errorf("%d %q\nwant %q", code, errb.String(), want)
@@ -426,7 +611,7 @@ func TestNoServer(t *testing.T) {
 	l.SetUnlinkOnClose(false)
 	l.Close()
 	errb.Reset()
-	code = run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}, now: time.Now})
+	code = run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}})
 	if want := fmt.Sprintf("gm2-init status: no gm2-init answers at %s (left by a gm2-init that was killed?)\n", filepath.Join(dir, socketName)); code != 1 || errb.String() != want {
 		t.Errorf("stale: %d %q\nwant %q", code, errb.String(), want)
 	}
@@ -435,7 +620,8 @@ func TestNoServer(t *testing.T) {
 		t.Errorf("after replacing a stale socket: %d %s", code, errs)
 	}
 	// A second gm2-init of the same namespace does not steal it.
-	_, err = Listen(Options{Supervisor: newFake(), Dirs: []string{b}, Log: zerolog.Nop()})
+	second := newFake()
+	_, err = Listen(Options{Supervisor: second, Status: health.NewStatusDocument(second.Snapshot, t.TempDir()).Body, Dirs: []string{b}, Log: zerolog.Nop()})
 	if want := fmt.Sprintf("control socket: %s is served by another gm2-init of this PID namespace (pid %d); commands reach that one", s.Path(), os.Getpid()); err == nil || err.Error() != want {
 		t.Errorf("second Listen: %v\nwant %s", err, want)
 	}
@@ -516,8 +702,10 @@ func TestClientSubprocess(t *testing.T) {
 	if code != 0 || out != "api: 3 instances (was 2)\n" || errs != "" {
 		t.Errorf("%d %q %q", code, out, errs)
 	}
-	code, out, _ = subprocess(t, nil, clientBinary(t), s.dirs, "status")
-	if code != 0 || !strings.HasPrefix(out, "APP     INSTANCE  PID  STATE") {
+	code, out, _ = subprocess(t, nil, clientBinary(t), s.dirs, "ls")
+	cpu, mem := fakeUsage()
+	if lines := strings.Split(out, "\n"); code != 0 || len(lines) != 5 || !slices.Equal(strings.Fields(lines[0]), []string{"APP", "INSTANCE", "PID", "STATE", "UPTIME", "RESTARTS", "CPU", "MEMORY"}) ||
+		!strings.HasSuffix(lines[1], "  "+cpu+"  "+mem) {
 		t.Errorf("%d %q", code, out)
 	}
 }

@@ -22,8 +22,10 @@ type Supervisor interface {
 	// slot ready before the old one gets the stop signal (a fork app, which
 	// binds its own ports, is stopped and then started). It returns once
 	// the reload has finished, with an error if it failed or was
-	// abandoned; ctx bounds only the wait (the client gave up, or
-	// gm2-init is stopping): the reload itself goes on.
+	// abandoned — one that names each app that failed ("api: failed: …"),
+	// shown as is after "gm2-init reload: " —; ctx bounds only the wait
+	// (the client gave up, or gm2-init is stopping): the reload itself
+	// goes on.
 	Reload(ctx context.Context, apps []string) error
 
 	// Scale sets the worker count of app to n, or changes it by n when
@@ -42,8 +44,8 @@ var ErrUnknownApp = errors.New("unknown app")
 // request is one command, one JSON line from the client.
 type request struct {
 	Cmd   string   `json:"cmd"`             // "status", "reload" or "scale"
-	Apps  []string `json:"apps,omitempty"`  // reload: the apps, none = all
-	App   string   `json:"app,omitempty"`   // scale
+	Apps  []string `json:"apps,omitempty"`  // reload: the apps, none or "all" = every app
+	App   string   `json:"app,omitempty"`   // scale: the app; "all" = the only one
 	N     int      `json:"n,omitempty"`     // scale: the count, or the change with Delta
 	Delta bool     `json:"delta,omitempty"` // scale +N / -N
 }
@@ -53,5 +55,5 @@ type response struct {
 	OK      bool            `json:"ok"`
 	Error   string          `json:"error,omitempty"`
 	Message string          `json:"message,omitempty"`
-	Status  json.RawMessage `json:"status,omitempty"` // the snapshot, as /status serves it
+	Status  json.RawMessage `json:"status,omitempty"` // the document GET /status serves
 }

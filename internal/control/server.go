@@ -78,7 +78,11 @@ const (
 // Options configure Listen.
 type Options struct {
 	Supervisor Supervisor
-	Log        zerolog.Logger
+	// Status returns the document GET /status serves
+	// (health.StatusDocument's Body): `gm2-init status` answers with it,
+	// so that the command and the endpoint never differ. Required.
+	Status func(ctx context.Context) ([]byte, error)
+	Log    zerolog.Logger
 	// Dirs are the base directories tried in order; nil means
 	// DefaultDirs(). Clients must look in the same ones.
 	Dirs []string
@@ -115,6 +119,9 @@ type Server struct {
 func Listen(o Options) (*Server, error) {
 	if o.Supervisor == nil {
 		return nil, errors.New("control: no supervisor")
+	}
+	if o.Status == nil {
+		return nil, errors.New("control: no status document")
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = defaultMaxConns
@@ -333,20 +340,22 @@ func (s *Server) handle(c *net.UnixConn) {
 
 // run executes one request.
 func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
-	snap := s.opts.Supervisor.Snapshot()
-	if snap == nil {
-		return response{Error: "gm2-init has no state yet; try again"}
-	}
 	switch req.Cmd {
 	case "status":
-		b, err := json.Marshal(snap)
+		ctx, cancel := context.WithTimeout(s.ctx, statusTimeout)
+		defer cancel()
+		b, err := s.opts.Status(ctx)
 		if err != nil {
-			return response{Error: "status: " + err.Error()}
+			return response{Error: err.Error()}
 		}
 		return response{OK: true, Status: b}
 	case "reload", "scale":
 	default:
 		return response{Error: fmt.Sprintf("unknown command %q (accepted: status, reload, scale)", req.Cmd)}
+	}
+	snap := s.opts.Supervisor.Snapshot()
+	if snap == nil {
+		return response{Error: "gm2-init has no state yet; try again"}
 	}
 	if snap.ShuttingDown {
 		return response{Error: "gm2-init is shutting down"}
@@ -367,41 +376,90 @@ func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
 	log := s.opts.Log.Info().Int32("pid", cred.Pid).Uint32("uid", cred.Uid)
 	switch req.Cmd {
 	case "reload":
-		for _, a := range req.Apps {
-			if _, ok := instances[a]; !ok {
-				return unknown(a)
-			}
+		apps, every, bad := reloadTargets(req.Apps, instances)
+		if bad != "" {
+			return unknown(bad)
 		}
-		apps := req.Apps
-		if len(apps) == 0 {
+		var target []string // nil: every app, as SIGHUP
+		if every {
 			apps = names
+		} else {
+			target = apps
 		}
 		log.Strs("apps", apps).Msg("control: reload")
-		if err := s.opts.Supervisor.Reload(ctx, req.Apps); err != nil {
-			return s.waitError("reload", strings.Join(apps, ", "), ctx, err)
+		if err := s.opts.Supervisor.Reload(ctx, target); err != nil {
+			// The supervisor's error names each app that failed.
+			return s.waitError(strings.Join(apps, ", "), false, ctx, err)
 		}
 		return response{OK: true, Message: "reloaded " + strings.Join(apps, ", ")}
 	default: // scale
-		if _, ok := instances[req.App]; !ok {
-			return unknown(req.App)
+		app := req.App
+		if _, ok := instances[app]; !ok && app == "all" {
+			if len(names) != 1 {
+				return response{Error: fmt.Sprintf("scale all: scale sets the workers of one app (PM2 has no scale all either): name it: gm2-init scale APP %s (apps: %s)",
+					countText(req.N, req.Delta), strings.Join(names, ", "))}
+			}
+			app = names[0] // the one app there is
 		}
-		log.Str("app", req.App).Int("n", req.N).Bool("delta", req.Delta).Msg("control: scale")
-		from, to, err := s.opts.Supervisor.Scale(ctx, req.App, req.N, req.Delta)
+		if _, ok := instances[app]; !ok {
+			return unknown(app)
+		}
+		log.Str("app", app).Int("n", req.N).Bool("delta", req.Delta).Msg("control: scale")
+		from, to, err := s.opts.Supervisor.Scale(ctx, app, req.N, req.Delta)
 		if err != nil {
-			return s.waitError("scale", req.App, ctx, err)
+			return s.waitError(app, true, ctx, err)
 		}
-		return response{OK: true, Message: fmt.Sprintf("%s: %d instances (was %d)", req.App, to, from)}
+		return response{OK: true, Message: fmt.Sprintf("%s: %d instances (was %d)", app, to, from)}
 	}
 }
 
-func (s *Server) waitError(what, apps string, ctx context.Context, err error) response {
+// reloadTargets reads the apps of a reload request: each named once, in
+// the order given; every is set when none is named or one of them is
+// "all" (PM2's `pm2 reload all`; an app named all is one of every app).
+// bad is the first name that is no app's.
+func reloadTargets(req []string, instances map[string]int) (apps []string, every bool, bad string) {
+	if len(req) == 0 {
+		return nil, true, ""
+	}
+	seen := map[string]bool{}
+	for _, a := range req {
+		switch {
+		case a == "all":
+			every = true
+		case seen[a]:
+		default:
+			if _, ok := instances[a]; !ok {
+				return nil, false, a
+			}
+			seen[a] = true
+			apps = append(apps, a)
+		}
+	}
+	return apps, every, ""
+}
+
+// countText spells a scale count back as it was typed: 3, +1, -1.
+func countText(n int, delta bool) string {
+	if delta && n > 0 {
+		return fmt.Sprintf("+%d", n)
+	}
+	return fmt.Sprint(n)
+}
+
+// waitError is the answer to a reload or scale of apps that did not end
+// well. The client's prefix names the command (gm2-init reload: …), and
+// the supervisor's error of a reload names each app that failed: neither
+// is said twice. named tells whether err still needs the apps before it.
+func (s *Server) waitError(apps string, named bool, ctx context.Context, err error) response {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && s.ctx.Err() == nil:
-		return response{Error: fmt.Sprintf("%s of %s still in progress after %v (gm2-init status shows it)", what, apps, s.opts.WaitTimeout)}
+		return response{Error: fmt.Sprintf("%s: still in progress after %v; it goes on (gm2-init status shows it)", apps, s.opts.WaitTimeout)}
 	case s.ctx.Err() != nil:
 		return response{Error: "gm2-init is stopping"}
+	case named:
+		return response{Error: fmt.Sprintf("%s: %v", apps, err)}
 	}
-	return response{Error: fmt.Sprintf("%s of %s: %v", what, apps, err)}
+	return response{Error: err.Error()}
 }
 
 // reply writes one response line within timeout; a client that does not

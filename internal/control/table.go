@@ -10,106 +10,96 @@ import (
 	"time"
 )
 
-// Per-worker CPU and memory come from the procfs stats in the snapshot
-// when the supervisor publishes them (the /status of that version); the
-// table shows "-" where a figure is absent. These are the JSON names read,
-// first the worker's (the slot's current process), then the slot's.
-var (
-	memoryKeys = []string{"memory_bytes", "rss_bytes", "pss_bytes"}
-	cpuKeys    = []string{"cpu_seconds", "cpu_seconds_total"}
-)
-
-// view is the part of a status.Snapshot the table shows.
+// view is the part of the /status document (health's statusView) the
+// table shows. The usage figures (rss_bytes, cpu_seconds) are those of each
+// worker and its descendants, read from /proc when the document was built;
+// a worker whose tree could not be read has a usage_error instead, and the
+// table shows "-" for it.
 type view struct {
 	ShuttingDown bool `json:"shutting_down"`
-	Apps         []struct {
-		Name      string `json:"name"`
-		Instances int    `json:"instances"`
-		Ready     int    `json:"ready"`
-		Reload    struct {
-			InProgress bool   `json:"in_progress"`
-			LastResult string `json:"last_result"`
-		} `json:"reload"`
+	// Apps, with a reload state each, when the document lists them; the
+	// document's own reload state otherwise.
+	Apps []struct {
+		Name   string      `json:"name"`
+		Reload reloadState `json:"reload"`
 	} `json:"apps"`
-	Slots []json.RawMessage `json:"slots"`
+	Reload reloadState `json:"reload"`
+	Slots  []slotView  `json:"slots"`
+}
+
+type reloadState struct {
+	InProgress bool   `json:"in_progress"`
+	LastResult string `json:"last_result"`
 }
 
 type slotView struct {
-	App       string                       `json:"app"`
-	Index     int                          `json:"instance"`
-	State     string                       `json:"state"`
-	Pid       int                          `json:"pid"`
-	Restarts  int                          `json:"restarts"`
-	StartedAt time.Time                    `json:"started_at"`
-	Workers   []map[string]json.RawMessage `json:"workers"`
+	App           string       `json:"app"`
+	Index         int          `json:"instance"`
+	State         string       `json:"state"`
+	Pid           int          `json:"pid"`
+	Restarts      int          `json:"restarts"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	Workers       []workerView `json:"workers"`
 }
 
-// renderTable writes the status as `pm2 ls` shows it: one row per worker
-// slot.
-func renderTable(w io.Writer, status json.RawMessage, now time.Time) error {
+type workerView struct {
+	Pid        int      `json:"pid"`
+	RSSBytes   *uint64  `json:"rss_bytes"`
+	CPUSeconds *float64 `json:"cpu_seconds"`
+}
+
+// renderTable writes the /status document as `pm2 ls` shows it: one row per
+// worker slot, with the CPU and memory of the slot's current worker.
+func renderTable(w io.Writer, status json.RawMessage) error {
 	var v view
 	if err := json.Unmarshal(status, &v); err != nil {
 		return fmt.Errorf("unreadable status from gm2-init: %w", err)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tINSTANCE\tPID\tSTATE\tUPTIME\tRESTARTS\tCPU\tMEMORY")
-	for _, raw := range v.Slots {
-		var s slotView
-		var flat map[string]json.RawMessage
-		if json.Unmarshal(raw, &s) != nil || json.Unmarshal(raw, &flat) != nil {
-			return fmt.Errorf("unreadable slot in gm2-init's status: %s", raw)
+	for _, s := range v.Slots {
+		app, pid, uptime, cpu, mem := s.App, "-", "-", "-", "-"
+		if app == "" {
+			app = "-"
 		}
-		pid, uptime := "-", "-"
 		if s.Pid > 0 {
 			pid = strconv.Itoa(s.Pid)
-			if !s.StartedAt.IsZero() {
-				uptime = compactDuration(now.Sub(s.StartedAt))
+			uptime = compactDuration(time.Duration(s.UptimeSeconds * float64(time.Second)))
+			for _, wk := range s.Workers {
+				if wk.Pid != s.Pid {
+					continue
+				}
+				if wk.CPUSeconds != nil {
+					cpu = cpuTime(*wk.CPUSeconds)
+				}
+				if wk.RSSBytes != nil {
+					mem = bytesText(float64(*wk.RSSBytes))
+				}
 			}
 		}
-		var sources []map[string]json.RawMessage
-		for _, wk := range s.Workers {
-			var p int
-			if json.Unmarshal(wk["pid"], &p) == nil && p == s.Pid && p > 0 {
-				sources = append(sources, wk)
-			}
-		}
-		sources = append(sources, flat)
-		cpu, mem := "-", "-"
-		if f, ok := figure(sources, cpuKeys); ok {
-			cpu = cpuTime(f)
-		}
-		if f, ok := figure(sources, memoryKeys); ok {
-			mem = bytesText(f)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", s.App, s.Index, pid, s.State, uptime, s.Restarts, cpu, mem)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", app, s.Index, pid, s.State, uptime, s.Restarts, cpu, mem)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, a := range v.Apps {
-		switch r := a.Reload; {
+	reloadLine := func(prefix string, r reloadState) {
+		switch {
 		case r.InProgress:
-			fmt.Fprintf(w, "%s: reload in progress\n", a.Name)
+			fmt.Fprintf(w, "%sreload in progress\n", prefix)
 		case strings.HasPrefix(r.LastResult, "failed"):
-			fmt.Fprintf(w, "%s: last reload %s\n", a.Name, r.LastResult)
+			fmt.Fprintf(w, "%slast reload %s\n", prefix, r.LastResult)
 		}
+	}
+	if v.Apps == nil {
+		reloadLine("", v.Reload)
+	}
+	for _, a := range v.Apps {
+		reloadLine(a.Name+": ", a.Reload)
 	}
 	if v.ShuttingDown {
 		fmt.Fprintln(w, "gm2-init is shutting down")
 	}
 	return nil
-}
-
-func figure(sources []map[string]json.RawMessage, keys []string) (float64, bool) {
-	for _, src := range sources {
-		for _, k := range keys {
-			var f float64
-			if raw, ok := src[k]; ok && json.Unmarshal(raw, &f) == nil {
-				return f, true
-			}
-		}
-	}
-	return 0, false
 }
 
 // compactDuration is pm2's style of uptime: one unit, 45s, 12m, 5h, 3d.

@@ -133,6 +133,11 @@ type Config struct {
 	// accept queue with none taken before /readyz fails (--queue-timeout);
 	// 0 turns the check off.
 	QueueTimeout time.Duration
+	// Status is the document /status serves, shared with the control
+	// socket's `gm2-init status` (NewStatusDocument over the same
+	// supervisor); nil: the server makes its own. /metrics reads the
+	// workers' usage through it too, so that both share one read.
+	Status *StatusDocument
 }
 
 // queueTrack is what is known of one listener's queue between samples.

@@ -107,8 +107,10 @@ type Server struct {
 	// procStart is gm2-init's start time in Unix seconds, read once at
 	// Listen because it cannot change; 0 when /proc could not tell.
 	procStart float64
-	// usage reads the workers' process trees for /status and /metrics.
-	usage *usageReader
+	// status is the /status document; usage, its reader of the
+	// workers' process trees, serves /metrics as well.
+	status *StatusDocument
+	usage  *usageReader
 
 	// probeState remembers the last outcome of each probe so that only
 	// transitions are logged: the kubelet probes every few seconds and a
@@ -188,7 +190,11 @@ func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cf
 	}
 	s.livez = s.livezChecks()
 	s.readyz = readyzChecks()
-	s.usage = newUsageReader(opts.procRoot, usageTimeout, usageMaxAge)
+	s.status = cfg.Status
+	if s.status == nil {
+		s.status = NewStatusDocument(s.snapshot, opts.procRoot)
+	}
+	s.usage = s.status.usage
 	s.queues = newQueueWatch(cfg, logger)
 	if s.queues != nil && s.queues.timeout > 0 {
 		s.readyz = append(s.readyz, check{name: "listener-queue", run: func(ctx context.Context, _ func() *status.Snapshot) error {

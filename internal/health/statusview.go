@@ -232,15 +232,13 @@ func reloadResults(m map[string]uint64) []string {
 	return append(out, extra...)
 }
 
-func (s *Server) handleStatus(ctx context.Context) reply {
-	snap := s.snapshot()
-	trees := s.usage.read(ctx, snap)
-	body, err := json.MarshalIndent(buildStatusView(snap, time.Now(), trees), "", "  ")
+// statusBody renders snap at now as GET /status serves it: indented JSON
+// and a final newline (StatusDocument.Body, which reads trees, is the one
+// caller).
+func statusBody(snap *status.Snapshot, now time.Time, trees map[int]procfs.TreeResult) ([]byte, error) {
+	body, err := json.MarshalIndent(buildStatusView(snap, now, trees), "", "  ")
 	if err != nil {
-		// Only an unencodable value could get here (none is in the
-		// view); say so rather than send half a document.
-		s.log.Error().Err(err).Msg("encode /status")
-		return textReply(statusInternalError, "encode status: "+err.Error())
+		return nil, err
 	}
-	return bodyReply(statusOK, "application/json", append(body, '\n'))
+	return append(body, '\n'), nil
 }

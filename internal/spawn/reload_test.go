@@ -570,3 +570,24 @@ func TestReloadSurvivesAFailedRestartOfTheOldWorker(t *testing.T) {
 		t.Fatalf("the slot does not run the new code: %+v", w)
 	}
 }
+
+// The answer to `gm2-init reload` names each app whose pass failed, once:
+// the control command puts "gm2-init reload: " before it, so the error
+// itself does not say "reload" again.
+func TestReloadWaiterError(t *testing.T) {
+	api, web := &app{name: "api"}, &app{name: "web"}
+	api.reload.generation, web.reload.generation = 1, 1
+	done := make(chan error, 1)
+	s := &Supervisor{reloadWaiters: []*reloadWaiter{{want: map[*app]uint64{api: 1, web: 1}, done: done}}}
+	s.reloadEnded(api, "failed: 1 slot(s) not replaced")
+	select {
+	case err := <-done:
+		t.Fatalf("answered before web's pass ended: %v", err)
+	default:
+	}
+	s.reloadEnded(web, "failed: abandoned: gm2-init is shutting down")
+	err := <-done
+	if want := "api: failed: 1 slot(s) not replaced; web: failed: abandoned: gm2-init is shutting down"; err == nil || err.Error() != want {
+		t.Errorf("error %v\nwant %s", err, want)
+	}
+}

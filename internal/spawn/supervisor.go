@@ -499,7 +499,9 @@ func (s *Supervisor) reloadEnded(a *app, result string) {
 			continue
 		}
 		if len(wt.failed) > 0 {
-			wt.done <- errors.New("reload " + strings.Join(wt.failed, "; "))
+			// "api: failed: …; web: failed: …": the caller says it
+			// was a reload (gm2-init reload: …).
+			wt.done <- errors.New(strings.Join(wt.failed, "; "))
 		} else {
 			wt.done <- nil
 		}
