@@ -50,7 +50,10 @@ func planApps(ctx context.Context, cfg *config.Config, cpu cpus.Result) (*plan, 
 		}
 		return &plan{apps: []appspec.App{cfg.App}, counts: []appspec.Count{n}, warnings: config.ResolveWarnings(n, cpu.Max)}, nil
 	}
-	apps, warns, err := procfile.LoadContext(ctx, cfg.ConfigFile, cfg.App, procfile.Options{Env: cfg.Env, Only: cfg.Only})
+	apps, warns, err := procfile.LoadContext(ctx, cfg.ConfigFile, cfg.App, procfile.Options{
+		Env: cfg.Env, Only: cfg.Only,
+		EnvFrom: cfg.Source("env"), OnlyFrom: cfg.Source("only"), ListenFrom: cfg.Source("listen"),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,14 @@ func TestPlanAppsErrors(t *testing.T) {
 			`{"apps": [{"name": "api", "script": "sh", "instances": "max"}, {"name": "worker", "script": "sh", "exec_mode": "fork"}, {"name": "web", "script": "sh", "instances": "max"}]}`,
 			nil, []string{"--config", "$FILE", "--min-ready", "2"},
 			`$FILE: app "web": --min-ready 2 is more than its 1 worker (instances max); accepted: a whole number from 1 to the worker count, or all`},
+		{"GM2_ONLY names no app",
+			`{"apps": [{"name": "api", "script": "sh"}]}`,
+			[]string{"GM2_ONLY=nope"}, []string{"--config", "$FILE"},
+			`$FILE: GM2_ONLY: no app named "nope" (the file has api)`},
+		{"--only names no app",
+			`{"apps": [{"name": "api", "script": "sh"}]}`,
+			nil, []string{"--config", "$FILE", "--only", "nope"},
+			`$FILE: --only: no app named "nope" (the file has api)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -133,6 +133,8 @@ func TestLoadErrors(t *testing.T) {
 			`p.json: app "b": listen: "127.0.0.1:3000" and app "a"'s ":3000" bind the same port differently; give both apps the same address to share one socket, or different ports`},
 		{"only names no app", "p.json", `{"apps": [{"name": "api", "script": "api.js"}, {"name": "worker", "script": "worker.js"}]}`, Options{Only: []string{"api", "web"}},
 			`p.json: --only: no app named "web" (the file has api, worker)`},
+		{"only from GM2_ONLY names the variable", "p.json", `{"apps": [{"name": "api", "script": "api.js"}]}`, Options{Only: []string{"nope"}, OnlyFrom: "GM2_ONLY"},
+			`p.json: GM2_ONLY: no app named "nope" (the file has api)`},
 		{"autostart everywhere false", "p.json", `{"apps": [{"name": "api", "script": "api.js", "autostart": false}]}`, Options{},
 			`p.json: autostart: every app has autostart: false; nothing would run (name the apps to start in --only)`},
 		{"restart_delay and exp_backoff", "p.json", `{"apps": [{"name": "api", "script": "api.js", "restart_delay": 100, "exp_backoff_restart_delay": 100}]}`, Options{},

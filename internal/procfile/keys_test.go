@@ -164,6 +164,14 @@ func TestLoadWarnings(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The warning names GM2_ENV when the name came from there.
+	_, warnings, err = Load("p.json", template, Options{Env: "prod", EnvFrom: "GM2_ENV"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(warnings, func(w Warning) bool { return w.String() == "GM2_ENV: no app has env_prod; only env applies" }) {
+		t.Errorf("GM2_ENV=prod: warnings %v lack the GM2_ENV one", warnings)
+	}
 	// --only can start an app that has autostart: false.
 	apps, _, err = Load("p.json", template, Options{Only: ParseOnly("old, api")})
 	if err != nil {
@@ -245,7 +253,13 @@ func TestLoadSharedListen(t *testing.T) {
 	tmpl := template
 	tmpl.Listen = apps[0].Listen
 	_, _, err = Load("p.json", tmpl, Options{})
-	want := "p.json: --listen (GM2_LISTEN) applies to a single command; with a process file give each app its own listen key"
+	want := "p.json: --listen applies to a single command; with a process file give each app its own listen key"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	// The message names where the addresses came from.
+	_, _, err = Load("p.json", tmpl, Options{ListenFrom: "GM2_LISTEN"})
+	want = "p.json: GM2_LISTEN applies to a single command; with a process file give each app its own listen key"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}

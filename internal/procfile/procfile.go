@@ -49,6 +49,19 @@ type Options struct {
 	// EvalTimeout bounds node's evaluation of a .js file; 0 means
 	// DefaultEvalTimeout.
 	EvalTimeout time.Duration
+	// OnlyFrom, EnvFrom and ListenFrom name where Only, Env and the
+	// template's Listen came from, for messages: the flag the user typed or
+	// the GM2_* variable (config.Source). "" means the flag (--only, --env,
+	// --listen).
+	OnlyFrom, EnvFrom, ListenFrom string
+}
+
+// from is name, or the flag when name is "".
+func from(name, flag string) string {
+	if name == "" {
+		return flag
+	}
+	return name
 }
 
 // Error is a bad process file (or a bad --only/--env against it): gm2-init
@@ -58,7 +71,7 @@ type Options struct {
 type Error struct {
 	File string
 	App  string // `app "api"`, `apps[1]`, or "" for the file as a whole
-	Key  string // "instances", "env.PORT", "--only", or ""
+	Key  string // "instances", "env.PORT", "--only" or "GM2_ONLY" (Options.OnlyFrom), or ""
 	Msg  string
 }
 
@@ -153,7 +166,7 @@ func (l *loader) warn(key, app, msg string) {
 
 func (l *loader) load() ([]appspec.App, error) {
 	if len(l.template.Listen) > 0 {
-		return nil, l.fail("", "", "--listen (GM2_LISTEN) applies to a single command; with a process file give each app its own listen key")
+		return nil, l.fail("", "", "%s applies to a single command; with a process file give each app its own listen key", from(l.opts.ListenFrom, "--listen"))
 	}
 	tree, err := l.decode()
 	if err != nil {
@@ -300,7 +313,7 @@ func (l *loader) selectApps(apps []appspec.App, skipped map[string]bool) ([]apps
 		want := map[string]bool{}
 		for _, n := range l.opts.Only {
 			if !byName[n] {
-				return nil, l.fail("", "--only", "no app named %q (the file has %s)", n, strings.Join(names, ", "))
+				return nil, l.fail("", from(l.opts.OnlyFrom, "--only"), "no app named %q (the file has %s)", n, strings.Join(names, ", "))
 			}
 			want[n] = true
 		}
@@ -337,7 +350,7 @@ func (l *loader) checkEnvUsed(list []any) {
 			}
 		}
 	}
-	l.warn("--env", "", fmt.Sprintf("no app has %s; only env applies", key))
+	l.warn(from(l.opts.EnvFrom, "--env"), "", fmt.Sprintf("no app has %s; only env applies", key))
 }
 
 // checkListen refuses two apps (or one app twice) binding overlapping
