@@ -47,9 +47,19 @@ func asString(v any, accepted string) (string, error) {
 	return "", invalid(v, accepted)
 }
 
+// asBool reads a boolean key (wait_ready, autorestart, autostart). A
+// string is refused, "false" included: PM2 reads such a value as
+// JavaScript does, where every non-empty string is true, so "false" would
+// mean true there. For "true" and "false" the message says that quotes
+// made them a string.
 func asBool(v any) (bool, error) {
-	if b, ok := v.(bool); ok {
-		return b, nil
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		if w := strings.ToLower(strings.TrimSpace(x)); w == "true" || w == "false" {
+			return false, fmt.Errorf("invalid value %s (a string): accepted: true or false, without quotes", describe(v))
+		}
 	}
 	return false, invalid(v, "true or false")
 }
