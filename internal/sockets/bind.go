@@ -3,6 +3,7 @@ package sockets
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -201,14 +202,27 @@ func inetSocket(ip net.IP, typ int) (int, error) {
 func explain(err error) error {
 	switch {
 	case errors.Is(err, unix.EADDRINUSE):
-		return fmt.Errorf("address already in use (another process listens there): %w", err)
+		return explained("address already in use (another process listens there)", err)
 	case errors.Is(err, unix.EACCES):
-		return fmt.Errorf("permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE): %w", err)
+		return explained("permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)", err)
 	case errors.Is(err, unix.EADDRNOTAVAIL):
 		return fmt.Errorf("no local interface has that address: %w", err)
 	}
 	return err
 }
+
+// explained is err (an errno, still found by errors.Is) with msg as its
+// text: msg starts with the errno's own words, which are not repeated
+// after it ("address already in use (…): address already in use").
+func explained(msg string, err error) error { return &explainedError{msg, err} }
+
+type explainedError struct {
+	msg string
+	err error
+}
+
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.err }
 
 // socketMode is the mode of a unix socket file: the same default as
 // systemd's SocketMode=, so that a client running as another user in the
@@ -219,7 +233,14 @@ const socketMode = 0o666
 func bindUnix(s Spec) (*Listener, error) {
 	dir := filepath.Dir(s.Addr)
 	if st, err := os.Stat(dir); err != nil {
-		return nil, &BindError{Spec: s, Err: fmt.Errorf("directory %s: %w", dir, err), Usage: errors.Is(err, os.ErrNotExist)}
+		// The path error names dir again: keep its cause only.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = explained(fmt.Sprintf("directory %s: %v", dir, pe.Err), err)
+		} else {
+			err = fmt.Errorf("directory %s: %w", dir, err)
+		}
+		return nil, &BindError{Spec: s, Err: err, Usage: errors.Is(err, os.ErrNotExist)}
 	} else if !st.IsDir() {
 		return nil, &BindError{Spec: s, Err: fmt.Errorf("%s is not a directory", dir), Usage: true}
 	}
@@ -237,7 +258,7 @@ func bindUnix(s Spec) (*Listener, error) {
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: s.Addr}); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EACCES) {
-			err = fmt.Errorf("permission denied (the directory %s is not writable by this user): %w", dir, err)
+			err = explained(fmt.Sprintf("permission denied (the directory %s is not writable by this user)", dir), err)
 		} else {
 			err = explain(err)
 		}

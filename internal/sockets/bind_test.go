@@ -476,6 +476,10 @@ func TestBindUnixMissingDirectory(t *testing.T) {
 		if !strings.Contains(err.Error(), filepath.Dir(path)) {
 			t.Errorf("error %q should name the directory", err)
 		}
+		// The address, then the directory once (no "stat DIR: …" after it).
+		if n := strings.Count(err.Error(), filepath.Dir(path)); n != 2 || strings.Contains(err.Error(), "stat ") {
+			t.Errorf("error %q names the directory %d times, want the address and the directory once", err, n)
+		}
 		checkOneLine(t, err)
 	}
 }
@@ -495,6 +499,9 @@ func TestBindUnixUnwritableDirectory(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "ports below 1024") || !strings.Contains(err.Error(), dir) {
 		t.Errorf("error %q should blame the directory, not a port", err)
+	}
+	if strings.Count(err.Error(), "permission denied") != 1 {
+		t.Errorf("error %q says permission denied more than once", err)
 	}
 }
 
@@ -526,6 +533,10 @@ func TestBindPortInUse(t *testing.T) {
 		}
 		if be.Spec.Raw != raw || !strings.Contains(err.Error(), raw) {
 			t.Errorf("error %q should name %q", err, raw)
+		}
+		// Said once: the explanation starts with the errno's own text.
+		if want := "bind " + raw + ": address already in use (another process listens there)"; err.Error() != want {
+			t.Errorf("Bind(%s) = %q, want %q", raw, err, want)
 		}
 		checkOneLine(t, err)
 	}
