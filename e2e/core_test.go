@@ -426,7 +426,7 @@ func TestBadInput(t *testing.T) {
 		{"59 zero reload batch", nil, with("--reload-batch", "0"), usage, "--reload-batch"},
 		{"60 bad wait-ready variable", []string{"GM2_WAIT_READY=maybe"}, cmd, usage, "GM2_WAIT_READY"},
 		{"61 health host name", nil, with("--health-addr", "example.com:80"), usage, "--health-addr"},
-		{"62 health bare port", nil, with("--health-addr", "9000"), usage, "--health-addr"},
+		{"62 empty health variable (was off, silently)", []string{"GM2_HEALTH_ADDR="}, cmd, usage, `GM2_HEALTH_ADDR: invalid value "": accepted: off, PORT, :PORT`},
 		{"63 health [::] over an IPv4 listener (was accepted)", nil, with("--health-addr", "[::]:"+freePort, "--listen", "0.0.0.0:"+freePort), usage, "bind the same address"},
 		{"64 health on a listener", nil, with("--listen", ":9000"), usage, "--health-addr default"},
 		{"65 health port in use", nil, with("--health-addr", busy.Addr().String()), runtime, "--health-addr"},

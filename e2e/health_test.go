@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // probeLoop polls /readyz every 50 ms, as a Kubernetes readiness probe
@@ -304,16 +306,25 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		t.Errorf("healthcheck with a bad PATH: %d, want 2", code)
 	}
 	// GM2_HEALTH_ADDR is read as the server reads it: blanks around it
-	// go (they were a DNS error), and empty is off, as for the server (it
-	// probed :9000), which leaves nothing to check.
+	// go (they were a DNS error), off leaves nothing to check, and empty
+	// is refused, as by the server (it probed :9000, then meant off).
 	if code, out := run([]string{"GM2_HEALTH_ADDR= " + health + " "}); code != 0 {
 		t.Errorf("healthcheck with GM2_HEALTH_ADDR in blanks: %d %s", code, out)
 	}
-	for _, off := range []string{"", "off"} {
-		code, out := run([]string{"GM2_HEALTH_ADDR=" + off})
-		want := `gm2-init healthcheck: the health endpoints are off (GM2_HEALTH_ADDR "` + off + `"): nothing to check; give ADDR: gm2-init healthcheck [PATH [ADDR]]` + "\n"
-		if code != 2 || out != want {
-			t.Errorf("healthcheck with GM2_HEALTH_ADDR=%s: %d %q, want 2 %q", off, code, out, want)
-		}
+	code, out := run([]string{"GM2_HEALTH_ADDR=off"})
+	want := `gm2-init healthcheck: the health endpoints are off (GM2_HEALTH_ADDR "off"): nothing to check; give ADDR: gm2-init healthcheck [PATH [ADDR]]` + "\n"
+	if code != 2 || out != want {
+		t.Errorf("healthcheck with GM2_HEALTH_ADDR=off: %d %q, want 2 %q", code, out, want)
+	}
+	code, out = run([]string{"GM2_HEALTH_ADDR="})
+	want = `gm2-init healthcheck: GM2_HEALTH_ADDR: invalid value "": ` + sockets.HealthAddrAccepted + "\n"
+	if code != 2 || out != want {
+		t.Errorf("healthcheck with GM2_HEALTH_ADDR empty: %d %q, want 2 %q", code, out, want)
+	}
+	// ADDR a bare port, as --health-addr and --listen take it.
+	if _, port, err := net.SplitHostPort(health); err != nil {
+		t.Error(err)
+	} else if code, out := run(nil, "/readyz", port); code != 0 {
+		t.Errorf("healthcheck /readyz %s: %d %s", port, code, out)
 	}
 }

@@ -499,6 +499,9 @@ func TestParseMessages(t *testing.T) {
 		{"max memory negative", nil, []string{"--max-memory-restart=-5M", "app"}, []string{`--max-memory-restart: invalid value "-5M"`}},
 		{"memory check too often", nil, []string{"--memory-check-interval", "10ms", "app"}, []string{"from 1s to 24h"}},
 		{"queue timeout too short", nil, []string{"--queue-timeout", "1ms", "app"}, []string{"0 (off) or a duration from 100ms"}},
+		{"empty GM2_HEALTH_ADDR is refused, as every empty variable of an option with a default", map[string]string{"GM2_HEALTH_ADDR": ""}, []string{"app"},
+			[]string{`GM2_HEALTH_ADDR: invalid value "": accepted: off, PORT, :PORT, HOST:PORT or [IPv6]:PORT`}},
+		{"empty GM2_WAIT_READY", map[string]string{"GM2_WAIT_READY": ""}, []string{"app"}, []string{`GM2_WAIT_READY: invalid value "": accepted: true or false`}},
 		{"shared ports 0", nil, []string{"--max-shared-ports", "0", "app"}, []string{"from 1 to 1024"}},
 		{"shared ports 1025", nil, []string{"--max-shared-ports", "1025", "app"}, []string{"from 1 to 1024"}},
 	}
@@ -603,7 +606,7 @@ func TestParseValues(t *testing.T) {
 		{[]string{"--cpus", "1024"}, func(c *Config) bool { return c.CPUs == 1024 }},
 		{[]string{"--cpu-rounding", " FLOOR "}, func(c *Config) bool { return c.CPURounding == cpus.Floor }},
 		{[]string{"--health-addr", "OFF"}, func(c *Config) bool { return c.HealthAddr == "" }},
-		{[]string{"--health-addr", ""}, func(c *Config) bool { return c.HealthAddr == "" }},
+		{[]string{"--health-addr", "9000"}, func(c *Config) bool { return c.HealthAddr == ":9000" }}, // a bare port, as --listen 9000
 		{[]string{"--health-addr", "[::1]:0"}, func(c *Config) bool { return c.HealthAddr == "[::1]:0" }},
 		{[]string{"--health-addr", "localhost:9000"}, func(c *Config) bool { return c.HealthAddr == "localhost:9000" }},
 		{[]string{"--min-ready", "ALL"}, func(c *Config) bool { return c.App.MinReady == 0 }},
@@ -631,7 +634,8 @@ func TestParseValues(t *testing.T) {
 	}
 	env(t)
 	for _, args := range [][]string{
-		{"--health-addr", "9000"},
+		{"--health-addr", ""},
+		{"--health-addr", "65536"},
 		{"--health-addr", ":65536"},
 		{"--health-addr", "host:9000"},
 		{"--log-level", ""},

@@ -174,8 +174,8 @@ func distance(a, b string, limit int) int {
 }
 
 // HealthCheckAddr is the health address `gm2-init healthcheck` probes when
-// it is given none: GM2_HEALTH_ADDR as set (even empty: off, as for the
-// server), else --health-addr's default. The caller reads it with
+// it is given none: GM2_HEALTH_ADDR as set (even empty, which is refused
+// there as by the server), else --health-addr's default. The caller reads it with
 // sockets.ParseHealthAddr, --health-addr's own parser.
 func HealthCheckAddr() string {
 	o := byLong("health-addr")

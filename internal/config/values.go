@@ -111,7 +111,8 @@ func listenJSON(specs []sockets.Spec) []map[string]string {
 }
 
 // parseHealthAddr reads --health-addr as `gm2-init healthcheck` reads
-// GM2_HEALTH_ADDR: "" or off is off ("").
+// GM2_HEALTH_ADDR: off is off (""), a bare port is every interface (as
+// --listen 9000), an empty value is refused.
 func parseHealthAddr(v string) (string, error) { return sockets.ParseHealthAddr(v) }
 
 // checkFile accepts the path of a readable regular file: the process file

@@ -23,9 +23,10 @@ const (
 // CheckCommand runs `gm2-init healthcheck [PATH [ADDR]]`: a GET of PATH
 // (default /readyz) on ADDR, else on addr — GM2_HEALTH_ADDR as set, or
 // --health-addr's default, which main passes. Both are read as the server
-// reads its address (sockets.ParseHealthAddr): blanks around it go, and ""
-// or off means the health endpoints are off, which leaves nothing to check
-// (a usage error, as is an address the server would refuse). It writes one
+// reads its address (sockets.ParseHealthAddr): blanks around it go, a bare
+// port is every interface, off means the health endpoints are off, which
+// leaves nothing to check (a usage error, as is an address the server
+// would refuse, an empty one included). It writes one
 // line to stderr when the answer is not healthy or the command line is
 // wrong, and returns the exit status. An image that sets --health-addr as a
 // flag passes ADDR.

@@ -32,12 +32,14 @@ func TestCheckCommand(t *testing.T) {
 		{"path with a newline", []string{"live\nz"}, addr, CheckUsage, `PATH "live\nz"`},
 		{"too many arguments", []string{"/livez", addr, "x"}, addr, CheckUsage, "usage: gm2-init healthcheck [PATH [ADDR]]"},
 		{"health off", nil, "off", CheckUsage, `gm2-init healthcheck: the health endpoints are off (GM2_HEALTH_ADDR "off"): nothing to check; give ADDR: gm2-init healthcheck [PATH [ADDR]]`},
-		{"empty GM2_HEALTH_ADDR is off, as for the server (probed :9000)", nil, "", CheckUsage, `the health endpoints are off (GM2_HEALTH_ADDR "")`},
+		{"empty GM2_HEALTH_ADDR is refused, as by the server (probed :9000, then was off)", nil, "", CheckUsage,
+			`gm2-init healthcheck: GM2_HEALTH_ADDR: invalid value "": accepted: off, PORT, :PORT, HOST:PORT or [IPv6]:PORT`},
+		{"ADDR a bare port, as --listen takes it", []string{"/livez", strings.TrimPrefix(addr, ":")}, closedAddr, CheckHealthy, ""},
 		{"GM2_HEALTH_ADDR with blanks, as the server reads it (was a DNS error)", []string{"/livez"}, " " + addr + " ", CheckHealthy, ""},
 		{"GM2_HEALTH_ADDR a host name", nil, "example.com:80", CheckUsage,
-			`gm2-init healthcheck: GM2_HEALTH_ADDR: invalid value "example.com:80": accepted: off, :PORT, HOST:PORT or [IPv6]:PORT with HOST an IP address or localhost and PORT 0–65535`},
+			`gm2-init healthcheck: GM2_HEALTH_ADDR: invalid value "example.com:80": accepted: off, PORT, :PORT, HOST:PORT or [IPv6]:PORT with HOST an IP address or localhost and PORT 0–65535`},
 		{"ADDR off", []string{"/livez", "off"}, addr, CheckUsage, `the health endpoints are off (ADDR "off")`},
-		{"bad ADDR", []string{"/livez", "nowhere"}, addr, CheckUsage, `gm2-init healthcheck: ADDR: invalid value "nowhere": accepted: off, :PORT`},
+		{"bad ADDR", []string{"/livez", "nowhere"}, addr, CheckUsage, `gm2-init healthcheck: ADDR: invalid value "nowhere": accepted: off, PORT, :PORT`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder

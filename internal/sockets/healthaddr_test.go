@@ -12,12 +12,19 @@ func TestParseHealthAddr(t *testing.T) {
 		{"127.0.0.1:9100 \n", "127.0.0.1:9100", true},
 		{"[::]:9000", "[::]:9000", true},
 		{"localhost:9000", "localhost:9000", true},
-		{"", "", true},
-		{"  ", "", true},
 		{"off", "", true},
 		{"OFF", "", true},
+		{" off ", "", true},
+		// A bare port, as --listen takes it.
+		{"9000", ":9000", true},
+		{" 9100 ", ":9100", true},
+		{"0", ":0", true},
+		// Empty is refused (it was off, silently).
+		{"", "", false},
+		{"  ", "", false},
 		{"example.com:80", "", false},
-		{"9000", "", false},
+		{"70000", "", false},
+		{"-1", "", false},
 		{":70000", "", false},
 	} {
 		got, err := ParseHealthAddr(tc.in)

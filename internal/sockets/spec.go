@@ -130,12 +130,8 @@ func ParseSpec(raw string) (Spec, error) {
 	default:
 		return s, fmt.Errorf("address %s: unknown scheme %s; accepted: %s", quote(raw), quote(scheme), Accepted)
 	}
-	if !strings.Contains(v, ":") {
-		// A bare port: "8080".
-		if _, err := strconv.Atoi(v); err != nil {
-			return s, fmt.Errorf("address %s: missing port; accepted: %s", quote(raw), Accepted)
-		}
-		v = ":" + v
+	if v = bareport(v); !strings.Contains(v, ":") {
+		return s, fmt.Errorf("address %s: missing port; accepted: %s", quote(raw), Accepted)
 	}
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
@@ -159,6 +155,15 @@ func ParseSpec(raw string) (Spec, error) {
 		s.Name = fmt.Sprintf("%s-%d", s.Network, n)
 	}
 	return s, nil
+}
+
+// bareport reads a bare port ("8080") as every interface (":8080"), the
+// one rule for --listen and --health-addr; any other v is returned as is.
+func bareport(v string) string {
+	if _, err := strconv.Atoi(v); err == nil {
+		return ":" + v // a sign is refused with the port's range
+	}
+	return v
 }
 
 // defaultName makes a name derived from a socket path fit what checkName
