@@ -38,7 +38,7 @@ func scan(args []string) (given map[*option][]string, command []string, err erro
 		name, value, hasValue := strings.Cut(name, "=")
 		o := lookup(name)
 		if o == nil {
-			return nil, nil, &UsageError{Msg: fmt.Sprintf("unknown flag %s (see gm2-init -h; put the command after --)", dashed(name))}
+			return nil, nil, unknownFlag(a, name)
 		}
 		switch {
 		case o.kind == switchKind && !hasValue:
@@ -63,6 +63,37 @@ func scan(args []string) (given map[*option][]string, command []string, err erro
 		raw[o] = append(raw[o], echo.Quote(flagText(a, value, hasValue)))
 	}
 	return given, nil, nil
+}
+
+// unknownFlag is the message for a flag no option has: typed a (as
+// written, up to '=') and named name. It suggests the option most likely
+// meant, by the rule unknown GM2_* variables are suggested with (suggest),
+// after PM2's spelling with underscores (--max_memory_restart) is turned
+// into gm2-init's; and for a short flag glued to its value (-i3, which Go's
+// flag syntax reads as a flag named i3), the two ways to write it.
+func unknownFlag(a, name string) error {
+	typed, _, _ := strings.Cut(a, "=")
+	msg := "unknown flag " + plain(typed)
+	const hint = " (see gm2-init -h; put the command after --)"
+	want := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	long := ""
+	if o := lookup(want); o != nil && len(want) > 1 {
+		long = o.long
+	} else if len(want) > 2 {
+		longs := make([]string, len(options))
+		for i, o := range options {
+			longs[i] = o.long
+		}
+		long = suggest(want, longs)
+	}
+	if long != "" {
+		return &UsageError{Msg: msg + "; did you mean --" + long + "?" + hint}
+	}
+	if o := lookup(name[:1]); o != nil && o.short != "" && len(name) > 1 && o.kind != switchKind {
+		f, v := "-"+o.short, plain(name[1:])
+		return &UsageError{Msg: msg + ": a value goes after a blank or '=': " + f + " " + v + " or " + f + "=" + v + hint}
+	}
+	return &UsageError{Msg: msg + hint}
 }
 
 // flagText gives back a flag the way it was typed, for messages.
