@@ -189,6 +189,9 @@ func (c *Config) crossCheck() error {
 	if err := sockets.CheckDistinct(c.App.Listen); err != nil {
 		return &UsageError{Msg: c.Source("listen") + ": " + err.Error()}
 	}
+	if err := sockets.UniqueNames(c.App.Listen); err != nil {
+		return &UsageError{Msg: c.Source("listen") + ": " + err.Error()}
+	}
 	if l, clash := c.HealthClash(c.App.Listen); clash {
 		return &UsageError{Msg: fmt.Sprintf("%s %s and %s %s bind the same address; give one of them another port (or --health-addr off)",
 			c.Source("health-addr"), echo.Quote(c.HealthAddr), c.Source("listen"), echo.Quote(l.Raw))}

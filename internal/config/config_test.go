@@ -391,10 +391,10 @@ func TestParseListen(t *testing.T) {
 		{"flag replaces variable", ":1,:2", []string{"--listen", ":3"}, []string{"tcp-3=tcp://:3"}},
 		{"flags replace variable", ":1,:2", []string{"--listen", ":3", "--listen", ":4"}, []string{"tcp-3=tcp://:3", "tcp-4=tcp://:4"}},
 		{"flag with commas", "-", []string{"--listen", ":3,:4"}, []string{"tcp-3=tcp://:3", "tcp-4=tcp://:4"}},
-		{"port 0 twice", "-", []string{"--listen", ":0", "--listen", ":0"}, []string{"tcp-0=tcp://:0", "tcp-0=tcp://:0"}},
-		{"both families", "-", []string{"--listen", "tcp4://:80", "--listen", "tcp6://:80"}, []string{"tcp-80=tcp4://:80", "tcp-80=tcp6://:80"}},
+		{"port 0 twice", "-", []string{"--listen", ":0", "--listen", ":0"}, []string{"tcp-0-1=tcp://:0", "tcp-0-2=tcp://:0"}},                      // names were both tcp-0
+		{"both families", "-", []string{"--listen", "tcp4://:80", "--listen", "tcp6://:80"}, []string{"tcp4-80=tcp4://:80", "tcp6-80=tcp6://:80"}}, // were both tcp-80
 		{"tcp and udp", "-", []string{"--listen", ":53", "--listen", "udp://:53"}, []string{"tcp-53=tcp://:53", "udp-53=udp://:53"}},
-		{"two loopbacks", "-", []string{"--listen", "127.0.0.1:80", "--listen", "[::1]:80"}, []string{"tcp-80=tcp://127.0.0.1:80", "tcp-80=tcp://[::1]:80"}},
+		{"two loopbacks", "-", []string{"--listen", "127.0.0.1:80", "--listen", "[::1]:80"}, []string{"tcp-127.0.0.1-80=tcp://127.0.0.1:80", "tcp-__1-80=tcp://[::1]:80"}}, // were both tcp-80
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -430,6 +430,9 @@ func TestParseListenErrors(t *testing.T) {
 		{"wildcard and loopback", "", []string{"--listen", ":8080", "--listen", "127.0.0.1:8080"}, []string{"bind the same address"}},
 		{"dual-stack and tcp6", "", []string{"--listen", ":8080", "--listen", "tcp6://[::1]:8080"}, []string{"bind the same address"}},
 		{"localhost twice", "", []string{"--listen", "localhost:80", "--listen", "127.0.0.1:80"}, []string{"bind the same address"}},
+		{"one name twice (was accepted)", "", []string{"--listen", "a=:1", "--listen", "a=:2"},
+			[]string{`--listen: name "a" is given to both "a=:1" and "a=:2"; give each listener its own name (LISTEN_FDNAMES tells them apart by name)`}},
+		{"one name twice in the variable", "web=:1,web=udp://:2", nil, []string{`GM2_LISTEN: name "web" is given to both "web=:1" and "web=udp://:2"`}},
 		{"same unix path", "", []string{"--listen", "unix:///run/a.sock", "--listen", "unixgram:///run/b/../a.sock"}, []string{"bind the same address"}},
 		{"health on a listener", "", []string{"--listen", ":9000"}, []string{"--health-addr default", `":9000"`, "--listen", "another port"}},
 		{"health flag on a listener", "", []string{"--listen", "127.0.0.1:9100", "--health-addr", "127.0.0.1:9100"}, []string{"--health-addr", "--listen", "bind the same address"}},

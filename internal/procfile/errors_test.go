@@ -143,6 +143,8 @@ func TestLoadErrors(t *testing.T) {
 			`p.yaml: app "api": autorestart: invalid value "false" (a string): accepted: true or false, without quotes`},
 		{"autorestart as a number", "p.json", `{"apps": [{"name": "api", "script": "api.js", "autorestart": 0}]}`, Options{},
 			`p.json: app "api": autorestart: invalid value 0: accepted: true or false`},
+		{"listen names one name twice", "p.json", `{"apps": [{"name": "api", "script": "api.js", "listen": ["web=:3000", "web=:3001"]}]}`, Options{},
+			`p.json: app "api": listen: name "web" is given to both "web=:3000" and "web=:3001"; give each listener its own name (LISTEN_FDNAMES tells them apart by name)`},
 		{"only from GM2_ONLY names the variable", "p.json", `{"apps": [{"name": "api", "script": "api.js"}]}`, Options{Only: []string{"nope"}, OnlyFrom: "GM2_ONLY"},
 			`p.json: GM2_ONLY: no app named "nope" (the file has api)`},
 		{"autostart everywhere false", "p.json", `{"apps": [{"name": "api", "script": "api.js", "autostart": false}]}`, Options{},

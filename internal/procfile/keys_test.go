@@ -396,3 +396,22 @@ func TestLoadNameRule(t *testing.T) {
 		t.Errorf("derived name %q breaks the rule", got)
 	}
 }
+
+// An app's listeners get distinct LISTEN_FDNAMES entries: derived names
+// that clash are made longer (tcp4://:3000 and tcp6://:3000 were both
+// tcp-3000).
+func TestListenNamesUnique(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "api", "script": "api.js", "listen": ["tcp4://:3000", "tcp6://:3000", ":3001"]}]}`)
+	apps, _, err := Load("p.json", template, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range apps[0].Listen {
+		names = append(names, l.Name)
+	}
+	if want := []string{"tcp4-3000", "tcp6-3000", "tcp-3001"}; !slices.Equal(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+}

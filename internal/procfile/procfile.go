@@ -380,6 +380,9 @@ func (l *loader) checkListen(apps []appspec.App) error {
 				}
 			}
 		}
+		if err := sockets.UniqueNames(a.Listen); err != nil {
+			return l.fail(id, "listen", "%s", err.Error())
+		}
 		for _, s := range a.Listen {
 			seen = append(seen, owner{a.Name, s})
 		}

@@ -51,6 +51,10 @@ type Spec struct {
 	// ReuseAddr sets SO_REUSEADDR on a UDP socket (dgram's reuseAddr).
 	// TCP sockets always get it.
 	ReuseAddr bool
+	// Named tells that Name was given (NAME=ADDR) rather than derived
+	// from the address (tcp-8080): UniqueNames refuses a given name twice
+	// and renames derived ones that clash.
+	Named bool
 }
 
 // String renders the spec in the canonical URL-ish form used in logs.
@@ -89,7 +93,7 @@ func ParseSpec(raw string) (Spec, error) {
 	// NAME=ADDR. An address never contains '=' before its scheme, so the
 	// first '=' (if it comes before any '/' or ':') separates a name.
 	if i := strings.IndexByte(v, '='); i >= 0 && !strings.ContainsAny(v[:i], ":/[") {
-		s.Name = v[:i]
+		s.Name, s.Named = v[:i], true
 		v = v[i+1:]
 		if err := checkName(s.Name); err != nil {
 			return s, fmt.Errorf("address %s: %w", quote(raw), err)
@@ -155,6 +159,85 @@ func ParseSpec(raw string) (Spec, error) {
 		s.Name = fmt.Sprintf("%s-%d", s.Network, n)
 	}
 	return s, nil
+}
+
+// UniqueNames makes the names of listeners passed to the same workers
+// distinct, as LISTEN_FDNAMES needs them to tell the sockets apart. A name
+// given twice (a=:1 and a=:2) is an error naming both values. A derived
+// name that another listener has too is made longer, in place: first by
+// the scheme's family (tcp4://:8080 and tcp6://:8080 become tcp4-8080 and
+// tcp6-8080), then by the host or the socket's path (127.0.0.1:8080 and
+// [::1]:8080 become tcp-127.0.0.1-8080 and tcp-__1-8080), then, for the
+// same address twice (port 0), by the position (tcp-0-1, tcp-0-2); a
+// listener alone keeps its short name.
+func UniqueNames(specs []Spec) error {
+	for i, a := range specs {
+		for _, b := range specs[:i] {
+			if a.Named && b.Named && a.Name == b.Name {
+				return fmt.Errorf("name %s is given to both %s and %s; give each listener its own name (LISTEN_FDNAMES tells them apart by name)",
+					quote(a.Name), quote(b.Raw), quote(a.Raw))
+			}
+		}
+	}
+	// Longer names, in two steps: the family, then the host or path.
+	for step := 0; step < 2; step++ {
+		clash := clashing(specs)
+		for i := range specs {
+			if clash[i] {
+				specs[i].Name = specs[i].longerName(step)
+			}
+		}
+	}
+	// The same address twice: port 0, a new port per socket.
+	for i, c := range clashing(specs) {
+		if c {
+			specs[i].Name += "-" + strconv.Itoa(i+1)
+		}
+	}
+	for i, c := range clashing(specs) {
+		if c {
+			return fmt.Errorf("address %s: its name %s is another listener's; give it a name (NAME=ADDR)", quote(specs[i].Raw), quote(specs[i].Name))
+		}
+	}
+	return nil
+}
+
+// longerName is the name UniqueNames gives a derived name that clashes:
+// at step 0 with the scheme's family (tcp4-8080), at step 1 with the host
+// or the socket's path (tcp-127.0.0.1-8080, unix-_run_a_app.sock). It is
+// the name unchanged when the step has nothing to add.
+func (s Spec) longerName(step int) string {
+	if s.Network == Unix || s.Network == Unixgram {
+		if step == 0 {
+			return s.Name
+		}
+		return defaultName(string(s.Network) + "-" + s.Addr)
+	}
+	host, port, _ := net.SplitHostPort(s.Addr)
+	switch {
+	case step == 0 && s.Family != "":
+		return string(s.Network) + s.Family + "-" + port
+	case step == 1 && host != "":
+		return defaultName(string(s.Network) + s.Family + "-" + host + "-" + port)
+	}
+	return s.Name
+}
+
+// clashing marks the listeners with a derived name that another listener
+// of specs has too. (Not inlined: UniqueNames calls it three times, and
+// the binary's size has a budget.)
+//
+//go:noinline
+func clashing(specs []Spec) []bool {
+	out := make([]bool, len(specs))
+	for i, a := range specs {
+		for j, b := range specs {
+			if i != j && !a.Named && a.Name == b.Name {
+				out[i] = true
+			}
+		}
+	}
+	return out
 }
 
 // bareport reads a bare port ("8080") as every interface (":8080"), the

@@ -1,6 +1,7 @@
 package sockets
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -116,6 +117,8 @@ func TestParseSpec(t *testing.T) {
 			}
 			want := tt.want
 			want.Raw = strings.TrimSpace(tt.raw)
+			// A name before '=' is a given one.
+			want.Named = strings.HasPrefix(want.Raw, want.Name+"=")
 			if got != want {
 				t.Errorf("ParseSpec(%q)\n got %#v\nwant %#v", tt.raw, got, want)
 			}
@@ -235,4 +238,52 @@ func FuzzParseSpec(f *testing.F) {
 		}
 		checkInvariants(t, s)
 	})
+}
+
+func TestUniqueNames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		specs []string
+		want  []string // the names after; nil when err is wanted
+		err   string
+	}{
+		{"one listener keeps its short name", []string{"tcp4://:13000"}, []string{"tcp-13000"}, ""},
+		{"distinct names stay", []string{":8080", "udp://:8080", "unix:///run/app.sock"}, []string{"tcp-8080", "udp-8080", "unix-app.sock"}, ""},
+		{"v4 and v6 of one port (were both tcp-13000)", []string{"tcp4://:13000", "tcp6://:13000"}, []string{"tcp4-13000", "tcp6-13000"}, ""},
+		{"udp v4 and v6", []string{"udp4://:53", "udp6://:53"}, []string{"udp4-53", "udp6-53"}, ""},
+		{"one port on two hosts", []string{"127.0.0.1:3000", "127.0.0.2:3000"}, []string{"tcp-127.0.0.1-3000", "tcp-127.0.0.2-3000"}, ""},
+		{"a third listener keeps its name", []string{"tcp4://:13000", "tcp6://:13000", ":14000"}, []string{"tcp4-13000", "tcp6-13000", "tcp-14000"}, ""},
+		{"two sockets of one base name", []string{"unix:///run/a/app.sock", "unix:///run/b/app.sock"}, []string{"unix-_run_a_app.sock", "unix-_run_b_app.sock"}, ""},
+		{"a given name is kept, the derived one renamed", []string{"tcp-8080=:9000", ":8080"}, []string{"tcp-8080", "tcp-8080-2"}, ""},
+		{"IPv6 and IPv4 loopback", []string{"127.0.0.1:80", "[::1]:80"}, []string{"tcp-127.0.0.1-80", "tcp-__1-80"}, ""},
+		{"port 0 twice", []string{":0", ":0"}, []string{"tcp-0-1", "tcp-0-2"}, ""},
+		{"a given name twice", []string{"a=:1", "a=:2"}, nil, `name "a" is given to both "a=:1" and "a=:2"; give each listener its own name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var specs []Spec
+			for _, raw := range tc.specs {
+				specs = append(specs, mustSpec(t, raw))
+			}
+			err := UniqueNames(specs)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("UniqueNames(%q) = %v, want %q", tc.specs, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("UniqueNames(%q): %v", tc.specs, err)
+			}
+			var got []string
+			for _, s := range specs {
+				got = append(got, s.Name)
+				if checkName(s.Name) != nil {
+					t.Errorf("name %q is not a valid LISTEN_FDNAMES entry", s.Name)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("names %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
