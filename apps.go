@@ -182,22 +182,59 @@ func (p *plan) runApps() []config.RunApp {
 	return out
 }
 
-// logWarnings logs what the configuration, the process file and the CPU
-// count warn about, once the logger exists.
-func (p *plan) logWarnings(log zerolog.Logger, cfg *config.Config, cpu cpus.Result) {
+// warning is one line a start logs about the configuration, with the
+// fields that locate it in the log.
+type warning struct {
+	msg       string
+	component string // "" for none
+	cpus      bool   // log the usable CPU count next to it
+}
+
+// startWarnings are what the configuration, the CPU count and the process file
+// warn about, in the order a start logs them (logWarnings): cfg.Warnings
+// first. --dry-run lists the same lines, with memoryWarnings'.
+func (p *plan) startWarnings(cfg *config.Config, cpu cpus.Result) []warning {
+	var out []warning
 	for _, w := range cfg.Warnings {
-		log.Warn().Msg(w)
+		out = append(out, warning{msg: w})
 	}
 	for _, w := range cpu.Warnings {
-		log.Warn().Str("component", "cpus").Msg(w)
+		out = append(out, warning{msg: w, component: "cpus"})
 	}
 	for _, w := range p.warnings {
-		log.Warn().Int("cpus", cpu.Max).Msg(w)
+		out = append(out, warning{msg: w, cpus: true})
+	}
+	return out
+}
+
+// logWarnings logs the warnings, once the logger exists.
+func logWarnings(log zerolog.Logger, ws []warning, cpu cpus.Result) {
+	for _, w := range ws {
+		ev := log.Warn()
+		if w.component != "" {
+			ev = ev.Str("component", w.component)
+		}
+		if w.cpus {
+			ev = ev.Int("cpus", cpu.Max)
+		}
+		ev.Msg(w.msg)
 	}
 }
 
-func (p *plan) logCounts(log zerolog.Logger, cpu cpus.Result) {
-	ev := log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Int("instances", p.total()).Int("gm2_init_procs", runtime.GOMAXPROCS(0))
+// dryRunPlan is the plan as --dry-run shows it, with every warning a start
+// would log about the configuration: ws (startWarnings) without
+// cfg.Warnings, which config adds itself, then the memory limit's.
+func (p *plan) dryRunPlan(cfg *config.Config, ws []warning, lim cgroup.MemoryLimit, inherited []*sockets.Listener) config.Plan {
+	out := config.Plan{Apps: p.runApps(), Inherited: inherited, Split: p.explain}
+	for _, w := range append(ws[len(cfg.Warnings):len(ws):len(ws)], p.memoryWarnings(lim)...) {
+		out.Warnings = append(out.Warnings, w.msg)
+	}
+	return out
+}
+
+func (p *plan) logCounts(log zerolog.Logger, cfg *config.Config, cpu cpus.Result) {
+	ev := log.Info().Int("cpus", cpu.Max).Str("source", cpu.Source).Int("instances", p.total()).
+		Str("instances_source", cfg.InstancesSource(cpu, p.runApps(), p.explain)).Int("gm2_init_procs", runtime.GOMAXPROCS(0))
 	if len(p.apps) == 1 {
 		ev = ev.Str("instances_spec", p.apps[0].Instances.String())
 	} else {
@@ -266,12 +303,11 @@ func nodeOptions(appEnv []string, inherited string) string {
 
 // logMemoryBudget logs the container's memory limit next to the worker
 // count, and warns when the workers' --max-memory-restart limits add up to
-// more than it: users set the limit per process and forget that N of them
-// share one cgroup.
-func logMemoryBudget(log zerolog.Logger, p *plan) {
-	lim := cgroup.ReadMemoryLimitSystem()
-	for _, w := range lim.Warnings {
-		log.Warn().Str("component", "cgroup").Msg(w)
+// more than it (memoryWarnings).
+func logMemoryBudget(log zerolog.Logger, p *plan, lim cgroup.MemoryLimit) {
+	ws := p.memoryWarnings(lim)
+	for _, w := range ws[:len(lim.Warnings)] {
+		log.Warn().Str("component", w.component).Msg(w.msg)
 	}
 	sum := p.memoryLimitSum()
 	ev := log.Info().Str("source", lim.Source).Int("instances", p.total())
@@ -282,10 +318,25 @@ func logMemoryBudget(log zerolog.Logger, p *plan) {
 		ev = ev.Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62))))
 	}
 	ev.Msg("memory limit")
-	if lim.Limited && sum > lim.Bytes {
+	for _, w := range ws[len(lim.Warnings):] {
 		log.Warn().Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62)))).Str("container_limit", bytesize.Format(int64(min(lim.Bytes, 1<<62)))).
-			Msg("the workers' --max-memory-restart limits add up to more than the container's memory limit: the kernel's OOM killer may act before gm2-init replaces a worker")
+			Msg(w.msg)
 	}
+}
+
+// memoryWarnings are the warnings about the container's memory limit: its
+// reading's (lim.Warnings), then one when the workers' --max-memory-restart
+// limits add up to more than it — users set the limit per process and
+// forget that N of them share one cgroup.
+func (p *plan) memoryWarnings(lim cgroup.MemoryLimit) []warning {
+	var out []warning
+	for _, w := range lim.Warnings {
+		out = append(out, warning{msg: w, component: "cgroup"})
+	}
+	if lim.Limited && p.memoryLimitSum() > lim.Bytes {
+		out = append(out, warning{msg: "the workers' --max-memory-restart limits add up to more than the container's memory limit: the kernel's OOM killer may act before gm2-init replaces a worker"})
+	}
+	return out
 }
 
 // memoryLimitSum adds up the workers' --max-memory-restart limits (0 for

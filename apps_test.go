@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/bytesize"
+	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/cpus"
 	"github.com/gm2-init/gm2-init/internal/sockets"
@@ -185,7 +187,7 @@ func TestLogMemoryBudgetSaturates(t *testing.T) {
 		counts: []appspec.Count{{N: 4}, {N: 1024}},
 	}
 	var buf bytes.Buffer
-	logMemoryBudget(zerolog.New(&buf), p)
+	logMemoryBudget(zerolog.New(&buf), p, cgroup.ReadMemoryLimitSystem())
 	var line struct {
 		Sum string `json:"workers_limit_sum"`
 	}
@@ -216,5 +218,44 @@ func TestNodeOptions(t *testing.T) {
 		if got := nodeOptions(c.env, c.inherited); got != c.want {
 			t.Errorf("nodeOptions(%q, %q) = %q, want %q", c.env, c.inherited, got, c.want)
 		}
+	}
+}
+
+// --dry-run lists every warning a start logs about the configuration, in
+// the same order: the process file's unknown keys and the oversubscribed
+// CPUs (it listed only the GM2_* variables'), the memory budget's too.
+func TestDryRunPlanWarnings(t *testing.T) {
+	p, cfg, _, err := planFile(t,
+		`{"apps": [{"name": "api", "script": "sh", "instanses": 2, "max_memory_restrat": "1G", "watch": true, "instances": 4, "max_memory_restart": "1G"}]}`,
+		[]string{"GM2_KILLTIMEOUT=3s"}, []string{"--config", "$FILE"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := cpus.Result{Max: 2, Warnings: []string{"cpu.max unreadable"}}
+	lim := cgroup.MemoryLimit{Bytes: 1 << 30, Limited: true, Warnings: []string{"memory.max odd"}}
+	var logged []string
+	var buf bytes.Buffer
+	ws := p.startWarnings(cfg, cpu)
+	logWarnings(zerolog.New(&buf), ws, cpu)
+	logMemoryBudget(zerolog.New(&buf), p, lim)
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var line struct{ Level, Message string }
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Level == "warn" {
+			logged = append(logged, line.Message)
+		}
+	}
+	var out bytes.Buffer
+	if err := cfg.WriteDryRun(&out, "v", cpu, p.dryRunPlan(cfg, ws, lim, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var dry struct{ Warnings []string }
+	if err := json.Unmarshal(out.Bytes(), &dry); err != nil {
+		t.Fatal(err)
+	}
+	if len(logged) != 8 || !slices.Equal(dry.Warnings, logged) {
+		t.Errorf("--dry-run warnings:\n%s\nwant what a start logs:\n%s", strings.Join(dry.Warnings, "\n"), strings.Join(logged, "\n"))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/cgroup"
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/control"
 	"github.com/gm2-init/gm2-init/internal/cpus"
@@ -162,9 +163,11 @@ func run() int {
 	if err != nil {
 		return fail(exitUsage, err.Error())
 	}
+	warnings := plan.startWarnings(cfg, cpu)
+	memLimit := cgroup.ReadMemoryLimitSystem()
 	if cfg.DryRun {
-		plan.logWarnings(log, cfg, cpu)
-		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.runApps(), up.inherited); err != nil {
+		logWarnings(log, warnings, cpu)
+		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.dryRunPlan(cfg, warnings, memLimit, up.inherited)); err != nil {
 			return fail(exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
@@ -185,13 +188,13 @@ func run() int {
 	}
 	defer sockets.CloseAll(listeners)
 	up.log(log)
-	plan.logWarnings(log, cfg, cpu)
-	plan.logCounts(log, cpu)
+	logWarnings(log, warnings, cpu)
+	plan.logCounts(log, cfg, cpu)
 	for i, l := range listeners {
 		log.Info().Str("name", l.Spec.Name).Str("address", l.Bound).Str("network", string(l.Spec.Network)).
 			Int("fd", sockets.FirstFD+i).Bool("inherited", l.Inherited).Msg("listening")
 	}
-	logMemoryBudget(log, plan)
+	logMemoryBudget(log, plan, memLimit)
 
 	// 7. SIGCHLD, before the first fork: it must not arrive unheard.
 	sigchld := make(chan os.Signal, 1)

@@ -784,7 +784,7 @@ func TestDryRun(t *testing.T) {
 	}
 	var b bytes.Buffer
 	cpu := cpus.Result{Max: 2, Affinity: 4, Source: "test"}
-	if err := c.WriteDryRun(&b, "v9", cpu, []RunApp{{App: c.App, Workers: n}}, nil); err != nil {
+	if err := c.WriteDryRun(&b, "v9", cpu, Plan{Apps: []RunApp{{App: c.App, Workers: n}}}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Count(b.String(), "\n") != 1 {
@@ -804,7 +804,7 @@ func TestDryRun(t *testing.T) {
 		}
 	}
 	for field, want := range map[string]any{
-		"version": "v9", "instances": float64(3), "instances_spec": "3", "instances_source": "test",
+		"version": "v9", "instances": float64(3), "instances_spec": "3", "instances_source": "-i/--instances 3",
 		"stop_signal": "SIGINT", "kill_timeout": "8s", "max_memory_restart": float64(300 << 20),
 		"memory_check_interval": "30s", "queue_timeout": "5s", "max_shared_ports": float64(64),
 		"config": "", "env": "", "name": "app", "min_ready": "1", "health_addr": ":9000",
@@ -833,6 +833,84 @@ func TestDryRun(t *testing.T) {
 		if _, ok := app[o.jsonField()]; ok != (o.scope == appScope) {
 			t.Errorf("apps[0] has field %q: %v", o.jsonField(), ok)
 		}
+	}
+}
+
+// instances_source says where the count came from: the flag or variable
+// of a fixed count (it named the CPU detection for -i 3), the CPU
+// detection for max and -N, the split with a process file.
+func TestInstancesSource(t *testing.T) {
+	cpu := cpus.Result{Max: 2, Source: "affinity mask (2 CPUs), no cgroup CPU limit"}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		split string
+		want  string
+	}{
+		{"fixed by the flag", nil, []string{"-i", "3", "app"}, "", "-i/--instances 3"},
+		{"fixed by the long flag", nil, []string{"--instances=3", "app"}, "", "-i/--instances 3"},
+		{"fixed by the variable", map[string]string{"GM2_INSTANCES": "4"}, []string{"app"}, "", "GM2_INSTANCES 4"},
+		{"the default", nil, []string{"app"}, "", "--instances default 1"},
+		{"max", nil, []string{"-i", "max", "app"}, "", cpu.Source},
+		{"-N", map[string]string{"GM2_INSTANCES": "-1"}, []string{"app"}, "", cpu.Source},
+		{"process file", nil, []string{"--config", "FILE", "-i", "3"}, "2 usable CPUs: api 1 (max: the 1 CPU left), worker 1 (fork)",
+			cpu.Source + "; 2 usable CPUs: api 1 (max: the 1 CPU left), worker 1 (fork)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			file := filepath.Join(t.TempDir(), "eco.json")
+			if err := os.WriteFile(file, []byte(`{"apps": []}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := slices.Clone(tc.args)
+			for i := range args {
+				args[i] = strings.ReplaceAll(args[i], "FILE", file)
+			}
+			c := mustParse(t, args...)
+			n, err := c.Resolve(cpu.Max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.InstancesSource(cpu, []RunApp{{App: c.App, Workers: n}}, tc.split); got != tc.want {
+				t.Errorf("InstancesSource = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// --dry-run's warnings are the configuration's and the plan's, in the
+// order a start logs them (the plan's were missing: only GM2_* variable
+// warnings showed).
+func TestDryRunWarnings(t *testing.T) {
+	env(t)
+	t.Setenv("GM2_KILLTIMEOUT", "3s")
+	c := mustParse(t, "-i", "4", "app")
+	n, err := c.Resolve(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	plan := Plan{Apps: []RunApp{{App: c.App, Workers: n}}, Warnings: ResolveWarnings(n, 2)}
+	if err := c.WriteDryRun(&b, "v9", cpus.Result{Max: 2}, plan); err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Warnings []string }
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"unknown variable GM2_KILLTIMEOUT ignored; did you mean GM2_KILL_TIMEOUT?",
+		"4 workers on 2 usable CPUs: they share the same CPU quota and add latency and memory",
+	}
+	if !slices.Equal(m.Warnings, want) {
+		t.Errorf("warnings %q, want %q", m.Warnings, want)
+	}
+	if len(c.Warnings) != 1 {
+		t.Errorf("WriteDryRun changed c.Warnings: %q", c.Warnings)
 	}
 }
 
