@@ -202,14 +202,15 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		key   string
 		dst   *time.Duration
 		least time.Duration
+		short bool // a few milliseconds is likely seconds meant
 	}{
-		{"listen_timeout", &a.ListenTimeout, time.Millisecond},
-		{"kill_timeout", &a.KillTimeout, time.Millisecond},
-		{"min_uptime", &a.MinUptime, 0},
-		{"restart_delay", &a.RestartDelay, 0},
+		{"listen_timeout", &a.ListenTimeout, time.Millisecond, true},
+		{"kill_timeout", &a.KillTimeout, time.Millisecond, true},
+		{"min_uptime", &a.MinUptime, 0, true},
+		{"restart_delay", &a.RestartDelay, 0, false},
 		// PM2's exponential backoff starts at this delay: so does
 		// gm2-init's, always.
-		{"exp_backoff_restart_delay", &a.RestartDelay, 0},
+		{"exp_backoff_restart_delay", &a.RestartDelay, 0, false},
 	}
 	for _, d := range durations {
 		v, ok := keys[d.key]
@@ -218,6 +219,11 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		}
 		if *d.dst, err = asDuration(v, d.least); err != nil {
 			return a, false, fail(d.key, err)
+		}
+		if n, bare := bareNumber(v); bare && d.short && *d.dst > 0 && *d.dst < 100*time.Millisecond {
+			// A bare number is milliseconds, as under PM2: kill_timeout:
+			// 1.5 meant as seconds is a stop that SIGKILLs at once.
+			l.warn(d.key, id, fmt.Sprintf("%s is %s: a bare number is milliseconds, as PM2 reads it; write \"%ss\" for seconds", n, *d.dst, n))
 		}
 	}
 	if _, ok := keys["restart_delay"]; ok {

@@ -415,3 +415,34 @@ func TestListenNamesUnique(t *testing.T) {
 		t.Errorf("names %q, want %q", names, want)
 	}
 }
+
+// A bare number of a few milliseconds for a timeout is likely seconds
+// meant (kill_timeout: 1.5 SIGKILLs the worker 1.5 ms after the stop
+// signal): it is read as PM2 reads it, with a warning. A unit given, or a
+// restart delay, says nothing.
+func TestShortTimeoutWarned(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [
+    {"name": "api", "script": "api.js", "kill_timeout": 1.5, "listen_timeout": "3", "min_uptime": 0},
+    {"name": "web", "script": "api.js", "kill_timeout": "50ms", "listen_timeout": 100, "restart_delay": 5}
+  ]}`)
+	apps, warnings, err := Load("p.json", template, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if apps[0].KillTimeout != 1500*time.Microsecond || apps[1].KillTimeout != 50*time.Millisecond {
+		t.Errorf("kill timeouts %v, %v: want 1.5ms and 50ms", apps[0].KillTimeout, apps[1].KillTimeout)
+	}
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.String())
+	}
+	want := []string{
+		`kill_timeout (app "api"): 1.5 is 1.5ms: a bare number is milliseconds, as PM2 reads it; write "1.5s" for seconds`,
+		`listen_timeout (app "api"): 3 is 3ms: a bare number is milliseconds, as PM2 reads it; write "3s" for seconds`,
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

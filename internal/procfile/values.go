@@ -87,6 +87,19 @@ func asInt(v any, accepted string) (int, error) {
 	return int(f), nil
 }
 
+// bareNumber returns v's digits when v is a number without a unit (a
+// number, or a string of one), which asDuration reads as milliseconds.
+func bareNumber(v any) (string, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return string(x), true
+	case string:
+		s := strings.TrimSpace(x)
+		return s, appspec.IsDecimal(s)
+	}
+	return "", false
+}
+
 // durationAccepted lists the forms asDuration takes.
 const durationAccepted = "milliseconds as a number (1600, as PM2 reads it) or a duration with a unit (1.6s, 500ms, 1m30s)"
 
