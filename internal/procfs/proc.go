@@ -119,6 +119,19 @@ func GroupMembers(procRoot string, pgid int) []int {
 	return scan(procRoot, func(st Stat) bool { return st.PGrp == pgid })
 }
 
+// Pids lists the processes under procRoot, in the directory's order (an
+// unreadable procRoot lists none).
+func Pids(procRoot string) []int {
+	var pids []int
+	_ = readDirNames(procRoot, nil, func(name []byte) bool {
+		if p, ok := ParseDecimal(name); ok && p > 0 {
+			pids = append(pids, p)
+		}
+		return true
+	})
+	return pids
+}
+
 // scan returns the pids under procRoot whose stat line satisfies keep.
 func scan(procRoot string, keep func(Stat) bool) []int {
 	var out []int
@@ -135,15 +148,8 @@ func scan(procRoot string, keep func(Stat) bool) []int {
 // skipped: a scan is never atomic, and a process that exits during it was
 // not worth reporting anyway.
 func scanStats(procRoot string, each func(pid int, st Stat)) {
-	var pids []int
-	_ = readDirNames(procRoot, nil, func(name []byte) bool {
-		if p, ok := ParseDecimal(name); ok && p > 0 {
-			pids = append(pids, p)
-		}
-		return true
-	})
 	buf := make([]byte, 0, 512)
-	for _, p := range pids {
+	for _, p := range Pids(procRoot) {
 		if st, err := readStat(procRoot, p, buf, false); err == nil {
 			each(p, st)
 		}

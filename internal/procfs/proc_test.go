@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"runtime"
 	"strconv"
 	"strings"
@@ -307,5 +308,14 @@ func TestGroupMembersAndExeName(t *testing.T) {
 	}
 	if g := GroupMembers("/proc", 1<<30); len(g) != 0 {
 		t.Errorf("GroupMembers(no such group) = %v", g)
+	}
+}
+
+func TestPids(t *testing.T) {
+	if !slices.Contains(Pids("/proc"), os.Getpid()) {
+		t.Errorf("Pids(/proc) lacks this process, %d", os.Getpid())
+	}
+	if got := Pids(filepath.Join(t.TempDir(), "gone")); got != nil {
+		t.Errorf("Pids of a missing directory = %v, want none", got)
 	}
 }

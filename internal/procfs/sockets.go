@@ -236,25 +236,25 @@ func ParseSocketLink(target string) (uint64, bool) {
 // links in procRoot/PID/fd, mapped to one fd number that holds each.
 func SocketInodes(procRoot string, pid int) (map[uint64]int, error) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid), "fd")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("sockets of pid %d: %w", pid, err)
-	}
 	out := map[uint64]int{}
-	for _, e := range ents {
-		fd, ok := ParseDecimal([]byte(e.Name()))
+	err := readDirNames(dir, nil, func(name []byte) bool {
+		fd, ok := ParseDecimal(name)
 		if !ok {
-			continue
+			return true
 		}
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		target, err := os.Readlink(filepath.Join(dir, string(name)))
 		if err != nil {
-			continue // closed since the listing
+			return true // closed since the listing
 		}
 		if ino, ok := ParseSocketLink(target); ok {
 			if _, seen := out[ino]; !seen {
 				out[ino] = fd
 			}
 		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sockets of pid %d: %w", pid, err)
 	}
 	return out, nil
 }

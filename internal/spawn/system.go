@@ -461,9 +461,8 @@ func (o *osSystem) SignalOthers(sig syscall.Signal, exclude []Proc) bool {
 	}
 	var targets []int
 	if reaper.IsPID1() {
-		ents, _ := os.ReadDir(o.proc)
-		for _, e := range ents {
-			if pid, ok := procfs.ParseDecimal([]byte(e.Name())); ok && pid > 1 {
+		for _, pid := range procfs.Pids(o.proc) {
+			if pid > 1 {
 				targets = append(targets, pid)
 			}
 		}
