@@ -144,8 +144,16 @@ func (p *plan) bindError(cfg *config.Config, err error) string {
 func (p *plan) listenersOf(i int, ls []*sockets.Listener) []*sockets.Listener {
 	specs, at := p.specs()
 	var out []*sockets.Listener
-	for _, j := range at[i] {
-		out = append(out, ls[j])
+	for k, j := range at[i] {
+		l := ls[j]
+		if name := p.apps[i].Listen[k].Name; name != l.Spec.Name {
+			// A socket another app named first: this app's workers see
+			// it under this app's own name (LISTEN_FDNAMES, /status).
+			c := *l
+			c.Spec.Name = name
+			l = &c
+		}
+		out = append(out, l)
 	}
 	for j := range p.apps {
 		if p.apps[j].ExecMode != appspec.Fork {
@@ -248,8 +256,7 @@ func (p *plan) logCounts(log zerolog.Logger, cfg *config.Config, cpu cpus.Result
 // returned function removes the preload's file, if one was written.
 func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
 	var cleanups []func()
-	// Apps run by the same node with the same NODE_OPTIONS share a choice:
-	// one probe, one file.
+	// Apps run by the same node share its choice: one probe, one file.
 	chosen := map[string]preload.Choice{}
 	out := make([]spawn.App, len(p.apps))
 	for i, a := range p.apps {
@@ -260,17 +267,16 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 		// How this app's node loads the preload: --require of a file
 		// written for it; a data: URL when no directory takes the file; or
 		// nothing, and a reason.
-		// The preload goes after the NODE_OPTIONS the app's workers would
-		// have had without it: its process file's env if it sets one.
 		node := preload.FindNode(a.Command)
-		existing := nodeOptions(a.Env, os.Getenv("NODE_OPTIONS"))
-		key := node + "\x00" + existing
-		ch, ok := chosen[key]
+		ch, ok := chosen[node]
 		if !ok {
-			ch = preload.Choose(context.Background(), existing, a.Command, preload.DefaultDirs())
-			chosen[key] = ch
+			ch = preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
+			chosen[node] = ch
 			cleanups = append(cleanups, ch.Cleanup)
 		}
+		// The preload goes after the NODE_OPTIONS the app's workers would
+		// have had without it: its process file's env if it sets one.
+		ch = ch.For(nodeOptions(a.Env, os.Getenv("NODE_OPTIONS")))
 		ev := log.Info()
 		switch {
 		case ch.Mode == preload.ModeOff:

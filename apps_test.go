@@ -259,3 +259,43 @@ func TestDryRunPlanWarnings(t *testing.T) {
 		t.Errorf("--dry-run warnings:\n%s\nwant what a start logs:\n%s", strings.Join(dry.Warnings, "\n"), strings.Join(logged, "\n"))
 	}
 }
+
+// Two apps that name one address share its socket, and each app's workers
+// see it under that app's own name in LISTEN_FDNAMES: the socket is bound
+// with the first app's spec, whose name another of its listeners may have
+// lengthened (tcp-127.0.0.1-18080 beside [::1]:18080).
+func TestListenersOfKeepEachAppsName(t *testing.T) {
+	spec := func(raw, name string) sockets.Spec {
+		s, err := sockets.ParseSpec(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Name = name
+		return s
+	}
+	p := &plan{apps: []appspec.App{
+		{Name: "a", Listen: []sockets.Spec{spec("127.0.0.1:18080", "tcp-127.0.0.1-18080"), spec("[::1]:18080", "tcp-__1-18080")}},
+		{Name: "b", Listen: []sockets.Spec{spec("127.0.0.1:18080", "tcp-18080")}},
+	}}
+	specs, _ := p.specs()
+	var bound []*sockets.Listener
+	for _, s := range specs {
+		bound = append(bound, &sockets.Listener{Spec: s, Bound: s.Addr})
+	}
+	names := func(ls []*sockets.Listener) (out []string) {
+		for _, l := range ls {
+			out = append(out, l.Spec.Name)
+		}
+		return out
+	}
+	if got := names(p.listenersOf(0, bound)); strings.Join(got, " ") != "tcp-127.0.0.1-18080 tcp-__1-18080" {
+		t.Errorf("app a's listeners %v", got)
+	}
+	b := p.listenersOf(1, bound)
+	if got := names(b); strings.Join(got, " ") != "tcp-18080" || b[0].Bound != bound[0].Bound {
+		t.Errorf("app b's listeners %v (bound %s), want its own name tcp-18080 on the shared socket", got, b[0].Bound)
+	}
+	if bound[0].Spec.Name != "tcp-127.0.0.1-18080" {
+		t.Errorf("the shared listener itself was renamed: %s", bound[0].Spec.Name)
+	}
+}

@@ -218,7 +218,7 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 			t.Errorf("status in the namespace of %v reached %d slots: %s", tc.want, len(doc.Slots), out)
 		}
 		for i, sl := range doc.Slots {
-			if sl.Pid != 100+i || (sl.App != "" && sl.App != tc.want[i]) {
+			if sl.Pid != 100+i || sl.App != tc.want[i] {
 				t.Errorf("status in the namespace of %v: slot %d is %+v", tc.want, i, sl)
 			}
 		}
@@ -233,7 +233,7 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		// The stand-in's pids 100 and 101 are no processes of its
 		// namespace: no usage figures, "-".
 		f := strings.Fields(lines[i+1])
-		if len(f) != 8 || (f[0] != app && f[0] != "-") || f[1] != "0" || f[2] != strconv.Itoa(100+i) || f[3] != "ready" || f[6] != "-" || f[7] != "-" {
+		if len(f) != 8 || f[0] != app || f[1] != "0" || f[2] != strconv.Itoa(100+i) || f[3] != "ready" || f[6] != "-" || f[7] != "-" {
 			t.Errorf("status table row %q", lines[i+1])
 		}
 	}

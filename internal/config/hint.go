@@ -16,12 +16,16 @@ import (
 func (c *Config) flagAsCommand(command []string) string {
 	word := command[0]
 	name, value, hasValue := strings.Cut(strings.TrimLeft(word, "-"), "=")
-	o := lookup(name)
+	o := lookup(flagKey(name))
 	if o == nil {
 		return fmt.Sprintf("command %s: not found; everything after -- is the command, and gm2-init's flags go before -- "+
 			"(see gm2-init -h; in an image whose ENTRYPOINT ends with --, give them as GM2_* variables)", echo.Quote(word))
 	}
-	head := fmt.Sprintf("command %s: not found; everything after -- is the command, and %s is a gm2-init flag: give it before --", echo.Quote(word), dashed(name))
+	shown := dashed(name)
+	if name != flagKey(name) {
+		shown = "--" + o.long // PM2's max_memory_restart
+	}
+	head := fmt.Sprintf("command %s: not found; everything after -- is the command, and %s is a gm2-init flag: give it before --", echo.Quote(word), shown)
 	env := o.env()
 	if env == "" {
 		return head

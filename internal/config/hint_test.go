@@ -19,6 +19,8 @@ func TestFlagAfterDashes(t *testing.T) {
 			`or as GM2_KILL_TIMEOUT=3s (in an image whose ENTRYPOINT ends with --: docker run -e GM2_KILL_TIMEOUT=3s)`},
 		{[]string{"--", "--wait-ready"}, `command "--wait-ready": not found; everything after -- is the command, and --wait-ready is a gm2-init flag: give it before --, ` +
 			`or as GM2_WAIT_READY=true (in an image whose ENTRYPOINT ends with --: docker run -e GM2_WAIT_READY=true)`},
+		{[]string{"--", "--max_memory_restart", "300M"}, `command "--max_memory_restart": not found; everything after -- is the command, and --max-memory-restart is a gm2-init flag: give it before --, ` +
+			`or as GM2_MAX_MEMORY_RESTART=300M (in an image whose ENTRYPOINT ends with --: docker run -e GM2_MAX_MEMORY_RESTART=300M)`},
 		{[]string{"--", "-h"}, `command "-h": not found; everything after -- is the command, and -h is a gm2-init flag: give it before --`},
 		{[]string{"--", "-x", "1"}, `command "-x": not found; everything after -- is the command, and gm2-init's flags go before -- ` +
 			`(see gm2-init -h; in an image whose ENTRYPOINT ends with --, give them as GM2_* variables)`},

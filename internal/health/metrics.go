@@ -130,7 +130,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 	e.sample("gm2_info", "1", label{"version", snap.Version})
 
 	e.gauge("gm2_instances_wanted", "Number of worker instances gm2-init keeps running (-i).", formatInt(snap.Instances))
-	e.gauge("gm2_min_ready_workers", "Ready workers required for /readyz to pass.", formatInt(snap.MinReady))
+	e.gauge("gm2_min_ready_workers", "Ready workers required for /readyz to pass: the sum of the apps' own, which /readyz checks app by app (gm2_app_min_ready_workers).", formatInt(snap.MinReady))
 	e.gauge("gm2_ready_workers", "Worker processes ready to serve, across slots (a slot has two during a reload).", formatInt(snap.ReadyWorkers()))
 	writeAppFigures(e, snap)
 

@@ -76,10 +76,11 @@ func readyzChecks() []check {
 // readyShortfall says which app has fewer ready workers than it requires,
 // or nil. Each app is held to its own min_ready: with a process file, an
 // app whose every worker is down fails readiness however many workers the
-// others have ready. A slot stopped for good (its restart policy let its
-// worker end: a one-shot task of a process file) is not waited for, but a
-// pod with no ready worker at all is never ready: a MinReady below 1 would
-// let the Service send it traffic that nothing can serve.
+// others have ready. A slot paused on purpose (stopped for good by its
+// restart policy, a one-shot task of a process file; or stopped to be
+// started again, a fork app's reload) is not waited for, but a pod with no
+// ready worker at all is never ready: a MinReady below 1 would let the
+// Service send it traffic that nothing can serve.
 func readyShortfall(st *status.Snapshot) error {
 	if len(st.Apps) == 0 {
 		// A snapshot from before the apps were known.
@@ -90,7 +91,7 @@ func readyShortfall(st *status.Snapshot) error {
 	}
 	var short []string
 	for _, a := range st.Apps {
-		want := min(max(a.MinReady, 1), a.Instances-st.StoppedIn(a.Name))
+		want := min(max(a.MinReady, 1), a.Instances-a.Paused)
 		if a.Ready >= want {
 			continue
 		}

@@ -767,7 +767,7 @@ func severalApps() *status.Snapshot {
 	snap.Apps = []status.App{
 		{Name: "api", Instances: 2, MinReady: 2, Ready: 2, Reload: status.Reload{Generation: 1, LastResult: "ok"}},
 		{Name: "crash", Instances: 1, MinReady: 1},
-		{Name: "migrate", Instances: 1, MinReady: 1},
+		{Name: "migrate", Instances: 1, MinReady: 1, Paused: 1},
 	}
 	return snap
 }
@@ -819,7 +819,7 @@ func TestReadyzNoWorkerLeft(t *testing.T) {
 	for i := range snap.Slots {
 		snap.Slots[i].State, snap.Slots[i].Workers = status.Stopped, nil
 	}
-	snap.Apps = []status.App{{Name: "web", Instances: 2, MinReady: 1}}
+	snap.Apps = []status.App{{Name: "web", Instances: 2, MinReady: 1, Paused: 2}}
 	_, base, _ := startServer(t, newFakeSource(snap), testOptions())
 	if r := get(t, base+"/readyz"); r.code != 503 || !strings.HasPrefix(r.body, "[-]workers failed: 0 worker(s) ready, 1 required\n") {
 		t.Errorf("readyz: %d %q", r.code, r.body)

@@ -39,7 +39,23 @@ type Choice struct {
 	Reason string
 
 	existing string // the user's NODE_OPTIONS, for WorkerEnv
+	option   string // the --require option of File (ModeRequire)
 	cleanup  func()
+}
+
+// For returns the choice for workers whose NODE_OPTIONS before the preload
+// is existing: an app of a process file may set its own. What node was
+// probed with does not depend on it (the probe runs with the preload's
+// option alone), so one probe and one file serve every app of a node.
+func (c Choice) For(existing string) Choice {
+	switch c.Mode {
+	case ModeRequire:
+		c.NodeOptions = AppendOption(existing, c.option)
+	case ModeImport:
+		c.NodeOptions = NodeOptions(existing)
+	}
+	c.existing = existing
+	return c
 }
 
 // WorkerEnv returns the environment entries that give a worker the
@@ -199,6 +215,7 @@ func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error)
 		Reason:      reason,
 		cleanup:     cleanup,
 		existing:    existing,
+		option:      opt,
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,25 @@ func TestDefaultDirs(t *testing.T) {
 	t.Setenv("TMPDIR", "/dev/shm")
 	if got := strings.Join(DefaultDirs(), " "); got != "/dev/shm /run /tmp" {
 		t.Errorf("DefaultDirs() with TMPDIR=/dev/shm = %q", got)
+	}
+}
+
+// One choice per node serves apps with NODE_OPTIONS of their own: the
+// preload is appended to each app's.
+func TestChoiceFor(t *testing.T) {
+	req := Choice{Mode: ModeRequire, File: "/x/p.cjs", option: "--require /x/p.cjs", NodeOptions: "--require /x/p.cjs"}
+	got := req.For("--max-old-space-size=64")
+	if got.NodeOptions != "--max-old-space-size=64 --require /x/p.cjs" || !slices.Contains(got.WorkerEnv(), "NODE_OPTIONS=--max-old-space-size=64 --require /x/p.cjs") {
+		t.Errorf("require: %q, env %q", got.NodeOptions, got.WorkerEnv())
+	}
+	if req.NodeOptions != "--require /x/p.cjs" {
+		t.Errorf("For changed the choice it was called on: %q", req.NodeOptions)
+	}
+	imp := Choice{Mode: ModeImport, NodeOptions: NodeOptions("")}.For("--a")
+	if env := imp.WorkerEnv(); !slices.Equal(env, []string{EnvImport + "=1", "NODE_OPTIONS=--a"}) {
+		t.Errorf("import: env %q", env)
+	}
+	if off := (Choice{Mode: ModeOff}).For("--a"); off.NodeOptions != "" || off.WorkerEnv() != nil {
+		t.Errorf("off: %q %q", off.NodeOptions, off.WorkerEnv())
 	}
 }

@@ -26,6 +26,8 @@ func TestParseHealthAddr(t *testing.T) {
 		{"70000", "", false},
 		{"-1", "", false},
 		{":70000", "", false},
+		{"+5", "", false},
+		{"+9000", "", false},
 	} {
 		got, err := ParseHealthAddr(tc.in)
 		if got != tc.want || (err == nil) != tc.ok {

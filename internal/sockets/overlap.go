@@ -118,8 +118,8 @@ func stdlibHostPort(addr string) (host string, ip net.IP, port int, err error) {
 	if err != nil {
 		return "", nil, 0, fmt.Errorf("address %s: %w", quote(addr), err)
 	}
-	port, err = strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
+	port, ok := parsePort(p)
+	if !ok {
 		return "", nil, 0, fmt.Errorf("address %s: port %s is not a number from 0 to 65535", quote(addr), quote(p))
 	}
 	if host == "localhost" {

@@ -141,8 +141,8 @@ func ParseSpec(raw string) (Spec, error) {
 	if err != nil {
 		return s, fmt.Errorf("address %s: %v; accepted: %s", quote(raw), strings.TrimPrefix(err.Error(), "address "+v+": "), Accepted)
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 || port == "" {
+	n, ok := parsePort(port)
+	if !ok {
 		return s, fmt.Errorf("address %s: port %s is not a number from 0 to 65535", quote(raw), quote(port))
 	}
 	if host != "" {
@@ -247,6 +247,16 @@ func bareport(v string) string {
 		return ":" + v // a sign is refused with the port's range
 	}
 	return v
+}
+
+// parsePort reads a port: digits only (strconv.Atoi would take "+80"),
+// from 0 to 65535.
+func parsePort(p string) (int, bool) {
+	if p == "" || len(p) > 5 || strings.Trim(p, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(p)
+	return n, err == nil && n <= 65535
 }
 
 // defaultName makes a name derived from a socket path fit what checkName

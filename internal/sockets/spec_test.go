@@ -65,6 +65,8 @@ func TestParseSpec(t *testing.T) {
 		{raw: "65536", wantErr: "not a number from 0 to 65535"},
 		{raw: ":-1", wantErr: "not a number from 0 to 65535"},
 		{raw: "-1", wantErr: "not a number from 0 to 65535"},
+		{raw: ":+80", wantErr: "not a number from 0 to 65535"},
+		{raw: "+80", wantErr: "not a number from 0 to 65535"},
 		{raw: ":99999999999999999999", wantErr: "not a number from 0 to 65535"},
 		{raw: ":http", wantErr: "not a number from 0 to 65535"},
 		{raw: "tcp://", wantErr: "missing port"},

@@ -364,12 +364,24 @@ func TestForkAppReloadStopsThenStarts(t *testing.T) {
 	if sigs := h.signals(old); len(sigs) != 1 {
 		t.Fatalf("old worker got %v", sigs)
 	}
+	// From the stop signal until the next worker is ready, the slot is
+	// paused on purpose: /readyz does not wait for it (the app's other
+	// workers, or the other apps, serve meanwhile).
+	paused := func(want int) {
+		t.Helper()
+		if got := h.snapshot().Apps[0].Paused; got != want {
+			t.Errorf("paused slots %d, want %d", got, want)
+		}
+	}
+	paused(1)
 	h.exit(0, old)
 	next := h.pid(0)
 	if next == old {
 		t.Fatal("not started again")
 	}
+	paused(1)
 	h.ready(next)
+	paused(0)
 	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
 		t.Errorf("reload %v", l)
 	}

@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -85,6 +86,13 @@ func (s *Supervisor) publish() {
 			as.MinReady = as.Instances
 		}
 		for _, sl := range a.slots {
+			// Paused: stopped for good, or a fork slot's reload or memory
+			// restart, from the old worker's stop signal until the new
+			// worker is ready (its replacing ends then; a cluster slot's
+			// old worker serves until its candidate is ready instead).
+			if !sl.retiring && (sl.state == status.Stopped || a.spec.ExecMode == appspec.Fork && sl.replacing != "" && sl.candidate == nil) {
+				as.Paused++
+			}
 			out := status.Slot{App: a.name, Index: sl.index, State: sl.state, Restarts: sl.restarts, LastExit: sl.lastExit}
 			first := len(workers)
 			add := func(w *worker) {

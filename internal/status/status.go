@@ -56,6 +56,12 @@ type App struct {
 	MinReady  int    `json:"min_ready"` // resolved count of ready workers required
 	Ready     int    `json:"ready"`     // ready workers now
 	Reload    Reload `json:"reload"`
+	// Paused counts the slots left without a worker on purpose: stopped
+	// for good by the restart policy (a one-shot task that ended), or
+	// stopped to be started again (a fork app's reload or memory restart,
+	// which cannot run two workers side by side). /readyz does not wait
+	// for them.
+	Paused int `json:"paused"`
 }
 
 // Listener is one socket gm2-init holds for its workers: bound at start
@@ -124,18 +130,6 @@ func (s *Snapshot) ErroredIn(app string) []int {
 		}
 	}
 	return out
-}
-
-// StoppedIn counts app's slots that are stopped: by their restart policy
-// (or the shutdown), never to be started again.
-func (s *Snapshot) StoppedIn(app string) int {
-	n := 0
-	for _, sl := range s.Slots {
-		if sl.App == app && sl.State == Stopped {
-			n++
-		}
-	}
-	return n
 }
 
 // ErroredSlots lists the slots that crash-looped past --max-restarts, by
