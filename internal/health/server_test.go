@@ -840,6 +840,7 @@ func TestSeveralAppsStatusAndMetrics(t *testing.T) {
 			Instances    int           `json:"instances"`
 			MinReady     int           `json:"min_ready"`
 			ReadyWorkers int           `json:"ready_workers"`
+			Paused       int           `json:"paused"`
 			Errored      []int         `json:"errored_slots"`
 			Reload       status.Reload `json:"reload"`
 		} `json:"apps"`
@@ -865,6 +866,9 @@ func TestSeveralAppsStatusAndMetrics(t *testing.T) {
 	}
 	if crash.Name != "crash" || crash.ReadyWorkers != 0 || len(crash.Errored) != 1 || crash.Errored[0] != 0 {
 		t.Errorf("crash %+v", crash)
+	}
+	if migrate := v.Apps[2]; migrate.Name != "migrate" || migrate.Paused != 1 || api.Paused != 0 {
+		t.Errorf("paused: migrate %+v, api %+v", migrate, api)
 	}
 	m := get(t, base+"/metrics").body
 	for _, want := range []string{

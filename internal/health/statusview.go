@@ -43,6 +43,7 @@ type appView struct {
 	Instances    int           `json:"instances"`
 	MinReady     int           `json:"min_ready"`
 	ReadyWorkers int           `json:"ready_workers"`
+	Paused       int           `json:"paused"`
 	Errored      []int         `json:"errored_slots"`
 	Reload       status.Reload `json:"reload"`
 }
@@ -165,7 +166,7 @@ func buildStatusView(snap *status.Snapshot, now time.Time, trees map[int]procfs.
 		if errored == nil {
 			errored = []int{}
 		}
-		v.Apps = append(v.Apps, appView{Name: a.Name, Instances: a.Instances, MinReady: a.MinReady, ReadyWorkers: a.Ready, Errored: errored, Reload: a.Reload})
+		v.Apps = append(v.Apps, appView{Name: a.Name, Instances: a.Instances, MinReady: a.MinReady, ReadyWorkers: a.Ready, Paused: a.Paused, Errored: errored, Reload: a.Reload})
 	}
 	v.Listeners = snap.Listeners
 	if v.Listeners == nil {
