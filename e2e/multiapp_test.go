@@ -292,3 +292,38 @@ func TestMultiAppReadinessPerApp(t *testing.T) {
 		})
 	}
 }
+
+// A fork app's reload stops its one worker, then starts the next: the app
+// has no ready worker meanwhile, on purpose, and /readyz stays 200 while
+// the cluster app serves (it failed for the whole stop and start of every
+// kill -HUP 1 once each app was held to its own min_ready).
+func TestMultiAppForkReloadKeepsReadiness(t *testing.T) {
+	needNode(t)
+	dir := t.TempDir()
+	job := "trap 'sleep 0.5; exit 0' TERM\nwhile :; do sleep 0.1; done\n"
+	if err := os.WriteFile(filepath.Join(dir, "job.sh"), []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	apps := fmt.Sprintf(`{"apps": [{"name": "web", "script": %q, "instances": 2, "env": {"PORT": "%d"}},
+		{"name": "job", "script": "job.sh", "interpreter": "sh", "exec_mode": "fork"}]}`, repoPath(t, "e2e/testdata/node/info.js"), port)
+	if err := os.WriteFile(filepath.Join(dir, "apps.json"), []byte(apps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := startInitIn(t, dir, nil, "--config", "apps.json", "--health-addr", "127.0.0.1:0")
+	health := in.HealthAddr()
+	in.WaitReady(3, nodeTimeout)
+	waitHTTP(t, health, "/readyz", 200, 10*time.Second)
+	probes := startProbeLoop(health, 2*time.Minute)
+	in.Signal(syscall.SIGHUP)
+	for _, app := range []string{"web", "job"} {
+		l, _ := in.WaitLog(nodeTimeout, 0, "reload finished", func(l logLine) bool { return l.Str("app") == app })
+		if l.Str("result") != "ok" {
+			t.Errorf("reload of %s: %s", app, l.Str("result"))
+		}
+	}
+	n, failures, bad := probes.stop()
+	if failures != 0 || n < 5 {
+		t.Errorf("%d of %d probes failed during the reload: %v", failures, n, bad)
+	}
+}
