@@ -199,13 +199,20 @@ type warning struct {
 }
 
 // startWarnings are what the configuration, the CPU count and the process file
-// warn about, in the order a start logs them (logWarnings): cfg.Warnings
-// first. --dry-run lists the same lines, with memoryWarnings'.
+// warn about, in the order a start logs them (logWarnings): cfg.Warnings,
+// then planWarnings.
 func (p *plan) startWarnings(cfg *config.Config, cpu cpus.Result) []warning {
 	var out []warning
 	for _, w := range cfg.Warnings {
 		out = append(out, warning{msg: w})
 	}
+	return append(out, p.planWarnings(cpu)...)
+}
+
+// planWarnings are the CPU detection's and the process file's warnings:
+// what a start logs besides cfg.Warnings (which --dry-run lists itself).
+func (p *plan) planWarnings(cpu cpus.Result) []warning {
+	var out []warning
 	for _, w := range cpu.Warnings {
 		out = append(out, warning{msg: w, component: "cpus"})
 	}
@@ -230,11 +237,11 @@ func logWarnings(log zerolog.Logger, ws []warning, cpu cpus.Result) {
 }
 
 // dryRunPlan is the plan as --dry-run shows it, with every warning a start
-// would log about the configuration: ws (startWarnings) without
-// cfg.Warnings, which config adds itself, then the memory limit's.
-func (p *plan) dryRunPlan(cfg *config.Config, ws []warning, lim cgroup.MemoryLimit, inherited []*sockets.Listener) config.Plan {
+// would log about the configuration besides cfg.Warnings, which config
+// adds itself: planWarnings, then the memory limit's.
+func (p *plan) dryRunPlan(cpu cpus.Result, lim cgroup.MemoryLimit, inherited []*sockets.Listener) config.Plan {
 	out := config.Plan{Apps: p.runApps(), Inherited: inherited, Split: p.explain}
-	for _, w := range append(ws[len(cfg.Warnings):len(ws):len(ws)], p.memoryWarnings(lim)...) {
+	for _, w := range append(p.planWarnings(cpu), p.memoryWarnings(lim)...) {
 		out.Warnings = append(out.Warnings, w.msg)
 	}
 	return out
@@ -312,8 +319,10 @@ func nodeOptions(appEnv []string, inherited string) string {
 // more than it (memoryWarnings).
 func logMemoryBudget(log zerolog.Logger, p *plan, lim cgroup.MemoryLimit) {
 	ws := p.memoryWarnings(lim)
-	for _, w := range ws[:len(lim.Warnings)] {
-		log.Warn().Str("component", w.component).Msg(w.msg)
+	for _, w := range ws {
+		if w.component != "" { // the limit's reading's
+			log.Warn().Str("component", w.component).Msg(w.msg)
+		}
 	}
 	sum := p.memoryLimitSum()
 	ev := log.Info().Str("source", lim.Source).Int("instances", p.total())
@@ -324,7 +333,10 @@ func logMemoryBudget(log zerolog.Logger, p *plan, lim cgroup.MemoryLimit) {
 		ev = ev.Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62))))
 	}
 	ev.Msg("memory limit")
-	for _, w := range ws[len(lim.Warnings):] {
+	for _, w := range ws {
+		if w.component != "" {
+			continue
+		}
 		log.Warn().Str("workers_limit_sum", bytesize.Format(int64(min(sum, 1<<62)))).Str("container_limit", bytesize.Format(int64(min(lim.Bytes, 1<<62)))).
 			Msg(w.msg)
 	}

@@ -248,7 +248,7 @@ func TestDryRunPlanWarnings(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := cfg.WriteDryRun(&out, "v", cpu, p.dryRunPlan(cfg, ws, lim, nil)); err != nil {
+	if err := cfg.WriteDryRun(&out, "v", cpu, p.dryRunPlan(cpu, lim, nil)); err != nil {
 		t.Fatal(err)
 	}
 	var dry struct{ Warnings []string }

@@ -167,7 +167,7 @@ func run() int {
 	memLimit := cgroup.ReadMemoryLimitSystem()
 	if cfg.DryRun {
 		logWarnings(log, warnings, cpu)
-		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.dryRunPlan(cfg, warnings, memLimit, up.inherited)); err != nil {
+		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.dryRunPlan(cpu, memLimit, up.inherited)); err != nil {
 			return fail(exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
