@@ -80,11 +80,7 @@ type Global struct {
 
 // Source names where the option with this long name got its value, for
 // messages about it: "-i/--instances", "GM2_INSTANCES" or "--instances
-// default". main uses it for errors found later (a bind error). Not
-// inlined: it is called in a dozen places, and the binary's size has a
-// budget (e2e/size_test.go).
-//
-//go:noinline
+// default". main uses it for errors found later (a bind error).
 func (c *Config) Source(long string) string {
 	if s, ok := c.sources[long]; ok {
 		return s

@@ -224,10 +224,7 @@ func (s Spec) longerName(step int) string {
 }
 
 // clashing marks the listeners with a derived name that another listener
-// of specs has too. (Not inlined: UniqueNames calls it three times, and
-// the binary's size has a budget.)
-//
-//go:noinline
+// of specs has too.
 func clashing(specs []Spec) []bool {
 	out := make([]bool, len(specs))
 	for i, a := range specs {
