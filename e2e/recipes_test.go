@@ -46,7 +46,7 @@ type recipeSetup struct {
 // recipeSetups is keyed by the README's command column, exactly. A README
 // row without a setup fails the test, and so does a setup without a row.
 var recipeSetups = map[string]recipeSetup{
-	"gunicorn app:app": {
+	"gunicorn --preload app:app": {
 		dir: "e2e/testdata/recipes/wsgi", tools: []string{"gunicorn"}, pkgs: "gunicorn python3-gunicorn",
 	},
 	"uvicorn --fd 3 app:app": {
@@ -69,7 +69,7 @@ var recipeSetups = map[string]recipeSetup{
 	"node fd3-server.js": {
 		dir: "e2e/testdata/recipes/node", tools: []string{"node"}, pkgs: "nodejs",
 	},
-	"sh -c 'exec gunicorn app:app'": {
+	"sh -c 'exec gunicorn --preload app:app'": {
 		dir: "e2e/testdata/recipes/wsgi", tools: []string{"sh", "gunicorn"}, pkgs: "gunicorn python3-gunicorn",
 	},
 }
@@ -435,4 +435,48 @@ func TestParseRecipes(t *testing.T) {
 			t.Errorf("parseRecipes(%q): no error", bad)
 		}
 	}
+}
+
+// TestGunicornBrokenReloadKeepsOldWorkers: the README's gunicorn recipe
+// with a new version that fails to import. With --preload, gunicorn's
+// master imports the app before it sends READY=1, so the replacement dies
+// unready, the reload fails, and the old workers keep serving. (Without
+// --preload the master said READY=1 at once, the reload passed, and every
+// request failed once the old workers were gone.)
+func TestGunicornBrokenReloadKeepsOldWorkers(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "gunicorn", "gunicorn python3-gunicorn")
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("testdata", "recipes", "wsgi", "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := filepath.Join(dir, "app.py")
+	if err := os.WriteFile(app, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := startInitIn(t, dir, nil, "--health-addr", "off", "--listen", "127.0.0.1:0", "-i", "2", "--max-restarts", "1",
+		"--wait-ready", "--", "gunicorn", "--preload", "app:app")
+	addr := in.Addr("")
+	in.WaitReady(2, 30*time.Second)
+	before := workerPids(in)
+	if err := os.WriteFile(app, append(src, "raise RuntimeError('new version is broken')\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := in.reload(0)
+	if !strings.HasPrefix(l.Str("result"), "failed") {
+		t.Errorf("reload of a version that cannot import: %q, want failed", l.Str("result"))
+	}
+	for range 10 {
+		code, body, err := httpGet(addr, "/")
+		if err != nil || code != 200 {
+			t.Fatalf("after the failed reload: %d %q %v", code, body, err)
+		}
+		var pid, ppid int
+		_, err = fmt.Sscanf(body, "pid %d ppid %d", &pid, &ppid)
+		if _, old := before[ppid]; err != nil || !old {
+			t.Errorf("answered by %q: want a worker of gunicorn %v, from before the reload", body, before)
+		}
+	}
+	in.AllowUncleanStops()
 }

@@ -155,6 +155,17 @@ func bindInet(s Spec) (*Listener, error) {
 			return nil, &BindError{Spec: s, Err: fmt.Errorf("set SO_REUSEADDR: %w", err)}
 		}
 	}
+	if typ == unix.SOCK_STREAM {
+		// Accepted connections inherit TCP_NODELAY from the listener.
+		// Go, Node and gunicorn set it on every connection themselves; a
+		// server that takes a passed socket for a unix one does not, and
+		// Nagle's algorithm then meets the client's delayed ACK: about
+		// 40 ms on every keep-alive response (uvicorn --fd 3, which wraps
+		// the descriptor as AF_UNIX).
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			return nil, &BindError{Spec: s, Err: fmt.Errorf("set TCP_NODELAY: %w", err)}
+		}
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return nil, &BindError{Spec: s, Err: explain(err)}
 	}

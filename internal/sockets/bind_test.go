@@ -634,3 +634,36 @@ func TestBindErrorFormat(t *testing.T) {
 		t.Error("BindError does not unwrap")
 	}
 }
+
+// A TCP listener has TCP_NODELAY, and the connections accepted from it
+// inherit it: a worker that never sets it (uvicorn --fd 3 takes the socket
+// for a unix one) answers keep-alive requests without Nagle's 40 ms.
+func TestBindTCPNoDelayInherited(t *testing.T) {
+	l := mustBind(t, mustSpec(t, "127.0.0.1:0"))[0]
+	nodelay := func(fd int) int {
+		t.Helper()
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := nodelay(int(l.File.Fd())); v == 0 {
+		t.Fatal("listener without TCP_NODELAY")
+	}
+	c, err := net.Dial("tcp", l.Bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A blocking accept(2), as a worker's server does on the passed fd:
+	// the connection is queued already.
+	nfd, _, err := unix.Accept(int(l.File.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(nfd)
+	if v := nodelay(nfd); v == 0 {
+		t.Error("accepted connection without TCP_NODELAY: the kernel did not pass it on")
+	}
+}
