@@ -318,7 +318,7 @@ var readmeInventory = []readmeCommand{
 	// PID 1 duties, benchmarks, design notes, layout.
 	{text: "docker run --init", note: "Docker's spelling of podman run --init beside it (TestPodmanStop)"},
 	{text: "exec 7<file", note: "fragment: what a wrapper may do"},
-	{text: "exec 7</etc/hostname; gm2-init -- sh -c 'ls -l /proc/self/fd'", tests: []string{"TestReadmeNoInheritedDescriptor"}},
+	{text: "exec 7</etc/hostname; gm2-init --restart never -- sh -c 'ls -l /proc/self/fd'", tests: []string{"TestReadmeNoInheritedDescriptor"}},
 	{text: "bench/run --quick --only scale --md -", tests: []string{"TestReadmeBenchCommand"}},
 	{text: "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'", tests: []string{"TestReadmeDesignNotesCommands"}, note: "in a copy of the tree (it writes ./gm2-init)"},
 	{text: "go list -deps", tests: []string{"TestReadmeDesignNotesCommands"}},

@@ -157,7 +157,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 
 	e.gauge("gm2_shutting_down", "1 once gm2-init has begun shutting down (/readyz fails from then on).", formatBool(snap.ShuttingDown))
 	e.gauge("gm2_reload_in_progress", "1 while a rolling reload runs.", formatBool(snap.Reload.InProgress))
-	e.gauge("gm2_reload_generation", "Generation of the last rolling reload pass (0 before the first).", formatUint(snap.Reload.Generation))
+	e.gauge("gm2_reload_generation", "Rolling reload passes so far, the apps' added up (0 before the first; gm2_app_reload_generation per app).", formatUint(snap.Reload.Generation))
 
 	e.counter("gm2_restarts_total", "Worker restarts after an exit, since gm2-init started.", formatUint(snap.Counters.Restarts))
 	e.family("gm2_reloads_total", "counter", "Rolling reloads by result.")

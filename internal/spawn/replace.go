@@ -281,7 +281,11 @@ func (s *Supervisor) finishReload(a *app) {
 	}
 	s.counters.Reloads[result]++
 	ev := s.log.Info()
-	if result != "ok" {
+	switch {
+	case s.down.active:
+		// A reload the shutdown cut short was asked to end: no error.
+		ev = s.log.Warn()
+	case result != "ok":
 		ev = s.log.Error()
 	}
 	ev.Str("app", a.name).Uint64("generation", r.generation).Str("result", r.lastResult).
