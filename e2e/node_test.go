@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -332,13 +331,8 @@ func TestNodeUDP(t *testing.T) {
 	checkReadyByPreload(t, in)
 	workers := workerPids(in)
 
-	// At least n datagrams, and more (up to 10 n) until both workers have
-	// answered: which worker the kernel wakes for a datagram is its
-	// choice, and a loaded machine may let one of them win hundreds in a
-	// row (1 run in 23 under CI-like load).
 	const n = 300
 	seen := map[int]int{}
-	var sent atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -355,16 +349,7 @@ func TestNodeUDP(t *testing.T) {
 			}
 			defer conn.Close()
 			buf := make([]byte, 64)
-			for i := 0; i < 10*n/4; i++ {
-				if i >= n/4 {
-					mu.Lock()
-					both := len(seen) >= 2
-					mu.Unlock()
-					if both {
-						break
-					}
-				}
-				sent.Add(1)
+			for i := 0; i < n/4; i++ {
 				if _, err := conn.Write([]byte("ping " + strconv.Itoa(i))); err != nil {
 					errs <- err
 					return
@@ -398,12 +383,16 @@ func TestNodeUDP(t *testing.T) {
 			t.Errorf("answer from pid %d, not a worker (%v)", pid, workers)
 		}
 	}
-	if total != int(sent.Load()) {
-		t.Errorf("%d of %d datagrams answered", total, sent.Load())
+	if total != n {
+		t.Errorf("%d of %d datagrams answered", total, n)
 	}
-	if len(seen) != 2 {
-		t.Errorf("answers by pid %v, want both workers", seen)
-	}
+	// Which worker reads a datagram is the scheduler's choice: a loaded
+	// machine let one win all 300 (1 full-suite run in 26). That both
+	// read the socket is proven as TestZeroConfigUDP does: each answers
+	// while the other is stopped.
+	t.Logf("answers by pid under load: %v", seen)
+	z := &zc{t: t, in: in}
+	z.eachServes(z.workers(2), false, func() int { return z.askUDP(addr) })
 	stopClean(t, in)
 	checkCleanExits(t, in, 2)
 }
