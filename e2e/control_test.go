@@ -27,12 +27,7 @@ var controlinit struct {
 func buildControlInit(t *testing.T) string {
 	t.Helper()
 	controlinit.once.Do(func() {
-		dir, err := os.MkdirTemp("", "gm2-controlinit-")
-		if err != nil {
-			controlinit.err = err
-			return
-		}
-		controlinit.path = filepath.Join(dir, "controlinit")
+		controlinit.path = filepath.Join(bins.dir, "controlinit")
 		cmd := exec.Command("go", "build", "-o", controlinit.path, "./controlinit")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -32,9 +32,10 @@ import (
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
-// Binaries built once by TestMain.
+// Binaries built once by TestMain, in dir (removed when the tests end;
+// binaries built later by a test go there too).
 var bins struct {
-	init, worker, goapp string
+	dir, init, worker, goapp string
 }
 
 func TestMain(m *testing.M) {
@@ -43,6 +44,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	bins.dir = dir
 	bins.init = filepath.Join(dir, "gm2-init")
 	bins.worker = filepath.Join(dir, "testworker")
 	bins.goapp = filepath.Join(dir, "goapp")
@@ -168,6 +170,9 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 	go in.readLog(stderr)
 	t.Cleanup(func() {
 		if !in.hasExited() {
+			// A gm2-init killed cannot remove its notify socket's
+			// directory: its workers tell where it is.
+			notifyDirs := in.notifyDirs()
 			// SIGKILL to PID 1 of the namespace ends every process in it;
 			// unshare then exits.
 			if in.Pid > 0 {
@@ -175,6 +180,9 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 			}
 			cmd.Process.Kill()
 			in.Wait(10 * time.Second)
+			for _, d := range notifyDirs {
+				os.RemoveAll(d)
+			}
 		}
 		in.removePreloadDirs()
 		if strings.Contains(in.rawLog(), "WARNING: DATA RACE") {
@@ -505,6 +513,23 @@ func runRejected(t *testing.T, args, env []string) (code int, stdout, stderr str
 // removePreloadDirs removes the directories of the preload files the log
 // names: a gm2-init the cleanup killed could not, and each would stay in
 // the machine's /dev/shm.
+// notifyDirs returns the directories of the notify sockets gm2-init gave
+// its live workers (NOTIFY_SOCKET=DIR/notify.sock, DIR named gm2-init-N).
+func (in *Init) notifyDirs() []string {
+	var out []string
+	if in.Pid <= 0 {
+		return nil
+	}
+	for _, w := range childrenOf(in.Pid) {
+		v, ok, err := procfs.EnvValue("/proc", w, "NOTIFY_SOCKET")
+		if dir := filepath.Dir(v); err == nil && ok && filepath.Base(v) == "notify.sock" &&
+			strings.HasPrefix(filepath.Base(dir), "gm2-init-") && !slices.Contains(out, dir) {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
 func (in *Init) removePreloadDirs() {
 	for _, l := range in.Lines() {
 		if l.Msg() != "node preload" {
