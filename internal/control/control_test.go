@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs/procfstest"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -159,22 +159,7 @@ func (s *syncBuffer) String() string {
 func fakeProcRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	pid := 101
-	dir := filepath.Join(root, strconv.Itoa(pid))
-	for _, d := range []string{"fd", "task/" + strconv.Itoa(pid)} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
-	// majflt cmajflt utime stime cutime cstime priority nice threads
-	// itrealvalue starttime vsize rss
-	stat := fmt.Sprintf("%d (node) S 1 %d %d 0 -1 0 0 0 0 0 1200 35 0 0 20 0 7 0 10 1000 %d\n", pid, pid, pid, fakeRSSPages)
-	for name, data := range map[string]string{"stat": stat, "task/" + strconv.Itoa(pid) + "/children": ""} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	procfstest.Write(t, root, procfstest.Proc{Pid: 101, Comm: "node", UTime: 1200, STime: 35, Threads: 7, RSSPages: fakeRSSPages})
 	return root
 }
 

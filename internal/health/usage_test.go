@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/procfs"
+	"github.com/gm2-init/gm2-init/internal/procfs/procfstest"
 	"github.com/gm2-init/gm2-init/internal/procoracle"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -225,18 +225,7 @@ func TestStatusUsageFields(t *testing.T) {
 // fakeStat writes a fake /proc/<pid> with a stat line and no children.
 func fakeStat(t *testing.T, root string, pid int, rssPages int) {
 	t.Helper()
-	dir := filepath.Join(root, strconv.Itoa(pid))
-	for _, d := range []string{"fd", "task/" + strconv.Itoa(pid)} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stat := fmt.Sprintf("%d (w) S 1 %d %d 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 10 1000 %d\n", pid, pid, pid, rssPages)
-	for name, data := range map[string]string{"stat": stat, "task/" + strconv.Itoa(pid) + "/children": ""} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	procfstest.Write(t, root, procfstest.Proc{Pid: pid, Comm: "w", UTime: 5, STime: 5, Threads: 1, RSSPages: rssPages})
 }
 
 // TestUsageReaderReuse: reads of the same workers within maxAge share one
