@@ -268,7 +268,7 @@ func (s *Server) handleMetrics(ctx context.Context) reply {
 		}
 	}
 	snap := s.snapshot()
-	trees := s.usage.read(ctx, snap)
+	trees := s.status.usage.read(ctx, snap)
 	var e exposition
 	writeMetrics(&e, snap, trees, u, s.procStart)
 	if s.queues != nil {

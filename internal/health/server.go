@@ -107,10 +107,9 @@ type Server struct {
 	// procStart is gm2-init's start time in Unix seconds, read once at
 	// Listen because it cannot change; 0 when /proc could not tell.
 	procStart float64
-	// status is the /status document; usage, its reader of the
-	// workers' process trees, serves /metrics as well.
+	// status is the /status document; its reader of the workers'
+	// process trees (status.usage) serves /metrics as well.
 	status *StatusDocument
-	usage  *usageReader
 
 	// probeState remembers the last outcome of each probe so that only
 	// transitions are logged: the kubelet probes every few seconds and a
@@ -194,7 +193,6 @@ func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cf
 	if s.status == nil {
 		s.status = NewStatusDocument(s.snapshot, opts.procRoot)
 	}
-	s.usage = s.status.usage
 	s.queues = newQueueWatch(cfg, logger)
 	if s.queues != nil && s.queues.timeout > 0 {
 		s.readyz = append(s.readyz, check{name: "listener-queue", run: func(ctx context.Context, _ func() *status.Snapshot) error {
