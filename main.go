@@ -313,11 +313,23 @@ func newLogger(cfg *config.Config) zerolog.Logger {
 	if cfg.LogFormat == "console" {
 		// Colour codes only for a terminal: in a log file or a
 		// collector they are noise.
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: logTimeLayout, NoColor: !isTerminal(os.Stderr)})
 	} else {
 		l = zerolog.New(os.Stderr)
 	}
-	return l.Level(cfg.LogLevel).With().Timestamp().Str("logger", "gm2-init").Logger()
+	return l.Level(cfg.LogLevel).With().Str("logger", "gm2-init").Logger().Hook(logTime{})
+}
+
+// logTimeLayout is RFC 3339 to the millisecond: the steps of a reload or a
+// restart fall within one second, and zerolog's own Timestamp cuts to the
+// second (its layout is a package variable of zerolog's, left alone).
+const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// logTime stamps every line with its time, as "time".
+type logTime struct{}
+
+func (logTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().Format(logTimeLayout))
 }
 
 // fail writes msg as gm2-init's one line on stderr and returns status.

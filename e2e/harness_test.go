@@ -510,9 +510,6 @@ func runRejected(t *testing.T, args, env []string) (code int, stdout, stderr str
 	return code, out.String(), errb.String()
 }
 
-// removePreloadDirs removes the directories of the preload files the log
-// names: a gm2-init the cleanup killed could not, and each would stay in
-// the machine's /dev/shm.
 // notifyDirs returns the directories of the notify sockets gm2-init gave
 // its live workers (NOTIFY_SOCKET=DIR/notify.sock, DIR named gm2-init-N).
 func (in *Init) notifyDirs() []string {
@@ -530,6 +527,9 @@ func (in *Init) notifyDirs() []string {
 	return out
 }
 
+// removePreloadDirs removes the directories of the preload files the log
+// names: a gm2-init the cleanup killed could not, and each would stay in
+// the machine's /dev/shm.
 func (in *Init) removePreloadDirs() {
 	for _, l := range in.Lines() {
 		if l.Msg() != "node preload" {

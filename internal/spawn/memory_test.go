@@ -138,12 +138,13 @@ func TestFailedMemoryReplacementKeepsTheOld(t *testing.T) {
 	old := h.pid(0)
 	h.sys.procs[old].memory = 1 << 30
 	h.advance(30 * time.Second)
-	h.exit(1, h.candidatePid(0))
+	cand := h.candidatePid(0)
+	h.exit(1, cand)
 	if h.pid(0) != old || len(h.signals(old)) != 0 {
 		t.Fatal("old worker touched")
 	}
-	if h.count("memory replacement failed before ready; the old worker keeps serving") != 1 {
-		t.Error("not logged")
+	if l := h.lines("memory replacement failed before ready; the old worker keeps serving"); len(l) != 1 || l[0]["pid"] != float64(cand) {
+		t.Errorf("logged %v, want one line naming pid %d", l, cand)
 	}
 	h.advance(30 * time.Second)
 	if h.slot(0).candidate != nil {

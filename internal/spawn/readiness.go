@@ -72,7 +72,7 @@ func (s *Supervisor) onListenTimeout(w *worker) {
 		s.log.Warn().Str("app", sl.app.name).Int("slot", sl.index).Int("pid", w.pid).Str("listen_timeout", dur(a.ListenTimeout)).
 			Msg("replacement worker did not report ready in time; the old worker keeps serving")
 		s.stop(w, "not ready within --listen-timeout")
-		s.replacementFailed(sl, "not ready within --listen-timeout")
+		s.replacementFailed(sl, w.pid, "not ready within --listen-timeout")
 		return
 	}
 	if s.markReady(w, "listen-timeout") {
@@ -84,7 +84,7 @@ func (s *Supervisor) onListenTimeout(w *worker) {
 	if sl.candidate == w && s.sys.CheckPorts(w.proc, a.Listeners).HoldsNone {
 		// It will not serve the passed sockets: the replacement failed.
 		s.stop(w, "holds none of the passed sockets")
-		s.replacementFailed(sl, "holds none of the passed sockets")
+		s.replacementFailed(sl, w.pid, "holds none of the passed sockets")
 	}
 }
 

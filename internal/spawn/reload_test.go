@@ -113,9 +113,13 @@ func TestCandidateCrashIsRetriedAndTheOldKeepsServing(t *testing.T) {
 	h.startAll()
 	old := h.pid(0)
 	h.signal(sigHUP)
-	h.exit(1, h.candidatePid(0))
+	cand := h.candidatePid(0)
+	h.exit(1, cand)
 	if h.slot(0).current.pid != old || len(h.signals(old)) != 0 {
 		t.Fatal("the old worker was touched after its replacement crashed")
+	}
+	if l := h.lines("replacement worker failed before ready; the old one keeps serving"); len(l) != 1 || l[0]["pid"] != float64(cand) {
+		t.Errorf("logged %v, want one line naming pid %d", l, cand)
 	}
 	h.advance(100 * time.Millisecond) // retry
 	h.ready(h.candidatePid(0))

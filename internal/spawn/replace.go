@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
@@ -137,7 +139,7 @@ func (s *Supervisor) startReplacement(sl *slot, kind string) {
 	w, err := s.startWorker(sl)
 	if err != nil {
 		s.log.Error().Err(err).Str("app", sl.app.name).Int("slot", sl.index).Msg("cannot start replacement worker")
-		s.replacementFailed(sl, "start failed: "+err.Error())
+		s.replacementFailed(sl, 0, "start failed: "+err.Error())
 		return
 	}
 	sl.candidate = w
@@ -200,7 +202,7 @@ func (s *Supervisor) replacementEnded(sl *slot, kind string, ok bool) {
 // timed out before it was ready: the old worker keeps serving; a reload
 // retries with backoff and, after --max-restarts attempts, gives up the
 // pass; a memory replacement waits for a later check.
-func (s *Supervisor) replacementFailed(sl *slot, why string) {
+func (s *Supervisor) replacementFailed(sl *slot, pid int, why string) {
 	a := sl.app
 	r := &a.reload
 	kind := sl.replacing
@@ -223,7 +225,7 @@ func (s *Supervisor) replacementFailed(sl *slot, why string) {
 		// The old worker is gone too (it crashed meanwhile): nothing keeps
 		// serving, so the slot restarts at once, as after any crash, and
 		// the pass goes on with the other slots.
-		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Msg("replacement worker failed before ready and the old one is gone; restarting the slot")
+		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Func(withPid(pid)).Str("exit", why).Msg("replacement worker failed before ready and the old one is gone; restarting the slot")
 		giveUp()
 		s.afterExit(sl, nil, 1, why)
 		s.pumpReload(a)
@@ -232,19 +234,19 @@ func (s *Supervisor) replacementFailed(sl *slot, why string) {
 		giveUp()
 		sl.memFailures++
 		sl.memNotBefore = s.clock.Now().Add(s.opt.MemoryCheckInterval << min(sl.memFailures, 5))
-		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Msg("memory replacement failed before ready; the old worker keeps serving")
+		s.log.Warn().Str("app", a.name).Int("slot", sl.index).Func(withPid(pid)).Str("exit", why).Msg("memory replacement failed before ready; the old worker keeps serving")
 		return
 	case sl.replaceAttempts > a.spec.MaxRestarts:
 		giveUp()
 		r.abandoned = "slot " + strconv.Itoa(sl.index) + ": replacement never became ready (" + why + ")"
 		r.queue = nil
-		s.log.Error().Str("app", a.name).Int("slot", sl.index).Int("attempts", sl.replaceAttempts).Str("last_exit", why).
+		s.log.Error().Str("app", a.name).Int("slot", sl.index).Func(withPid(pid)).Int("attempts", sl.replaceAttempts).Str("last_exit", why).
 			Msg("reload abandoned: the new version does not start; the old workers keep serving")
 		s.pumpReload(a)
 		return
 	}
 	d := backoff(sl.replaceAttempts)
-	s.log.Warn().Str("app", a.name).Int("slot", sl.index).Str("exit", why).Str("retry_in", dur(d)).Msg("replacement worker failed before ready; the old one keeps serving")
+	s.log.Warn().Str("app", a.name).Int("slot", sl.index).Func(withPid(pid)).Str("exit", why).Str("retry_in", dur(d)).Msg("replacement worker failed before ready; the old one keeps serving")
 	sl.replaceRetry = s.clock.AfterFunc(d, func() { s.onReplaceRetry(sl) })
 }
 
@@ -385,6 +387,16 @@ func (s *Supervisor) onMemoryCheck() {
 			s.log.Warn().Str("app", a.name).Int("slot", sl.index).Int("pid", w.pid).Int64("rss_bytes", rss).Int64("limit_bytes", limit).
 				Msg("worker over --max-memory-restart; replacing it (new worker first, then the old one stops)")
 			s.startReplacement(sl, replaceMemory)
+		}
+	}
+}
+
+// withPid adds the pid of the worker a line is about, when there is one: a
+// replacement that could not even be started has none.
+func withPid(pid int) func(*zerolog.Event) {
+	return func(e *zerolog.Event) {
+		if pid > 0 {
+			e.Int("pid", pid)
 		}
 	}
 }

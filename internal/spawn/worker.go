@@ -289,7 +289,7 @@ func (s *Supervisor) onWorkerExit(w *worker, e reaper.Exit) {
 		}
 	case sl.candidate == w:
 		sl.candidate = nil
-		s.replacementFailed(sl, e.String())
+		s.replacementFailed(sl, w.pid, e.String())
 	case sl.current == w:
 		sl.current = nil
 		if sl.candidate != nil {
