@@ -189,9 +189,6 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		}
 		env["PORT"] = strconv.Itoa(n)
 	}
-	for _, k := range sortedKeys(env) {
-		a.Env = append(a.Env, k+"="+env[k])
-	}
 
 	if v, ok := keys["wait_ready"]; ok {
 		if a.WaitReady, err = asBool(v); err != nil {
@@ -276,6 +273,16 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 			return a, false, fail("instance_var", err)
 		}
 		a.InstanceVar = s
+	}
+	// gm2-init sets these for every worker, and instance_var's variable:
+	// a value of the file's would hide the real one (of two equal names in
+	// an environment, the first wins), so it is dropped, with a warning.
+	for _, k := range sortedKeys(env) {
+		if appspec.IsWorkerEnvKey(k) || k == a.InstanceVar {
+			l.warn("env", id, k+" is set by gm2-init for each worker; the file's value is ignored")
+			continue
+		}
+		a.Env = append(a.Env, k+"="+env[k])
 	}
 	if v, ok := keys["listen"]; ok {
 		if a.Listen, err = asListen(v); err != nil {

@@ -446,3 +446,31 @@ func TestShortTimeoutWarned(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A variable gm2-init sets for every worker (the slot, the notify socket,
+// the passed sockets) or instance_var's is dropped from a file's env and
+// env_NAME, with a warning: the worker gets gm2-init's value.
+func TestWorkerVariablesInEnvDropped(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "api", "script": "api.js", "instances": 2, "instance_var": "INSTANCE_ID",
+  "env": {"NODE_APP_INSTANCE": "0", "NOTIFY_SOCKET": "/run/elsewhere.sock", "KEEP": "1"},
+  "env_prod": {"INSTANCE_ID": "x", "LISTEN_FDS": "9"}}]}`)
+	apps, warnings, err := Load("p.json", template, Options{Env: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 1 || !slices.Equal(apps[0].Env, []string{"KEEP=1"}) {
+		t.Fatalf("apps %+v, want one with env KEEP=1 only", apps)
+	}
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.String())
+	}
+	var want []string
+	for _, k := range []string{"INSTANCE_ID", "LISTEN_FDS", "NODE_APP_INSTANCE", "NOTIFY_SOCKET"} {
+		want = append(want, `env (app "api"): `+k+` is set by gm2-init for each worker; the file's value is ignored`)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

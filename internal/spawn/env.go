@@ -49,13 +49,17 @@ func (l Layout) NeedsShim() bool { return len(l.Listeners) > 0 || l.PreloadFD !=
 
 // appBaseEnv is the environment shared by every worker of an app: the
 // inherited one without the per-worker variables, the app's own variables
-// on top, then the listeners, the preload and NOTIFY_SOCKET.
+// on top, then the listeners, the preload and NOTIFY_SOCKET. Every name
+// appears once.
 func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 	drop := map[string]bool{}
 	// The variables gm2-init sets per worker (appspec.WorkerEnvKeys):
 	// inherited values of them (from a parent init, a shell) go first.
 	for _, k := range appspec.WorkerEnvKeys() {
 		drop[k] = true
+	}
+	if a.InstanceVar != "" {
+		drop[a.InstanceVar] = true
 	}
 	// The preload's variables replace those of the inherited environment
 	// and of the app's own: its NODE_OPTIONS holds theirs already, with
@@ -68,20 +72,23 @@ func appBaseEnv(inherited []string, a *App, notifyEnv string) []string {
 			preloaded[k] = true
 		}
 	}
+	// The app's own variables replace the inherited ones, except those
+	// gm2-init sets (a process file's loader warns of them): of two equal
+	// names in an environment the first wins, which would hide gm2-init's.
+	own := map[string]bool{}
 	for _, kv := range a.Env {
 		k, _, _ := strings.Cut(kv, "=")
-		drop[k] = true
+		own[k] = !drop[k] && !preloaded[k]
 	}
 	var env []string
 	for _, kv := range inherited {
 		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] && !preloaded[k] {
+		if !drop[k] && !preloaded[k] && !own[k] {
 			env = append(env, kv)
 		}
 	}
 	for _, kv := range a.Env {
-		k, _, _ := strings.Cut(kv, "=")
-		if !preloaded[k] {
+		if k, _, _ := strings.Cut(kv, "="); own[k] {
 			env = append(env, kv)
 		}
 	}

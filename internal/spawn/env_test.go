@@ -44,3 +44,33 @@ func TestAppBaseEnvNodeOptions(t *testing.T) {
 		})
 	}
 }
+
+// gm2-init's own variables reach a worker once, with gm2-init's values,
+// whatever the inherited environment or the app's own (a process file's
+// env) hold: of two equal names the first wins (getenv, Node, sh), so a
+// duplicate would hide the slot number or the notify socket.
+func TestWorkerEnvNamesOnce(t *testing.T) {
+	inherited := []string{"PATH=/bin", "INSTANCE_ID=abc", "NOTIFY_SOCKET=/outer", "GM2_INSTANCE=9", "KEEP=1", "OVER=inherited"}
+	a := testApp("web", 2)
+	a.InstanceVar = "INSTANCE_ID"
+	a.Env = []string{"NODE_APP_INSTANCE=0", "NOTIFY_SOCKET=/run/elsewhere.sock", "LISTEN_FDS=9", "GM2_INSTANCES=5", "INSTANCE_ID=xyz", "OVER=app"}
+	env := workerEnv(appBaseEnv(inherited, &a, "/run/gm2/notify.sock"), &a, 1, 2, 7, Layout{})
+	seen := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if old, dup := seen[k]; dup {
+			t.Errorf("%s given twice (%q, then %q)", k, old, v)
+		}
+		seen[k] = v
+	}
+	want := map[string]string{"GM2_INSTANCE": "1", "NODE_APP_INSTANCE": "1", "GM2_INSTANCES": "2", "INSTANCE_ID": "1",
+		"NOTIFY_SOCKET": "/run/gm2/notify.sock", "KEEP": "1", "OVER": "app", "PATH": "/bin"}
+	for k, v := range want {
+		if seen[k] != v {
+			t.Errorf("%s=%q, want %q", k, seen[k], v)
+		}
+	}
+	if v, ok := seen["LISTEN_FDS"]; ok {
+		t.Errorf("LISTEN_FDS=%q given to a worker with no listener", v)
+	}
+}
