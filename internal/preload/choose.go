@@ -165,11 +165,12 @@ func Choose(ctx context.Context, existing string, command []string, dirs []strin
 	if err == nil {
 		return importChoice(existing, node, v, reason)
 	}
-	if timedOut(err) {
-		// A node too slow to answer (a throttled container) says nothing
-		// about its version: keep the data: URL every supported Node takes,
-		// rather than turn the preload off and break listen(PORT).
-		return importChoice(existing, node, "", reason+"; probe of "+node+" timed out; the data: URL is added unprobed")
+	if why := noAnswer(err); why != "" {
+		// A node too slow to answer (a throttled container), or that could
+		// not run, says nothing about its version: keep the data: URL
+		// every supported Node takes, rather than turn the preload off and
+		// break listen(PORT).
+		return importChoice(existing, node, "", reason+"; probe of "+node+" "+why+"; the data: URL is added unprobed")
 	}
 	// node's own refusal first: the directories' errors may be long, and
 	// the reason is clipped.
@@ -197,10 +198,10 @@ func chooseFile(ctx context.Context, node, existing, dir string) (Choice, error)
 	if err == nil && majorOf(v) < testedMajor {
 		v, err = ProbeLoad(ctx, node, opt)
 	}
-	if timedOut(err) {
-		// As for the data: URL: a node too slow to answer says nothing
+	if why := noAnswer(err); why != "" {
+		// As for the data: URL: a node that gives no answer says nothing
 		// about the file, and every Node since 8 takes --require.
-		v, err, reason = "", nil, "probe of "+node+" timed out; the --require file is added unprobed"
+		v, err, reason = "", nil, "probe of "+node+" "+why+"; the --require file is added unprobed"
 	}
 	if err != nil {
 		cleanup()
@@ -224,10 +225,17 @@ func importChoice(existing, node, version, reason string) Choice {
 	return Choice{NodeOptions: NodeOptions(existing), Mode: ModeImport, Node: node, Version: version, Reason: reason, existing: existing}
 }
 
-// timedOut tells a probe that ran out of time, which says nothing about
-// what node accepts, from node's refusal.
-func timedOut(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+// noAnswer says why a probe's error tells nothing about what node accepts
+// ("timed out", or "could not run: …" with the cause), "" when it is
+// node's own refusal.
+func noAnswer(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return "timed out"
+	case errors.Is(err, errNoAnswer):
+		return "could not run (" + reasonLine(err.Error()) + ")"
+	}
+	return ""
 }
 
 // FindNode returns the node that will run the workers of command, the one

@@ -188,6 +188,32 @@ func TestChooseTimeout(t *testing.T) {
 	}
 }
 
+// TestChooseNodeGivesNoAnswer: a probe that could not run node (too many
+// open files, a full pids cgroup: here a file the kernel cannot execute)
+// or whose node was killed by a signal says nothing of the Node version:
+// the preload stays on, unprobed, as after a timeout, and the reason says
+// what happened rather than blame the version.
+func TestChooseNodeGivesNoAnswer(t *testing.T) {
+	real := nodePath(t)
+	killed := fakeNodeScript(t, real, "kill -KILL $$\n", "--gm2-never", "", "")
+	broken := filepath.Join(t.TempDir(), "node")
+	if err := os.WriteFile(broken, []byte("\x7fELF not a program"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Parallel()
+	for name, node := range map[string]string{"killed": killed, "cannot exec": broken} {
+		dir := t.TempDir()
+		c := Choose(ctxWithLimit(t), userOptions, []string{node}, []string{dir})
+		if c.Mode != ModeRequire || !strings.HasPrefix(c.File, dir+"/") || !strings.Contains(c.Reason, "could not run") || strings.Contains(c.Reason, "18.18") {
+			t.Errorf("%s, a directory: %+v", name, c)
+		}
+		c.Cleanup()
+		if c = Choose(ctxWithLimit(t), userOptions, []string{node}, nil); c.Mode != ModeImport || !strings.Contains(c.Reason, "could not run") || strings.Contains(c.Reason, "18.18") {
+			t.Errorf("%s, no directory: %+v", name, c)
+		}
+	}
+}
+
 // TestChooseWithoutNode: no node to probe; the data: URL is added, since
 // NODE_OPTIONS means nothing to other programs, and no file is written. Not
 // parallel: it sets PATH.

@@ -357,6 +357,9 @@ func probe(ctx context.Context, node, opt string, args ...string) (string, error
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("preload: probe %s: %w", node, ctx.Err())
 		}
+		if ee, ok := err.(*exec.ExitError); !ok || !ee.Exited() {
+			return "", fmt.Errorf("preload: probe %s: %w (%w)", node, err, errNoAnswer)
+		}
 		return "", fmt.Errorf("preload: probe %s with NODE_OPTIONS=%.60s…: %w: %s", node, opt, err, msg)
 	}
 	v := strings.TrimSpace(stdout.String())
@@ -365,6 +368,11 @@ func probe(ctx context.Context, node, opt string, args ...string) (string, error
 	}
 	return v, nil
 }
+
+// errNoAnswer is wrapped by a probe's error when node could not run (too
+// many open files, a full pids cgroup) or was killed by a signal: that
+// says nothing of what node takes, unlike an exit with its own message.
+var errNoAnswer = errors.New("node gave no answer")
 
 // testedMajor is the oldest Node major the preload's tests run: a newer
 // node's parser takes the preload's syntax, an older one is checked by
