@@ -154,7 +154,8 @@ func run() int {
 		fmt.Println("gm2-init", ver)
 		return 0
 	}
-	log := newLogger(cfg)
+	log, flushLog := newLogger(cfg)
+	defer flushLog()
 	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
 	plan, err := planApps(starting, cfg, cpu)
 	if starting.Err() != nil {
@@ -306,30 +307,6 @@ func run() int {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-func newLogger(cfg *config.Config) zerolog.Logger {
-	var l zerolog.Logger
-	if cfg.LogFormat == "console" {
-		// Colour codes only for a terminal: in a log file or a
-		// collector they are noise.
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: logTimeLayout, NoColor: !isTerminal(os.Stderr)})
-	} else {
-		l = zerolog.New(os.Stderr)
-	}
-	return l.Level(cfg.LogLevel).With().Str("logger", "gm2-init").Logger().Hook(logTime{})
-}
-
-// logTimeLayout is RFC 3339 to the millisecond: the steps of a reload or a
-// restart fall within one second, and zerolog's own Timestamp cuts to the
-// second (its layout is a package variable of zerolog's, left alone).
-const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
-
-// logTime stamps every line with its time, as "time".
-type logTime struct{}
-
-func (logTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str(zerolog.TimestampFieldName, time.Now().Format(logTimeLayout))
 }
 
 // fail writes msg as gm2-init's one line on stderr and returns status.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -101,5 +102,49 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A log reader that stops reading does not freeze gm2-init: its stderr,
+// which its workers share, is a pipe of one page that nobody reads (full
+// after a few start lines; Docker's blocking log mode behind a stalled
+// driver, a terminal paused with Ctrl-S). The workers start and /readyz
+// says so, and SIGTERM ends gm2-init within its stop budget. Once the pipe
+// is read, the log begins with gm2-init's first line. (Before, the
+// supervisor loop blocked in its first write to the full pipe: no
+// readiness, no reaping, and SIGTERM unheard.)
+func TestStalledLogReaderDoesNotFreeze(t *testing.T) {
+	t.Parallel()
+	health := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	in := startInitStalledLog(t, nil, "-i", "8", "--min-uptime", "100ms", "--health-addr", health, "--", "sleep", "1000")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, err := httpGet(health, "/readyz")
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			in.ReadLog()
+			t.Fatalf("/readyz not 200 within 20 s with stderr unread (last: %d, %v)", code, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	in.Signal(syscall.SIGTERM)
+	// gm2-init's host pid ends (reaped by unshare) while nobody reads: the
+	// stop budget is --shutdown-delay 0 + the kill timeout + 1 s.
+	gone := time.Now().Add(15 * time.Second)
+	for st := procState(in.Pid); st != "" && st != "Z"; st = procState(in.Pid) {
+		if time.Now().After(gone) {
+			in.ReadLog()
+			t.Fatal("gm2-init still running 15 s after SIGTERM with stderr unread")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	in.ReadLog()
+	if code := in.Wait(10 * time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	if l := in.Lines(); len(l) == 0 || l[0].Str("logger") != "gm2-init" {
+		t.Errorf("the log does not begin with gm2-init's first line: %q", in.rawLog())
 	}
 }

@@ -108,6 +108,9 @@ type Init struct {
 	// uncleanStopsOK turns off the check that every worker gm2-init
 	// stopped exited cleanly (see AllowUncleanStops).
 	uncleanStopsOK bool
+	// ReadLog starts reading gm2-init's stderr, for a gm2-init started
+	// by startInitStalledLog; a no-op otherwise.
+	ReadLog func()
 }
 
 // startInit runs gm2-init with args in a new PID namespace. Extra
@@ -148,6 +151,20 @@ func startInitWith(t *testing.T, bin, dir string, env, wrapper []string, args ..
 // wrapper itself ends by exec'ing gm2-init.
 func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []string, args ...string) *Init {
 	t.Helper()
+	return startInitFull(t, ns, bin, dir, env, wrapper, false, args...)
+}
+
+// startInitStalledLog is startInit with gm2-init's stderr (its log, which
+// its workers share) a pipe of one page that nobody reads until the test
+// calls in.ReadLog: a log reader that stopped reading. Until then the
+// harness sees no log line and no exit.
+func startInitStalledLog(t *testing.T, env []string, args ...string) *Init {
+	t.Helper()
+	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, true, args...)
+}
+
+func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []string, stalled bool, args ...string) *Init {
+	t.Helper()
 	argv := append(slices.Clone(ns), wrapper...)
 	if bin != "" {
 		argv = append(argv, bin)
@@ -160,15 +177,35 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 	in := &Init{t: t, cmd: cmd}
 	in.cond = sync.NewCond(&in.mu)
 	cmd.Stdout = &in.stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	in.ReadLog = func() {}
+	var stderr io.Reader
+	if stalled {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize()); err != nil {
+			t.Fatalf("F_SETPIPE_SZ: %v", err)
+		}
+		cmd.Stderr = w
+		defer w.Close()
+		t.Cleanup(func() { r.Close() }) // after the cleanup below, which waits for the log's end
+		gate := make(chan struct{})
+		in.ReadLog = sync.OnceFunc(func() { close(gate) })
+		stderr = gateReader{gate, r}
+	} else {
+		p, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr = p
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go in.readLog(stderr)
 	t.Cleanup(func() {
+		in.ReadLog()
 		if !in.hasExited() {
 			// A gm2-init killed cannot remove its notify socket's
 			// directory: its workers tell where it is.
@@ -214,6 +251,17 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 		time.Sleep(time.Millisecond)
 	}
 	return in
+}
+
+// gateReader reads r once gate is closed.
+type gateReader struct {
+	gate <-chan struct{}
+	r    *os.File
+}
+
+func (g gateReader) Read(p []byte) (int, error) {
+	<-g.gate
+	return g.r.Read(p)
 }
 
 func (in *Init) readLog(r io.Reader) {

@@ -72,12 +72,22 @@ func CheckTotal(counts []int) error {
 	return nil
 }
 
-// StopSweep bounds the reaping after the final SIGKILL of a shutdown. The
-// other processes of the container (orphans, daemons) get SIGTERM together
-// with the workers and share their kill timeout, so only the reaping is
-// added (a process in uninterruptible sleep may take its time; the kernel
-// kills what is left when PID 1 exits).
-const StopSweep = time.Second
+// StopSweep bounds what a shutdown takes after its kill timeout: the
+// reaping after the final SIGKILL (ReapGrace) and the writing out of
+// gm2-init's last log lines to a stderr that takes no writes (LogFlush).
+// The other processes of the container (orphans, daemons) get SIGTERM
+// together with the workers and share their kill timeout, so only these
+// are added.
+const StopSweep = ReapGrace + LogFlush
+
+// ReapGrace bounds the reaping after the final SIGKILL: a process in
+// uninterruptible sleep may take its time, and the kernel kills what is
+// left when PID 1 exits.
+const ReapGrace = 750 * time.Millisecond
+
+// LogFlush bounds how long gm2-init's exit waits for its queued log lines
+// when stderr takes no writes (its reader stopped reading).
+const LogFlush = 250 * time.Millisecond
 
 // WorstCaseStop is the longest a shutdown may take from SIGTERM to exit:
 // the shutdown delay, the longest kill timeout of the apps, and the final

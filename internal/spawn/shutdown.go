@@ -27,8 +27,9 @@ import (
 // terminationGracePeriodSeconds.
 
 // reapGrace bounds the wait for processes to be reaped after the final
-// SIGKILL: the part of appspec.WorstCaseStop after the kill timeout.
-const reapGrace = appspec.StopSweep
+// SIGKILL: with the log's flush, the part of appspec.WorstCaseStop after
+// the kill timeout.
+const reapGrace = appspec.ReapGrace
 
 type shutdownState struct {
 	requested bool // a TERM/INT (or QUIT) asked for it

@@ -1,0 +1,179 @@
+package logsink
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// gatedWriter records each Write as one line; while its gate is held,
+// Write blocks, as write(2) to a pipe nobody reads does.
+type gatedWriter struct {
+	gate  sync.Mutex
+	mu    sync.Mutex
+	lines []string
+	calls chan struct{} // one per Write that began
+}
+
+func newGatedWriter() *gatedWriter { return &gatedWriter{calls: make(chan struct{}, 1024)} }
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	w.calls <- struct{}{}
+	w.gate.Lock()
+	defer w.gate.Unlock()
+	w.mu.Lock()
+	w.lines = append(w.lines, string(p))
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+func (w *gatedWriter) written() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.lines)
+}
+
+func note(n int) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
+
+func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
+	w := newGatedWriter()
+	s := New(w, 1<<20, note)
+	var want []string
+	for i := range 100 {
+		line := fmt.Sprintf("line %d\n", i)
+		want = append(want, line)
+		s.Write([]byte(line))
+	}
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// A writer that takes no writes: Write still returns at once, the queue
+// keeps what fits, the rest is counted, and once the writer takes writes
+// again the count comes between what was queued and what came after.
+func TestBlockedWriterDropsAndCounts(t *testing.T) {
+	w := newGatedWriter()
+	w.gate.Lock()
+	s := New(w, 30, note) // "line N\n" is 7 bytes: 4 fit
+	s.Write([]byte("first\n"))
+	select { // the writer took "first" and is blocked in its Write
+	case <-w.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer never wrote")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10 {
+			s.Write(fmt.Appendf(nil, "line %d\n", i))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocked behind a writer that takes no writes")
+	}
+	w.gate.Unlock()
+	// Wait for the batch and the note (5 more writes), then add one line.
+	for range 5 {
+		select {
+		case <-w.calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("written so far: %q", w.written())
+		}
+	}
+	s.Write([]byte("after\n"))
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	want := []string{"first\n", "line 0\n", "line 1\n", "line 2\n", "line 3\n", "dropped 6\n", "after\n"}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// Close gives up after its timeout when the writer takes no writes, and a
+// Write after Close is dropped without a count.
+func TestCloseBounded(t *testing.T) {
+	w := newGatedWriter()
+	w.gate.Lock()
+	defer w.gate.Unlock()
+	s := New(w, 1<<10, note)
+	s.Write([]byte("stuck\n"))
+	if s.Close(50 * time.Millisecond) {
+		t.Fatal("Close reported everything written to a writer that takes no writes")
+	}
+	if n, err := s.Write([]byte("late\n")); n != 5 || err != nil {
+		t.Errorf("Write after Close = %d, %v", n, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped != 0 || len(s.queue) != 0 {
+		t.Errorf("after Close: %d queued, %d counted as dropped", len(s.queue), s.dropped)
+	}
+}
+
+// With the real thing — a pipe of one page nobody reads — a thousand lines
+// are written without blocking; once the pipe is read, every line comes
+// whole, and the counts of the dropped ones make up the rest.
+func TestStalledPipe(t *testing.T) {
+	r, wf, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer wf.Close()
+	if _, err := unix.FcntlInt(wf.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize()); err != nil {
+		t.Fatal(err)
+	}
+	s := New(wf, 4096, note)
+	line := strings.Repeat("x", 99) + "\n"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			s.Write([]byte(line))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocked on a full pipe")
+	}
+	read := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		read <- string(b)
+	}()
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	wf.Close() // the reader's EOF
+	var whole, dropped, notes int
+	for _, l := range strings.SplitAfter(<-read, "\n") {
+		var n int
+		switch _, err := fmt.Sscanf(l, "dropped %d\n", &n); {
+		case l == line:
+			whole++
+		case err == nil:
+			dropped += n
+			notes++
+		case l != "":
+			t.Errorf("line %q is neither whole nor a count", l)
+		}
+	}
+	if whole+dropped != 1000 || notes == 0 {
+		t.Errorf("%d whole lines and %d counted as dropped in %d notes, want 1000 in all and a note", whole, dropped, notes)
+	}
+}

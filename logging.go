@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/logsink"
+)
+
+// newLogger returns gm2-init's logger and the function that writes out
+// what it still holds, to be called last. Lines go through a logsink: a
+// log reader that stops reading must not freeze PID 1 in write(2).
+func newLogger(cfg *config.Config) (zerolog.Logger, func()) {
+	format := func(w io.Writer) zerolog.Logger {
+		var l zerolog.Logger
+		if cfg.LogFormat == "console" {
+			// Colour codes only for a terminal: in a log file or a
+			// collector they are noise.
+			l = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: logTimeLayout, NoColor: !isTerminal(os.Stderr)})
+		} else {
+			l = zerolog.New(w)
+		}
+		return l.Level(cfg.LogLevel).With().Str("logger", "gm2-init").Logger().Hook(logTime{})
+	}
+	sink := logsink.New(os.Stderr, logQueueBytes, func(n int) []byte {
+		var b bytes.Buffer
+		l := format(&b)
+		l.Warn().Int("dropped", n).Msg("log lines dropped: stderr took no writes (its reader stopped reading) and gm2-init's log queue was full")
+		return b.Bytes()
+	})
+	return format(sink), func() { sink.Close(appspec.LogFlush) }
+}
+
+// logQueueBytes bounds what a stalled stderr can hold up in gm2-init's
+// memory: about a thousand lines.
+const logQueueBytes = 256 << 10
+
+// logTimeLayout is RFC 3339 to the millisecond: the steps of a reload or a
+// restart fall within one second, and zerolog's own Timestamp cuts to the
+// second (its layout is a package variable of zerolog's, left alone).
+const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// logTime stamps every line with its time, as "time".
+type logTime struct{}
+
+func (logTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().Format(logTimeLayout))
+}
