@@ -464,6 +464,13 @@ func TestRequestBounds(t *testing.T) {
 	if r := readResponse(t, c); !strings.HasPrefix(r.Error, "malformed request: ") {
 		t.Errorf("malformed: %+v", r)
 	}
+	// A raw client may name the empty app: no app is named so (it did
+	// not mean every app).
+	c = dialRaw(t, s)
+	c.Write([]byte(`{"cmd":"reload","apps":[""]}` + "\n"))
+	if r := readResponse(t, c); r.OK || !strings.HasPrefix(r.Error, `unknown app ""`) {
+		t.Errorf("reload of the empty name: %+v", r)
+	}
 	c = dialRaw(t, s)
 	c.Write([]byte("{\"cmd\": \"stop\"}\n"))
 	if r := readResponse(t, c); r.Error != `unknown command "stop" (accepted: status, reload, scale)` {

@@ -376,8 +376,8 @@ func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
 	log := s.opts.Log.Info().Int32("pid", cred.Pid).Uint32("uid", cred.Uid)
 	switch req.Cmd {
 	case "reload":
-		apps, every, bad := reloadTargets(req.Apps, instances)
-		if bad != "" {
+		apps, every, bad, ok := reloadTargets(req.Apps, instances)
+		if !ok {
 			return unknown(bad)
 		}
 		var target []string // nil: every app, as SIGHUP
@@ -416,10 +416,11 @@ func (s *Server) run(c *net.UnixConn, cred *unix.Ucred, req request) response {
 // reloadTargets reads the apps of a reload request: each named once, in
 // the order given; every is set when none is named or one of them is
 // "all" (PM2's `pm2 reload all`; an app named all is one of every app).
-// bad is the first name that is no app's.
-func reloadTargets(req []string, instances map[string]int) (apps []string, every bool, bad string) {
+// bad is the first name that is no app's, and ok false then (bad may
+// be "", which no app is named).
+func reloadTargets(req []string, instances map[string]int) (apps []string, every bool, bad string, ok bool) {
 	if len(req) == 0 {
-		return nil, true, ""
+		return nil, true, "", true
 	}
 	seen := map[string]bool{}
 	for _, a := range req {
@@ -429,13 +430,13 @@ func reloadTargets(req []string, instances map[string]int) (apps []string, every
 		case seen[a]:
 		default:
 			if _, ok := instances[a]; !ok {
-				return nil, false, a
+				return nil, false, a, false // "" too: no app has an empty name
 			}
 			seen[a] = true
 			apps = append(apps, a)
 		}
 	}
-	return apps, every, ""
+	return apps, every, "", true
 }
 
 // countText spells a scale count back as it was typed: 3, +1, -1.

@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,13 @@ func TestScaleCommandDeltasAddUp(t *testing.T) {
 	h.event(func() {
 		if _, _, err := h.s.scaleCommand("web", -4, true); err == nil || !strings.Contains(err.Error(), "0 instances is out of range (1 to 1024; it has 4)") {
 			t.Errorf("scale -4 of 4: %v", err)
+		}
+		// A raw request's delta may be any int: no wrap-around.
+		if _, _, err := h.s.scaleCommand("web", math.MaxInt, true); err == nil || !strings.Contains(err.Error(), "1029 instances is out of range (1 to 1024; it has 4)") {
+			t.Errorf("scale +MaxInt of 4: %v", err)
+		}
+		if _, _, err := h.s.scaleCommand("web", math.MinInt, true); err == nil || !strings.Contains(err.Error(), "-1021 instances is out of range (1 to 1024; it has 4)") {
+			t.Errorf("scale MinInt of 4: %v", err)
 		}
 		if _, _, err := h.s.scaleCommand("api", 2, false); err == nil || !strings.Contains(err.Error(), `no app named "api"`) {
 			t.Errorf("scale of an unknown app: %v", err)

@@ -536,7 +536,9 @@ func (s *Supervisor) scaleCommand(name string, n int, delta bool) (from, to int,
 	a := targets[0]
 	from, to = a.instances(), n
 	if delta {
-		to = from + n
+		// A raw request may carry any int: from + n must not wrap (a
+		// delta past the range is said as the first count past it).
+		to = from + min(max(n, -appspec.MaxWorkers-1), appspec.MaxWorkers+1)
 	}
 	if to < 1 || to > appspec.MaxWorkers {
 		return from, to, fmt.Errorf("%d instances is out of range (1 to %d; it has %d)", to, appspec.MaxWorkers, from)
