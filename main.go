@@ -277,6 +277,7 @@ func run() int {
 			hs.Shutdown(ctx)
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
+		shared.NoteOwnPort(sockets.TCP, hs.Port(), "gm2-init's own health endpoints (--health-addr)")
 	}
 	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", plan.maxKillTimeout().String()).
 		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, plan.apps...).String()).

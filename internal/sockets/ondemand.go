@@ -56,7 +56,26 @@ type Registry struct {
 	mu     sync.Mutex
 	byKey  map[string]*Shared
 	list   []*Shared
+	own    []ownPort
 	closed bool
+}
+
+// ownPort is a port gm2-init itself listens on for its own use (the health
+// endpoints), named when an app's bind fails on it.
+type ownPort struct {
+	network Network
+	port    int
+	who     string
+}
+
+// NoteOwnPort records that gm2-init itself listens on port for who (say
+// "gm2-init's health endpoints (--health-addr)"): an on-demand bind that
+// fails with EADDRINUSE on that port names it, instead of "another process
+// listens there".
+func (r *Registry) NoteOwnPort(network Network, port int, who string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.own = append(r.own, ownPort{network, port, who})
 }
 
 // reservedPort is a --listen port: passed to workers as an fd, never bound
@@ -146,6 +165,13 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	}
 	l, err := bindOne(s)
 	if err != nil {
+		if errors.Is(err, unix.EADDRINUSE) {
+			for _, o := range r.own {
+				if o.network == s.Network && o.port == port {
+					return nil, false, fmt.Errorf("share %s: port %d is %s: %w", s, port, o.who, unix.EADDRINUSE)
+				}
+			}
+		}
 		return nil, false, fmt.Errorf("share: %w", err)
 	}
 	// A worker receives this very open file (SCM_RIGHTS), not a copy opened

@@ -195,6 +195,31 @@ func TestRegistryInUse(t *testing.T) {
 	}
 }
 
+// A bind that fails on a port gm2-init holds for itself (its health
+// endpoints) names it: "another process listens there" would send the
+// user looking for a process that is gm2-init.
+func TestRegistryOwnPortNamed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	r := NewRegistry(0, nil)
+	t.Cleanup(r.Close)
+	r.NoteOwnPort(TCP, port, "gm2-init's own health endpoints (--health-addr)")
+	_, _, err = r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", port)))
+	if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), fmt.Sprintf("port %d is gm2-init's own health endpoints (--health-addr)", port)) {
+		t.Fatalf("Get of gm2-init's own port = %v", err)
+	}
+	// Another port is not blamed on it.
+	r.NoteOwnPort(TCP, port+1, "x")
+	if _, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", port))); strings.Contains(err.Error(), " is x") {
+		t.Errorf("blamed on another port's owner: %v", err)
+	}
+}
+
 // TestRegistryPrivileged: port 80 as an unprivileged user is EACCES.
 func TestRegistryPrivileged(t *testing.T) {
 	t.Parallel()
