@@ -303,7 +303,6 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 	if spec.Layout.NeedsShim() {
 		path = o.self
 		argv = append([]string{spec.Argv[0], ExecArg, spec.Path}, spec.Argv...)
-		env = shimEnv(env)
 	}
 	// Its own process group, so that the stop signal reaches what a
 	// wrapper (sh -c, npm start) started too.

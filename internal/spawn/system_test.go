@@ -304,47 +304,6 @@ func escapeWorker(file string) {
 	select {}
 }
 
-// The shim runs with GOTRACEBACK=none (quiet when a full pids cgroup keeps
-// the Go runtime from starting threads) and gives the app its own value
-// back, or none.
-func TestShimKeepsTheAppsGOTRACEBACK(t *testing.T) {
-	skipShort(t)
-	o := realSystem(t)
-	for _, c := range []struct{ env, want string }{{"GOTRACEBACK=crash", "crash"}, {"", "<unset>"}} {
-		out := filepath.Join(t.TempDir(), "out")
-		env := []string{"PATH=" + os.Getenv("PATH"), "LISTEN_FDS=0"}
-		if c.env != "" {
-			env = append(env, c.env)
-		}
-		p, err := o.Start(&StartSpec{
-			Path: "/bin/sh", Argv: []string{"sh", "-c", `echo "${GOTRACEBACK-<unset>} ${GM2_SHIM_GOTRACEBACK-}${GM2_SHIM_NO_GOTRACEBACK-}" > ` + out},
-			Env: env, Layout: NewLayout(nil, true, false),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		reap(t, p)
-		o.Release(p)
-		b, _ := os.ReadFile(out)
-		if got := strings.TrimSpace(string(b)); got != c.want {
-			t.Errorf("env %q: the app sees %q, want %q", c.env, got, c.want)
-		}
-	}
-}
-
-func TestShimEnvRoundTrip(t *testing.T) {
-	for _, env := range [][]string{{"A=1"}, {"A=1", "GOTRACEBACK=all"}, {"GOTRACEBACK="}} {
-		got := appEnv(shimEnv(env))
-		if strings.Join(got, "|") != strings.Join(env, "|") {
-			t.Errorf("%q → %q", env, got)
-		}
-	}
-	// A shim not started by gm2-init (no marks) leaves the environment alone.
-	if got := appEnv([]string{"GOTRACEBACK=none"}); len(got) != 1 {
-		t.Errorf("%q", got)
-	}
-}
-
 // CheckPorts finds whether the worker's tree holds the passed socket.
 func TestCheckPortsOnARealWorker(t *testing.T) {
 	skipShort(t)
