@@ -207,9 +207,8 @@ func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []st
 	t.Cleanup(func() {
 		in.ReadLog()
 		if !in.hasExited() {
-			// A gm2-init killed cannot remove its notify socket's
-			// directory: its workers tell where it is.
-			notifyDirs := in.notifyDirs()
+			// A gm2-init killed cannot remove its sockets' directories.
+			socketDirs := in.socketDirs()
 			// SIGKILL to PID 1 of the namespace ends every process in it;
 			// unshare then exits.
 			if in.Pid > 0 {
@@ -217,7 +216,7 @@ func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []st
 			}
 			cmd.Process.Kill()
 			in.Wait(10 * time.Second)
-			for _, d := range notifyDirs {
+			for _, d := range socketDirs {
 				os.RemoveAll(d)
 			}
 		}
@@ -558,18 +557,46 @@ func runRejected(t *testing.T, args, env []string) (code int, stdout, stderr str
 	return code, out.String(), errb.String()
 }
 
-// notifyDirs returns the directories of the notify sockets gm2-init gave
-// its live workers (NOTIFY_SOCKET=DIR/notify.sock, DIR named gm2-init-N).
-func (in *Init) notifyDirs() []string {
-	var out []string
+// socketDirs returns the directories of the unix sockets gm2-init bound
+// in directories of its own, which a gm2-init killed cannot remove: its
+// notify socket (DIR/notify.sock, DIR named gm2-init-N) and its control
+// socket (DIR/control.sock, DIR named gm2-init-ctl.INODE). They are found
+// from gm2-init's own descriptors and the paths /proc/PID/net/unix gives
+// their inodes, whatever its workers are doing.
+func (in *Init) socketDirs() []string {
 	if in.Pid <= 0 {
 		return nil
 	}
-	for _, w := range childrenOf(in.Pid) {
-		v, ok, err := procfs.EnvValue("/proc", w, "NOTIFY_SOCKET")
-		if dir := filepath.Dir(v); err == nil && ok && filepath.Base(v) == "notify.sock" &&
-			strings.HasPrefix(filepath.Base(dir), "gm2-init-") && !slices.Contains(out, dir) {
-			out = append(out, dir)
+	fdDir := fmt.Sprintf("/proc/%d/fd", in.Pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return nil
+	}
+	held := map[string]bool{}
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil {
+			if ino, ok := strings.CutPrefix(target, "socket:["); ok {
+				held[strings.TrimSuffix(ino, "]")] = true
+			}
+		}
+	}
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", in.Pid))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(table), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !held[f[6]] {
+			continue
+		}
+		dir, base := filepath.Split(f[7])
+		dir = filepath.Clean(dir)
+		if (base == "notify.sock" && strings.HasPrefix(filepath.Base(dir), "gm2-init-")) ||
+			(base == "control.sock" && strings.HasPrefix(filepath.Base(dir), "gm2-init-ctl.")) {
+			if !slices.Contains(out, dir) {
+				out = append(out, dir)
+			}
 		}
 	}
 	return out
