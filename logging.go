@@ -13,10 +13,11 @@ import (
 	"github.com/gm2-init/gm2-init/internal/logsink"
 )
 
-// newLogger returns gm2-init's logger and the function that writes out
-// what it still holds, to be called last. Lines go through a logsink: a
-// log reader that stops reading must not freeze PID 1 in write(2).
-func newLogger(cfg *config.Config) (zerolog.Logger, func()) {
+// newLogger returns gm2-init's logger and the queue under it, whose Close
+// writes out what it still holds (call it last). Lines go through a
+// logsink: a log reader that stops reading must not freeze PID 1 in
+// write(2).
+func newLogger(cfg *config.Config) (zerolog.Logger, *logsink.Sink) {
 	format := func(w io.Writer) zerolog.Logger {
 		var l zerolog.Logger
 		if cfg.LogFormat == "console" {
@@ -34,7 +35,14 @@ func newLogger(cfg *config.Config) (zerolog.Logger, func()) {
 		l.Warn().Int("dropped", n).Msg("log lines dropped: stderr took no writes (its reader stopped reading) and gm2-init's log queue was full")
 		return b.Bytes()
 	})
-	return format(sink), func() { sink.Close(appspec.LogFlush) }
+	return format(sink), sink
+}
+
+// failLogged is fail once the logger exists: its one line comes after the
+// log lines queued before it.
+func failLogged(logs *logsink.Sink, status int, msg string) int {
+	logs.Flush(appspec.LogFlush)
+	return fail(status, msg)
 }
 
 // logQueueBytes bounds what a stalled stderr can hold up in gm2-init's

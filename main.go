@@ -154,22 +154,22 @@ func run() int {
 		fmt.Println("gm2-init", ver)
 		return 0
 	}
-	log, flushLog := newLogger(cfg)
-	defer flushLog()
+	log, logs := newLogger(cfg)
+	defer logs.Close(appspec.LogFlush)
 	cpu := cpus.DetectSystem(cpus.Options{Override: cfg.CPUs, Rounding: cfg.CPURounding})
 	plan, err := planApps(starting, cfg, cpu)
 	if starting.Err() != nil {
 		return stoppedWhileStarting(log, starting)
 	}
 	if err != nil {
-		return fail(exitUsage, err.Error())
+		return failLogged(logs, exitUsage, err.Error())
 	}
 	warnings := plan.startWarnings(cfg, cpu)
 	memLimit := cgroup.ReadMemoryLimitSystem()
 	if cfg.DryRun {
 		logWarnings(log, warnings, cpu)
 		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.dryRunPlan(cpu, memLimit, up.inherited)); err != nil {
-			return fail(exitRuntime, "--dry-run: "+err.Error())
+			return failLogged(logs, exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
 	}
@@ -183,9 +183,9 @@ func run() int {
 	if err != nil {
 		var be *sockets.BindError
 		if errors.As(err, &be) && be.Usage {
-			return fail(exitUsage, plan.bindError(cfg, err))
+			return failLogged(logs, exitUsage, plan.bindError(cfg, err))
 		}
-		return fail(exitRuntime, plan.bindError(cfg, err))
+		return failLogged(logs, exitRuntime, plan.bindError(cfg, err))
 	}
 	defer sockets.CloseAll(listeners)
 	up.log(log)
@@ -264,7 +264,7 @@ func run() int {
 			Listeners: health.ListenersOf(listeners, shared), QueueTimeout: cfg.QueueTimeout, Status: statusDoc,
 		})
 		if err != nil {
-			return fail(exitRuntime, cfg.Source("health-addr")+": "+err.Error())
+			return failLogged(logs, exitRuntime, cfg.Source("health-addr")+": "+err.Error())
 		}
 		go func() {
 			if err := hs.Serve(); err != nil {

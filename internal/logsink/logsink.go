@@ -28,7 +28,7 @@ type Sink struct {
 	dropNote func(n int) []byte
 
 	mu      sync.Mutex
-	queue   [][]byte
+	queue   []entry
 	queued  int // bytes in queue
 	dropped int // lines dropped since the queue was last taken
 	closed  bool
@@ -36,6 +36,13 @@ type Sink struct {
 	wake chan struct{} // a line was queued (capacity 1)
 	stop chan struct{} // closed by Close
 	done chan struct{} // closed when the writer has ended
+}
+
+// entry is a line to write, or (line nil) a Flush's mark: reached is
+// closed once every line queued before it was written.
+type entry struct {
+	line    []byte
+	reached chan struct{}
 }
 
 // New starts the writer of a sink that queues at most max bytes for w.
@@ -58,6 +65,9 @@ func New(w io.Writer, max int, dropNote func(n int) []byte) *Sink {
 // or the sink closed (not counted: nothing would write the count). It never blocks on w and never fails: a log line must not stop
 // what it reports on.
 func (s *Sink) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // and a nil line is a Flush's mark
+	}
 	s.mu.Lock()
 	if s.closed || s.queued+len(p) > s.max {
 		if !s.closed {
@@ -66,14 +76,45 @@ func (s *Sink) Write(p []byte) (int, error) {
 		s.mu.Unlock()
 		return len(p), nil
 	}
-	s.queue = append(s.queue, append([]byte(nil), p...))
+	s.queue = append(s.queue, entry{line: append([]byte(nil), p...)})
 	s.queued += len(p)
 	s.mu.Unlock()
+	s.signal()
+	return len(p), nil
+}
+
+func (s *Sink) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return len(p), nil
+}
+
+// Flush waits, at most timeout, until every line queued before it was
+// written, so that what is written to w next by another way (a last
+// message on stderr) comes after them. It reports whether they were.
+func (s *Sink) Flush(timeout time.Duration) bool {
+	reached := make(chan struct{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return s.wait(s.done, timeout)
+	}
+	s.queue = append(s.queue, entry{reached: reached})
+	s.mu.Unlock()
+	s.signal()
+	return s.wait(reached, timeout)
+}
+
+func (s *Sink) wait(c <-chan struct{}, timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Close writes out what is queued, waiting at most timeout for w, and ends
@@ -88,14 +129,7 @@ func (s *Sink) Close(timeout time.Duration) bool {
 		close(s.stop)
 	}
 	s.mu.Unlock()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-s.done:
-		return true
-	case <-t.C:
-		return false
-	}
+	return s.wait(s.done, timeout)
 }
 
 func (s *Sink) run() {
@@ -106,11 +140,20 @@ func (s *Sink) run() {
 		s.queue, s.queued, s.dropped = nil, 0, 0
 		closed := s.closed
 		s.mu.Unlock()
-		for _, line := range batch {
-			_, _ = s.w.Write(line)
+		// The dropped lines came after the lines of the batch (the queue
+		// was full when they came) and before anything queued since: the
+		// note goes before the first mark that follows them.
+		for _, e := range batch {
+			if e.line != nil {
+				_, _ = s.w.Write(e.line)
+				continue
+			}
+			if dropped > 0 {
+				_, _ = s.w.Write(s.dropNote(dropped))
+				dropped = 0
+			}
+			close(e.reached)
 		}
-		// The dropped lines came after the batch (the queue was full when
-		// they came) and before anything queued since.
 		if dropped > 0 {
 			_, _ = s.w.Write(s.dropNote(dropped))
 		}

@@ -177,3 +177,34 @@ func TestStalledPipe(t *testing.T) {
 		t.Errorf("%d whole lines and %d counted as dropped in %d notes, want 1000 in all and a note", whole, dropped, notes)
 	}
 }
+
+// Flush returns once the lines queued before it are written, the drop
+// count included, and gives up after its timeout while w takes no writes.
+func TestFlush(t *testing.T) {
+	w := newGatedWriter()
+	w.gate.Lock()
+	s := New(w, 14, note)
+	s.Write([]byte("first\n"))
+	<-w.calls // the writer holds "first", blocked
+	s.Write([]byte("line 0\n"))
+	s.Write([]byte("line 1\n"))
+	s.Write([]byte("line 2\n")) // dropped: 14 bytes are queued
+	if s.Flush(50 * time.Millisecond) {
+		t.Fatal("Flush reported the lines written while w takes no writes")
+	}
+	w.gate.Unlock()
+	if !s.Flush(10 * time.Second) {
+		t.Fatal("Flush did not return once w took writes again")
+	}
+	want := []string{"first\n", "line 0\n", "line 1\n", "dropped 1\n"}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written before Flush returned: %q, want %q", got, want)
+	}
+	s.Write(nil) // nothing, and no mark
+	if !s.Close(10*time.Second) || !s.Flush(10*time.Second) {
+		t.Error("Close, then Flush, did not return true")
+	}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written in the end: %q, want %q", got, want)
+	}
+}
