@@ -640,40 +640,11 @@ exec "$0" "$@"`
 }
 
 // startInitArgv is startInit for a custom command line that ends by exec'ing
-// gm2-init as the only child of unshare (PID 1 of the new namespace).
+// gm2-init as the only child of unshare (PID 1 of the new namespace): the
+// child's pid is gm2-init's before and after the exec.
 func startInitArgv(t *testing.T, env, argv []string) *Init {
 	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	in := &Init{t: t, cmd: cmd}
-	in.cond = sync.NewCond(&in.mu)
-	cmd.Stdout = &in.stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go in.readLog(stderr)
-	t.Cleanup(func() {
-		if !in.hasExited() {
-			cmd.Process.Kill()
-			in.Wait(10 * time.Second)
-		}
-		if t.Failed() {
-			t.Logf("gm2-init log:\n%s", in.rawLog())
-		}
-	})
-	// Wait for the first log line: by then sh has exec'd gm2-init.
-	in.WaitLog(nodeTimeout, 0, "worker count", nil)
-	if c := childrenOf(cmd.Process.Pid); len(c) == 1 {
-		in.Pid = c[0]
-	} else {
-		t.Fatalf("unshare has children %v, want gm2-init alone", c)
-	}
-	return in
+	return startInitNS(t, argv, "", "", env, nil)
 }
 
 // TestNodeSlowStartReadiness: a Node worker that takes longer than
