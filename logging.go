@@ -10,6 +10,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/logsink"
 )
 
@@ -31,19 +32,40 @@ func newLogger(cfg *config.Config) (zerolog.Logger, *logsink.Sink) {
 	}
 	sink := logsink.New(os.Stderr, logQueueBytes, func(n int) []byte {
 		var b bytes.Buffer
-		l := format(&b)
+		l := format(&b).Level(zerolog.TraceLevel) // said at every --log-level
 		l.Warn().Int("dropped", n).Msg("log lines dropped: stderr took no writes (its reader stopped reading) and gm2-init's log queue was full")
 		return b.Bytes()
 	})
 	return format(sink), sink
 }
 
-// failLogged is fail once the logger exists: its one line comes after the
-// log lines queued before it.
-func failLogged(logs *logsink.Sink, status int, msg string) int {
-	logs.Flush(appspec.LogFlush)
-	return fail(status, msg)
+// fail writes msg as gm2-init's one line on stderr and returns status. The
+// write is bounded by appspec.LogFlush: a stderr nobody reads must not keep
+// a gm2-init that refuses its input from exiting (the line is then lost).
+func fail(status int, msg string) int {
+	written := make(chan struct{})
+	go func() { // left blocked in write(2) when stderr takes no writes: gm2-init exits next
+		_, _ = os.Stderr.WriteString(errorLine(msg))
+		close(written)
+	}()
+	t := time.NewTimer(appspec.LogFlush)
+	defer t.Stop()
+	select {
+	case <-written:
+	case <-t.C:
+	}
+	return status
 }
+
+// failLogged is fail once the logger exists: its line is the log's last,
+// after the lines queued before it, written when the log is closed.
+func failLogged(logs *logsink.Sink, status int, msg string) int {
+	logs.SetLast([]byte(errorLine(msg)))
+	return status
+}
+
+// errorLine is the one line of an error that ends gm2-init.
+func errorLine(msg string) string { return "gm2-init: " + echo.Line(msg) + "\n" }
 
 // logQueueBytes bounds what a stalled stderr can hold up in gm2-init's
 // memory: about a thousand lines.

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -26,7 +25,6 @@ import (
 	"github.com/gm2-init/gm2-init/internal/config"
 	"github.com/gm2-init/gm2-init/internal/control"
 	"github.com/gm2-init/gm2-init/internal/cpus"
-	"github.com/gm2-init/gm2-init/internal/echo"
 	"github.com/gm2-init/gm2-init/internal/health"
 	"github.com/gm2-init/gm2-init/internal/notify"
 	"github.com/gm2-init/gm2-init/internal/reaper"
@@ -272,12 +270,14 @@ func run() int {
 			}
 		}()
 		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), appspec.CloseGrace)
 			defer cancel()
 			hs.Shutdown(ctx)
 		}()
 		log.Info().Str("address", hs.Addr().String()).Msg("health endpoints")
-		shared.NoteOwnPort(sockets.TCP, hs.Port(), "gm2-init's own health endpoints (--health-addr)")
+		if own, err := sockets.StdlibTCP(hs.Addr().String()); err == nil {
+			shared.NoteOwnPort(own, "gm2-init's own health endpoints (--health-addr)")
+		}
 	}
 	log.Info().Str("shutdown_delay", cfg.ShutdownDelay.String()).Str("kill_timeout", plan.maxKillTimeout().String()).
 		Str("worst_case_stop", appspec.WorstCaseStop(cfg.ShutdownDelay, plan.apps...).String()).
@@ -308,12 +308,6 @@ func run() int {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// fail writes msg as gm2-init's one line on stderr and returns status.
-func fail(status int, msg string) int {
-	fmt.Fprintln(os.Stderr, "gm2-init: "+echo.Line(msg))
-	return status
 }
 
 // listenNotify opens the NOTIFY_SOCKET workers send READY=1 to; nil when it

@@ -155,9 +155,10 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 }
 
 // startInitStalledLog is startInit with gm2-init's stderr (its log, which
-// its workers share) a pipe of one page that nobody reads until the test
-// calls in.ReadLog: a log reader that stopped reading. Until then the
-// harness sees no log line and no exit.
+// its workers share) a pipe of one page, full before gm2-init starts, that
+// nobody reads until the test calls in.ReadLog: a log reader that stopped
+// reading. Until then the harness sees no log line and no exit; then the
+// page of filler comes first (one line, not JSON).
 func startInitStalledLog(t *testing.T, env []string, args ...string) *Init {
 	t.Helper()
 	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, true, args...)
@@ -186,6 +187,9 @@ func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []st
 		}
 		if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize()); err != nil {
 			t.Fatalf("F_SETPIPE_SZ: %v", err)
+		}
+		if _, err := w.WriteString(strings.Repeat("x", os.Getpagesize()-1) + "\n"); err != nil {
+			t.Fatal(err)
 		}
 		cmd.Stderr = w
 		defer w.Close()

@@ -73,17 +73,23 @@ func CheckTotal(counts []int) error {
 }
 
 // StopSweep bounds what a shutdown takes after its kill timeout: the
-// reaping after the final SIGKILL (ReapGrace) and the writing out of
-// gm2-init's last log lines to a stderr that takes no writes (LogFlush).
-// The other processes of the container (orphans, daemons) get SIGTERM
-// together with the workers and share their kill timeout, so only these
-// are added.
-const StopSweep = ReapGrace + LogFlush
+// reaping after the final SIGKILL (ReapGrace), the answers gm2-init's own
+// servers still owe (CloseGrace each: the health endpoints, the control
+// socket), and the writing out of its last log lines to a stderr that
+// takes no writes (LogFlush). The other processes of the container
+// (orphans, daemons) get SIGTERM together with the workers and share
+// their kill timeout, so only these are added.
+const StopSweep = ReapGrace + 2*CloseGrace + LogFlush
 
 // ReapGrace bounds the reaping after the final SIGKILL: a process in
 // uninterruptible sleep may take its time, and the kernel kills what is
 // left when PID 1 exits.
-const ReapGrace = 750 * time.Millisecond
+const ReapGrace = 500 * time.Millisecond
+
+// CloseGrace bounds how long each of gm2-init's servers lets a request in
+// flight be answered once the supervisor has ended (a client that does
+// not read its answer).
+const CloseGrace = 125 * time.Millisecond
 
 // LogFlush bounds how long gm2-init's exit waits for its queued log lines
 // when stderr takes no writes (its reader stopped reading).

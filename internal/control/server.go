@@ -56,6 +56,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
 )
 
 const (
@@ -68,8 +70,8 @@ const (
 	// writeTimeout bounds how long a client may take to read the answer.
 	writeTimeout = 10 * time.Second
 	// closeGrace is how long Close lets the handlers answer before it
-	// closes their connections.
-	closeGrace = time.Second
+	// closes their connections: a part of the stop budget.
+	closeGrace = appspec.CloseGrace
 	// DefaultWaitTimeout bounds how long a reload is waited for before the
 	// client is told it is still going on.
 	DefaultWaitTimeout = 10 * time.Minute

@@ -210,14 +210,6 @@ func listenWith(addr string, src Source, logger zerolog.Logger, opts options, cf
 // Addr returns the bound address (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Port is the TCP port the endpoints listen on.
-func (s *Server) Port() int {
-	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
-		return a.Port
-	}
-	return 0
-}
-
 // Serve answers requests until Shutdown, each connection on a goroutine of
 // its own that Shutdown waits for. It returns nil after Shutdown, and an
 // error only if the listener was closed under it; other accept errors are

@@ -9,10 +9,13 @@
 // and SIGTERM unheard past every stop budget. So a line is queued (Write
 // copies it and returns at once) and one goroutine writes the queue out,
 // line by line: each line stays one write(2), which a pipe keeps whole next
-// to the workers' output (up to PIPE_BUF, 4 KiB). The queue holds at most
-// a fixed number of bytes; what comes while it is full is dropped and
-// counted, and the count is written as a line of its own, in the place of
-// the lines it stands for, once stderr takes writes again.
+// to the workers' output (up to PIPE_BUF, 4 KiB).
+//
+// The lines not yet written, queued or in the writer's hands, hold at most
+// a fixed number of bytes. Once a line does not fit, it and every line
+// after it are dropped and counted until the writer takes the queue
+// again; the count is then written as a line of its own, in the place of
+// the lines it stands for.
 package logsink
 
 import (
@@ -28,9 +31,10 @@ type Sink struct {
 	dropNote func(n int) []byte
 
 	mu      sync.Mutex
-	queue   []entry
-	queued  int // bytes in queue
-	dropped int // lines dropped since the queue was last taken
+	queue   [][]byte
+	pending int    // bytes queued or being written
+	dropped int    // lines dropped since the writer last took the queue
+	last    []byte // written after everything else, on Close
 	closed  bool
 
 	wake chan struct{} // a line was queued (capacity 1)
@@ -38,14 +42,7 @@ type Sink struct {
 	done chan struct{} // closed when the writer has ended
 }
 
-// entry is a line to write, or (line nil) a Flush's mark: reached is
-// closed once every line queued before it was written.
-type entry struct {
-	line    []byte
-	reached chan struct{}
-}
-
-// New starts the writer of a sink that queues at most max bytes for w.
+// New starts the writer of a sink that holds at most max bytes for w.
 // dropNote makes the line that stands for n dropped lines. The writer
 // ends with Close.
 func New(w io.Writer, max int, dropNote func(n int) []byte) *Sink {
@@ -61,67 +58,43 @@ func New(w io.Writer, max int, dropNote func(n int) []byte) *Sink {
 	return s
 }
 
-// Write queues a copy of p, or drops it when the queue is full (counted)
-// or the sink closed (not counted: nothing would write the count). It never blocks on w and never fails: a log line must not stop
-// what it reports on.
+// Write queues a copy of p, or drops it: counted while lines are being
+// dropped or when it does not fit, not counted once the sink is closed
+// (nothing would write the count). It never blocks on w and never fails:
+// a log line must not stop what it reports on.
 func (s *Sink) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil // and a nil line is a Flush's mark
-	}
 	s.mu.Lock()
-	if s.closed || s.queued+len(p) > s.max {
-		if !s.closed {
-			s.dropped++
-		}
-		s.mu.Unlock()
-		return len(p), nil
+	switch {
+	case s.closed:
+	case s.dropped > 0 || s.pending+len(p) > s.max:
+		s.dropped++
+	case len(p) > 0:
+		s.queue = append(s.queue, append([]byte(nil), p...))
+		s.pending += len(p)
 	}
-	s.queue = append(s.queue, entry{line: append([]byte(nil), p...)})
-	s.queued += len(p)
 	s.mu.Unlock()
-	s.signal()
-	return len(p), nil
-}
-
-func (s *Sink) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	return len(p), nil
 }
 
-// Flush waits, at most timeout, until every line queued before it was
-// written, so that what is written to w next by another way (a last
-// message on stderr) comes after them. It reports whether they were.
-func (s *Sink) Flush(timeout time.Duration) bool {
-	reached := make(chan struct{})
+// SetLast sets the line Close writes after every queued line and the drop
+// count: gm2-init's last word (an error that ends it) comes after the log
+// lines that came before it, and its writing is bounded by Close's
+// timeout like theirs.
+func (s *Sink) SetLast(p []byte) {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return s.wait(s.done, timeout)
-	}
-	s.queue = append(s.queue, entry{reached: reached})
+	s.last = append([]byte(nil), p...)
 	s.mu.Unlock()
-	s.signal()
-	return s.wait(reached, timeout)
 }
 
-func (s *Sink) wait(c <-chan struct{}, timeout time.Duration) bool {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-c:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-// Close writes out what is queued, waiting at most timeout for w, and ends
-// the writer. It reports whether everything was written. When w takes no
-// writes within timeout, the writer is left blocked in its write: the
-// process is about to exit, and nothing else can end a write(2) to a pipe
-// nobody reads.
+// Close writes out what is queued, then the last line, waiting at most
+// timeout for w, and ends the writer. It reports whether everything was
+// written. When w takes no writes within timeout, the writer is left
+// blocked in its write: the process is about to exit, and nothing else can
+// end a write(2) to a pipe nobody reads.
 func (s *Sink) Close(timeout time.Duration) bool {
 	s.mu.Lock()
 	if !s.closed {
@@ -129,38 +102,44 @@ func (s *Sink) Close(timeout time.Duration) bool {
 		close(s.stop)
 	}
 	s.mu.Unlock()
-	return s.wait(s.done, timeout)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (s *Sink) run() {
 	defer close(s.done)
 	for {
 		s.mu.Lock()
-		batch, dropped := s.queue, s.dropped
-		s.queue, s.queued, s.dropped = nil, 0, 0
-		closed := s.closed
+		batch, dropped, closed := s.queue, s.dropped, s.closed
+		s.queue, s.dropped = nil, 0
 		s.mu.Unlock()
-		// The dropped lines came after the lines of the batch (the queue
-		// was full when they came) and before anything queued since: the
-		// note goes before the first mark that follows them.
-		for _, e := range batch {
-			if e.line != nil {
-				_, _ = s.w.Write(e.line)
-				continue
-			}
-			if dropped > 0 {
-				_, _ = s.w.Write(s.dropNote(dropped))
-				dropped = 0
-			}
-			close(e.reached)
+		written := 0
+		for _, line := range batch {
+			_, _ = s.w.Write(line)
+			written += len(line)
 		}
+		// The dropped lines came after the batch (none is queued once one
+		// is dropped) and before anything queued since.
 		if dropped > 0 {
 			_, _ = s.w.Write(s.dropNote(dropped))
 		}
-		if len(batch) > 0 || dropped > 0 {
+		s.mu.Lock()
+		s.pending -= written
+		last := s.last
+		s.mu.Unlock()
+		switch {
+		case len(batch) > 0 || dropped > 0:
 			continue
-		}
-		if closed {
+		case closed:
+			if last != nil {
+				_, _ = s.w.Write(last)
+			}
 			return
 		}
 		select {

@@ -65,7 +65,7 @@ func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 func TestBlockedWriterDropsAndCounts(t *testing.T) {
 	w := newGatedWriter()
 	w.gate.Lock()
-	s := New(w, 30, note) // "line N\n" is 7 bytes: 4 fit
+	s := New(w, 30, note) // "first\n" (6 bytes) is being written: 3 lines of 7 bytes fit
 	s.Write([]byte("first\n"))
 	select { // the writer took "first" and is blocked in its Write
 	case <-w.calls:
@@ -85,8 +85,8 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 		t.Fatal("Write blocked behind a writer that takes no writes")
 	}
 	w.gate.Unlock()
-	// Wait for the batch and the note (5 more writes), then add one line.
-	for range 5 {
+	// Wait for the batch and the note (4 more writes), then add one line.
+	for range 4 {
 		select {
 		case <-w.calls:
 		case <-time.After(10 * time.Second):
@@ -97,7 +97,7 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
-	want := []string{"first\n", "line 0\n", "line 1\n", "line 2\n", "line 3\n", "dropped 6\n", "after\n"}
+	want := []string{"first\n", "line 0\n", "line 1\n", "line 2\n", "dropped 7\n", "after\n"}
 	if got := w.written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
@@ -111,6 +111,7 @@ func TestCloseBounded(t *testing.T) {
 	defer w.gate.Unlock()
 	s := New(w, 1<<10, note)
 	s.Write([]byte("stuck\n"))
+	<-w.calls // the writer holds it, blocked
 	if s.Close(50 * time.Millisecond) {
 		t.Fatal("Close reported everything written to a writer that takes no writes")
 	}
@@ -178,33 +179,27 @@ func TestStalledPipe(t *testing.T) {
 	}
 }
 
-// Flush returns once the lines queued before it are written, the drop
-// count included, and gives up after its timeout while w takes no writes.
-func TestFlush(t *testing.T) {
+// Once a line does not fit, the lines after it are dropped too, even
+// shorter ones that would fit, until the writer takes the queue: the count
+// stands in their place. The last line comes after everything, and a line
+// written after Close is dropped.
+func TestDropsUntilTakenAndLastLine(t *testing.T) {
 	w := newGatedWriter()
 	w.gate.Lock()
-	s := New(w, 14, note)
+	s := New(w, 20, note)
 	s.Write([]byte("first\n"))
-	<-w.calls // the writer holds "first", blocked
-	s.Write([]byte("line 0\n"))
-	s.Write([]byte("line 1\n"))
-	s.Write([]byte("line 2\n")) // dropped: 14 bytes are queued
-	if s.Flush(50 * time.Millisecond) {
-		t.Fatal("Flush reported the lines written while w takes no writes")
-	}
+	<-w.calls                        // the writer holds "first" (6 bytes), blocked
+	s.Write([]byte("a long line\n")) // 12: 18 in all
+	s.Write([]byte("too long\n"))    // 9: dropped
+	s.Write([]byte("x\n"))           // 2 would fit: dropped all the same
+	s.SetLast([]byte("the end\n"))
 	w.gate.Unlock()
-	if !s.Flush(10 * time.Second) {
-		t.Fatal("Flush did not return once w took writes again")
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
 	}
-	want := []string{"first\n", "line 0\n", "line 1\n", "dropped 1\n"}
+	s.Write([]byte("late\n"))
+	want := []string{"first\n", "a long line\n", "dropped 2\n", "the end\n"}
 	if got := w.written(); !slices.Equal(got, want) {
-		t.Errorf("written before Flush returned: %q, want %q", got, want)
-	}
-	s.Write(nil) // nothing, and no mark
-	if !s.Close(10*time.Second) || !s.Flush(10*time.Second) {
-		t.Error("Close, then Flush, did not return true")
-	}
-	if got := w.written(); !slices.Equal(got, want) {
-		t.Errorf("written in the end: %q, want %q", got, want)
+		t.Errorf("written %q, want %q", got, want)
 	}
 }

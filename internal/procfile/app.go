@@ -157,12 +157,16 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 	}
 
 	env := map[string]string{}
+	envKey := map[string]string{} // the key each variable came from: env or env_NAME
 	if v, ok := keys["env"]; ok && v != nil {
 		e, err := asEnv(v)
 		if err != nil {
 			return a, false, fail("env", err)
 		}
 		env = e
+		for k := range e {
+			envKey[k] = "env"
+		}
 	}
 	for _, k := range sortedKeys(m) {
 		name, ok := strings.CutPrefix(k, "env_")
@@ -175,7 +179,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 		}
 		if name == l.opts.Env && name != "" {
 			for kk, vv := range e {
-				env[kk] = vv
+				env[kk], envKey[kk] = vv, k
 			}
 		}
 	}
@@ -279,7 +283,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 	// an environment, the first wins), so it is dropped, with a warning.
 	for _, k := range sortedKeys(env) {
 		if appspec.IsWorkerEnvKey(k) || k == a.InstanceVar {
-			l.warn("env", id, k+" is set by gm2-init for each worker; the file's value is ignored")
+			l.warn(envKey[k], id, k+" is set by gm2-init for each worker; the file's value is ignored")
 			continue
 		}
 		a.Env = append(a.Env, k+"="+env[k])

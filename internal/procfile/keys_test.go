@@ -467,8 +467,9 @@ func TestWorkerVariablesInEnvDropped(t *testing.T) {
 		got = append(got, w.String())
 	}
 	var want []string
-	for _, k := range []string{"INSTANCE_ID", "LISTEN_FDS", "NODE_APP_INSTANCE", "NOTIFY_SOCKET"} {
-		want = append(want, `env (app "api"): `+k+` is set by gm2-init for each worker; the file's value is ignored`)
+	for _, k := range []string{"env_prod INSTANCE_ID", "env_prod LISTEN_FDS", "env NODE_APP_INSTANCE", "env NOTIFY_SOCKET"} {
+		key, name, _ := strings.Cut(k, " ")
+		want = append(want, key+` (app "api"): `+name+` is set by gm2-init for each worker; the file's value is ignored`)
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -60,22 +60,21 @@ type Registry struct {
 	closed bool
 }
 
-// ownPort is a port gm2-init itself listens on for its own use (the health
-// endpoints), named when an app's bind fails on it.
+// ownPort is an address gm2-init itself listens on for its own use (the
+// health endpoints), named when an app's bind fails on it.
 type ownPort struct {
-	network Network
-	port    int
-	who     string
+	spec Spec
+	who  string
 }
 
-// NoteOwnPort records that gm2-init itself listens on port for who (say
+// NoteOwnPort records that gm2-init itself listens on spec for who (say
 // "gm2-init's health endpoints (--health-addr)"): an on-demand bind that
-// fails with EADDRINUSE on that port names it, instead of "another process
-// listens there".
-func (r *Registry) NoteOwnPort(network Network, port int, who string) {
+// fails with EADDRINUSE on an address that overlaps it names it, instead
+// of "another process listens there".
+func (r *Registry) NoteOwnPort(spec Spec, who string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.own = append(r.own, ownPort{network, port, who})
+	r.own = append(r.own, ownPort{spec, who})
 }
 
 // reservedPort is a --listen port: passed to workers as an fd, never bound
@@ -167,7 +166,7 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	if err != nil {
 		if errors.Is(err, unix.EADDRINUSE) {
 			for _, o := range r.own {
-				if o.network == s.Network && o.port == port {
+				if Overlap(o.spec, s) {
 					return nil, false, fmt.Errorf("share %s: port %d is %s: %w", s, port, o.who, unix.EADDRINUSE)
 				}
 			}

@@ -208,15 +208,25 @@ func TestRegistryOwnPortNamed(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	r := NewRegistry(0, nil)
 	t.Cleanup(r.Close)
-	r.NoteOwnPort(TCP, port, "gm2-init's own health endpoints (--health-addr)")
+	own, err := StdlibTCP(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.NoteOwnPort(own, "gm2-init's own health endpoints (--health-addr)")
 	_, _, err = r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", port)))
 	if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), fmt.Sprintf("port %d is gm2-init's own health endpoints (--health-addr)", port)) {
 		t.Fatalf("Get of gm2-init's own port = %v", err)
 	}
-	// Another port is not blamed on it.
-	r.NoteOwnPort(TCP, port+1, "x")
-	if _, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", port))); strings.Contains(err.Error(), " is x") {
-		t.Errorf("blamed on another port's owner: %v", err)
+	// An address that does not overlap it is not blamed on it: the same
+	// port on another address (here held by another listener of ours, on
+	// 127.0.0.2) is another process's.
+	other, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+	if err != nil {
+		t.Fatalf("127.0.0.2:%d: %v", port, err)
+	}
+	defer other.Close()
+	if _, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.2:%d", port))); !errors.Is(err, unix.EADDRINUSE) || strings.Contains(err.Error(), "health") {
+		t.Errorf("127.0.0.2:%d held by another: %v", port, err)
 	}
 }
 
