@@ -166,8 +166,9 @@ func run() int {
 	memLimit := cgroup.ReadMemoryLimitSystem()
 	if cfg.DryRun {
 		logWarnings(log, warnings, cpu)
+		logs.Close(appspec.LogFlush) // the warnings come before the plan (a terminal shows both)
 		if err := cfg.WriteDryRun(os.Stdout, ver, cpu, plan.dryRunPlan(cpu, memLimit, up.inherited)); err != nil {
-			return failLogged(logs, exitRuntime, "--dry-run: "+err.Error())
+			return fail(exitRuntime, "--dry-run: "+err.Error())
 		}
 		return 0
 	}
