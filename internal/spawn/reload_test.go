@@ -608,3 +608,38 @@ func TestReloadWaiterError(t *testing.T) {
 		t.Errorf("error %v\nwant %s", err, want)
 	}
 }
+
+// A slot its restart policy stopped for good (a one-shot task that ended:
+// a migration) is left alone by a reload, SIGHUP or `gm2-init reload`: the
+// task does not run twice, and its app's pass is ok, not failed by a
+// worker that exited before it was ever ready.
+func TestReloadLeavesAOneShotTaskAlone(t *testing.T) {
+	for _, mode := range []appspec.ExecMode{appspec.Cluster, appspec.Fork} {
+		t.Run(string(mode), func(t *testing.T) {
+			task, web := testApp("migrate", 1), reloadApp(2)
+			task.Restart, task.ExecMode = appspec.Never, mode
+			h := newHarness(t, Options{Apps: []App{task, web}})
+			h.exit(0, h.pid(0, "migrate"))
+			h.wantState(0, status.Stopped, "migrate")
+			for i := range 2 {
+				h.ready(h.pid(i, "web"))
+			}
+			starts := len(h.started())
+			olds := []int{h.pid(0, "web"), h.pid(1, "web")}
+			h.signal(sigHUP)
+			for i, old := range olds {
+				h.ready(h.candidatePid(i, "web"))
+				h.exit(0, old)
+			}
+			for _, l := range h.lines("reload finished") {
+				if l["result"] != "ok" {
+					t.Errorf("reload %v", l)
+				}
+			}
+			if n := len(h.started()) - starts; n != 2 {
+				t.Errorf("%d workers started by the reload, want the 2 of web", n)
+			}
+			h.wantState(0, status.Stopped, "migrate")
+		})
+	}
+}

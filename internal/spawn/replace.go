@@ -66,7 +66,7 @@ func (s *Supervisor) startReload(a *app, why string) {
 	r.replaced, r.failures, r.unreplaced, r.abandoned = 0, 0, 0, ""
 	r.queue = r.queue[:0]
 	for _, sl := range a.slots {
-		if !sl.retiring {
+		if !sl.retiring && !stoppedForGood(sl) {
 			r.queue = append(r.queue, sl)
 		}
 	}
@@ -75,6 +75,15 @@ func (s *Supervisor) startReload(a *app, why string) {
 		s.opt.Lifecycle.Reloading()
 	}
 	s.pumpReload(a)
+}
+
+// stoppedForGood tells a slot its restart policy stopped (a one-shot task
+// that ended: a migration, a build step): a reload leaves it alone. Run
+// again with the new code, it would do its work twice, and its clean exit
+// before it ever said ready would fail the pass. An errored slot, by
+// contrast, gets the new code: that may be its fix.
+func stoppedForGood(sl *slot) bool {
+	return sl.state == status.Stopped && sl.current == nil && sl.candidate == nil
 }
 
 // anyReloading tells whether a reload pass of some app is under way.
@@ -98,7 +107,8 @@ func (s *Supervisor) pumpReload(a *app) {
 		sl := r.queue[0]
 		r.queue = r.queue[1:]
 		switch {
-		case sl.retiring:
+		case sl.retiring, stoppedForGood(sl):
+			// Gone, or ended since the pass began (a one-shot task).
 		case a.spec.ExecMode == appspec.Fork && sl.current != nil:
 			// Fork mode shares nothing: a new worker next to the old one
 			// would find the app's own ports taken. Stop, then start.
@@ -127,7 +137,7 @@ func (s *Supervisor) pumpReload(a *app) {
 }
 
 // startReplacement starts a candidate for sl. A slot that has no worker
-// (errored, stopped, backing off) simply gets one: new code deserves a new
+// (errored, backing off) simply gets one: new code deserves a new
 // chance.
 func (s *Supervisor) startReplacement(sl *slot, kind string) {
 	if sl.state == status.Errored || sl.state == status.Stopped {
