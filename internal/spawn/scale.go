@@ -24,6 +24,10 @@ func (s *Supervisor) scale(a *app, n int, why string) error {
 		return fmt.Errorf("%d workers in all would pass the cap of %d", s.totalInstances()+n-cur, appspec.MaxWorkers)
 	case n == cur:
 		return nil
+	case n < cur && !keepsAWorkingSlot(a, n):
+		// Checked for the whole count before any slot goes: a refused
+		// scale changes nothing.
+		return errors.New("the other slots have errored or stopped")
 	}
 	for a.instances() < n {
 		s.scaleUpOne(a)
@@ -55,6 +59,25 @@ func (s *Supervisor) scaleUpOne(a *app) {
 	sl := &slot{app: a, index: len(a.slots), state: status.Starting}
 	a.slots = append(a.slots, sl)
 	s.startCurrent(sl)
+}
+
+// keepsAWorkingSlot tells whether, of a's slots, the n that a scale-down
+// keeps (the lowest) hold one that has not errored or stopped: the last
+// one that works is never removed, or gm2-init would exit.
+func keepsAWorkingSlot(a *app, n int) bool {
+	kept := 0
+	for _, sl := range a.slots {
+		if sl.retiring {
+			continue
+		}
+		if kept++; kept > n {
+			return false
+		}
+		if sl.state != status.Errored && sl.state != status.Stopped {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Supervisor) scaleDownOne(a *app) error {

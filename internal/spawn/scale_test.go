@@ -66,6 +66,40 @@ func TestTTOUKeepsTheLastWorkingSlot(t *testing.T) {
 	}
 }
 
+// A scale-down that would keep no working slot is refused as a whole,
+// before any slot goes: the command says so, and nothing changed (it
+// used to remove slots one by one until the check failed).
+func TestRefusedScaleDownChangesNothing(t *testing.T) {
+	a := testApp("web", 3)
+	a.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.exit(1, h.pid(0))
+	h.wantState(0, status.Errored)
+	pids := []int{h.pid(1), h.pid(2)}
+	for _, n := range []int{1, -2} {
+		var err error
+		h.event(func() { _, _, err = h.s.scaleCommand("web", n, n < 0) })
+		if err == nil || !strings.Contains(err.Error(), "the other slots have errored or stopped") {
+			t.Errorf("scale %d: %v", n, err)
+		}
+	}
+	if got := h.s.apps[0].instances(); got != 3 {
+		t.Errorf("%d instances after refused scale-downs, want 3", got)
+	}
+	for _, pid := range pids {
+		if sigs := h.signals(pid); len(sigs) != 0 {
+			t.Errorf("worker %d got %v from a refused scale-down", pid, sigs)
+		}
+	}
+	// Down to 2 keeps slot 1, which works.
+	var err error
+	h.event(func() { _, _, err = h.s.scaleCommand("web", 2, false) })
+	if err != nil {
+		t.Errorf("scale 2: %v", err)
+	}
+}
+
 // scale runs a scale command as one event.
 func (h *harness) scale(app, n int) (err error) {
 	h.event(func() { err = h.s.scale(h.s.apps[app], n, "gm2-init scale") })
