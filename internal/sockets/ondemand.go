@@ -150,7 +150,7 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	}
 	for _, rp := range r.reserved {
 		if rp.network == s.Network && rp.port == port {
-			return nil, false, fmt.Errorf("share %s: port %d is a --listen port, passed to the workers as an fd and already in use in this process: %w", s, port, unix.EADDRINUSE)
+			return nil, false, fmt.Errorf("share %s: port %d is a listen port of this gm2-init (--listen, or the listen of an app of the process file), passed as an fd to the workers that name it: name it in this app's listen too to share it: %w", s, port, unix.EADDRINUSE)
 		}
 	}
 	if len(r.list) >= r.max {
@@ -165,10 +165,8 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	l, err := bindOne(s)
 	if err != nil {
 		if errors.Is(err, unix.EADDRINUSE) {
-			for _, o := range r.own {
-				if Overlap(o.spec, s) {
-					return nil, false, fmt.Errorf("share %s: port %d is %s: %w", s, port, o.who, unix.EADDRINUSE)
-				}
+			if why := r.heldByUs(app, s); why != "" {
+				return nil, false, fmt.Errorf("share %s: port %d is %s: %w", s, port, why, unix.EADDRINUSE)
 			}
 		}
 		return nil, false, fmt.Errorf("share: %w", err)
@@ -185,6 +183,28 @@ func (r *Registry) Get(app string, s Spec) (sh *Shared, created bool, err error)
 	r.byKey[key] = sh
 	r.list = append(r.list, sh)
 	return sh, true, nil
+}
+
+// heldByUs says which of gm2-init's own sockets overlapping s made its bind
+// fail, "" when none does (another process holds the port): "another
+// process listens there" would send the user looking for a process that
+// is gm2-init. r.mu is held.
+func (r *Registry) heldByUs(app string, s Spec) string {
+	for _, o := range r.own {
+		if Overlap(o.spec, s) {
+			return o.who
+		}
+	}
+	for _, sh := range r.list {
+		if !Overlap(sh.Listener.Spec, s) {
+			continue
+		}
+		if sh.App == app {
+			return fmt.Sprintf("shared already with this app's workers at %s (a listen() on another address of the same port)", sh.Listener.Bound)
+		}
+		return fmt.Sprintf("shared already with the workers of app %q (%s): two apps share a port when both name it in their listen", sh.App, sh.Listener.Bound)
+	}
+	return ""
 }
 
 // sharedKey identifies what was asked; Raw and Name do not take part.

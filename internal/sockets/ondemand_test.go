@@ -111,9 +111,16 @@ func TestRegistryGet(t *testing.T) {
 		t.Fatalf("flags %#x, %v: want O_NONBLOCK", flags, err)
 	}
 	roundTrip(t, netListener(t, a.Listener), "tcp4", s.Addr)
-	// Another app asking for the same address meets the kernel's answer.
-	if _, _, err := r.Get("other", s); !errors.Is(err, unix.EADDRINUSE) {
-		t.Fatalf("Get of another app = %v, want EADDRINUSE", err)
+	// Another app asking for the same address meets the kernel's answer,
+	// and the message names the app that holds it (not "another process").
+	if _, _, err := r.Get("other", s); !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), `shared already with the workers of app "app"`) {
+		t.Fatalf("Get of another app = %v, want EADDRINUSE naming app", err)
+	}
+	// The same app on an address that overlaps it (every IPv4 address of
+	// the port) is told it holds it already.
+	wild := tcpSpec(fmt.Sprintf("0.0.0.0:%d", port))
+	if _, _, err := r.Get("app", wild); !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), "shared already with this app's workers at "+s.Addr) {
+		t.Fatalf("Get of an overlapping address = %v, want EADDRINUSE naming the shared socket", err)
 	}
 }
 
