@@ -818,3 +818,36 @@ func TestNodePreloadFileRemoved(t *testing.T) {
 	}
 	stopClean(t, in)
 }
+
+// TestNodeClosedSharedPortKeepsReadiness: a Node app that serves a port
+// for a moment and closes it (a warm-up server; a new version that no
+// longer listens there does the same) leaves that socket bound by
+// gm2-init, with nobody to take a connection from it. A client that
+// connects there waits; that is no stuck worker, and /readyz stays 200
+// past --queue-timeout. (It failed for good: the pod left its Service.)
+func TestNodeClosedSharedPortKeepsReadiness(t *testing.T) {
+	needNode(t)
+	t.Parallel()
+	port, warm := freePort(t), freePort(t)
+	in := startInit(t, []string{"PORT=" + strconv.Itoa(port), "WARMUP_PORT=" + strconv.Itoa(warm)},
+		"--health-addr", "127.0.0.1:0", "-i", "2", "--queue-timeout", "300ms", "--",
+		"node", repoPath(t, "e2e/testdata/node/warmup-port.js"))
+	health := in.HealthAddr()
+	in.WaitReady(2, nodeTimeout)
+	waitReadyz(t, health, http.StatusOK, 10*time.Second)
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(warm), 5*time.Second)
+	if err != nil {
+		t.Fatalf("the warm-up port is not bound any more: %v", err)
+	}
+	defer c.Close()
+	// Probed over several queue timeouts: the connection waits, unserved.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if code, body, err := httpGet(health, "/readyz"); err != nil || code != http.StatusOK {
+			t.Fatalf("/readyz %d %q %v with a connection waiting on a port the app closed", code, body, err)
+		}
+	}
+	if code, body, _ := httpGet("127.0.0.1:"+strconv.Itoa(port), "/"); code != http.StatusOK || body == "" {
+		t.Errorf("the app's port: %d %q", code, body)
+	}
+	stopClean(t, in)
+}

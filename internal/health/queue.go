@@ -67,6 +67,10 @@ type WatchedListener struct {
 	// reads its queue through it, never closes it; it may be closed by its
 	// owner at any time (a reading then fails and the listener is skipped).
 	File *os.File
+	// Unserved: no worker holds the socket now (one shared on demand whose
+	// servers all closed: the app no longer listens there). Its queue is
+	// still exported, but connections waiting in it are no stuck worker.
+	Unserved bool
 }
 
 // Listeners is what the health server needs from the supervisor to watch
@@ -116,7 +120,7 @@ func (s sharedSet) TCPListeners() []WatchedListener {
 	if s.reg != nil {
 		for _, sh := range s.reg.Shared() {
 			if l := sh.Listener; l.Spec.Network == sockets.TCP {
-				out = append(out, WatchedListener{Name: l.Spec.Name, Address: l.Bound, File: l.File})
+				out = append(out, WatchedListener{Name: l.Spec.Name, Address: l.Bound, File: l.File, Unserved: !s.reg.Serving(sh)})
 			}
 		}
 	}
@@ -292,7 +296,7 @@ func (w *queueWatch) evaluate(ctx context.Context) error {
 			}
 			continue
 		}
-		if r.q.Len > 0 && !r.moved {
+		if r.q.Len > 0 && !r.moved && !r.l.Unserved {
 			still = append(still, r)
 		}
 	}

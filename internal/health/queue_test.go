@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,4 +385,56 @@ func TestTCPListenersOf(t *testing.T) {
 	if len(got) != 2 || got[0].Name != "web" || got[1].Name != "api" || got[0].Address != ls[0].Bound || got[1].File != ls[3].File {
 		t.Errorf("TCPListenersOf: %+v", got)
 	}
+}
+
+// A socket shared on demand that no worker holds any more (the app closed
+// that server, or a new version no longer listens there) is no stuck
+// worker: connections waiting in its queue never fail /readyz, however
+// long they wait, and /metrics still shows them. Once a worker holds it
+// again, the same queue counts.
+func TestUnservedSharedSocketNeverFailsReadyz(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	reg := sockets.NewRegistry(0, nil)
+	t.Cleanup(reg.Close)
+	port := strconv.Itoa(freeLoopbackPort(t))
+	spec, err := sockets.ParseSpec("127.0.0.1:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _, err := reg.Get("web", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, base, _ := startServerWith(t, newFakeSource(healthySnapshot()), testOptions(),
+		Config{Listeners: ListenersOf(nil, reg), QueueTimeout: timeout})
+	c, err := net.DialTimeout("tcp", sh.Listener.Bound, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Probed over several queue timeouts: the connection waits, unserved.
+	for end := time.Now().Add(4 * timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if r := get(t, base+"/readyz"); r.code != 200 {
+			t.Fatalf("/readyz %d %q with the only waiting connection on a socket no worker holds", r.code, r.body)
+		}
+	}
+	if m := get(t, base+"/metrics"); !strings.Contains(m.body, `gm2_listener_queue_length{listener="tcp-`+port+`",address="`+sh.Listener.Bound+`"} 1`) {
+		t.Errorf("/metrics does not show the waiting connection:\n%s", m.body)
+	}
+	reg.Hold(sh.ID) // a worker's server holds it, and takes nothing
+	waitReadyz(t, base, 503)
+	reg.Release(sh.ID)
+	waitReadyz(t, base, 200)
+}
+
+// freeLoopbackPort returns a TCP port of 127.0.0.1 that was free a moment
+// ago.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

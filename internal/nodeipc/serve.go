@@ -30,6 +30,10 @@ type Handler struct {
 	// Event is called for the other cluster messages: KindListening,
 	// KindClose, KindOnline, KindDisconnecting.
 	Event func(Message)
+	// Held is called with a Reply's ID once its socket was passed to the
+	// worker; Released once that server closed it (KindClose) or the
+	// channel ended with it still open: who holds which socket.
+	Held, Released func(id int)
 }
 
 // Reply is the answer to a Query.
@@ -81,7 +85,8 @@ func Serve(ctx context.Context, conn *os.File, h Handler) error {
 	// A deadline in the past wakes a blocked read or write when ctx ends.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	s := &server{rc: rc, h: h}
+	s := &server{rc: rc, h: h, held: map[string]int{}}
+	defer s.releaseAll()
 	buf := make([]byte, readBuf)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	var line []byte
@@ -143,10 +148,11 @@ func Serve(ctx context.Context, conn *os.File, h Handler) error {
 type server struct {
 	rc       syscall.RawConn
 	h        Handler
-	seq      int64      // our own message counter, as Node's primary sends one
-	replies  int64      // makes every key unique (see reply)
-	inFlight []inFlight // sockets sent and not acknowledged yet, oldest first
-	ready    bool       // Ready was called
+	seq      int64          // our own message counter, as Node's primary sends one
+	replies  int64          // makes every key unique (see reply)
+	inFlight []inFlight     // sockets sent and not acknowledged yet, oldest first
+	ready    bool           // Ready was called
+	held     map[string]int // key → socket id of the sockets the worker holds
 }
 
 type inFlight struct {
@@ -154,6 +160,32 @@ type inFlight struct {
 	file   *os.File
 	failed []byte // the error reply to send when the resends are used up
 	sends  int
+	key    string
+}
+
+// hold and release keep s.held and tell the handler.
+func (s *server) hold(key string, id int) {
+	s.held[key] = id
+	if s.h.Held != nil {
+		s.h.Held(id)
+	}
+}
+
+func (s *server) release(key string) {
+	id, ok := s.held[key]
+	if !ok {
+		return
+	}
+	delete(s.held, key)
+	if s.h.Released != nil {
+		s.h.Released(id)
+	}
+}
+
+func (s *server) releaseAll() {
+	for key := range s.held {
+		s.release(key)
+	}
 }
 
 // recv reads once, closing every descriptor that came along: a worker has
@@ -220,6 +252,9 @@ func (s *server) handle(line []byte) error {
 		}
 		return s.write(s.encode(map[string]any{"cmd": m.Cmd, "ack": m.Seq}), nil)
 	case KindListening, KindClose, KindOnline:
+		if m.Kind == KindClose {
+			s.release(m.Key)
+		}
 		if s.h.Event != nil {
 			s.h.Event(m)
 		}
@@ -261,8 +296,9 @@ func (s *server) reply(m Message, r Reply) error {
 		body["key"] = nil
 		return s.write(s.encode(body), nil)
 	}
+	key := strconv.Itoa(r.ID) + ":" + strconv.FormatInt(s.replies, 10)
 	body["errno"] = 0
-	body["key"] = strconv.Itoa(r.ID) + ":" + strconv.FormatInt(s.replies, 10)
+	body["key"] = key
 	typ := "net.Native"
 	if r.UDP {
 		typ = "dgram.Native"
@@ -274,7 +310,8 @@ func (s *server) reply(m Message, r Reply) error {
 	if len(s.inFlight) >= maxInFlight {
 		s.inFlight = s.inFlight[1:]
 	}
-	s.inFlight = append(s.inFlight, inFlight{msg: msg, file: r.File, failed: failed, sends: 1})
+	s.inFlight = append(s.inFlight, inFlight{msg: msg, file: r.File, failed: failed, sends: 1, key: key})
+	s.hold(key, r.ID)
 	return s.write(msg, r.File)
 }
 
@@ -289,8 +326,9 @@ func (s *server) resend() error {
 		f.sends++
 		return s.write(f.msg, f.file)
 	}
-	failed := f.failed
+	failed, key := f.failed, f.key
 	s.inFlight = s.inFlight[1:]
+	s.release(key) // the worker never got it
 	return s.write(failed, nil)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,5 +390,55 @@ func TestEnv(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(Env(4, 0), " "), "GM2_NODE_CLUSTER=1") {
 		t.Fatal("Env with id 0 must give id 1")
+	}
+}
+
+// TestServeHolds: each socket passed is Held; the worker's close of that
+// server (its key) Releases it, and the end of the channel Releases what
+// is still held: gm2-init knows which on-demand sockets a live worker
+// serves.
+func TestServeHolds(t *testing.T) {
+	t.Parallel()
+	f, _ := listenerFile(t)
+	events := make(chan string, 16)
+	p, cancel, _ := serveFake(t, Handler{
+		Query:    func(Query) Reply { return Reply{File: f, ID: 7} },
+		Held:     func(id int) { events <- "held " + strconv.Itoa(id) },
+		Released: func(id int) { events <- "released " + strconv.Itoa(id) },
+	})
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("event %q, want %q", got, want)
+			}
+		case <-time.After(waitLimit):
+			t.Fatalf("no event, want %q", want)
+		}
+	}
+	p.send(lineQuery, -1)
+	m, _, _ := p.line()
+	next("held 7")
+	key, _ := m["msg"].(map[string]any)["key"].(string)
+	p.send(`{"cmd":"NODE_HANDLE_ACK"}`, -1)
+	p.send(`{"cmd":"NODE_CLUSTER","act":"close","key":"9:9","seq":2}`, -1) // not a key of ours: nothing
+	p.send(`{"cmd":"NODE_CLUSTER","act":"close","key":"`+key+`","seq":3}`, -1)
+	next("released 7")
+	p.send(strings.Replace(lineQuery, `"seq":1`, `"seq":4`, 1), -1)
+	p.line()
+	next("held 7")
+	cancel()
+	next("released 7")
+	select { // once Serve has returned, every event it made is in the channel
+	case err := <-p.errc:
+		p.errc <- err // for the cleanup
+	case <-time.After(waitLimit):
+		t.Fatal("Serve did not end after cancel")
+	}
+	select {
+	case got := <-events:
+		t.Fatalf("extra event %q", got)
+	default:
 	}
 }

@@ -38,7 +38,8 @@ type Shared struct {
 	// Created is when the socket was bound.
 	Created time.Time
 
-	data []byte // opaque server data the first requester offered (Node: TLS ticket keys)
+	data    []byte // opaque server data the first requester offered (Node: TLS ticket keys)
+	holders int    // servers of live workers on the socket (Hold, Release)
 }
 
 // Registry binds TCP and UDP sockets on demand and keeps them for the life of
@@ -231,6 +232,34 @@ func (r *Registry) ShareData(sh *Shared, data []byte) []byte {
 // maxData bounds the server data kept per socket: Node's TLS ticket keys
 // take about 110 bytes.
 const maxData = 4 << 10
+
+// Hold records that a worker's server took socket id (it was passed to
+// the worker), Release that one closed it or its worker is gone. A socket
+// no server holds is still kept, as every on-demand socket is (a worker
+// being restarted or reloaded takes it again), but its accept queue says
+// nothing about a worker being stuck: see Serving.
+func (r *Registry) Hold(id int) { r.addHolders(id, 1) }
+
+// Release undoes one Hold of socket id.
+func (r *Registry) Release(id int) { r.addHolders(id, -1) }
+
+func (r *Registry) addHolders(id, d int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id >= 1 && id <= len(r.list) {
+		r.list[id-1].holders = max(r.list[id-1].holders+d, 0)
+	}
+}
+
+// Serving tells whether some live worker's server holds sh: after an app
+// stopped listening on a port (it closed that server, or a new version no
+// longer uses it), the socket stays bound and a client's connection waits
+// in its queue with nobody to take it, which is no stuck worker.
+func (r *Registry) Serving(sh *Shared) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return sh.holders > 0
+}
 
 // Shared returns the on-demand sockets in the order they were bound.
 func (r *Registry) Shared() []*Shared {

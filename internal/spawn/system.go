@@ -110,6 +110,9 @@ type WorkerEvents struct {
 	// cluster protocol: see internal/nodeipc). It runs on the channel's
 	// goroutine, not in the loop.
 	Query func(nodeipc.Query) nodeipc.Reply
+	// Held and Released say which sockets Query gave the worker's servers
+	// hold (see nodeipc.Handler); they run on the channel's goroutine.
+	Held, Released func(id int)
 }
 
 // Clock is the supervisor's time. AfterFunc's f runs in the supervisor's
@@ -338,7 +341,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 	if channel != nil {
 		ctx, stop := context.WithCancel(context.Background())
 		p.stopChannel = stop
-		h := nodeipc.Handler{Query: spec.Events.Query, Ready: spec.Events.NodeReady}
+		h := nodeipc.Handler{Query: spec.Events.Query, Ready: spec.Events.NodeReady, Held: spec.Events.Held, Released: spec.Events.Released}
 		go func() {
 			defer channel.Close()
 			_ = nodeipc.Serve(ctx, channel, h)

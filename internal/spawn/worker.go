@@ -170,6 +170,9 @@ func (s *Supervisor) startWorker(sl *slot) (*worker, error) {
 			Query:     s.shareQuery(a, sl.index),
 		},
 	}
+	if reg := s.opt.Shared; reg != nil {
+		spec.Events.Held, spec.Events.Released = reg.Hold, reg.Release
+	}
 	proc, err := s.sys.Start(spec)
 	if err != nil {
 		return nil, err
