@@ -19,7 +19,7 @@ import (
 // NameAccepted describes valid app names: they appear in logs, metric
 // labels and on the command line of `gm2-init reload APP` and --only
 // (which splits at commas).
-const NameAccepted = "1 to 100 characters without blanks, commas, quotes or control characters"
+const NameAccepted = "1 to 100 characters without blanks, commas, quotes, backslashes or control characters"
 
 // maxNameBytes bounds an app name.
 const maxNameBytes = 100

@@ -1139,7 +1139,7 @@ func TestSharedRules(t *testing.T) {
 		t.Errorf("--only: %q", c.Only)
 	}
 	for _, bad := range []string{"a b", `a"b`, "a\\b", strings.Repeat("x", 101)} {
-		parseErr(t, []string{"--config", file, "--only", bad}, "--only: invalid value", "accepted: app names separated by commas (1 to 100 characters without blanks, commas, quotes or control characters)")
+		parseErr(t, []string{"--config", file, "--only", bad}, "--only: invalid value", "accepted: app names separated by commas (1 to 100 characters without blanks, commas, quotes, backslashes or control characters)")
 	}
 	parseErr(t, []string{"--max-restarts", "1000001", "app"}, `--max-restarts: invalid value "1000001": accepted: a whole number from 0 to 1000000`)
 	parseErr(t, []string{"--kill-timeout", "0", "app"}, `--kill-timeout: invalid value "0": accepted: a duration from 1ms to 24h`)

@@ -150,7 +150,7 @@ func writeMetrics(e *exposition, snap *status.Snapshot, trees map[int]procfs.Tre
 	}
 	sort.Slice(extra, func(i, j int) bool { return extra[i] < extra[j] })
 	states = append(states, extra...)
-	e.family("gm2_workers", "gauge", "Worker slots by state; the values sum to the number of instances.")
+	e.family("gm2_workers", "gauge", "Worker slots by state (not processes: a slot's old workers draining after its reload are not counted); the values sum to the number of instances, plus the slots a scale-down removes while their workers drain.")
 	for _, st := range states {
 		e.sample("gm2_workers", formatInt(counts[st]), label{"state", string(st)})
 	}

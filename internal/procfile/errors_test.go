@@ -60,7 +60,7 @@ func TestLoadErrors(t *testing.T) {
 		{"interpreter by extension not found", "p.json", `{"apps": [{"script": "main.ls"}]}`, Options{},
 			`p.json: app "main": interpreter: "lsc": not found in PATH (chosen for .ls files, as PM2 does; set interpreter to change it)`},
 		{"bad name", "p.json", `{"apps": [{"name": "my api", "script": "api.js"}]}`, Options{},
-			`p.json: apps[0]: name: invalid value "my api": accepted: 1 to 100 characters without blanks, commas, quotes or control characters`},
+			`p.json: apps[0]: name: invalid value "my api": accepted: 1 to 100 characters without blanks, commas, quotes, backslashes or control characters`},
 		{"duplicate names", "p.json", `{"apps": [{"name": "api", "script": "api.js"}, {"name": "api", "script": "worker.js"}]}`, Options{},
 			`p.json: apps[1]: name: "api" is also the name of apps[0]; give each app a distinct name`},
 		{"duplicate derived names", "p.json", `{"apps": [{"script": "api.js"}, {"script": "sub/../api.js"}]}`, Options{},

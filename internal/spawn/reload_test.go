@@ -340,9 +340,15 @@ func TestHUPDuringShutdownIsIgnored(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{reloadApp(1)}, ShutdownDelay: time.Second})
 	h.startAll()
 	h.signal(sigTERM)
-	h.signal(sigHUP)
+	for range 3 {
+		h.signal(sigHUP)
+	}
 	if h.count("reload started") != 0 || len(h.started()) != 1 {
 		t.Error("a reload started during the shutdown")
+	}
+	// Said, once for the storm.
+	if n := h.count("SIGHUP ignored: gm2-init is shutting down"); n != 1 {
+		t.Errorf("%d lines say the SIGHUPs were ignored, want 1", n)
 	}
 }
 

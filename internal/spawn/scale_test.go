@@ -224,3 +224,21 @@ func TestScaleDownDuringBackoff(t *testing.T) {
 		t.Errorf("%d slots once the last removed one drained, want 1", n)
 	}
 }
+
+// A slot a scale-down removes shows its worker while it drains: its pid
+// (the status table's PID, CPU and MEMORY) and the draining state, until
+// the worker exits and the slot goes.
+func TestScaledDownSlotShowsItsDrainingWorker(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.startAll()
+	last := h.pid(1)
+	h.event(func() { h.s.scaleCommand("web", 1, false) })
+	snap := h.snapshot()
+	if len(snap.Slots) != 2 || snap.Slots[1].Pid != last || snap.Slots[1].State != status.Draining {
+		t.Fatalf("slots %+v: want slot 1 draining with pid %d", snap.Slots, last)
+	}
+	h.exit(0, last)
+	if snap := h.snapshot(); len(snap.Slots) != 1 {
+		t.Errorf("slots %+v once the worker exited, want 1", snap.Slots)
+	}
+}

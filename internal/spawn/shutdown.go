@@ -40,6 +40,7 @@ type shutdownState struct {
 	deadline  time.Time // when kill fires
 	killedAny bool      // some worker needed SIGKILL
 	exitCode  int       // forced exit code (1 when every slot errored); -1 = none
+	hupSaid   bool      // a SIGHUP during the shutdown was logged (once: a storm is one line)
 }
 
 // beginShutdown starts the graceful shutdown. code ≥ 0 forces the exit

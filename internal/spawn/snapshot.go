@@ -116,7 +116,11 @@ func (s *Supervisor) publish() {
 			if w != nil {
 				out.Pid, out.StartedAt, out.LastStatus, out.State = w.pid, w.started, w.statusText, w.state
 			} else if len(sl.draining) > 0 {
-				out.State = status.Draining
+				// A slot a scale-down removes, while its worker drains:
+				// that worker is still the slot's (its pid, CPU and
+				// memory in the status table).
+				d := sl.draining[0]
+				out.Pid, out.StartedAt, out.LastStatus, out.State = d.pid, d.started, d.statusText, status.Draining
 			}
 			snap.Slots = append(snap.Slots, out)
 		}

@@ -376,6 +376,13 @@ func (s *Supervisor) onSignal(sig os.Signal) {
 		s.beginShutdown(-1)
 		s.skipDelay()
 	case unix.SIGHUP:
+		if s.down.active {
+			if !s.down.hupSaid {
+				s.down.hupSaid = true
+				s.log.Warn().Msg("SIGHUP ignored: gm2-init is shutting down")
+			}
+			return
+		}
 		for _, a := range s.apps {
 			s.startReload(a, "SIGHUP")
 		}
