@@ -6,8 +6,12 @@ import (
 )
 
 // readyCounts returns the slots with a ready worker, the wanted slots, and
-// whether the start has settled: every slot ready, or given up on (errored,
-// stopped).
+// whether the start has settled: every slot ready, given up on (errored,
+// stopped), or known to fail (its first worker died: it waits out its
+// backoff). A slot that crash-loops must not hold back the end of the start
+// until it errors (16 attempts, about 146 s with the defaults): systemd's
+// Type=notify start would time out at 90 s and stop the healthy workers
+// with it. STATUS=N/M says how many are ready.
 func (s *Supervisor) readyCounts() (ready, total int, settled bool) {
 	settled = true
 	for _, a := range s.apps {
@@ -20,6 +24,7 @@ func (s *Supervisor) readyCounts() (ready, total int, settled bool) {
 			case sl.current != nil && sl.current.state == status.Ready:
 				ready++
 			case sl.state == status.Errored || sl.state == status.Stopped:
+			case sl.state == status.Backoff || sl.failures > 0:
 			case sl.current != nil && sl.current.overdue:
 			default:
 				settled = false

@@ -3,6 +3,7 @@ package spawn
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,31 @@ func TestReadyAfterMinUptimeAndLifecycle(t *testing.T) {
 	want := []string{"status 0/2", "status 1/2", "status 2/2", "ready 2/2"}
 	if !slices.Equal(h.life.calls, want) {
 		t.Errorf("lifecycle %v, want %v", h.life.calls, want)
+	}
+}
+
+// A slot whose first worker dies does not hold back the end of the start
+// until it errors (about 146 s of backoff with the defaults, past
+// systemd's 90 s start timeout): once every other slot is ready and it
+// waits out its backoff, READY=1 goes up with STATUS=1/2, and the slot's
+// later attempts do not send it again.
+func TestCrashLoopingSlotDoesNotHoldBackTheStart(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Backoff)
+	h.advance(time.Second) // slot 0's --min-uptime; slot 1 restarted meanwhile
+	h.exit(1, h.pid(1))
+	if !slices.Contains(h.life.calls, "ready 1/2") {
+		t.Fatalf("lifecycle %v: the start did not end with slot 1 crash-looping", h.life.calls)
+	}
+	n := 0
+	for _, c := range h.life.calls {
+		if strings.HasPrefix(c, "ready ") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("lifecycle %v: READY=1 said %d times", h.life.calls, n)
 	}
 }
 
