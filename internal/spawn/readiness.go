@@ -18,7 +18,10 @@ import (
 //     listen on every socket it is expected to: the ones its slot's last
 //     ready worker listened on, else every passed listener Node can use,
 //     else the first one it listens on;
-//   - otherwise (a program that cannot tell) after --min-uptime;
+//   - otherwise (a program that cannot tell) after --min-uptime, or sooner
+//     if it says READY=1 or process.send('ready') unasked: what a worker
+//     says of itself is taken also without --wait-ready, which only makes
+//     gm2-init wait for it;
 //   - and, with a warning, after --listen-timeout when it is alive but
 //     silent — except that under --wait-ready a replacement that never
 //     said READY does not replace a worker that did.

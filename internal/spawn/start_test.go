@@ -110,6 +110,18 @@ func TestCrashLoopingSlotDoesNotHoldBackTheStart(t *testing.T) {
 	}
 }
 
+// Without --wait-ready, a worker that says READY=1 unasked is ready then,
+// before --min-uptime: what a worker says of itself is taken; --wait-ready
+// only makes gm2-init wait for it.
+func TestReadyUnaskedCountsWithoutWaitReady(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	h.advance(100 * time.Millisecond)
+	h.notify(h.pid(0), "READY=1")
+	if len(h.readyPids()) != 1 || h.slot(0).current.readyBy != "READY=1" {
+		t.Fatalf("ready %v by %q, want ready by READY=1 before --min-uptime", h.readyPids(), h.slot(0).current.readyBy)
+	}
+}
+
 func TestWaitReadyNeedsTheWorkersWord(t *testing.T) {
 	a := testApp("web", 2)
 	a.WaitReady = true
