@@ -220,7 +220,7 @@ func dial(dirs []string) (*net.UnixConn, error) {
 	case len(others) > 0:
 		return nil, others[0]
 	}
-	return nil, fmt.Errorf("no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec)", key, strings.Join(dirs, ", "))
+	return nil, fmt.Errorf("no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec); a gm2-init that found none of these directories writable has none (its log says so: use kill -HUP 1 to reload, /status on its health port)", key, strings.Join(dirs, ", "))
 }
 
 // permissionError says who may control the gm2-init whose directory this

@@ -566,7 +566,7 @@ func TestNoServer(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	code := run([]string{"status"}, &out, &errb, clientOptions{dirs: []string{b}})
-	want := fmt.Sprintf("gm2-init status: no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec)\n", key, b)
+	want := fmt.Sprintf("gm2-init status: no gm2-init control socket for this PID namespace (looked for gm2-init-ctl.%s in %s): run the command inside the container of a gm2-init (docker exec, kubectl exec); a gm2-init that found none of these directories writable has none (its log says so: use kill -HUP 1 to reload, /status on its health port)\n", key, b)
 	if code != 1 || errb.String() != want {
 		t.Errorf("%d %q\nwant %q", code, errb.String(), want)
 	}
