@@ -110,6 +110,10 @@ type Report struct {
 	WrongListenPid []WrongListenPid
 	Server         Server  // the server detected in the tree (command line, executable)
 	Errs           []error // what could not be read; the report is partial then
+	// noFd: the server is uvicorn without --fd, which never serves an
+	// inherited socket: a port of its own is where it serves, whatever
+	// the port (see servesOwnPort).
+	noFd bool
 }
 
 // Check reads procRoot ("/proc") for the process tree of pid and compares
@@ -188,6 +192,12 @@ func Check(procRoot string, pid int, passed []Listener) Report {
 	// (the one that got it wrong), then at the tree in order.
 	order := append(slices.Clone(listeners), r.Tree...)
 	r.Server = detect(procRoot, order)
+	if r.Server == Uvicorn && len(r.OwnPorts) > 0 {
+		r.noFd = !slices.ContainsFunc(order, func(p int) bool {
+			args, err := procfs.Cmdline(procRoot, p)
+			return err == nil && slices.ContainsFunc(args, func(a string) bool { return a == "--fd" || strings.HasPrefix(a, "--fd=") })
+		})
+	}
 	return r
 }
 
@@ -255,6 +265,12 @@ func (r Report) Ready() bool {
 // server serving in the wrong place, not an admin port.
 var defaultPorts = map[Server]uint16{Gunicorn: 8000, Uvicorn: 8000, Puma: 9292}
 
+// servesOwnPort reports whether the detected server serves on a port of
+// its own instead of the passed sockets: it listens on its default port,
+// or it is uvicorn without --fd (which ignores inherited sockets, on
+// whatever --port it was given).
+func (r Report) servesOwnPort() bool { return r.noFd || r.onDefaultPort() }
+
 // onDefaultPort reports whether the tree listens on the detected server's
 // default port.
 func (r Report) onDefaultPort() bool {
@@ -268,7 +284,7 @@ func (r Report) onDefaultPort() bool {
 // its default port. A port of its own next to the passed ones is not
 // wrong by itself (an admin or metrics port): see OK.
 func (r Report) Wrong() bool {
-	return r.Checked && (len(r.Missing) > 0 || len(r.WrongListenPid) > 0 || r.onDefaultPort())
+	return r.Checked && (len(r.Missing) > 0 || len(r.WrongListenPid) > 0 || r.servesOwnPort())
 }
 
 // OK is true when there is nothing to say: not Wrong, and no port of the
@@ -308,9 +324,13 @@ func (r Report) Message() string {
 			"a wrapper did not exec it, so it ignores the passed sockets", w.Pid, r.Pid, r.portsOf(w.Pid), w.ListenPid))
 	}
 	if len(r.Held) > 0 && len(r.WrongListenPid) == 0 && own != "" {
-		if r.onDefaultPort() {
-			parts = append(parts, fmt.Sprintf("worker %d also listens on %s, which gm2-init did not pass: %s's default port, "+
-				"so it is probably serving there instead of on the passed sockets", r.Pid, own, r.Server))
+		if r.servesOwnPort() {
+			where := fmt.Sprintf("%s's default port", r.Server)
+			if !r.onDefaultPort() {
+				where = "uvicorn serves no inherited socket without --fd"
+			}
+			parts = append(parts, fmt.Sprintf("worker %d also listens on %s, which gm2-init did not pass: %s, "+
+				"so it is probably serving there instead of on the passed sockets", r.Pid, own, where))
 		} else {
 			parts = append(parts, fmt.Sprintf("worker %d also listens on %s, which gm2-init did not pass "+
 				"(fine for an admin or metrics port; a port meant for clients belongs in --listen)", r.Pid, own))

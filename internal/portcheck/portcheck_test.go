@@ -355,6 +355,29 @@ func TestCheckFakeTrees(t *testing.T) {
 			msgHas: []string{"uvicorn's default port", "use --fd 3"},
 		},
 		{
+			name: "uvicorn without --fd on a port of its choosing: not its default, still wrong",
+			procs: map[int]fakeProc{10: {
+				fds:     map[int]uint64{3: 1001, 6: 1004},
+				cmdline: []string{"uvicorn", "--port", "18501", "app:app"},
+				env:     []string{"LISTEN_PID=10"},
+			}},
+			rows:   []tcpRow{gm2Row, {"127.0.0.1:18501", 1004}},
+			server: Uvicorn, ready: true, ok: false, wrong: true, ownPortPid: 10,
+			msgHas:    []string{"127.0.0.1:18501 (pid 10)", "uvicorn serves no inherited socket without --fd", "use --fd 3"},
+			msgHasNot: []string{"admin or metrics port"},
+		},
+		{
+			name: "uvicorn --fd 3 with a metrics port of its own: fine",
+			procs: map[int]fakeProc{10: {
+				fds:     map[int]uint64{3: 1001, 6: 1004},
+				cmdline: []string{"uvicorn", "--fd", "3", "app:app"},
+				env:     []string{"LISTEN_PID=10"},
+			}},
+			rows:   []tcpRow{gm2Row, {"127.0.0.1:9100", 1004}},
+			server: Uvicorn, ready: true, ok: false, wrong: false, ownPortPid: 10,
+			msgHas: []string{"admin or metrics port"},
+		},
+		{
 			name: "gunicorn with setproctitle, healthy",
 			procs: map[int]fakeProc{
 				10: {children: []int{11}, fds: map[int]uint64{3: 1001}, cmdline: []string{"gunicorn: master [app:app]"}, env: []string{"LISTEN_PID=10"}},
