@@ -229,7 +229,7 @@ func (l *loader) app(i int, raw any) (a appspec.App, autostart bool, err error) 
 	}
 	if _, ok := keys["restart_delay"]; ok {
 		if _, ok := keys["exp_backoff_restart_delay"]; ok {
-			return a, false, l.fail(id, "exp_backoff_restart_delay", "give restart_delay or exp_backoff_restart_delay, not both (gm2-init's restarts always back off exponentially from that first delay)")
+			return a, false, l.fail(id, "exp_backoff_restart_delay", "give restart_delay or exp_backoff_restart_delay, not both (both are the least restart delay: gm2-init's restarts always back off exponentially, from 100 ms up to 15 s, and never wait less than that)")
 		}
 	}
 	if v, ok := keys["max_restarts"]; ok {

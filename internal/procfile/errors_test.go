@@ -150,7 +150,7 @@ func TestLoadErrors(t *testing.T) {
 		{"autostart everywhere false", "p.json", `{"apps": [{"name": "api", "script": "api.js", "autostart": false}]}`, Options{},
 			`p.json: autostart: every app has autostart: false; nothing would run (name the apps to start in --only)`},
 		{"restart_delay and exp_backoff", "p.json", `{"apps": [{"name": "api", "script": "api.js", "restart_delay": 100, "exp_backoff_restart_delay": 100}]}`, Options{},
-			`p.json: app "api": exp_backoff_restart_delay: give restart_delay or exp_backoff_restart_delay, not both (gm2-init's restarts always back off exponentially from that first delay)`},
+			`p.json: app "api": exp_backoff_restart_delay: give restart_delay or exp_backoff_restart_delay, not both (both are the least restart delay: gm2-init's restarts always back off exponentially, from 100 ms up to 15 s, and never wait less than that)`},
 		{"shell command with args", "p.json", `{"apps": [{"name": "py", "script": "python3 -m http.server", "args": "8000"}]}`, Options{},
 			`p.json: app "py": args: a script with blanks is run as a shell command (bash -c); put the arguments in script`},
 		{"control characters stay on one line", "p.json", `{"apps": [{"name": "api", "script": "api.js", "exec_mode": "a\nb\u001b[31m"}]}`, Options{},
