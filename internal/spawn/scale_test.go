@@ -53,13 +53,21 @@ func TestTTINAndTTOU(t *testing.T) {
 	}
 }
 
-func TestTTOUKeepsTheLastWorkingSlot(t *testing.T) {
-	a := testApp("web", 2)
+// firstSlotErrored starts app web with n slots and makes slot 0 error (no
+// restart allowed), the others serving.
+func firstSlotErrored(t *testing.T, n int) *harness {
+	t.Helper()
+	a := testApp("web", n)
 	a.MaxRestarts = 0
 	h := newHarness(t, Options{Apps: []App{a}})
 	h.startAll()
 	h.exit(1, h.pid(0))
 	h.wantState(0, status.Errored)
+	return h
+}
+
+func TestTTOUKeepsTheLastWorkingSlot(t *testing.T) {
+	h := firstSlotErrored(t, 2)
 	h.signal(sigTTOU)
 	if h.count("SIGTTOU ignored: the other slots have errored or stopped") != 1 {
 		t.Error("removed the last working slot")
@@ -70,12 +78,7 @@ func TestTTOUKeepsTheLastWorkingSlot(t *testing.T) {
 // before any slot goes: the command says so, and nothing changed (it
 // used to remove slots one by one until the check failed).
 func TestRefusedScaleDownChangesNothing(t *testing.T) {
-	a := testApp("web", 3)
-	a.MaxRestarts = 0
-	h := newHarness(t, Options{Apps: []App{a}})
-	h.startAll()
-	h.exit(1, h.pid(0))
-	h.wantState(0, status.Errored)
+	h := firstSlotErrored(t, 3)
 	pids := []int{h.pid(1), h.pid(2)}
 	for _, n := range []int{1, -2} {
 		var err error
