@@ -293,7 +293,9 @@ func TestQueueMetrics(t *testing.T) {
 // answered by one round of readings, and every probe gets the verdict.
 func TestQueueCheckCoalesced(t *testing.T) {
 	web := bindListener(t, "web")
-	s, base, _ := startServerWith(t, newFakeSource(healthySnapshot()), testOptions(),
+	// 50 probes at once: burstOptions, so that a probe descheduled between
+	// its connect and its write is not taken for a silent connection.
+	s, base, _ := startServerWith(t, newFakeSource(healthySnapshot()), burstOptions(),
 		Config{Listeners: StaticListeners{web}, QueueTimeout: 100 * time.Millisecond})
 	c, err := net.DialTimeout("tcp", web.Address, 5*time.Second)
 	if err != nil {
