@@ -278,3 +278,62 @@ func TestParseRounding(t *testing.T) {
 		t.Errorf("Rounding(9).String() = %q", s)
 	}
 }
+
+// TestSourceExact pins decisions whose result a substring of Source cannot
+// tell apart: which level wins when the leaf is limited too, the note of a
+// rounded quota, a quota equal to the affinity count, a v1 quota of 0 and an
+// override of 1.
+func TestSourceExact(t *testing.T) {
+	v2mi := "30 1 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+	v1mi := "30 1 0:35 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+	for _, c := range []struct {
+		name     string
+		fsys     fs.FS
+		affinity int
+		opt      Options
+		max      int
+		source   string // the whole Source
+	}{
+		{
+			// The leaf's own limit is looser than its parent's: the
+			// smallest over all levels counts, not the first one found.
+			name: "parent tighter than a limited leaf",
+			fsys: v2MapFS("0::/pod/ctr\n", v2mi, map[string]string{
+				"sys/fs/cgroup/pod/ctr/cpu.max": "400000 100000\n",
+				"sys/fs/cgroup/pod/cpu.max":     "200000 100000\n",
+			}),
+			affinity: 8, max: 2, source: "cpu.max 200000/100000 at /sys/fs/cgroup/pod → 2",
+		},
+		{
+			name:     "exact quota under ceil is not rounded up",
+			fsys:     v2MapFS("0::/\n", v2mi, map[string]string{"sys/fs/cgroup/cpu.max": "400000 100000\n"}),
+			affinity: 8, opt: Options{Rounding: Ceil}, max: 4, source: "cpu.max 400000/100000 at /sys/fs/cgroup → 4",
+		},
+		{
+			name:     "quota equal to the affinity count",
+			fsys:     v2MapFS("0::/\n", v2mi, map[string]string{"sys/fs/cgroup/cpu.max": "400000 100000\n"}),
+			affinity: 4, max: 4, source: "affinity mask (4 CPUs), within cpu.max 400000/100000 at /sys/fs/cgroup",
+		},
+		{
+			name: "v1 quota 0 is no limit",
+			fsys: v2MapFS("11:cpu,cpuacct:/\n", v1mi, map[string]string{
+				"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us":  "0\n",
+				"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+			}),
+			affinity: 4, max: 4, source: "affinity mask (4 CPUs), no cgroup CPU limit",
+		},
+		{
+			name:     "override of one CPU",
+			fsys:     v2MapFS("0::/\n", v2mi, map[string]string{"sys/fs/cgroup/cpu.max": "400000 100000\n"}),
+			affinity: 8, opt: Options{Override: 1}, max: 1, source: "GM2_CPUS/--cpus override → 1",
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Detect(c.fsys, c.affinity, c.opt)
+			checkResult(t, got, c.max, c.source, "")
+			if got.Source != c.source {
+				t.Errorf("Source = %q, want exactly %q", got.Source, c.source)
+			}
+		})
+	}
+}
