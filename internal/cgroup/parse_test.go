@@ -105,11 +105,36 @@ func TestUnescapeOctal(t *testing.T) {
 		`/short\04`:         `/short\04`,
 		`/not\089`:          `/not\089`,
 		`/big\777`:          `/big\777`,
+		`/top\377`:          "/top\xff",
 		`\040\040`:          "  ",
 		`\\040`:             `\ `,
 	} {
 		if got := unescapeOctal(in); got != want {
 			t.Errorf("unescapeOctal(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestIsMountOf: a v2 cgroup is read only through a cgroup2 mount, never
+// through a v1 hierarchy (a hybrid host's name=systemd) that happens to come
+// first; a v1 cgroup only through the hierarchy that lists its controller.
+func TestIsMountOf(t *testing.T) {
+	v2 := Ref{Controller: "cpu", V2: true, Path: "/"}
+	v1 := Ref{Controller: "cpu", Path: "/"}
+	for _, c := range []struct {
+		m    mount
+		ref  Ref
+		want bool
+	}{
+		{mount{fsType: "cgroup2", superOpts: []string{"rw"}}, v2, true},
+		{mount{fsType: "cgroup", superOpts: []string{"rw", "xattr", "name=systemd"}}, v2, false},
+		{mount{fsType: "cgroup", superOpts: []string{"rw", "cpu", "cpuacct"}}, v2, false},
+		{mount{fsType: "cgroup", superOpts: []string{"rw", "cpu", "cpuacct"}}, v1, true},
+		{mount{fsType: "cgroup", superOpts: []string{"rw", "cpuacct"}}, v1, false},
+		{mount{fsType: "cgroup2", superOpts: []string{"rw", "cpu"}}, v1, false},
+	} {
+		if got := isMountOf(c.m, c.ref); got != c.want {
+			t.Errorf("isMountOf(%+v, %v) = %v, want %v", c.m, c.ref, got, c.want)
 		}
 	}
 }
