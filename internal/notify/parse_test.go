@@ -49,6 +49,9 @@ func TestParse(t *testing.T) {
 		{"embedded NUL drops the line", "READY=1\x00x\nSTATUS=ok", Message{Status: "ok", HasStatus: true}},
 		{"equals in key position", "=1\n=\n", Message{}},
 		{"key with spaces is another key", " READY=1\nREADY =1", Message{}},
+		{"flags need exactly 1, every one", "STOPPING=yes\nRELOADING=true\nREADY=", Message{}},
+		{"NUL inside a status drops the line", "STATUS=a\x00b\nREADY=1", Message{Ready: true}},
+		{"NUL before the final newline drops the line", "READY=1\x00\n", Message{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
