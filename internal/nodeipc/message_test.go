@@ -50,6 +50,17 @@ func TestParseLine(t *testing.T) {
 		{`{"cmd":"NODE_HANDLE_NACK"}`, KindHandleNack, "", "", Query{}, ""},
 		{`{"cmd":"NODE_CLUSTER","act":"whatever","seq":9}`, KindOther, "", "", Query{}, ""},
 		{`{"cmd":"NODE_OTHER","act":"queryServer","seq":9}`, KindOther, "", "", Query{}, ""},
+		// A relay's seq may be a string, echoed as it came; a tag without a
+		// pid is no tag.
+		{`{"cmd":"NODE_GM2","act":"queryServer","port":3000,"addressType":4,"gm2":{"pid":0,"ref":1},"seq":"relay-0123456789abcdef"}`, KindQuery, "NODE_GM2", `"relay-0123456789abcdef"`,
+			Query{Relayed: true, Network: "tcp", Family: 4, Port: 3000, FD: -1}, ""},
+		// listen({fd: 0}): descriptor 0 is a descriptor like any other.
+		{`{"cmd":"NODE_CLUSTER","act":"queryServer","address":null,"port":null,"addressType":null,"fd":0,"seq":10}`, KindQuery, "NODE_CLUSTER", "10",
+			Query{Network: "tcp", FD: 0}, ""},
+		// dgram takes the port as the app gave it, and Node's validatePort
+		// reads " 5353 " as 5353.
+		{`{"cmd":"NODE_CLUSTER","act":"queryServer","address":"0.0.0.0","port":" 5353 ","addressType":"udp4","seq":11}`, KindQuery, "NODE_CLUSTER", "11",
+			Query{Network: "udp", Family: 4, Address: "0.0.0.0", Port: 5353, FD: -1}, ""},
 	}
 	for _, tt := range tests {
 		m, err := ParseLine([]byte(tt.line))
@@ -114,6 +125,8 @@ func TestQuerySpec(t *testing.T) {
 		{Query{Network: "udp", Family: 4, Address: "0.0.0.0", Port: 53, FD: -1, Flags: 4}, sockets.Spec{Network: sockets.UDP, Family: "4", Addr: "0.0.0.0:53", ReuseAddr: true}},
 		{Query{Network: "udp", Family: 6, Address: "::", Port: 53, FD: -1}, sockets.Spec{Network: sockets.UDP, Family: "6", Addr: "[::]:53", DualStack: true}},
 		{Query{Network: "udp", Family: 6, Port: 53, FD: -1, Flags: 1}, sockets.Spec{Network: sockets.UDP, Family: "6", Addr: "[::]:53"}},
+		{Query{Network: "tcp", Family: 4, Port: 65535, FD: -1}, sockets.Spec{Network: sockets.TCP, Addr: ":65535"}},
+		{Query{Network: "tcp", Family: 4, Port: 1, FD: -1}, sockets.Spec{Network: sockets.TCP, Addr: ":1"}},
 	}
 	for _, tt := range tests {
 		got, err := tt.q.Spec()
