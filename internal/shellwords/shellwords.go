@@ -1,8 +1,9 @@
 // Package shellwords splits a command line into words the way a POSIX
 // shell does before it expands anything: blanks separate words, '…' is
 // literal, "…" groups and lets a backslash escape $ ` " \ and nothing else,
-// and a backslash outside quotes escapes the next character. Nothing is
-// expanded: "$HOME" stays "$HOME".
+// and a backslash outside quotes escapes the next character. A backslash
+// before a newline, outside single quotes, continues the line: both go.
+// Nothing is expanded: "$HOME" stays "$HOME".
 //
 // A PM2 process file may give args as one string, which PM2 users write as
 // they would on a command line; and tests read Dockerfile lines the same
@@ -43,6 +44,10 @@ func Split(s string) ([]string, error) {
 		case c == '"':
 			i++
 			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && s[i+1] == '\n' {
+					i++ // a line continuation: both go
+					continue
+				}
 				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\", s[i+1]) >= 0 {
 					i++
 				}
@@ -57,6 +62,9 @@ func Split(s string) ([]string, error) {
 				return nil, errors.New("a backslash at the end")
 			}
 			i++
+			if s[i] == '\n' {
+				continue // a line continuation: both go, and no word starts
+			}
 			cur.WriteByte(s[i])
 			inWord = true
 		default:

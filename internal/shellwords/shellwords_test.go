@@ -46,6 +46,25 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+// TestSplitLineContinuation: a backslash before a newline continues the
+// line, in a word, between words and inside double quotes (POSIX 2.2.1 and
+// 2.2.3), as in a YAML "args: |" block written over several lines; inside
+// single quotes both stay.
+func TestSplitLineContinuation(t *testing.T) {
+	for in, want := range map[string][]string{
+		"--workers 4 \\\n--bind :80\n": {"--workers", "4", "--bind", ":80"},
+		"ab\\\ncd":                     {"abcd"},
+		"\"ab\\\ncd\"":                 {"abcd"},
+		"'ab\\\ncd'":                   {"ab\\\ncd"},
+		"a \\\n":                       {"a"},
+	} {
+		got, err := Split(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Split(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
 // FuzzSplit: whatever the input, Split does not panic, and the words it
 // returns, quoted back, split to themselves.
 func FuzzSplit(f *testing.F) {
