@@ -44,6 +44,8 @@ func TestSplit(t *testing.T) {
 			"1 usable CPU: api 1 (max: the 1 CPU left)", false},
 		{"fixed above the CPUs", []App{app("api", "4", Cluster)}, 2, []int{4},
 			"2 usable CPUs: api 4 (fixed); 4 workers on 2 CPUs: they compete for the same CPU quota", true},
+		{"fixed above the CPUs, max next to it", []App{app("api", "max", Cluster), app("jobs", "4", Cluster)}, 2, []int{1, 4},
+			"2 usable CPUs: api 1 (max: no CPU left, at least 1), jobs 4 (fixed); 5 workers on 2 CPUs: they compete for the same CPU quota", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -234,6 +234,16 @@ func TestWorkers(t *testing.T) {
 	}
 }
 
+// TestForkMinReady: a fork app's one process is enough, whatever larger
+// default the cluster apps get; all (0) stays all, which --dry-run shows.
+func TestForkMinReady(t *testing.T) {
+	for in, want := range map[int]int{0: 0, 1: 1, 2: 1, MaxWorkers: 1} {
+		if got := ForkMinReady(in); got != want {
+			t.Errorf("ForkMinReady(%d) = %d, want %d", in, got, want)
+		}
+	}
+}
+
 func TestCheckTotal(t *testing.T) {
 	if err := CheckTotal([]int{512, 512}); err != nil {
 		t.Errorf("1024 workers in all: %v", err)
