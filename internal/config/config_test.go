@@ -362,6 +362,11 @@ func TestParseSwitches(t *testing.T) {
 	}
 	parseErr(t, []string{"--wait-ready=maybe", "app"}, `--wait-ready: invalid value "maybe": accepted: true or false`)
 	parseErr(t, []string{"--dry-run=perhaps", "app"}, `--dry-run: invalid value "perhaps"`)
+	// Only the spellings listed are a switch's value: y, 2 or enabled are
+	// refused, not read as true.
+	for _, v := range []string{"y", "n", "2", "enabled"} {
+		parseErr(t, []string{"--wait-ready=" + v, "app"}, `--wait-ready: invalid value "`+v+`": accepted: true or false`)
+	}
 }
 
 func listenAddrs(c *Config) []string {
@@ -597,6 +602,19 @@ func TestParseWarnings(t *testing.T) {
 	os.Unsetenv("NODE_APP_INSTANCE")
 	if w := unknownVars([]string{"GM2_INSTANCE=1"}); len(w) != 1 || !strings.Contains(w[0], "did you mean GM2_INSTANCES?") {
 		t.Errorf("GM2_INSTANCE without NODE_APP_INSTANCE: %q", w)
+	}
+	// Only GM2_* names are gm2-init's; a suggestion is at most 2 edits away.
+	for _, c := range []struct {
+		environ []string
+		want    []string
+	}{
+		{[]string{"GM2=1", "GM2X=1", "GM2KILL_TIMEOUT=1"}, nil},
+		{[]string{"GM2_KILL_TIMEOUTXY=1"}, []string{"unknown variable GM2_KILL_TIMEOUTXY ignored; did you mean GM2_KILL_TIMEOUT?"}},
+		{[]string{"GM2_KILL_TIMEOUTXYZ=1"}, []string{"unknown variable GM2_KILL_TIMEOUTXYZ ignored (gm2-init -h lists the GM2_* variables)"}},
+	} {
+		if w := unknownVars(c.environ); !slices.Equal(w, c.want) {
+			t.Errorf("unknownVars(%q) = %q, want %q", c.environ, w, c.want)
+		}
 	}
 	w := unknownVars([]string{"GM2_X\n=1", "GM2_" + strings.Repeat("Y", 1000) + "=1", "GM2_INSTANCE=" + strings.Repeat("z", 1000)})
 	if len(w) != 3 {
