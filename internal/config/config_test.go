@@ -357,6 +357,7 @@ func TestParseSwitches(t *testing.T) {
 		{"--wait-ready", "FALSE", "app"},
 		{"--dry-run", "no", "--", "app"},
 		{"--wait-ready", "0", "app"},
+		{"--wait-ready", "1", "app"},
 	} {
 		parseErr(t, args, args[0]+" "+`"`+args[1]+`"`, "a switch takes its value after '='", "--"+strings.TrimLeft(args[0], "-")+"="+strings.ToLower(args[1]), "goes after --")
 	}
@@ -500,6 +501,9 @@ func TestParseMessages(t *testing.T) {
 		{"short flag glued to its value", nil, []string{"-i3", "app"}, []string{"unknown flag -i3: a value goes after a blank or '=': -i 3 or -i=3"}},
 		{"short flag glued to max", nil, []string{"-imax", "app"}, []string{"unknown flag -imax: a value goes after a blank or '=': -i max or -i=max"}},
 		{"no suggestion far from every option", nil, []string{"--nope", "app"}, []string{"unknown flag --nope (see gm2-init -h; put the command after --)"}},
+		{"no suggestion for a one-letter flag", nil, []string{"-n", "app"}, []string{"unknown flag -n (see gm2-init -h; put the command after --)"}},
+		{"a switch glued to a word is no value", nil, []string{"-hx", "app"}, []string{"unknown flag -hx (see gm2-init -h; put the command after --)"}},
+		{"a lone dash is the command", nil, []string{"-"}, []string{`command "-": not found`}},
 		{"unknown flag with a newline", nil, []string{"--a\nb", "app"}, []string{`unknown flag "--a\nb"`}},
 		{"bad flag syntax", nil, []string{"---x\ny", "app"}, []string{`bad flag syntax "---x\ny"`}},
 		{"bad flag syntax =", nil, []string{"--=x", "app"}, []string{`bad flag syntax "--=x"`}},
