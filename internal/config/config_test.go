@@ -858,6 +858,44 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// TestDryRunWorstCaseAndInherited: worst_case_stop adds --shutdown-delay
+// to the kill timeout, and an inherited socket is named by its own fd, not
+// by the position of the --listen entry it serves.
+func TestDryRunWorstCaseAndInherited(t *testing.T) {
+	env(t)
+	c := mustParse(t, "--shutdown-delay", "5s", "--listen", ":8080", "app")
+	n, err := c.Resolve(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited := []*sockets.Listener{
+		{Spec: sockets.Spec{Name: "other", Network: sockets.TCP, Addr: "0.0.0.0:8081"}, Bound: "0.0.0.0:8081"},
+		{Spec: sockets.Spec{Name: "web", Network: sockets.TCP, Addr: "0.0.0.0:8080"}, Bound: "0.0.0.0:8080"},
+	}
+	var b bytes.Buffer
+	plan := Plan{Apps: []RunApp{{App: c.App, Workers: n}}, Inherited: inherited}
+	if err := c.WriteDryRun(&b, "v9", cpus.Result{Max: 2, Affinity: 2}, plan); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		WorstCaseStop string              `json:"worst_case_stop"`
+		Listen        []map[string]string `json:"listen"`
+		Inherited     []map[string]any    `json:"inherited"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if want := (5*time.Second + 8*time.Second + appspec.StopSweep).String(); m.WorstCaseStop != want {
+		t.Errorf("worst_case_stop = %q, want %q", m.WorstCaseStop, want)
+	}
+	if len(m.Listen) != 1 || m.Listen[0]["inherited_fd"] != "4" {
+		t.Errorf("listen = %v, want :8080 served by fd 4", m.Listen)
+	}
+	if len(m.Inherited) != 2 || m.Inherited[0]["listen"] != "" || m.Inherited[1]["listen"] != ":8080" || m.Inherited[1]["fd"] != float64(4) {
+		t.Errorf("inherited = %v", m.Inherited)
+	}
+}
+
 // instances_source says where the count came from: the flag or variable
 // of a fixed count (it named the CPU detection for -i 3), the CPU
 // detection for max and -N, the split with a process file.
