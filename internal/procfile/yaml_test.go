@@ -36,6 +36,12 @@ var yamlForms = []struct {
 		map[string]any{"a": nil, "b": nil, "c": true, "d": "yes", "e": json.Number("31"), "f": json.Number("1000"), "g": json.Number("1.5"),
 			"h": json.Number("+Inf"), "i": json.Number("-3"), "j": json.Number("1000"), "k": json.Number("15"), "l": "2024-01-02",
 			"m": "007", "n": "1", "o": "300M", "p": nil, "q": json.Number("1")}},
+	// Spellings the library resolves that the one above does not show: a
+	// leading 0 is octal (as in Go, not as in js-yaml 4: quote a umask),
+	// a signed hex, '_' anywhere in a number, and the capitalised forms.
+	{"more scalars", "a: 0755\nb: -0x1F\nc: 1_000.5\nd: 1__0\ne: False\nf: True\ng: .NaN\nh: -.Inf\ni: 0o7_7\n",
+		map[string]any{"a": json.Number("493"), "b": json.Number("-31"), "c": json.Number("1000.5"), "d": json.Number("10"), "e": false, "f": true,
+			"g": json.Number("NaN"), "h": json.Number("-Inf"), "i": json.Number("63")}},
 	{"comments and markers", "%YAML 1.1\n--- # the file\n# a comment\nname: api # trailing\nurl: http://x/#frag\nhash: a#b\n...\n--- # a second document, read for its errors only\nb: 2\n",
 		map[string]any{"name": "api", "url": "http://x/#frag", "hash": "a#b"}},
 	{"block scalars", "lit: |\n  line one\n    indented\n\n  last\nfold: >-\n  folded\n  text\n\n  para\nkeep: |+\n  x\n\nnext: 1\n",
