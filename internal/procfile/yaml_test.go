@@ -42,6 +42,7 @@ var yamlForms = []struct {
 	{"more scalars", "a: 0755\nb: -0x1F\nc: 1_000.5\nd: 1__0\ne: False\nf: True\ng: .NaN\nh: -.Inf\ni: 0o7_7\n",
 		map[string]any{"a": json.Number("493"), "b": json.Number("-31"), "c": json.Number("1000.5"), "d": json.Number("10"), "e": false, "f": true,
 			"g": json.Number("NaN"), "h": json.Number("-Inf"), "i": json.Number("63")}},
+	{"blanks after a plain value", "a: x \t\nb: y\t# c\n", map[string]any{"a": "x", "b": "y"}},
 	{"comments and markers", "%YAML 1.1\n--- # the file\n# a comment\nname: api # trailing\nurl: http://x/#frag\nhash: a#b\n...\n--- # a second document, read for its errors only\nb: 2\n",
 		map[string]any{"name": "api", "url": "http://x/#frag", "hash": "a#b"}},
 	{"block scalars", "lit: |\n  line one\n    indented\n\n  last\nfold: >-\n  folded\n  text\n\n  para\nkeep: |+\n  x\n\nnext: 1\n",
@@ -118,6 +119,7 @@ func TestYAMLErrors(t *testing.T) {
 		{"a: - b\n", "line 1: block sequence entries are not allowed in this context"},
 		{"a: @x\n", "line 1: a value cannot start with '@'; quote it"},
 		{"a: 'x' y\n", `line 1: unexpected "y" after the value`},
+		{"a: \"it\"\"s\"\n", `line 1: unexpected "\"s\"" after the value`}, // '' escapes a quote in '…' only
 		{"%YAML 1.2\na: 1\n", "line 2: a %directive must be followed by ---"},
 		{"a: 1\n---\nb: [\n", "line 3: this [ is not closed"},
 		{"a: 1\n...\n.b\nc: d\n", "line 4: mapping values are not allowed in this context (quote a value that holds \": \")"},
