@@ -120,6 +120,42 @@ apps:
 	}
 }
 
+// Values at the edges of what a key takes, and which spelling of a key
+// wins: exec_mode in any case and with blanks, port 65535, an env_ block
+// without a name (never applied: --env takes no empty name), an alias
+// next to its key (the key wins, the alias is warned about).
+func TestLoadKeyEdges(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [
+  {"name": "api", "cmd": "worker.js", "script": "api.js", "exec_mode": "Cluster_Mode", "port": 65535, "env_": {"X": "1"}},
+  {"name": "w", "script": "worker.js", "exec_mode": " FORK "}
+]}`)
+	apps, warnings, err := Load("p.json", template, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 2 {
+		t.Fatalf("%d apps", len(apps))
+	}
+	api, w := apps[0], apps[1]
+	if api.ExecMode != appspec.Cluster || w.ExecMode != appspec.Fork {
+		t.Errorf("exec modes %q, %q; want cluster, fork", api.ExecMode, w.ExecMode)
+	}
+	if !slices.Equal(api.Env, []string{"PORT=65535"}) {
+		t.Errorf("api.Env = %q, want only PORT=65535", api.Env)
+	}
+	if got := api.Command[len(api.Command)-1]; got != filepath.Join(dir, "api.js") {
+		t.Errorf("api runs %q, want script's api.js, not cmd's worker.js", api.Command)
+	}
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.String())
+	}
+	if want := []string{`cmd (app "api"): ignored: script is given too`}; !slices.Equal(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
+	}
+}
+
 // One warning per key that gm2-init does not use, naming every app that
 // has it; a value that asks for what gm2-init does anyway says so.
 func TestLoadWarnings(t *testing.T) {
