@@ -334,6 +334,16 @@ func TestValues(t *testing.T) {
 			t.Errorf("asSize(%v): no error", in)
 		}
 	}
+	// args: a number alone is one argument, as written; a boolean or an
+	// object is refused.
+	if got, err := asWords(jsonNumber("8080")); err != nil || !slices.Equal(got, []string{"8080"}) {
+		t.Errorf("asWords(8080) = %q, %v", got, err)
+	}
+	for _, in := range []any{true, map[string]any{}, nil} {
+		if _, err := asWords(in); err == nil {
+			t.Errorf("asWords(%v): no error", in)
+		}
+	}
 }
 
 // max_memory_restart reads sizes exactly as --max-memory-restart does
@@ -430,6 +440,13 @@ func TestLoadNameRule(t *testing.T) {
 	}
 	if got := deriveName("my app, v2.js"); appspec.CheckName(got) != nil {
 		t.Errorf("derived name %q breaks the rule", got)
+	}
+	// As PM2's path.basename(script, path.extname(script)): the last
+	// extension goes, a leading dot is no extension.
+	for script, want := range map[string]string{"./api.js": "api", "a.b.py": "a.b", ".server": ".server", "bin/run": "run", "node api.js": "api"} {
+		if got := deriveName(script); got != want {
+			t.Errorf("deriveName(%q) = %q, want %q", script, got, want)
+		}
 	}
 }
 
