@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func checkTree(t *testing.T, v any) {
 // relaxing comments keeps every byte's position.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []string{ecosystemJSON, `{"apps": [`, "{}\n{}", `[1, 2,]`, `{"a": "//not a comment", /* c */ "b": 1,}`,
-		`"\"`, "/* open", "// only", `{"a": 1e999}`, "\xff"} {
+		`"\"`, "/* open", "// only", `{"a": 1e999}`, "\xff", `{"a": "q\",}", "c": "\\"}`, `{"b": "x\"//y"}`, "/* a\n b */ {\"a\": 1}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -59,6 +60,25 @@ func FuzzDecodeJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeJSONRelaxed: a trailing comma goes before ] as before }, and
+// an escaped quote does not end a string, so that neither a "//" nor a
+// ",}" inside one is taken for a comment or a trailing comma.
+func TestDecodeJSONRelaxed(t *testing.T) {
+	v, err := decodeJSON([]byte(`{"a": [1, 2,], "b": {"c": "q\",}", "d": "x\"//y", "e": "z\\", /* "c" */ "f": 1,},}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"a": []any{json.Number("1"), json.Number("2")},
+		"b": map[string]any{"c": `q",}`, "d": `x"//y`, "e": `z\`, "f": json.Number("1")}}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("decodeJSON = %#v, want %#v", v, want)
+	}
+	v, err = decodeJSON([]byte(`{"url": "\"//x", "n": 1}`))
+	if want := map[string]any{"url": `"//x`, "n": json.Number("1")}; err != nil || !reflect.DeepEqual(v, want) {
+		t.Errorf("decodeJSON = %#v, %v; want %#v", v, err, want)
+	}
 }
 
 // checkOneLine fails when err's message takes more than one line: it is
