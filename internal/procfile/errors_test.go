@@ -77,6 +77,8 @@ func TestLoadErrors(t *testing.T) {
 			`p.json: instances: the apps ask for at least 2000 workers together; at most 1024 run under one gm2-init`},
 		{"fork with instances", "p.json", `{"apps": [{"name": "w", "script": "worker.js", "exec_mode": "fork", "instances": 4}]}`, Options{},
 			`p.json: app "w": instances: 4 with exec_mode fork: fork runs exactly one instance; use exec_mode cluster for 4 workers`},
+		{"instances sum with a fork app", "p.json", `{"apps": [{"name": "a", "script": "api.js", "instances": 1024}, {"name": "w", "script": "worker.js", "exec_mode": "fork"}]}`, Options{},
+			`p.json: instances: the apps ask for at least 1025 workers together; at most 1024 run under one gm2-init`},
 		{"fork with instances -1", "p.json", `{"apps": [{"name": "w", "script": "worker.js", "exec_mode": "fork", "instances": -1}]}`, Options{},
 			`p.json: app "w": instances: -1 with exec_mode fork: fork runs exactly one instance; use exec_mode cluster for -1 workers`},
 		{"stop exit code above 255", "p.json", `{"apps": [{"name": "api", "script": "api.js", "stop_exit_codes": [0, 256]}]}`, Options{},

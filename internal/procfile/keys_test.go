@@ -156,6 +156,15 @@ func TestLoadKeyEdges(t *testing.T) {
 	}
 }
 
+// The cap on workers holds for the apps together, and 1,024 is within it.
+func TestLoadWorkerCap(t *testing.T) {
+	dir := project(t)
+	write(t, dir, "p.json", `{"apps": [{"name": "a", "script": "api.js", "instances": 1000}, {"name": "b", "script": "worker.js", "instances": 24}]}`)
+	if apps, _, err := Load("p.json", template, Options{}); err != nil || len(apps) != 2 {
+		t.Errorf("1000 + 24 workers: %d apps, %v", len(apps), err)
+	}
+}
+
 // One warning per key that gm2-init does not use, naming every app that
 // has it; a value that asks for what gm2-init does anyway says so.
 func TestLoadWarnings(t *testing.T) {
