@@ -95,6 +95,30 @@ func TestLimiterBoundsTheSenders(t *testing.T) {
 	}
 }
 
+// TestLimiterKeepsHeldCounts: a full table makes room only with senders
+// that hold nothing back; one whose interval ended with datagrams held
+// stays, and its count is reported, not lost.
+func TestLimiterKeepsHeldCounts(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	l := NewLimiter(time.Minute, 2)
+	l.Note(1, t0)
+	l.Note(1, t0.Add(time.Second)) // held back
+	l.Note(2, t0)
+	// A new sender after the interval: sender 1 still holds a count.
+	if r, ok := l.Note(3, t0.Add(2*time.Minute)); !ok || r.Sender != 3 {
+		t.Errorf("new sender: %+v, %v; want a line of its own (sender 2 made room)", r, ok)
+	}
+	var held uint64
+	for _, r := range l.Flush(t0.Add(3 * time.Minute)) {
+		if r.Sender == 1 {
+			held += r.Count
+		}
+	}
+	if held != 1 {
+		t.Errorf("sender 1's held datagram reported %d times, want once", held)
+	}
+}
+
 func TestLimiterConcurrentUse(t *testing.T) {
 	l := NewLimiter(time.Hour, 0)
 	var wg sync.WaitGroup
