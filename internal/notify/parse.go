@@ -36,11 +36,11 @@ type Message struct {
 
 	// Status is the STATUS= value, made valid UTF-8 so that it can be logged
 	// and served as JSON as is. When a datagram carries several STATUS=
-	// lines the last one wins, as in systemd.
+	// lines the first one counts, as in systemd (strv_find_startswith).
 	Status    string
 	HasStatus bool // a STATUS= line was present (it may be empty: "clear the status")
 
-	// MainPid is MAINPID= when present and a valid pid, else 0.
+	// MainPid is the first MAINPID= when it is a valid pid, else 0.
 	MainPid int
 }
 
@@ -62,6 +62,7 @@ type Message struct {
 // the zero Message.
 func Parse(payload []byte) Message {
 	var m Message
+	seenMainPid := false
 	payload = bytes.TrimRight(payload, "\x00")
 	for len(payload) > 0 {
 		var line []byte
@@ -86,10 +87,14 @@ func Parse(payload []byte) Message {
 		case "STOPPING":
 			m.Stopping = m.Stopping || string(value) == "1"
 		case "STATUS":
-			m.Status = strings.ToValidUTF8(string(value), "\uFFFD")
-			m.HasStatus = true
+			if !m.HasStatus {
+				m.Status = strings.ToValidUTF8(string(value), "\uFFFD")
+				m.HasStatus = true
+			}
 		case "MAINPID":
-			m.MainPid = parsePid(value)
+			if !seenMainPid {
+				m.MainPid, seenMainPid = parsePid(value), true
+			}
 		}
 	}
 	return m
