@@ -65,16 +65,16 @@ func scan(args []string) (given map[*option][]string, command []string, err erro
 	return given, nil, nil
 }
 
+// flagKey is the long name a flag was likely meant as: PM2's spellings
+// (max_memory_restart) and capitals read as gm2-init's.
+func flagKey(name string) string { return strings.ToLower(strings.ReplaceAll(name, "_", "-")) }
+
 // unknownFlag is the message for a flag no option has: typed a (as
 // written, up to '=') and named name. It suggests the option most likely
 // meant, by the rule unknown GM2_* variables are suggested with (suggest),
 // after PM2's spelling with underscores (--max_memory_restart) is turned
 // into gm2-init's; and for a short flag glued to its value (-i3, which Go's
 // flag syntax reads as a flag named i3), the two ways to write it.
-// flagKey is the long name a flag was likely meant as: PM2's spellings
-// (max_memory_restart) and capitals read as gm2-init's.
-func flagKey(name string) string { return strings.ToLower(strings.ReplaceAll(name, "_", "-")) }
-
 func unknownFlag(a, name string) error {
 	typed, _, _ := strings.Cut(a, "=")
 	msg := "unknown flag " + plain(typed)
