@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/status"
 )
 
@@ -232,4 +233,135 @@ func TestErroredBesideServingSiblingsNamesListen(t *testing.T) {
 	if h.s.finished {
 		t.Error("finished while a slot serves")
 	}
+}
+
+// A --min-uptime longer than 30 s raises the stable period with it: a
+// worker that dies before it has been ready for --min-uptime is a failed
+// start, one ready for longer is not.
+func TestLongMinUptimeRaisesTheStablePeriod(t *testing.T) {
+	for _, c := range []struct {
+		readyFor time.Duration
+		want     status.State
+	}{
+		{40 * time.Second, status.Errored}, // past 30 s, short of --min-uptime
+		{61 * time.Second, status.Backoff},
+	} {
+		a := testApp("web", 1)
+		a.MinUptime, a.MaxRestarts = time.Minute, 0
+		h := newHarness(t, Options{Apps: []App{a}})
+		h.advance(time.Minute) // ready by --min-uptime
+		h.wantState(0, status.Ready)
+		h.advance(c.readyFor)
+		h.exit(1, h.pid(0))
+		if got := h.slot(0).state; got != c.want {
+			t.Errorf("ready for %v with --min-uptime 1m: %s, want %s", c.readyFor, got, c.want)
+		}
+	}
+}
+
+// Each restart is counted on its slot (/status RESTARTS) and in all.
+func TestRestartsAreCountedPerSlot(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.startAll()
+	for range 2 {
+		h.exit(1, h.pid(1))
+		h.advance(time.Second)
+	}
+	snap := h.snapshot()
+	if snap.Slots[0].Restarts != 0 || snap.Slots[1].Restarts != 2 || snap.Counters.Restarts != 2 {
+		t.Errorf("restarts: slot 0 %d, slot 1 %d, in all %d; want 0, 2, 2", snap.Slots[0].Restarts, snap.Slots[1].Restarts, snap.Counters.Restarts)
+	}
+}
+
+// When every slot has ended on its own (--restart never|on-failure, or
+// errored), gm2-init exits with the first failure's status, 1 if a slot
+// errored without one; a slot that errored beside stopped ones does not
+// turn that into "every slot errored" (status 1).
+func TestNaturalEndExitStatus(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T) *harness
+		want int
+	}{
+		{"first of two failures", func(t *testing.T) *harness {
+			a := testApp("job", 2)
+			a.Restart = appspec.Never
+			h := newHarness(t, Options{Apps: []App{a}})
+			p0, p1 := h.pid(0), h.pid(1)
+			h.exit(3, p0)
+			h.exit(5, p1)
+			return h
+		}, 3},
+		{"a stopped slot's failure, then an errored slot", func(t *testing.T) *harness {
+			job, web := testApp("job", 1), testApp("web", 1)
+			job.Restart, web.MaxRestarts = appspec.Never, 0
+			h := newHarness(t, Options{Apps: []App{job, web}})
+			h.exit(3, h.pid(0, "job"))
+			h.exit(1, h.pid(0, "web"))
+			h.wantState(0, status.Errored, "web")
+			return h
+		}, 3},
+		{"an errored slot with no failing status", func(t *testing.T) *harness {
+			job, web := testApp("job", 1), testApp("web", 1)
+			job.Restart, web.MaxRestarts = appspec.Never, 0
+			h := newHarness(t, Options{Apps: []App{job, web}})
+			h.exit(0, h.pid(0, "job"))
+			h.exit(0, h.pid(0, "web")) // exit 0 before ready, no restart left
+			h.wantState(0, status.Errored, "web")
+			return h
+		}, 1},
+		{"the old worker failed during its replacement", func(t *testing.T) *harness {
+			a := reloadApp(1)
+			a.Restart = appspec.OnFailure
+			h := newHarness(t, Options{Apps: []App{a}})
+			h.startAll()
+			old := h.pid(0)
+			h.signal(sigHUP)
+			cand := h.candidatePid(0)
+			h.exit(3, old)
+			h.ready(cand)
+			h.exit(0, cand)
+			return h
+		}, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := c.run(t)
+			if !h.s.finished || h.s.down.active || h.s.exitCode() != c.want {
+				t.Errorf("finished %v, shutdown %v, exit %d; want a natural end with %d", h.s.finished, h.s.down.active, h.s.exitCode(), c.want)
+			}
+		})
+	}
+}
+
+// With --listen the shared sockets are gm2-init's: a slot that errors next
+// to serving siblings is no port clash, and the error does not say so.
+func TestErroredBesideServingSiblingsWithListen(t *testing.T) {
+	a := testApp("web", 2)
+	a.MaxRestarts = 0
+	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Errored)
+	if h.count("worker keeps crashing on start; slot errored and not restarted") != 1 {
+		t.Errorf("no plain errored line:\n%s", h.logs.String())
+	}
+}
+
+// A reload gives an errored slot the new code and a fresh count of
+// restarts: its new worker crashing once is restarted, not errored again.
+func TestReloadGivesAnErroredSlotFreshRestarts(t *testing.T) {
+	a := testApp("web", 2)
+	a.MaxRestarts, a.ReloadBatch = 1, 2
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	h.exit(1, h.pid(1))
+	h.advance(100 * time.Millisecond)
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Errored)
+	h.signal(sigHUP)
+	h.advance(time.Second) // both replacements ready by --min-uptime
+	h.wantState(1, status.Ready)
+	h.exit(1, h.pid(1))
+	h.wantState(1, status.Backoff)
 }
