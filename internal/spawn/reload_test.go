@@ -649,3 +649,16 @@ func TestReloadLeavesAOneShotTaskAlone(t *testing.T) {
 		})
 	}
 }
+
+// A fork-mode reload whose next worker cannot even be started has failed:
+// the pass ends at once (the slot restarts with backoff), it does not wait
+// for the restart.
+func TestForkReloadWhoseStartFails(t *testing.T) {
+	h, old := forkReloading(t)
+	h.sys.failStarts = 1
+	h.exit(0, old)
+	h.wantState(0, status.Backoff)
+	if l := h.lastReload(); l["result"] != "failed: 1 slot(s) not replaced" {
+		t.Errorf("reload %v", l)
+	}
+}

@@ -365,3 +365,83 @@ func TestReloadGivesAnErroredSlotFreshRestarts(t *testing.T) {
 	h.exit(1, h.pid(1))
 	h.wantState(1, status.Backoff)
 }
+
+// The remains of a stopped worker drain up to the kill timeout counted from
+// the stop signal, not from the worker's exit; a gone tree is forgotten
+// without a SIGKILL (its pids may be anyone's by then); the remains of a
+// worker that needed SIGKILL are forgotten a second after its exit.
+func TestRemainsOfAStoppedWorker(t *testing.T) {
+	// replaced starts a one-slot app, replaces its worker, whose tree
+	// lingers, and returns that worker once its stop signal is sent.
+	replaced := func(t *testing.T) (*harness, int) {
+		h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+		h.startAll()
+		old := h.pid(0)
+		h.sys.procs[old].remains = true
+		h.signal(sigHUP)
+		h.ready(h.candidatePid(0))
+		if sigs := h.signals(old); len(sigs) != 1 || sigs[0] != sigTERM {
+			t.Fatalf("old worker got %v", sigs)
+		}
+		return h, old
+	}
+	t.Run("deadline from the stop signal", func(t *testing.T) {
+		h, old := replaced(t)
+		h.advance(3 * time.Second)
+		h.exit(0, old)
+		h.advance(5*time.Second - time.Millisecond)
+		if sigs := h.signals(old); len(sigs) != 1 {
+			t.Fatalf("remains got %v before the kill timeout", sigs)
+		}
+		h.advance(time.Millisecond) // 8 s after the stop signal
+		if sigs := h.signals(old); len(sigs) != 2 || sigs[1] != sigKILL {
+			t.Fatalf("remains got %v at the kill timeout, want SIGKILL", sigs)
+		}
+	})
+	t.Run("gone unnoticed", func(t *testing.T) {
+		h, old := replaced(t)
+		h.exit(0, old)
+		h.sys.procs[old].remains = false // its last process was not ours to reap
+		h.advance(8 * time.Second)
+		if sigs := h.signals(old); len(sigs) != 1 {
+			t.Errorf("a gone tree got %v", sigs)
+		}
+		if len(h.s.lingering) != 0 || !h.sys.procs[old].released {
+			t.Errorf("gone tree not forgotten: %d lingering, released %v", len(h.s.lingering), h.sys.procs[old].released)
+		}
+	})
+	t.Run("after SIGKILL", func(t *testing.T) {
+		h, old := replaced(t)
+		h.advance(8 * time.Second) // the worker ignores its stop signal
+		h.exit(-int(sigKILL), old)
+		h.advance(time.Second)
+		if len(h.s.lingering) != 0 {
+			t.Errorf("remains of a SIGKILLed worker still waited for a second after its exit")
+		}
+		if sigs := h.signals(old); len(sigs) != 2 {
+			t.Errorf("remains got %v, want [SIGTERM SIGKILL] only", sigs)
+		}
+	})
+}
+
+// --restart never: gm2-init does not end while what the last worker left
+// behind still drains.
+func TestNaturalEndWaitsForRemains(t *testing.T) {
+	a := testApp("job", 1)
+	a.Restart = appspec.Never
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	h.sys.procs[pid].remains = true
+	h.exit(0, pid)
+	if h.s.finished {
+		t.Fatal("finished while the worker's tree still runs")
+	}
+	h.sys.procs[pid].remains = false
+	h.exit(0, 555) // the tree's last process reaped
+	if !h.s.finished || h.s.exitCode() != 0 {
+		t.Errorf("finished %v exit %d once the tree is gone", h.s.finished, h.s.exitCode())
+	}
+	if h.snapshot().Counters.OrphansReaped != 1 {
+		t.Errorf("orphans reaped %d, want 1", h.snapshot().Counters.OrphansReaped)
+	}
+}

@@ -387,3 +387,39 @@ func TestZeroConfigReplacementWaitsForEverySharedSocket(t *testing.T) {
 		t.Errorf("old worker %d got %v, want [SIGTERM]", old, sigs)
 	}
 }
+
+// A worker's last words (STOPPING=1), read after its exit, are no spoofing
+// while its exit is recent, also when other exits were reaped since; after
+// 10 s its pid is anyone's.
+func TestLateStoppingAfterOtherExits(t *testing.T) {
+	const msg = "notify message from a process that is not a worker nor a descendant of one; dropped"
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	p0, p1 := h.pid(0), h.pid(1)
+	h.signal(sigTERM)
+	h.exit(0, p0)
+	h.advance(time.Second)
+	h.exit(0, p1)
+	h.notify(p0, "STOPPING=1")
+	if h.count(msg) != 0 {
+		t.Error("a worker's STOPPING=1 read 1 s after its exit was called spoofing")
+	}
+	h.advance(10 * time.Second)
+	h.exit(0, 555) // an orphan: the next batch forgets what is 10 s old
+	h.notify(p0, "STOPPING=1")
+	if h.count(msg) != 1 {
+		t.Error("a datagram from the pid of a worker gone for 11 s was not warned about")
+	}
+}
+
+// GM2_INSTANCES is the wanted count: a slot being removed, whose worker
+// still drains, is not counted for the workers started meanwhile.
+func TestInstancesLeaveOutARetiringSlot(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 3)}})
+	h.startAll()
+	h.signal(sigTTOU) // slot 2's worker drains
+	h.exit(1, h.pid(0))
+	h.advance(100 * time.Millisecond)
+	if v, _ := envOf(h.sys.procs[h.lastStarted()].spec, "GM2_INSTANCES"); v != "2" {
+		t.Errorf("restarted worker has GM2_INSTANCES=%s, want 2", v)
+	}
+}
