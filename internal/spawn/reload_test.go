@@ -662,3 +662,119 @@ func TestForkReloadWhoseStartFails(t *testing.T) {
 		t.Errorf("reload %v", l)
 	}
 }
+
+// `gm2-init reload` during a pass is served by the pass that follows it:
+// the pass under way may predate the new code, so its end answers nothing.
+func TestReloadCommandWaitsForTheNextPass(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	h.signal(sigHUP)
+	done := make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, done); err != nil {
+			t.Fatal(err)
+		}
+	})
+	old := h.pid(0)
+	h.ready(h.candidatePid(0))
+	h.exit(0, old) // the first pass ends ok
+	if err, ok := sentBefore(done); ok {
+		t.Fatalf("answered %v at the end of the pass under way when asked", err)
+	}
+	old = h.pid(0)
+	cand := h.candidatePid(0)
+	if gen := h.worker(cand).gen; gen != 2 {
+		t.Fatalf("the next pass's candidate has generation %d", gen)
+	}
+	h.ready(cand)
+	h.exit(0, old)
+	if err, ok := sentBefore(done); !ok || err != nil {
+		t.Fatalf("answer %v (answered %v) after the next pass, want ok", err, ok)
+	}
+}
+
+// Two apps reloaded at once are one reload for whoever started gm2-init
+// (systemd's RELOADING=1, then READY=1): said once, and ready only once
+// every app's pass has ended.
+func TestReloadOfTwoAppsIsOneLifecycleReload(t *testing.T) {
+	api, jobs := reloadApp(1), reloadApp(1)
+	api.Name, jobs.Name = "api", "jobs"
+	h := newHarness(t, Options{Apps: []App{api, jobs}})
+	h.startAll()
+	h.life.calls = nil
+	h.signal(sigHUP)
+	said := func() (reloading, ready int) {
+		for _, c := range h.life.calls {
+			switch {
+			case c == "reloading":
+				reloading++
+			case strings.HasPrefix(c, "ready "):
+				ready++
+			}
+		}
+		return
+	}
+	if r, _ := said(); r != 1 {
+		t.Fatalf("lifecycle %v: reloading said %d times, want once", h.life.calls, r)
+	}
+	for i, name := range []string{"api", "jobs"} {
+		old := h.pid(0, name)
+		h.ready(h.candidatePid(0, name))
+		h.exit(0, old)
+		if _, n := said(); n != i {
+			t.Fatalf("lifecycle %v after %s's pass: ready said %d times, want %d", h.life.calls, name, n, i)
+		}
+	}
+	if got := h.life.calls[len(h.life.calls)-1]; got != "ready 2/2" {
+		t.Errorf("lifecycle %v, want ready 2/2 last", h.life.calls)
+	}
+}
+
+// Removing the slot a pass is waiting for ends the pass, and `gm2-init
+// reload` is answered: nothing of the pass is left to wait for.
+func TestScaleDownOfTheSlotAPassWaitsFor(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(2)}})
+	h.startAll()
+	done := make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, done); err != nil {
+			t.Fatal(err)
+		}
+	})
+	old := h.pid(0)
+	h.ready(h.candidatePid(0))
+	h.exit(0, old)
+	cand := h.candidatePid(1)
+	h.signal(sigTTOU) // slot 1 goes, its candidate with it
+	if sigs := h.signals(cand); len(sigs) != 1 {
+		t.Fatalf("candidate of the removed slot got %v", sigs)
+	}
+	if err, ok := sentBefore(done); !ok || err != nil {
+		t.Fatalf("answer %v (answered %v) once the last slot of the pass was removed, want ok", err, ok)
+	}
+	if l := h.lastReload(); l["result"] != "ok" || l["replaced"] != float64(1) {
+		t.Errorf("reload %v", l)
+	}
+}
+
+// /status's reload of several apps: generations add up, in progress if any
+// is, and the last result is a failure if any app's is.
+func TestSnapshotReloadOfTwoApps(t *testing.T) {
+	api, jobs := reloadApp(1), reloadApp(1)
+	api.Name, jobs.Name = "api", "jobs"
+	api.MaxRestarts = 0
+	h := newHarness(t, Options{Apps: []App{api, jobs}})
+	h.startAll()
+	h.signal(sigHUP)
+	if r := h.snapshot().Reload; !r.InProgress || r.Generation != 2 {
+		t.Errorf("reload %+v during the passes", r)
+	}
+	h.exit(1, h.candidatePid(0, "api")) // api's pass is abandoned
+	old := h.pid(0, "jobs")
+	h.ready(h.candidatePid(0, "jobs"))
+	h.exit(0, old)
+	r := h.snapshot().Reload
+	if r.InProgress || r.Generation != 2 || !strings.HasPrefix(r.LastResult, "failed: slot 0") {
+		t.Errorf("reload %+v, want api's failure", r)
+	}
+}
