@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/preload"
 	"github.com/gm2-init/gm2-init/internal/sockets"
 	"github.com/gm2-init/gm2-init/internal/status"
@@ -421,5 +422,86 @@ func TestInstancesLeaveOutARetiringSlot(t *testing.T) {
 	h.advance(100 * time.Millisecond)
 	if v, _ := envOf(h.sys.procs[h.lastStarted()].spec, "GM2_INSTANCES"); v != "2" {
 		t.Errorf("restarted worker has GM2_INSTANCES=%s, want 2", v)
+	}
+}
+
+// Under --wait-ready a worker that said it was ready — READY=1 or
+// process.send('ready') alike — is not replaced by one that stayed silent
+// until --listen-timeout.
+func TestSilentReplacementKeepsAWorkerThatSaidReady(t *testing.T) {
+	for _, how := range []string{"READY=1", "process.send"} {
+		t.Run(how, func(t *testing.T) {
+			a := reloadApp(1)
+			a.MaxRestarts = 0
+			h := newHarness(t, Options{Apps: []App{a}})
+			old := h.pid(0)
+			if how == "READY=1" {
+				h.ready(old)
+			} else {
+				h.nodeReady(old)
+			}
+			h.wantState(0, status.Ready)
+			h.signal(sigHUP)
+			cand := h.candidatePid(0)
+			h.advance(10 * time.Second) // --listen-timeout
+			if h.pid(0) != old || len(h.signals(old)) != 0 {
+				t.Fatalf("worker %d that said ready by %s was replaced by a silent one", old, how)
+			}
+			if sigs := h.signals(cand); len(sigs) != 1 {
+				t.Errorf("silent candidate got %v", sigs)
+			}
+		})
+	}
+}
+
+// Under --wait-ready the Node preload's report that a server listens does
+// not make the worker ready: only its own word does.
+func TestWaitReadyIgnoresThePreloadsListening(t *testing.T) {
+	a := testApp("node", 1)
+	a.WaitReady = true
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	pid := h.pid(0)
+	h.shared(pid, 1)
+	h.wantState(0, status.Starting)
+	h.nodeReady(pid)
+	h.wantState(0, status.Ready)
+}
+
+// A fork-mode worker shares nothing and may never listen (a queue
+// consumer): with the Node preload it is ready at --min-uptime all the same.
+func TestForkModeNodeWorkerReadyAtMinUptime(t *testing.T) {
+	a := testApp("node", 1)
+	a.ExecMode = appspec.Fork
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.sys.procs[h.pid(0)].node = true
+	h.advance(time.Second)
+	h.wantState(0, status.Ready)
+	if by := h.slot(0).current.readyBy; by != "min-uptime" {
+		t.Errorf("ready by %q", by)
+	}
+}
+
+// A socket the serving worker starts listening on after it was ready (a
+// second server) is waited for too, whichever order its replacement opens
+// them in.
+func TestZeroConfigReplacementWaitsForASocketOpenedLater(t *testing.T) {
+	a := testApp("node", 1)
+	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+	h := newHarness(t, Options{Apps: []App{a}})
+	old := h.pid(0)
+	h.shared(old, 1)
+	h.wantState(0, status.Ready)
+	h.shared(old, 2) // a second server, once serving
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	h.shared(cand, 1)
+	if h.pid(0) != old {
+		t.Fatalf("replacement %d took over listening on 1 of the 2 shared sockets", cand)
+	}
+	h.shared(cand, 2)
+	if h.pid(0) != cand {
+		t.Fatalf("replacement %d listening on both did not take over", cand)
 	}
 }
