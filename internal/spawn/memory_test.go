@@ -287,3 +287,88 @@ func TestMemoryBackoffEndsWithAWorkerUnderTheLimit(t *testing.T) {
 		t.Errorf("last replacement %v, want pid %d", last, w)
 	}
 }
+
+// Memory replacements go --reload-batch at a time, like a reload's.
+func TestMemoryReplacementsByBatch(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{memoryApp(3)}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.advance(time.Minute)
+	for _, pid := range h.readyPids() {
+		h.sys.procs[pid].memory = 400 << 20
+	}
+	h.advance(30 * time.Second)
+	n := 0
+	for i := range 3 {
+		if h.slot(i).candidate != nil {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d replacements at once with --reload-batch 1", n)
+	}
+}
+
+// The limit is a maximum: a worker using exactly that much is not over it.
+func TestMemoryAtTheLimitIsNotOver(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{memoryApp(1)}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.sys.procs[h.pid(0)].memory = 300 << 20
+	h.advance(5 * time.Minute)
+	if h.count("worker over --max-memory-restart; replacing it (new worker first, then the old one stops)") != 0 || len(h.started()) != 1 {
+		t.Errorf("a worker at the limit, not over it, was replaced (started %v)", h.started())
+	}
+}
+
+// A limit below the app's baseline backs off up to 32 check intervals
+// between replacements, no more: a fixed limit is tried again within 16
+// minutes at the default interval.
+func TestMemoryBackoffIsCapped(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{memoryApp(1)}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	var at []time.Time
+	for range 400 {
+		h.sys.procs[h.pid(0)].memory = 500 << 20
+		h.advance(30 * time.Second)
+		if sl := h.slot(0); sl.candidate != nil {
+			at = append(at, h.clk.now)
+			old, cand := sl.current.pid, sl.candidate.pid
+			h.sys.procs[cand].memory = 500 << 20
+			h.ready(cand)
+			h.exit(0, old)
+		}
+	}
+	var longest time.Duration
+	for i := 1; i < len(at); i++ {
+		longest = max(longest, at[i].Sub(at[i-1]))
+	}
+	if longest != 32*30*time.Second {
+		t.Errorf("longest gap between replacements %v over %d replacements, want 16m (32 intervals)", longest, len(at))
+	}
+}
+
+// A memory replacement that succeeds ends the back-off of the failed ones
+// before it: the next failure waits 2 intervals again, not 4 (the
+// checks fall 2 s after the failures here: 3 checks, not 5).
+func TestMemoryFailuresResetBySuccess(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{memoryApp(1)}, MemoryCheckInterval: 30 * time.Second})
+	h.startAll()
+	h.advance(time.Minute) // measured under the limit
+	h.sys.procs[h.pid(0)].memory = 400 << 20
+	h.advance(30 * time.Second)
+	h.exit(1, h.candidatePid(0)) // failed: 2 intervals from now
+	if !h.checkUntilReplaced(0, 3) {
+		t.Fatal("no second memory replacement")
+	}
+	old, cand := h.pid(0), h.candidatePid(0)
+	h.ready(cand) // succeeded
+	h.exit(0, old)
+	h.advance(30 * time.Second) // measured under the limit
+	h.sys.procs[cand].memory = 400 << 20
+	if !h.checkUntilReplaced(0, 1) {
+		t.Fatal("the grown worker was not replaced at the next check")
+	}
+	h.exit(1, h.candidatePid(0)) // failed again: one in a row
+	if !h.checkUntilReplaced(0, 3) {
+		t.Error("after a success, a failed memory replacement backs off more than 2 intervals")
+	}
+}
