@@ -4,6 +4,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gm2-init/gm2-init/internal/appspec"
+	"github.com/gm2-init/gm2-init/internal/nodeipc"
+	"github.com/gm2-init/gm2-init/internal/sockets"
 )
 
 // The preload's NODE_OPTIONS holds the app's own (or the inherited one)
@@ -72,5 +76,42 @@ func TestWorkerEnvNamesOnce(t *testing.T) {
 	}
 	if v, ok := seen["LISTEN_FDS"]; ok {
 		t.Errorf("LISTEN_FDS=%q given to a worker with no listener", v)
+	}
+}
+
+// The Node IPC channel's variables: a cluster-mode worker gets
+// GM2_NODE_CLUSTER, its worker id, for the preload to share ports through
+// the channel; a fork-mode one does not, so that the preload leaves
+// listen() to Node (the channel carries only process.send('ready')).
+func TestWorkerEnvChannelByExecMode(t *testing.T) {
+	for _, c := range []struct {
+		mode    appspec.ExecMode
+		cluster bool
+	}{{appspec.Cluster, true}, {appspec.Fork, false}} {
+		a := testApp("web", 1)
+		a.ExecMode = c.mode
+		spec := &StartSpec{Env: workerEnv(nil, &a, 0, 1, 4, NewLayout(nil, false, true))}
+		if v, _ := envOf(spec, nodeipc.EnvChannelFD); v != "3" {
+			t.Errorf("%s: %s=%q, want 3", c.mode, nodeipc.EnvChannelFD, v)
+		}
+		if v, ok := envOf(spec, nodeipc.EnvCluster); ok != c.cluster || (ok && v != "4") {
+			t.Errorf("%s: %s=%q (set %v), want set %v", c.mode, nodeipc.EnvCluster, v, ok, c.cluster)
+		}
+	}
+}
+
+// The preload learns the passed listeners from GM2_LISTENERS; without the
+// preload the variable is not set.
+func TestAppBaseEnvListenersForThePreload(t *testing.T) {
+	for _, pre := range []bool{true, false} {
+		a := testApp("web", 1)
+		a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:3000")}
+		if pre {
+			a.PreloadEnv = []string{"NODE_OPTIONS=--require p"}
+		}
+		spec := &StartSpec{Env: appBaseEnv(nil, &a, "")}
+		if v, ok := envOf(spec, "GM2_LISTENERS"); ok != pre || (pre && !strings.Contains(v, "0.0.0.0:3000")) {
+			t.Errorf("preload %v: GM2_LISTENERS=%q (set %v)", pre, v, ok)
+		}
 	}
 }

@@ -245,3 +245,70 @@ func TestScaledDownSlotShowsItsDrainingWorker(t *testing.T) {
 		t.Errorf("slots %+v once the worker exited, want 1", snap.Slots)
 	}
 }
+
+// The cap is a maximum: an app can be scaled to exactly appspec.MaxWorkers.
+func TestScaleToExactlyTheCap(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 1)}})
+	h.event(func() {
+		if _, to, err := h.s.scaleCommand("web", appspec.MaxWorkers, false); err != nil || to != appspec.MaxWorkers {
+			t.Errorf("scale to %d: %d, %v", appspec.MaxWorkers, to, err)
+		}
+	})
+	if n := h.s.apps[0].instances(); n != appspec.MaxWorkers {
+		t.Errorf("%d instances, want %d", n, appspec.MaxWorkers)
+	}
+}
+
+// The counts told to whoever started gm2-init (STATUS=ready/total) leave a
+// slot being removed out at once, while its worker still drains.
+func TestScaleDownToldInTheLifecycleStatus(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{testApp("web", 2)}})
+	h.startAll()
+	h.signal(sigTTOU)
+	if got := h.life.calls[len(h.life.calls)-1]; got != "status 1/1" {
+		t.Errorf("lifecycle %v, want status 1/1 last", h.life.calls)
+	}
+}
+
+// --min-ready above the instance count asks for every instance, no more.
+func TestSnapshotMinReadyCappedAtTheInstances(t *testing.T) {
+	a := testApp("web", 2)
+	a.MinReady = 5
+	h := newHarness(t, Options{Apps: []App{a}})
+	if snap := h.snapshot(); snap.Apps[0].MinReady != 2 || snap.MinReady != 2 {
+		t.Errorf("min ready %d (app), %d (total); want 2", snap.Apps[0].MinReady, snap.MinReady)
+	}
+}
+
+// During a replacement /status shows the slot's candidate beside its
+// serving worker, and then the old worker draining; only ready workers
+// count as ready (/readyz): never the one draining.
+func TestSnapshotDuringAReplacement(t *testing.T) {
+	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
+	h.startAll()
+	old := h.pid(0)
+	h.signal(sigHUP)
+	cand := h.candidatePid(0)
+	want := func(when string, states map[int]status.State) {
+		t.Helper()
+		snap := h.snapshot()
+		got := map[int]status.State{}
+		for _, w := range snap.Slots[0].Workers {
+			got[w.Pid] = w.State
+		}
+		if len(got) != len(states) {
+			t.Errorf("%s: workers %v, want %v", when, got, states)
+		}
+		for pid, st := range states {
+			if got[pid] != st {
+				t.Errorf("%s: worker %d %q, want %q", when, pid, got[pid], st)
+			}
+		}
+		if snap.Apps[0].Ready != 1 || snap.ReadyWorkers() != 1 {
+			t.Errorf("%s: %d ready (app), %d ready workers; want 1", when, snap.Apps[0].Ready, snap.ReadyWorkers())
+		}
+	}
+	want("candidate starting", map[int]status.State{old: status.Ready, cand: status.Starting})
+	h.ready(cand)
+	want("old draining", map[int]status.State{cand: status.Ready, old: status.Draining})
+}

@@ -255,3 +255,25 @@ func TestShutdownKeepsErrored(t *testing.T) {
 	h.exit(0, old)
 	h.wantState(0, status.Errored)
 }
+
+// The shutdown's final SIGKILL waits for the longest kill timeout of the
+// apps: an app with a short one does not cut the others' short. (Workers
+// are visited in map order; 20 rounds make a wrong pick show.)
+func TestShutdownKillWaitsForTheLongestKillTimeout(t *testing.T) {
+	for range 20 {
+		fast, slow := testApp("fast", 3), testApp("slow", 1)
+		fast.KillTimeout = 2 * time.Second
+		h := newHarness(t, Options{Apps: []App{fast, slow}})
+		h.startAll()
+		pid := h.pid(0, "slow")
+		h.signal(sigTERM)
+		h.advance(8*time.Second - time.Millisecond)
+		if sigs := h.signals(pid); len(sigs) != 1 {
+			t.Fatalf("slow app's worker got %v before its 8 s kill timeout", sigs)
+		}
+		h.advance(time.Millisecond)
+		if sigs := h.signals(pid); len(sigs) != 2 || sigs[1] != sigKILL {
+			t.Fatalf("slow app's worker got %v at its kill timeout", sigs)
+		}
+	}
+}
