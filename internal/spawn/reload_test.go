@@ -778,3 +778,40 @@ func TestSnapshotReloadOfTwoApps(t *testing.T) {
 		t.Errorf("reload %+v, want api's failure", r)
 	}
 }
+
+// A one-shot task (--restart on-failure) that ends while the pass waits to
+// retry its replacement is stopped for good like one that ended before the
+// pass: the retry does not run it again, and the pass is ok.
+func TestOneShotTaskEndingDuringAReplacementRetry(t *testing.T) {
+	a := reloadApp(1)
+	a.Restart = appspec.OnFailure
+	h := newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old := h.pid(0)
+	done := make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, done); err != nil {
+			t.Fatal(err)
+		}
+	})
+	h.exit(1, h.candidatePid(0)) // the retry is due in 100 ms
+	h.exit(0, old)               // the task ends: stopped for good
+	h.wantState(0, status.Stopped)
+	if h.s.finished {
+		if _, answered := sentBefore(done); !answered {
+			t.Fatal("gm2-init ended with the pass under way: gm2-init reload unanswered")
+		}
+	}
+	started := len(h.started())
+	h.advance(time.Second)
+	if n := len(h.started()) - started; n != 0 {
+		t.Errorf("%d workers started for a task that ended", n)
+	}
+	h.wantState(0, status.Stopped)
+	if err, ok := sentBefore(done); !ok || err != nil {
+		t.Errorf("answer %v (answered %v), want ok", err, ok)
+	}
+	if !h.s.finished {
+		t.Error("not finished: the last task ended")
+	}
+}

@@ -266,7 +266,8 @@ func (s *Supervisor) onReplaceRetry(sl *slot) {
 	if sl.replacing != replaceReload {
 		return
 	}
-	if r.inProgress && r.abandoned == "" && !s.down.active && sl.candidate == nil && !sl.retiring {
+	// A one-shot task that ended meanwhile is left alone, as by pumpReload.
+	if r.inProgress && r.abandoned == "" && !s.down.active && sl.candidate == nil && !sl.retiring && !stoppedForGood(sl) {
 		s.startReplacement(sl, replaceReload)
 		return
 	}
