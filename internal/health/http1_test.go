@@ -65,6 +65,7 @@ func TestParseRequest(t *testing.T) {
 		{"lowercase method", "get /livez HTTP/1.1\r\nHost: x\r\n\r\n", 0, request{"get", "/livez", "", 1}},
 		{"POST with a body", "POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 0, request{"POST", "/readyz", "", 1}},
 		{"chunked body", "POST /readyz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 0, request{"POST", "/readyz", "", 1}},
+		{"18-digit Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999999\r\n\r\n", 0, request{"POST", "/", "", 1}},
 		{"repeated equal Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 0, request{"POST", "/", "", 1}},
 		{"header value with tab and obs-text", "GET / HTTP/1.1\r\nHost: x\r\nX: a\tb\xff\r\n\r\n", 0, request{"GET", "/", "", 1}},
 		{"empty header value", "GET / HTTP/1.1\r\nHost: x\r\nX:\r\n\r\n", 0, request{"GET", "/", "", 1}},
@@ -105,12 +106,23 @@ func TestParseRequest(t *testing.T) {
 		{"space before colon", "GET /livez HTTP/1.1\r\nHost : x\r\n\r\n", 400, request{}},
 		{"obsolete line folding", "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400, request{}},
 		{"empty field name", "GET /livez HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n", 400, request{}},
+		// The two above also lack a Host; these have one, so that only
+		// the field name can be what is refused.
+		{"space before colon, Host present", "GET /livez HTTP/1.1\r\nHost: x\r\nX-A : v\r\n\r\n", 400, request{}},
+		{"obsolete line folding holding a colon", "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n b: c\r\n\r\n", 400, request{}},
+		{"field name not a token", "GET /livez HTTP/1.1\r\nHost: x\r\nX(y): z\r\n\r\n", 400, request{}},
 		{"NUL in value", "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400, request{}},
+		{"DEL in value", "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\x7fb\r\n\r\n", 400, request{}},
+		{"DEL in target", "GET /livez\x7f HTTP/1.1\r\nHost: x\r\n\r\n", 400, request{}},
+		{"Host with an IPv6 zone", "GET /livez HTTP/1.1\r\nHost: [fe80::1%25eth0]:9000\r\n\r\n", 400, request{}},
 		{"bare CR in request line", "GET /livez\rX HTTP/1.1\r\nHost: x\r\n\r\n", 400, request{}},
 		{"bare CR in header", "GET /livez HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", 400, request{}},
 		{"negative Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, request{}},
 		{"Content-Length list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\n", 400, request{}},
 		{"huge Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400, request{}},
+		// 19 digits can exceed an int64 (net/http refuses this one); 18
+		// never do.
+		{"19-digit Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999999999999999\r\n\r\n", 400, request{}},
 		{"conflicting Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, request{}},
 		{"Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, request{}},
 		{"head too large", big, 431, request{}},
@@ -147,6 +159,9 @@ func TestReadHeadErrors(t *testing.T) {
 	if _, err := readHead(strings.NewReader("GET / HTTP/1.1\r\n"), buf); err != io.ErrUnexpectedEOF {
 		t.Errorf("cut head: %v, want io.ErrUnexpectedEOF", err)
 	}
+	if _, err := readHead(strings.NewReader("G"), buf); err != io.ErrUnexpectedEOF {
+		t.Errorf("head cut after one byte: %v, want io.ErrUnexpectedEOF", err)
+	}
 	boom := errors.New("boom")
 	if _, err := readHead(iotest.ErrReader(boom), buf); err != boom {
 		t.Errorf("read error: %v, want %v", err, boom)
@@ -181,6 +196,8 @@ func TestQueryHas(t *testing.T) {
 		{"xverbose", false},
 		{"v=verbose", false},
 		{"verbose;x", false}, // net/url skips pairs holding ';'
+		{"verbose=1;x", false},
+		{"x=1&verbose=a;b", false},
 		{"verb%zzose&x", false},
 		{"verbose%", false},
 		{"verbose%6", false},
@@ -188,6 +205,10 @@ func TestQueryHas(t *testing.T) {
 	} {
 		if got := queryHas(tc.query, "verbose"); got != tc.want {
 			t.Errorf("queryHas(%q) = %v, want %v", tc.query, got, tc.want)
+		}
+		// The semantics are net/url's: check the table against it.
+		if v, _ := url.ParseQuery(tc.query); v.Has("verbose") != tc.want {
+			t.Errorf("table: net/url says %q has verbose: %v", tc.query, v.Has("verbose"))
 		}
 	}
 }
@@ -248,6 +269,9 @@ func TestReadStatus(t *testing.T) {
 		{name: "ok", in: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", code: 200, text: "200 OK"},
 		{name: "ok without body framing", in: "HTTP/1.0 200 OK\r\n\r\n", code: 200, text: "200 OK"},
 		{name: "redirect", in: "HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n", code: 302, text: "302 Found"},
+		// Only a failure's body is read: a 3xx body (which a server that
+		// keeps the connection open may never end) is not waited for.
+		{name: "redirect with a body", in: "HTTP/1.1 301 Moved\r\nContent-Length: 5\r\n\r\nmoved", code: 301, text: "301 Moved"},
 		{name: "LF only", in: "HTTP/1.1 503 Service Unavailable\nContent-Length: 9\n\nfirst\nsec", code: 503, text: "503 Service Unavailable", firstLine: "first"},
 		{name: "no reason", in: "HTTP/1.1 503\r\nContent-Length: 0\r\n\r\n", code: 503, text: "503"},
 		{name: "empty reason", in: "HTTP/1.1 503 \r\n\r\n", code: 503, text: "503"},
