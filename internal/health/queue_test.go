@@ -243,6 +243,7 @@ func TestQueueMetrics(t *testing.T) {
 	}
 	t.Cleanup(func() { sockets.CloseAll(us) })
 	set.add(WatchedListener{Name: "sock", Address: us[0].Bound, File: us[0].File})
+	set.add(web) // the same socket again (two apps name it): one series
 	// No queue timeout: the metrics only.
 	_, base, _ := startServerWith(t, newFakeSource(healthySnapshot()), testOptions(), Config{Listeners: set})
 
@@ -265,14 +266,21 @@ func TestQueueMetrics(t *testing.T) {
 	closed.File.Close()
 	set.add(closed)
 
+	q, err := sockets.ReadAcceptQueue(web.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Backlog == q.Len {
+		t.Fatalf("backlog %d equals the queue's length: the test cannot tell them apart", q.Backlog)
+	}
 	r := get(t, base+"/metrics")
 	for _, want := range []string{
-		fmt.Sprintf(`gm2_listener_queue_length{listener="web",address=%q} 2`, web.Address),
-		fmt.Sprintf(`gm2_listener_queue_length{listener="api",address=%q} 0`, api.Address),
-		fmt.Sprintf(`gm2_listener_backlog{listener="web",address=%q} `, web.Address),
+		fmt.Sprintf(`gm2_listener_queue_length{listener="web",address=%q} 2`+"\n", web.Address),
+		fmt.Sprintf(`gm2_listener_queue_length{listener="api",address=%q} 0`+"\n", api.Address),
+		fmt.Sprintf(`gm2_listener_backlog{listener="web",address=%q} %d`+"\n", web.Address, q.Backlog),
 	} {
-		if !strings.Contains(r.body, want) {
-			t.Errorf("missing %q in\n%s", want, r.body)
+		if n := strings.Count(r.body, want); n != 1 {
+			t.Errorf("%q %d times, want once, in\n%s", want, n, r.body)
 		}
 	}
 	for _, not := range []string{`listener="sock"`, `listener="gone"`} {
