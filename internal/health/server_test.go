@@ -882,3 +882,29 @@ func TestSeveralAppsStatusAndMetrics(t *testing.T) {
 	}
 	runPromtool(t, m)
 }
+
+// readyShortfall holds each app to at least one ready worker whatever its
+// MinReady says, and a single app's errored slots are named without the
+// app, as /livez answered before process files (the README shows the app
+// only "with several apps").
+func TestReadyShortfallAndSlotsEdges(t *testing.T) {
+	// api is ready; web asks for no ready worker and has none.
+	zero := severalApps()
+	zero.Slots = zero.Slots[:2]
+	zero.Apps = []status.App{
+		{Name: "api", Instances: 2, MinReady: 2, Ready: 2},
+		{Name: "web", Instances: 1, MinReady: 0},
+	}
+	if err := readyShortfall(zero); err == nil || err.Error() != "app web: 0 worker(s) ready, 1 required" {
+		t.Errorf("app with MinReady 0 and no ready worker: %v, want it short of 1", err)
+	}
+
+	one := healthySnapshot()
+	one.Slots[1].State, one.Slots[1].Workers = status.Errored, nil
+	one.Apps = []status.App{{Name: "web", Instances: 2, MinReady: 1, Ready: 1}}
+	_, base, _ := startServer(t, newFakeSource(one), testOptions())
+	r := get(t, base+"/livez")
+	if got := strings.SplitN(r.body, "\n", 2)[0]; r.code != 503 || got != "[-]slots failed: slot(s) 1 errored (crash-looped past --max-restarts)" {
+		t.Errorf("livez of one app with an errored slot: %d %q", r.code, got)
+	}
+}
