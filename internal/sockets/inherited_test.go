@@ -35,6 +35,7 @@ func TestParseActivation(t *testing.T) {
 		{name: "another process", pid: "1", fds: "1", ignored: "LISTEN_PID=1 is another process"},
 		{name: "no pid", fds: "1", ignored: "LISTEN_PID is not set"},
 		{name: "pid without fds", pid: "4242", ignored: "LISTEN_FDS is not set"},
+		{name: "names without fds", names: "web", ignored: "LISTEN_FDS is not set"},
 		{name: "bad pid", pid: "x", fds: "1", errContains: `LISTEN_PID="x": not a pid`},
 		{name: "negative pid", pid: "-4242", fds: "1", errContains: "LISTEN_PID"},
 		{name: "bad count", pid: "4242", fds: "two", errContains: `LISTEN_FDS="two"`},

@@ -216,4 +216,10 @@ func TestSame(t *testing.T) {
 	if !Same(a, b) || Same(a, c) || Same(z, z) || !Same(u, u) {
 		t.Errorf("Same: %+v %+v %+v %+v %+v", a, b, c, z, u)
 	}
+	// tcp4://:8080 is IPv4 only, :8080 dual-stack: not one socket,
+	// although their Addr is the same.
+	v4, _ := ParseSpec("tcp4://:8080")
+	if Same(a, v4) || Same(v4, a) {
+		t.Errorf("Same(%+v, %+v): the families differ", a, v4)
+	}
 }

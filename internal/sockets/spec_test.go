@@ -68,6 +68,7 @@ func TestParseSpec(t *testing.T) {
 		{raw: ":+80", wantErr: "not a number from 0 to 65535"},
 		{raw: "+80", wantErr: "not a number from 0 to 65535"},
 		{raw: ":99999999999999999999", wantErr: "not a number from 0 to 65535"},
+		{raw: ":000080", wantErr: "not a number from 0 to 65535"}, // at most 5 digits, zeros too
 		{raw: ":http", wantErr: "not a number from 0 to 65535"},
 		{raw: "tcp://", wantErr: "missing port"},
 		{raw: "tcp://:", wantErr: "not a number from 0 to 65535"},
