@@ -394,6 +394,66 @@ func TestRegistryUDPAndDual(t *testing.T) {
 		t.Fatal(err)
 	}
 	roundTrip(t, netListener(t, d.Listener), "tcp4", fmt.Sprintf("127.0.0.1:%d", tp))
+	// The same address asked IPv6 only is another request: it is not
+	// handed the dual-stack socket.
+	if v6, _, err := r.Get("app", Spec{Network: TCP, Family: "6", Addr: fmt.Sprintf("[::]:%d", tp)}); v6 == d {
+		t.Fatalf("an IPv6-only request got the dual-stack socket (%v)", err)
+	}
+}
+
+// TestRegistryUDPBesideListenTCP: a --listen TCP port reserves that port
+// for TCP only; a worker's UDP socket of the same number is shared.
+func TestRegistryUDPBesideListenTCP(t *testing.T) {
+	t.Parallel()
+	for try := 0; ; try++ {
+		ls, err := Bind([]Spec{tcpSpec("127.0.0.1:0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { CloseAll(ls) })
+		r := NewRegistry(0, ls)
+		t.Cleanup(r.Close)
+		port := boundPort(ls[0])
+		if _, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", port))); !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), "is a listen port of this gm2-init") {
+			t.Fatalf("TCP on the --listen port: %v, want EADDRINUSE naming the listen port", err)
+		}
+		_, _, err = r.Get("app", Spec{Network: UDP, Family: "4", Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+		if err == nil {
+			return
+		}
+		if strings.Contains(err.Error(), "listen port") || !errors.Is(err, unix.EADDRINUSE) || try == 4 {
+			t.Fatalf("UDP on the number of a --listen TCP port: %v", err)
+		}
+		// Another process holds that UDP port: try another number.
+	}
+}
+
+// TestRegistryHolders: Serving counts Hold and Release, never below 0: a
+// Release too many (a worker gone after its server closed) does not hide
+// the next Hold.
+func TestRegistryHolders(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(0, nil)
+	t.Cleanup(r.Close)
+	sh, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", freeTCP(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range []struct {
+		hold    bool
+		serving bool
+	}{{true, true}, {true, true}, {false, true}, {false, false}, {false, false}, {true, true}} {
+		if step.hold {
+			r.Hold(sh.ID)
+		} else {
+			r.Release(sh.ID)
+		}
+		if got := r.Serving(sh); got != step.serving {
+			t.Fatalf("step %d (hold %v): Serving %v, want %v", i, step.hold, got, step.serving)
+		}
+	}
+	r.Hold(0) // unknown ids are ignored
+	r.Release(sh.ID + 1)
 }
 
 // TestShareData: the first non-empty offer is kept and given to everyone.
