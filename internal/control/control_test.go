@@ -362,6 +362,8 @@ func TestReloadAndScale(t *testing.T) {
 		{[]string{"scale", "all", "+1"}, 1, "", "gm2-init scale: scale all: scale sets the workers of one app (PM2 has no scale all either): name it: gm2-init scale APP +1 (apps: api, worker)\n"},
 		{[]string{"scale", "api", "abc"}, 2, "", "gm2-init scale: invalid count \"abc\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
 		{[]string{"scale", "api", "0"}, 2, "", "gm2-init scale: invalid count \"0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
+		{[]string{"scale", "api", "+0"}, 2, "", "gm2-init scale: invalid count \"+0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
+		{[]string{"scale", "api", "-0"}, 2, "", "gm2-init scale: invalid count \"-0\": accepted: a count from 1 to 1024, or +N / -N to add or remove workers\n"},
 		{[]string{"scale", "api"}, 2, "", "gm2-init scale: usage: gm2-init scale APP N (N: a count from 1 to 1024, or +N / -N to add or remove workers)\n"},
 		{[]string{"status", "api"}, 2, "", "gm2-init status: unexpected argument \"api\"; usage: gm2-init status [--json]\n"},
 		{[]string{"reload", "--all"}, 2, "", "gm2-init reload: unknown flag \"--all\"; usage: gm2-init reload [APP...|all]\n"},
@@ -453,6 +455,23 @@ func TestRequestBounds(t *testing.T) {
 	c.Write(bytes.Repeat([]byte("x"), maxRequest+10))
 	if r := readResponse(t, c); r.Error != "request longer than 4096 bytes" {
 		t.Errorf("long request: %+v", r)
+	}
+	// The bound is on the line without its '\n': a valid request of
+	// maxRequest bytes is served, one byte more is not.
+	line := func(n int) []byte {
+		b := []byte(`{"cmd":"status"`)
+		b = append(b, bytes.Repeat([]byte(" "), n-len(b)-1)...)
+		return append(b, '}', '\n')
+	}
+	c = dialRaw(t, s)
+	c.Write(line(maxRequest))
+	if r := readResponse(t, c); !r.OK {
+		t.Errorf("request of %d bytes: %+v", maxRequest, r.Error)
+	}
+	c = dialRaw(t, s)
+	c.Write(line(maxRequest + 1))
+	if r := readResponse(t, c); r.Error != "request longer than 4096 bytes" {
+		t.Errorf("request of %d bytes: ok %v, error %q", maxRequest+1, r.OK, r.Error)
 	}
 	c = dialRaw(t, s)
 	c.Write([]byte(`{"cmd":`)) // and nothing more: the read deadline ends it
@@ -621,6 +640,19 @@ func TestUntrustedDirectory(t *testing.T) {
 		t.Errorf("%d %q", code, errs)
 	}
 	os.Chmod(filepath.Dir(s.Path()), 0o700)
+	if os.Geteuid() != 0 {
+		return // only root can give the directory away
+	}
+	// A private directory of another user than the server's is not
+	// trusted either.
+	if err := os.Chown(filepath.Dir(s.Path()), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = s.client("status")
+	if code != 1 || !strings.Contains(errs, "is not private to the server's user (uid ") {
+		t.Errorf("directory of uid 65534, server of uid %d: %d %q", os.Geteuid(), code, errs)
+	}
+	os.Chown(filepath.Dir(s.Path()), 0, 0)
 }
 
 // clientBinary copies this test binary where another uid can run it.
