@@ -367,6 +367,10 @@ func TestReloadAndScale(t *testing.T) {
 		{[]string{"scale", "api"}, 2, "", "gm2-init scale: usage: gm2-init scale APP N (N: a count from 1 to 1024, or +N / -N to add or remove workers)\n"},
 		{[]string{"status", "api"}, 2, "", "gm2-init status: unexpected argument \"api\"; usage: gm2-init status [--json]\n"},
 		{[]string{"reload", "--all"}, 2, "", "gm2-init reload: unknown flag \"--all\"; usage: gm2-init reload [APP...|all]\n"},
+		// Help in any spelling, anywhere, before any check or command.
+		{[]string{"reload", "api", "-h"}, 0, Usage + "\n", ""},
+		{[]string{"scale", "--help"}, 0, Usage + "\n", ""},
+		{[]string{"status", "-help"}, 0, Usage + "\n", ""},
 	} {
 		code, out, errs := s.client(tc.args...)
 		if code != tc.code || out != tc.out || errs != tc.err {
