@@ -581,23 +581,19 @@ func (s *Server) headDone(st *connState) {
 	}
 }
 
-// beginLinger moves a connection to lingering and sets the linger's read
-// deadline, or returns false when it was cut off meanwhile (the caller
-// closes it). Under the lock, so that an eviction's deadline in the past is
-// never replaced by the linger's.
-func (s *Server) beginLinger(c net.Conn, st *connState) bool {
+// beginLinger moves an answered connection to lingering and sets the
+// linger's read deadline. An eviction cannot have cut it off meanwhile:
+// headDone cleared any eviction when its head was read, and
+// pickVictimLocked never picks a connection being answered.
+func (s *Server) beginLinger(c net.Conn, st *connState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.evicting {
-		return false
-	}
 	st.phase, st.lingered = phaseLinger, time.Now()
 	_ = c.SetReadDeadline(st.lingered.Add(lingerTimeout))
 	if len(s.lobby) > 0 {
 		// A lingering connection may give its place to one that waits.
 		s.scheduleLocked(st.lingered)
 	}
-	return true
 }
 
 // signalWake tells Serve, if it waits for room in the lobby, to look again.

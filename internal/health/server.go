@@ -380,9 +380,8 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		log.Debug().Err(err).Msg("write answer")
 		return
 	}
-	if s.beginLinger(c, st) {
-		linger(c)
-	}
+	s.beginLinger(c, st)
+	linger(c)
 }
 
 // linger half-closes c and discards what the client still sends, at most
