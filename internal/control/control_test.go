@@ -762,3 +762,25 @@ func TestOtherUIDRefused(t *testing.T) {
 		t.Errorf("a refused client reloaded: %v", f.reloads)
 	}
 }
+
+// TestAllowed: root and gm2-init's own user may control it, whoever
+// gm2-init runs as; nobody else may. (The tests run as root, where the
+// two rules are one: this is where a gm2-init run as another user is.)
+func TestAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		peer uint32
+		self int
+		want bool
+	}{
+		{0, 0, true},
+		{1000, 0, false},
+		{0, 1000, true},
+		{1000, 1000, true},
+		{65534, 1000, false},
+		{1001, 1000, false},
+	} {
+		if got := allowed(tc.peer, tc.self); got != tc.want {
+			t.Errorf("allowed(peer %d, gm2-init as %d) = %v, want %v", tc.peer, tc.self, got, tc.want)
+		}
+	}
+}

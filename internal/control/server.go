@@ -305,9 +305,9 @@ func (s *Server) Close() error {
 	return err
 }
 
-// allowed tells whether a peer uid may send commands: root, or the user
-// gm2-init runs as.
-func allowed(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
+// allowed tells whether peer, a uid, may send commands to a gm2-init
+// running as self: root, or the user gm2-init runs as.
+func allowed(peer uint32, self int) bool { return peer == 0 || int(peer) == self }
 
 func (s *Server) handle(c *net.UnixConn) {
 	cred, err := peerCred(c)
@@ -316,7 +316,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		s.reply(c, response{Error: "refused: the peer's credentials cannot be read"}, writeTimeout)
 		return
 	}
-	if !allowed(cred.Uid) {
+	if !allowed(cred.Uid, os.Geteuid()) {
 		s.opts.Log.Warn().Int32("pid", cred.Pid).Uint32("uid", cred.Uid).Msg("control socket: command refused: only root and gm2-init's own user may control it")
 		s.reply(c, response{Error: fmt.Sprintf("refused: uid %d may not control gm2-init (only root and uid %d, the user gm2-init runs as)", cred.Uid, os.Geteuid())}, writeTimeout)
 		return
