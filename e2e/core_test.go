@@ -158,16 +158,33 @@ func TestCrashLoopBacksOffThenErrors(t *testing.T) {
 	if in.CountLog("worker keeps crashing on start; slot errored and not restarted") != 1 {
 		t.Error("no errored log line")
 	}
-	// The time between starts grows: the log timestamps say so too.
-	var starts []time.Time
+	// The delays are waited, not only logged: each restart's start comes
+	// at least its delay after the "restarting worker" line (the log's
+	// times are to the millisecond, each cut down: 1 ms of slack).
+	var starts int
+	var due time.Time // when the pending restart may start, zero if none
 	for _, l := range in.Lines() {
-		if l.Msg() == "worker started" {
-			ts, _ := time.Parse(time.RFC3339, l.Str("time"))
-			starts = append(starts, ts)
+		var ts time.Time
+		if l.Msg() == "worker started" || l.Msg() == "restarting worker" {
+			var err error
+			if ts, err = time.Parse(time.RFC3339, l.Str("time")); err != nil {
+				t.Fatalf("time of %v: %v", l, err)
+			}
+		}
+		switch l.Msg() {
+		case "restarting worker":
+			d, _ := time.ParseDuration(l.Str("delay"))
+			due = ts.Add(d - time.Millisecond)
+		case "worker started":
+			starts++
+			if !due.IsZero() && ts.Before(due) {
+				t.Errorf("start %d at %s, before its backoff delay was over (%s)", starts, ts.Format("15:04:05.000"), due.Add(time.Millisecond).Format("15:04:05.000"))
+			}
+			due = time.Time{}
 		}
 	}
-	if len(starts) != 5 {
-		t.Fatalf("%d starts, want 5", len(starts))
+	if starts != 5 {
+		t.Fatalf("%d starts, want 5", starts)
 	}
 }
 
