@@ -127,6 +127,45 @@ func TestKillTimeout(t *testing.T) {
 	if in.CountLog("worker still running after the kill timeout; sending SIGKILL") != 1 {
 		t.Error("no log line for the kill timeout")
 	}
+	checkKilledAtTimeout(t, in, 300*time.Millisecond)
+}
+
+// checkKilledAtTimeout fails unless every worker gm2-init SIGKILLed got
+// its SIGKILL the kill timeout kt after its stop signal, as the log's
+// times say (to the millisecond, each cut down): not before, and not much
+// later (500 ms of slack for a loaded machine), whatever the timeout the
+// run would have survived.
+func checkKilledAtTimeout(t *testing.T, in *Init, kt time.Duration) {
+	t.Helper()
+	stopped := map[int]time.Time{}
+	kills := 0
+	for _, l := range in.Lines() {
+		switch l.Msg() {
+		case "stopping worker", "worker still running after the kill timeout; sending SIGKILL":
+		default:
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339, l.Str("time"))
+		if err != nil {
+			t.Fatalf("time of %v: %v", l, err)
+		}
+		if l.Msg() == "stopping worker" {
+			stopped[l.Int("pid")] = ts
+			continue
+		}
+		kills++
+		at, ok := stopped[l.Int("pid")]
+		if !ok {
+			t.Errorf("worker %d SIGKILLed without a stop signal first", l.Int("pid"))
+			continue
+		}
+		if d := ts.Sub(at); d < kt-time.Millisecond || d > kt+500*time.Millisecond {
+			t.Errorf("worker %d SIGKILLed %v after its stop signal, want the kill timeout %v", l.Int("pid"), d, kt)
+		}
+	}
+	if kills == 0 {
+		t.Error("no worker was SIGKILLed")
+	}
 }
 
 func TestCrashLoopBacksOffThenErrors(t *testing.T) {

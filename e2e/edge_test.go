@@ -93,6 +93,7 @@ func TestKillDuringReloadDoesNotSpoilTheExitStatus(t *testing.T) {
 	in.WaitReady(1, 10*time.Second)
 	_, pos := in.reload(0)
 	in.WaitLog(10*time.Second, pos, "worker still running after the kill timeout; sending SIGKILL", nil)
+	checkKilledAtTimeout(t, in, 300*time.Millisecond)
 	in.waitChildren(1, 10*time.Second)
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 0 {
