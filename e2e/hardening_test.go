@@ -34,9 +34,24 @@ func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
 	in.AllowUncleanStops() // SIGKILLed at the kill timeout, on purpose
 	in.WaitReady(1, 10*time.Second)
 	old, _ := in.WaitLog(5*time.Second, 0, "worker started", nil)
+	oldTree := childrenOf(in.waitChildren(1, 5*time.Second)[0])
+	if len(oldTree) != 1 {
+		t.Fatalf("the worker's escaped child: %v, want one process", oldTree)
+	}
 	in.Signal(syscall.SIGHUP)
 	in.WaitLog(10*time.Second, 0, "worker exited", func(l logLine) bool { return l.Int("pid") == old.Int("pid") })
 	in.WaitLog(10*time.Second, 0, "reload finished", nil)
+	// The worker's child, out of its group too and ignoring SIGTERM, is
+	// gone as well (not left behind as an orphan of gm2-init's): gm2-init's
+	// only child is the new worker.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := procState(oldTree[0]); st != "" && st != "Z"; st = procState(oldTree[0]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old worker's escaped child %d still runs (%s) 10 s after the reload; gm2-init's children: %v", oldTree[0], st, in.Children())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	in.waitChildren(1, 10*time.Second)
 }
 
 // The worst-case stop budget gm2-init logs holds, with a worker whose tree
