@@ -361,6 +361,47 @@ func TestNeverReadyWorkerHitsListenTimeout(t *testing.T) {
 	if l.Str("result") != "ok" {
 		t.Fatalf("reload: %v", l)
 	}
+	// Each worker, the first and its replacement, was made ready at the
+	// listen timeout after its start: not at some other timeout.
+	checkReadyAfter(t, in, "listen-timeout", 300*time.Millisecond, 2)
+}
+
+// checkReadyAfter fails unless exactly n workers became ready by by, each
+// d after its start as the log's times say (to the millisecond, each cut
+// down): not before, and not much later (500 ms of slack for a loaded
+// machine).
+func checkReadyAfter(t *testing.T, in *Init, by string, d time.Duration, n int) {
+	t.Helper()
+	started := map[int]time.Time{}
+	got := 0
+	for _, l := range in.Lines() {
+		if l.Msg() != "worker started" && l.Msg() != "worker ready" {
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339, l.Str("time"))
+		if err != nil {
+			t.Fatalf("time of %v: %v", l, err)
+		}
+		if l.Msg() == "worker started" {
+			started[l.Int("pid")] = ts
+			continue
+		}
+		if l.Str("by") != by {
+			continue
+		}
+		got++
+		at, ok := started[l.Int("pid")]
+		if !ok {
+			t.Errorf("worker %d ready by %s, never started", l.Int("pid"), by)
+			continue
+		}
+		if gap := ts.Sub(at); gap < d-time.Millisecond || gap > d+500*time.Millisecond {
+			t.Errorf("worker %d ready by %s %v after its start, want %v", l.Int("pid"), by, gap, d)
+		}
+	}
+	if got != n {
+		t.Errorf("%d workers ready by %s, want %d", got, by, n)
+	}
 }
 
 func TestScaleWithTTINAndTTOU(t *testing.T) {
