@@ -68,7 +68,10 @@ func (p *probeLoop) stop() (probes, failures int64, bad []string) {
 
 func TestReadyzStays200DuringReloads(t *testing.T) {
 	t.Parallel()
-	in := startInit(t, nil, baseArgs("-i", "2", "--wait-ready", "--", bins.goapp)...)
+	// Every slot required: /readyz holds only if each slot's old worker
+	// serves until its replacement is ready (with the default 1, the
+	// other slot would cover a slot stopped first).
+	in := startInit(t, nil, baseArgs("-i", "2", "--min-ready", "all", "--wait-ready", "--", bins.goapp)...)
 	health := in.HealthAddr()
 	in.WaitReady(2, 10*time.Second)
 	waitHTTP(t, health, "/readyz", 200, 5*time.Second)
@@ -82,7 +85,11 @@ func TestReadyzStays200DuringReloads(t *testing.T) {
 		}
 		// Let a few probes land between reloads too.
 		n := probes.probes.Load()
+		deadline := time.Now().Add(10 * time.Second)
 		for probes.probes.Load() < n+2 {
+			if time.Now().After(deadline) {
+				t.Fatal("the readiness probes stopped")
+			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -91,6 +98,8 @@ func TestReadyzStays200DuringReloads(t *testing.T) {
 	if failed != 0 {
 		t.Fatalf("/readyz failed %d of %d probes during reloads: %v", failed, n, bad)
 	}
+	// The probes sample; the log proves the order the 200s rely on.
+	checkStoppedAfterReplacementReady(t, in.Lines(), 5*2)
 }
 
 func TestShutdownDelayFailsReadinessFirst(t *testing.T) {

@@ -117,6 +117,11 @@ func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
 	if got := in.CountLog("reload started"); got != reloads {
 		t.Errorf("%d reloads started, want %d", got, reloads)
 	}
+	// No failed request alone does not prove the rolling order (the other
+	// slot, or the socket's queue, covers a slot stopped too early): each
+	// old worker got its stop signal only once its slot's replacement was
+	// ready.
+	checkStoppedAfterReplacementReady(t, in.Lines(), reloads*n)
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 0 {
 		t.Fatalf("exit status %d", code)
@@ -220,6 +225,42 @@ func TestHUPStormEndsWithNWorkers(t *testing.T) {
 	in.Signal(syscall.SIGTERM)
 	if code := in.Wait(15 * time.Second); code != 0 {
 		t.Fatalf("exit status %d", code)
+	}
+}
+
+// checkStoppedAfterReplacementReady fails unless each of the want workers
+// gm2-init stopped (other than for a shutdown) was stopped after another
+// worker of its slot, started after it, was ready: a replacement ready
+// before the old worker got the stop signal.
+func checkStoppedAfterReplacementReady(t *testing.T, lines []logLine, want int) {
+	t.Helper()
+	type key struct {
+		app  string
+		slot int
+	}
+	started := map[int]int{}   // pid → index of its "worker started" line
+	lastReady := map[key]int{} // slot → pid of the worker last ready in it
+	stopped := 0
+	for i, l := range lines {
+		k := key{l.Str("app"), l.Int("slot")}
+		switch l.Msg() {
+		case "worker started":
+			started[l.Int("pid")] = i
+		case "worker ready":
+			lastReady[k] = l.Int("pid")
+		case "stopping worker":
+			if l.Str("why") == "shutdown" {
+				continue
+			}
+			stopped++
+			pid := l.Int("pid")
+			if r, ok := lastReady[k]; !ok || r == pid || started[r] < started[pid] {
+				t.Errorf("worker %d of slot %d stopped (%s) before a replacement was ready in its slot", pid, k.slot, l.Str("why"))
+			}
+		}
+	}
+	if stopped != want {
+		t.Errorf("%d workers stopped by the reloads, want %d", stopped, want)
 	}
 }
 
