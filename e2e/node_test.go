@@ -752,6 +752,7 @@ func TestNodeReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, %d of them between SIGHUP and the old workers' exit", ok, during)
 	checkReadyByPreload(t, in)
+	checkStoppedAfterReplacementReady(t, in.Lines(), 2)
 	now := map[int]bool{}
 	for pid, gen := range workerPids(in) {
 		if gen == 1 {

@@ -718,6 +718,7 @@ func TestZeroConfigReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests over 2 reloads", st.OK())
 	z.checkReadyByListen()
+	checkStoppedAfterReplacementReady(t, z.in.Lines(), 2*2)
 	z.checkShared("tcp", z.port)
 	z.eachServes(z.workers(2), false, func() int { return z.askPid(z.addr) })
 	stopClean(t, z.in)
