@@ -207,6 +207,9 @@ func runRecipe(t *testing.T, r recipe, setup recipeSetup) {
 	if len(second) != 2 {
 		t.Fatalf("workers after the reload %v (before %v): want 2 new ones", second, first)
 	}
+	// Each old worker stopped once its replacement was ready (the other
+	// slot and the socket's queue would hide a slot stopped first).
+	checkStoppedAfterReplacementReady(t, in.Lines(), 2)
 	bothServe(t, addr, second)
 	readyInTime(t, in)
 
