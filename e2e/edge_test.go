@@ -51,8 +51,12 @@ func TestReloadWhenOldWorkerAndReplacementBothDie(t *testing.T) {
 	if in.hasExited() {
 		t.Fatal("gm2-init exited")
 	}
+	// The pass did not replace the slot (it restarted after a crash): the
+	// reload failed, and says so.
 	l, _ := in.WaitLog(10*time.Second, 0, "reload finished", nil)
-	t.Logf("reload result: %v", l.Str("result"))
+	if !strings.HasPrefix(l.Str("result"), "failed") || l.Int("replaced") != 0 {
+		t.Errorf("reload finished: result %q, replaced %d; want failed, 0", l.Str("result"), l.Int("replaced"))
+	}
 }
 
 func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
