@@ -133,8 +133,9 @@ func TestKillTimeout(t *testing.T) {
 // checkKilledAtTimeout fails unless every worker gm2-init SIGKILLed got
 // its SIGKILL the kill timeout kt after its stop signal, as the log's
 // times say (to the millisecond, each cut down): not before, and not much
-// later (500 ms of slack for a loaded machine), whatever the timeout the
-// run would have survived.
+// later: under 6 × kt (a timer late by a second on a loaded machine under
+// -race still passes; one that waited 10 × kt does not), whatever the
+// timeout the run would have survived.
 func checkKilledAtTimeout(t *testing.T, in *Init, kt time.Duration) {
 	t.Helper()
 	stopped := map[int]time.Time{}
@@ -159,7 +160,7 @@ func checkKilledAtTimeout(t *testing.T, in *Init, kt time.Duration) {
 			t.Errorf("worker %d SIGKILLed without a stop signal first", l.Int("pid"))
 			continue
 		}
-		if d := ts.Sub(at); d < kt-time.Millisecond || d > kt+500*time.Millisecond {
+		if d := ts.Sub(at); d < kt-time.Millisecond || d > 6*kt {
 			t.Errorf("worker %d SIGKILLed %v after its stop signal, want the kill timeout %v", l.Int("pid"), d, kt)
 		}
 	}

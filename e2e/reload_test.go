@@ -409,8 +409,8 @@ func TestNeverReadyWorkerHitsListenTimeout(t *testing.T) {
 
 // checkReadyAfter fails unless exactly n workers became ready by by, each
 // d after its start as the log's times say (to the millisecond, each cut
-// down): not before, and not much later (500 ms of slack for a loaded
-// machine).
+// down): not before, and not much later: under 6 × d (a timer late by a
+// second on a loaded machine under -race still passes; 10 × d does not).
 func checkReadyAfter(t *testing.T, in *Init, by string, d time.Duration, n int) {
 	t.Helper()
 	started := map[int]time.Time{}
@@ -436,7 +436,7 @@ func checkReadyAfter(t *testing.T, in *Init, by string, d time.Duration, n int) 
 			t.Errorf("worker %d ready by %s, never started", l.Int("pid"), by)
 			continue
 		}
-		if gap := ts.Sub(at); gap < d-time.Millisecond || gap > d+500*time.Millisecond {
+		if gap := ts.Sub(at); gap < d-time.Millisecond || gap > 6*d {
 			t.Errorf("worker %d ready by %s %v after its start, want %v", l.Int("pid"), by, gap, d)
 		}
 	}
