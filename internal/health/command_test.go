@@ -57,3 +57,21 @@ func TestCheckCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckCommandNotReady: a /readyz that answers 503 (here, shutting
+// down) is unhealthy for Docker's HEALTHCHECK, and /livez of the same
+// gm2-init still healthy.
+func TestCheckCommandNotReady(t *testing.T) {
+	snap := healthySnapshot()
+	snap.ShuttingDown = true
+	s, _, _ := startServer(t, newFakeSource(snap), testOptions())
+	addr := portOf(t, s.Addr().String())
+	var stderr strings.Builder
+	if code := CheckCommand([]string{"/readyz"}, addr, &stderr); code != CheckUnhealthy || !strings.Contains(stderr.String(), "503") {
+		t.Errorf("/readyz answering 503: exit status %d, stderr %q; want %d naming 503", code, stderr.String(), CheckUnhealthy)
+	}
+	stderr.Reset()
+	if code := CheckCommand([]string{"/livez"}, addr, &stderr); code != CheckHealthy {
+		t.Errorf("/livez: exit status %d, stderr %q; want %d", code, stderr.String(), CheckHealthy)
+	}
+}
