@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -199,6 +200,100 @@ func TestDropsUntilTakenAndLastLine(t *testing.T) {
 	}
 	s.Write([]byte("late\n"))
 	want := []string{"first\n", "a long line\n", "dropped 2\n", "the end\n"}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// The bound is inclusive: lines that bring the bytes held to max exactly
+// are kept; one byte more is dropped and counted.
+func TestBoundIsInclusive(t *testing.T) {
+	w := newGatedWriter()
+	w.gate.Lock()
+	s := New(w, 21, note)
+	s.Write([]byte("first\n"))
+	<-w.calls                         // the writer holds "first" (6 bytes), blocked
+	s.Write([]byte("to the byte!\n")) // 13: 19 in all
+	s.Write([]byte("x\n"))            // 2: 21 of 21, kept
+	s.Write([]byte("\n"))             // 22, one byte over: dropped
+	w.gate.Unlock()
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	want := []string{"first\n", "to the byte!\n", "x\n", "dropped 1\n"}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// Write and SetLast keep a copy: the logger reuses its buffer for the next
+// line as soon as Write returns (zerolog pools them), so a sink that kept
+// the caller's slice would write the later line's bytes for the earlier.
+func TestWriteAndSetLastCopy(t *testing.T) {
+	w := newGatedWriter()
+	w.gate.Lock()
+	s := New(w, 1<<10, note)
+	s.Write([]byte("first\n"))
+	<-w.calls // the writer is blocked: what follows stays queued
+	buf := []byte("line a\n")
+	s.Write(buf)
+	copy(buf, "line b\n")
+	s.Write(buf)
+	last := []byte("the end\n")
+	s.SetLast(last)
+	copy(last, "garbage\n")
+	w.gate.Unlock()
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	want := []string{"first\n", "line a\n", "line b\n", "the end\n"}
+	if got := w.written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
+// waitParked waits (at most 10 s) until s's writer has nothing to write
+// and waits in its select for a wake or the stop: what follows must wake it.
+func waitParked(t *testing.T, s *Sink) {
+	t.Helper()
+	id := fmt.Sprintf("logsink.(*Sink).run(%p", s)
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, id) && strings.Contains(strings.SplitN(g, "\n", 2)[0], "[select") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer never waited idle:\n%s", buf[:n])
+		}
+		runtime.Gosched()
+	}
+}
+
+// A line written while the writer waits idle is written at once, without
+// Close; and a Close that comes while it waits ends it, the last line
+// written.
+func TestIdleWriterWakes(t *testing.T) {
+	w := newGatedWriter()
+	s := New(w, 1<<10, note)
+	for i := range 3 {
+		waitParked(t, s)
+		s.Write(fmt.Appendf(nil, "line %d\n", i))
+		select {
+		case <-w.calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("line %d queued to an idle writer was not written", i)
+		}
+	}
+	waitParked(t, s)
+	s.SetLast([]byte("the end\n"))
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not end an idle writer")
+	}
+	want := []string{"line 0\n", "line 1\n", "line 2\n", "the end\n"}
 	if got := w.written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
