@@ -19,18 +19,23 @@ import (
 // logsink: a log reader that stops reading must not freeze PID 1 in
 // write(2).
 func newLogger(cfg *config.Config) (zerolog.Logger, *logsink.Sink) {
+	return newLoggerTo(cfg, os.Stderr, isTerminal(os.Stderr))
+}
+
+// newLoggerTo is newLogger on out, a terminal or not.
+func newLoggerTo(cfg *config.Config, out io.Writer, terminal bool) (zerolog.Logger, *logsink.Sink) {
 	format := func(w io.Writer) zerolog.Logger {
 		var l zerolog.Logger
 		if cfg.LogFormat == "console" {
 			// Colour codes only for a terminal: in a log file or a
 			// collector they are noise.
-			l = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: logTimeLayout, NoColor: !isTerminal(os.Stderr)})
+			l = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: logTimeLayout, NoColor: !terminal})
 		} else {
 			l = zerolog.New(w)
 		}
 		return l.Level(cfg.LogLevel).With().Str("logger", "gm2-init").Logger().Hook(logTime{})
 	}
-	sink := logsink.New(os.Stderr, logQueueBytes, func(n int) []byte {
+	sink := logsink.New(out, logQueueBytes, func(n int) []byte {
 		var b bytes.Buffer
 		l := format(&b).Level(zerolog.TraceLevel) // said at every --log-level
 		l.Warn().Int("dropped", n).Msg("log lines dropped: stderr took no writes (its reader stopped reading) and gm2-init's log queue was full")
@@ -42,10 +47,13 @@ func newLogger(cfg *config.Config) (zerolog.Logger, *logsink.Sink) {
 // fail writes msg as gm2-init's one line on stderr and returns status. The
 // write is bounded by appspec.LogFlush: a stderr nobody reads must not keep
 // a gm2-init that refuses its input from exiting (the line is then lost).
-func fail(status int, msg string) int {
+func fail(status int, msg string) int { return failTo(os.Stderr, status, msg) }
+
+// failTo is fail on w.
+func failTo(w io.Writer, status int, msg string) int {
 	written := make(chan struct{})
 	go func() { // left blocked in write(2) when stderr takes no writes: gm2-init exits next
-		_, _ = os.Stderr.WriteString(errorLine(msg))
+		_, _ = io.WriteString(w, errorLine(msg))
 		close(written)
 	}()
 	t := time.NewTimer(appspec.LogFlush)
