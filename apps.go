@@ -260,8 +260,9 @@ func (p *plan) logCounts(log zerolog.Logger, cfg *config.Config, cpu cpus.Result
 
 // spawnApps gives every app its listeners (the sockets of its --listen
 // addresses, and those the parent passed) and its Node preload. The
-// returned function removes the preload's file, if one was written.
-func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
+// returned function removes the preload's file, if one was written. The
+// end of ctx (a stop request while gm2-init starts) ends node's probe.
+func (p *plan) spawnApps(ctx context.Context, log zerolog.Logger, listeners []*sockets.Listener) ([]spawn.App, func()) {
 	var cleanups []func()
 	// Apps run by the same node share its choice: one probe, one file.
 	chosen := map[string]preload.Choice{}
@@ -277,7 +278,7 @@ func (p *plan) spawnApps(log zerolog.Logger, listeners []*sockets.Listener) ([]s
 		node := preload.FindNode(a.Command)
 		ch, ok := chosen[node]
 		if !ok {
-			ch = preload.Choose(context.Background(), os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
+			ch = preload.Choose(ctx, os.Getenv("NODE_OPTIONS"), a.Command, preload.DefaultDirs())
 			chosen[node] = ch
 			cleanups = append(cleanups, ch.Cleanup)
 		}

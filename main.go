@@ -213,7 +213,7 @@ func run() int {
 	if notifySock != nil {
 		defer notifySock.Close()
 	}
-	apps, cleanup := plan.spawnApps(log, listeners)
+	apps, cleanup := plan.spawnApps(starting, log, listeners)
 	defer cleanup()
 
 	// Ports a Node worker listens on with no --listen for them are bound

@@ -287,3 +287,55 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A stop request while gm2-init probes node (before any worker exists)
+// ends it at once with status 0, as during a .js process file's
+// evaluation: the probe is cut short, and no worker is started. (The
+// probe ran to its own 10 s bound, ignoring the TERM.)
+func TestSignalDuringNodeProbe(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "probing")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "started")
+	// A node whose probe (node --version, node -p …) says it is being
+	// probed, then hangs; run as a worker, it leaves a trace.
+	node := "#!/bin/sh\ncase \"$1\" in\n-*) echo x > " + fifo + "; exec sleep 60 ;;\n*) touch " + marker + "; exec sleep 60 ;;\nesac\n"
+	if err := os.WriteFile(filepath.Join(dir, "node"), []byte(node), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := startInit(t, []string{"PATH=" + dir + ":" + os.Getenv("PATH")}, "--health-addr", "off", "--", "node", "app.js")
+	probing := make(chan error, 1)
+	go func() {
+		f, err := os.Open(fifo)
+		if err == nil {
+			_, err = f.Read(make([]byte, 1))
+			f.Close()
+		}
+		probing <- err
+	}()
+	select {
+	case err := <-probing:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		t.Fatalf("node was never probed; log: %s", in.rawLog())
+	}
+	in.Signal(unix.SIGTERM)
+	// Well before the probe's own 10 s bound.
+	if code := in.Wait(5 * time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0; log: %s", code, in.rawLog())
+	}
+	if !strings.Contains(in.rawLog(), `"message":"stopped by a signal before any worker started"`) {
+		t.Errorf("no log line says why it stopped; log: %s", in.rawLog())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a worker was started")
+	}
+}
