@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -297,5 +300,171 @@ func TestListenersOfKeepEachAppsName(t *testing.T) {
 	}
 	if bound[0].Spec.Name != "tcp-127.0.0.1-18080" {
 		t.Errorf("the shared listener itself was renamed: %s", bound[0].Spec.Name)
+	}
+}
+
+// More that planApps refuses: the command after -- named like an app of
+// the file, --min-ready above the command's own count (named as the
+// command, not the file), more than 1,024 workers in all with the
+// command's (which the file's own check cannot see).
+func TestPlanAppsErrorsCommandAndTotal(t *testing.T) {
+	for _, tt := range []struct {
+		name, content string
+		args          []string
+		want          string // $FILE: the process file
+	}{
+		{"command named like a file app", `{"apps": [{"name": "sh", "script": "sh"}]}`,
+			[]string{"--config", "$FILE", "--", "sh", "-c", "true"},
+			`--config: the command after -- is named "sh", like an app of the file; run it from the file, or give the file app another name`},
+		{"min ready above the command's workers", `{"apps": [{"name": "api", "script": "sh", "instances": 4, "min_ready": 1}]}`,
+			[]string{"--config", "$FILE", "--min-ready", "3", "-i", "2", "--", "sleep", "1"},
+			`the command after --: app "sleep": --min-ready 3 is more than its 2 workers (instances 2); accepted: a whole number from 1 to the worker count, or all`},
+		{"more than 1,024 workers with the command's", `{"apps": [{"name": "a", "script": "sh", "instances": 1000}]}`,
+			[]string{"--config", "$FILE", "-i", "25", "--", "sleep", "1"},
+			`$FILE: the apps ask for more than 1024 workers in all (gm2-init's cap); lower their instances`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _, file, err := planFile(t, tt.content, nil, tt.args, 4)
+			want := strings.ReplaceAll(tt.want, "$FILE", file)
+			if err == nil || err.Error() != want {
+				t.Errorf("planApps = %+v, %v\nwant the error %s", p, err, want)
+			}
+		})
+	}
+}
+
+// The command after -- runs beside the file's apps, as an app of its own;
+// without --config it is the one app, and the warnings of its count (more
+// workers than CPUs) are the start's.
+func TestPlanAppsCommand(t *testing.T) {
+	p, _, _, err := planFile(t, `{"apps": [{"name": "api", "script": "sh", "instances": 2}]}`, nil,
+		[]string{"--config", "$FILE", "-i", "3", "--", "sleep", "1"}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.apps) != 2 || p.apps[1].Name != "sleep" || p.total() != 5 {
+		t.Errorf("apps %v, %d workers; want api and sleep, 5 workers", p.apps, p.total())
+	}
+	p, _, _, err = planFile(t, `{}`, nil, []string{"-i", "8", "--", "sleep", "1"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.apps) != 1 || p.total() != 8 || len(p.warnings) != 1 || !strings.Contains(p.warnings[0], "8 workers on 2 usable CPUs") {
+		t.Errorf("-i 8 on 2 CPUs: %d workers, warnings %q", p.total(), p.warnings)
+	}
+}
+
+// Two apps that name the same address share one socket; the sockets the
+// parent passed (beyond the addresses' own) go to the first app not in
+// fork mode, and to it alone.
+func TestSpecsAndInheritedListeners(t *testing.T) {
+	spec := func(raw string) sockets.Spec {
+		s, err := sockets.ParseSpec(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := spec("127.0.0.1:18081"), spec("127.0.0.1:18082")
+	p := &plan{apps: []appspec.App{
+		{Name: "job", ExecMode: appspec.Fork},
+		{Name: "api", Listen: []sockets.Spec{a}},
+		{Name: "web", Listen: []sockets.Spec{b, a}},
+	}}
+	specs, at := p.specs()
+	if len(specs) != 2 || fmt.Sprint(at) != "[[] [0] [1 0]]" {
+		t.Fatalf("specs %v at %v, want 2 sockets, web's second the one api has", specs, at)
+	}
+	var ls []*sockets.Listener
+	for _, s := range specs {
+		ls = append(ls, &sockets.Listener{Spec: s, Bound: s.Addr})
+	}
+	passed := &sockets.Listener{Spec: spec("127.0.0.1:18083"), Bound: "127.0.0.1:18083", Inherited: true}
+	ls = append(ls, passed)
+	for i, want := range [][]*sockets.Listener{nil, {ls[0], passed}, {ls[1], ls[0]}} {
+		got := p.listenersOf(i, ls)
+		var g, w []string
+		for _, l := range got {
+			g = append(g, l.Bound)
+		}
+		for _, l := range want {
+			w = append(w, l.Bound)
+		}
+		if !slices.Equal(g, w) {
+			t.Errorf("app %s: listeners %v, want %v", p.apps[i].Name, g, w)
+		}
+	}
+}
+
+// The stop budget's kill timeout is the longest of the apps'.
+func TestMaxKillTimeout(t *testing.T) {
+	p := &plan{apps: []appspec.App{{KillTimeout: 2 * time.Second}, {KillTimeout: 9 * time.Second}, {KillTimeout: time.Second}}}
+	if got := p.maxKillTimeout(); got != 9*time.Second {
+		t.Errorf("maxKillTimeout = %v, want 9s", got)
+	}
+}
+
+// The workers' --max-memory-restart limits warn when they add up to more
+// than the container's limit: not when they add up to it exactly; and
+// their sum saturates rather than wrap around, also when it is the
+// addition that overflows.
+func TestMemoryWarningsBound(t *testing.T) {
+	p := &plan{apps: []appspec.App{{MaxMemory: 256 << 20}}, counts: []appspec.Count{{N: 4}}}
+	for _, tt := range []struct {
+		limit uint64
+		warn  bool
+	}{{1 << 30, false}, {1<<30 - 1, true}} {
+		if got := len(p.memoryWarnings(cgroup.MemoryLimit{Bytes: tt.limit, Limited: true})) > 0; got != tt.warn {
+			t.Errorf("4 × 256M under a limit of %d: warning %v, want %v", tt.limit, got, tt.warn)
+		}
+	}
+	p = &plan{apps: []appspec.App{{MaxMemory: 1<<63 - 1}, {MaxMemory: 1<<63 - 1}, {MaxMemory: 1<<63 - 1}}, counts: []appspec.Count{{N: 1}, {N: 1}, {N: 1}}}
+	if got := p.memoryLimitSum(); got != math.MaxUint64 {
+		t.Errorf("3 × (2^63-1) = %d, want saturated", got)
+	}
+}
+
+// --node-preload off: node is not probed, the workers get no preload and
+// the log says nothing of it. A node that refuses the preload turns it
+// off, with a warning; one that takes it gives it to the workers.
+func TestSpawnAppsNodePreload(t *testing.T) {
+	dir := t.TempDir()
+	probed := filepath.Join(dir, "probed")
+	node := "#!/bin/sh\ntouch " + probed + "\necho 'node: bad option' >&2\nexit 9\n"
+	if err := os.WriteFile(filepath.Join(dir, "node"), []byte(node), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	for _, mode := range []string{"off", "auto"} {
+		var buf bytes.Buffer
+		p := &plan{apps: []appspec.App{{Name: "app", Command: []string{"node", "app.js"}, NodePreload: mode}}, counts: []appspec.Count{{N: 1}}}
+		apps, cleanup := p.spawnApps(context.Background(), zerolog.New(&buf), nil)
+		cleanup()
+		_, err := os.Stat(probed)
+		switch mode {
+		case "off":
+			if err == nil || len(apps[0].PreloadEnv) != 0 || buf.Len() != 0 {
+				t.Errorf("--node-preload off: probed %v, preload %q, log %s", err == nil, apps[0].PreloadEnv, buf.String())
+			}
+		default:
+			var line struct{ Level, Mode, Message string }
+			json.Unmarshal(buf.Bytes(), &line)
+			if err != nil || len(apps[0].PreloadEnv) != 0 || line.Message != "node preload" || line.Level != "warn" || line.Mode != "off" {
+				t.Errorf("a node that refuses the preload: probed %v, preload %q, log %s", err == nil, apps[0].PreloadEnv, buf.String())
+			}
+		}
+	}
+	// A node that takes it: the workers get it.
+	node = "#!/bin/sh\necho v20.11.0\n"
+	if err := os.WriteFile(filepath.Join(dir, "node"), []byte(node), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	p := &plan{apps: []appspec.App{{Name: "app", Command: []string{"node", "app.js"}, NodePreload: "auto"}}, counts: []appspec.Count{{N: 1}}}
+	apps, cleanup := p.spawnApps(context.Background(), zerolog.New(&buf), nil)
+	defer cleanup()
+	if !slices.ContainsFunc(apps[0].PreloadEnv, func(kv string) bool { return strings.HasPrefix(kv, "NODE_OPTIONS=") }) ||
+		!strings.Contains(buf.String(), `"level":"info"`) {
+		t.Errorf("a node that takes the preload: preload %q, log %s", apps[0].PreloadEnv, buf.String())
 	}
 }

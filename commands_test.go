@@ -28,7 +28,11 @@ func TestRunCommand(t *testing.T) {
 		// proves the word was taken for the command, not a program.
 		{args: []string{"ls", "--bogus"}, ran: true, status: 2, stderr: "gm2-init ls: unexpected argument \"--bogus\"; usage: gm2-init ls [--json]\n"},
 		{args: []string{"list", "--bogus"}, ran: true, status: 2, stderr: "gm2-init list: unexpected argument \"--bogus\"; usage: gm2-init list [--json]\n"},
+		{args: []string{"help", "reload", "now"}, ran: true, status: 2,
+			stderr: "gm2-init help: no help for \"reload now\"; accepted: gm2-init help, or gm2-init help status|ls|list|reload|scale\n"},
+		{args: []string{"healthcheck", "readyz"}, ran: true, status: 2, stderr: "gm2-init healthcheck: PATH \"readyz\" must start with /"},
 		{args: []string{"--", "ls"}},
+		{args: []string{"--", "healthcheck"}},
 		{args: []string{"-i", "2", "ls"}},
 		{args: []string{"lsof"}},
 		{args: nil},
