@@ -47,7 +47,14 @@ func takeFromParent() (fromParent, error) {
 		return up, err
 	}
 	up.ignored = act.Ignored
-	up.env = upstreamEnv{
+	up.env = consumeUpstreamEnv()
+	return up, nil
+}
+
+// consumeUpstreamEnv reads the notify protocol's variables and removes
+// them, and those of socket activation, from the environment.
+func consumeUpstreamEnv() upstreamEnv {
+	env := upstreamEnv{
 		notify:      os.Getenv(notify.EnvNotifySocket),
 		watchdog:    os.Getenv(notify.EnvWatchdogUSec),
 		watchdogPid: os.Getenv(notify.EnvWatchdogPid),
@@ -56,7 +63,7 @@ func takeFromParent() (fromParent, error) {
 		notify.EnvNotifySocket, notify.EnvWatchdogUSec, notify.EnvWatchdogPid} {
 		os.Unsetenv(k)
 	}
-	return up, nil
+	return env
 }
 
 // log says, once the logger exists, what takeFromParent did.

@@ -833,3 +833,17 @@ func TestSocketActivationNodeListen(t *testing.T) {
 		t.Fatalf("exit status %d", code)
 	}
 }
+
+// LISTEN_FDS leaked from an ancestor (LISTEN_PID another process's) is
+// ignored with a line in the log that says why, as the README says.
+func TestLeakedActivationIsLogged(t *testing.T) {
+	t.Parallel()
+	in := startInit(t, []string{"LISTEN_PID=999999", "LISTEN_FDS=1"}, "--health-addr", "off", "--restart", "never", "--", "true")
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	l, _ := in.WaitLog(time.Second, 0, "LISTEN_FDS is not for gm2-init; its sockets are not taken over", nil)
+	if !strings.Contains(l.Str("reason"), "999999") {
+		t.Errorf("reason %q, want it to name LISTEN_PID 999999", l.Str("reason"))
+	}
+}
