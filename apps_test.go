@@ -468,3 +468,48 @@ func TestSpawnAppsNodePreload(t *testing.T) {
 		t.Errorf("a node that takes the preload: preload %q, log %s", apps[0].PreloadEnv, buf.String())
 	}
 }
+
+// The start's "worker count" line: the count in all, and for one app its
+// -i, for several how the CPUs were split; a plan warning names the CPU
+// count, the CPU detection's its component.
+func TestLogCountsAndWarnings(t *testing.T) {
+	p, cfg, _, err := planFile(t, `{"apps": [{"name": "api", "script": "sh", "instances": "max"}, {"name": "job", "script": "sh", "exec_mode": "fork"}]}`,
+		nil, []string{"--config", "$FILE"}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := cpus.Result{Max: 4, Source: "test", Warnings: []string{"cpu.max unreadable"}}
+	p.warnings = append(p.warnings, "a plan warning")
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	p.logCounts(log, cfg, cpu)
+	logWarnings(log, p.planWarnings(cpu), cpu)
+	one, _, _, err := planFile(t, `{}`, nil, []string{"-i", "-1", "--", "sleep", "1"}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one.logCounts(log, cfg, cpu)
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 4 {
+		t.Fatalf("logged %s", buf.String())
+	}
+	if c := lines[0]; c["message"] != "worker count" || c["instances"] != float64(4) || c["split"] != p.explain || p.explain == "" || c["instances_spec"] != nil {
+		t.Errorf("two apps: %v", c)
+	}
+	if w := lines[1]; w["component"] != "cpus" || w["cpus"] != nil || w["message"] != "cpu.max unreadable" {
+		t.Errorf("the CPU detection's warning: %v", w)
+	}
+	if w := lines[2]; w["cpus"] != float64(4) || w["component"] != nil || w["message"] != "a plan warning" {
+		t.Errorf("a plan warning: %v", w)
+	}
+	if c := lines[3]; c["instances"] != float64(3) || c["instances_spec"] != "-1" || c["split"] != nil {
+		t.Errorf("one app: %v", c)
+	}
+}
