@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,11 @@ func TestChooseImport(t *testing.T) {
 		if !strings.Contains(c.Reason, want) {
 			t.Errorf("reason %q does not say %q", c.Reason, want)
 		}
+	}
+	// Each directory's error on one line of the log, joined by "; ", not
+	// an escaped newline.
+	if !strings.Contains(c.Reason, "; ") || strings.Contains(c.Reason, `\n`) {
+		t.Errorf("reason %q: want the errors joined by \"; \"", c.Reason)
 	}
 	if left, _ := os.ReadDir(bad); len(left) != 0 {
 		t.Errorf("%s keeps %d entries", bad, len(left))
@@ -262,10 +268,114 @@ func TestChoiceFor(t *testing.T) {
 		t.Errorf("For changed the choice it was called on: %q", req.NodeOptions)
 	}
 	imp := Choice{Mode: ModeImport, NodeOptions: NodeOptions("")}.For("--a")
+	if imp.NodeOptions != NodeOptions("--a") {
+		t.Errorf("import: NodeOptions %.40q…, want the app's options with the data: URL", imp.NodeOptions)
+	}
 	if env := imp.WorkerEnv(); !slices.Equal(env, []string{EnvImport + "=1", "NODE_OPTIONS=--a"}) {
 		t.Errorf("import: env %q", env)
 	}
 	if off := (Choice{Mode: ModeOff}).For("--a"); off.NodeOptions != "" || off.WorkerEnv() != nil {
 		t.Errorf("off: %q %q", off.NodeOptions, off.WorkerEnv())
+	}
+}
+
+// TestChooseLoadsBelowTestedMajor: only a node older than the oldest major
+// the tests run (18) loads the file at start; 18 itself is only asked its
+// version, which costs no node start.
+func TestChooseLoadsBelowTestedMajor(t *testing.T) {
+	real := nodePath(t)
+	type fake struct {
+		version string
+		loads   string // what the load log holds after Choose
+		node    string
+		log     string
+	}
+	cases := []*fake{{version: "v18.0.0", loads: ""}, {version: "v17.9.1", loads: "load\n"}}
+	for _, c := range cases {
+		c.log = filepath.Join(t.TempDir(), "loads")
+		c.node = fakeNodeScript(t, real, "[ \"$1\" = -p ] && echo load >> "+c.log+"\n", "--gm2-never", c.version, "")
+	}
+	t.Parallel()
+	for _, c := range cases {
+		ch := Choose(ctxWithLimit(t), "", []string{c.node}, []string{t.TempDir()})
+		ch.Cleanup()
+		b, _ := os.ReadFile(c.log)
+		if ch.Mode != ModeRequire || string(b) != c.loads {
+			t.Errorf("%s: mode %s, load log %q, want require and %q", c.version, ch.Mode, b, c.loads)
+		}
+	}
+}
+
+// TestChooseReasonKeepsNodeFirst: the reason is clipped, so node's own
+// refusal comes before the directories' errors, however long they are.
+func TestChooseReasonKeepsNodeFirst(t *testing.T) {
+	real := nodePath(t)
+	old := fakeNode(t, real, "--import", "", "")
+	t.Parallel()
+	var dirs []string
+	for i := 0; i < 8; i++ {
+		dirs = append(dirs, filepath.Join(t.TempDir(), strings.Repeat("missing", 12), strconv.Itoa(i)))
+	}
+	c := Choose(ctxWithLimit(t), "", []string{old}, dirs)
+	if c.Mode != ModeOff || !strings.Contains(c.Reason, "--import is not allowed") {
+		t.Errorf("reason %q lost node's refusal", c.Reason)
+	}
+}
+
+// TestProbeUnexpectedOutput: a "node" whose --version is no version is no
+// Node: the probe fails rather than report it.
+func TestProbeUnexpectedOutput(t *testing.T) {
+	real := nodePath(t)
+	odd := fakeNode(t, real, "--gm2-never", "not-a-version", "")
+	t.Parallel()
+	if v, err := Probe(ctxWithLimit(t), odd, "--require /x.cjs"); err == nil || !strings.Contains(err.Error(), "unexpected output") {
+		t.Errorf("Probe = %q, %v; want an unexpected output error", v, err)
+	}
+}
+
+// TestLimitedBuffer: a probe keeps at most max bytes of node's output.
+func TestLimitedBuffer(t *testing.T) {
+	b := limitedBuffer{max: 5}
+	for _, s := range []string{"abc", "defg", "hij"} {
+		if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if b.String() != "abcde" {
+		t.Errorf("kept %q, want %q", b.String(), "abcde")
+	}
+}
+
+// TestFindNode: command[0] when it is named node or nodejs (found even off
+// PATH), else node on PATH, else nodejs on PATH (Debian's old name). Not
+// parallel: it sets PATH.
+func TestFindNode(t *testing.T) {
+	exe := func(dir, name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own, path := t.TempDir(), t.TempDir()
+	ownNode, ownNodejs := exe(own, "node"), exe(own, "nodejs")
+	pathNodejs := exe(path, "nodejs")
+	t.Setenv("PATH", path)
+	for _, c := range []struct {
+		command []string
+		want    string
+	}{
+		{[]string{ownNode, "app.js"}, ownNode},
+		{[]string{ownNodejs, "app.js"}, ownNodejs},
+		{[]string{"python3", "app.py"}, pathNodejs},
+		{nil, pathNodejs},
+	} {
+		if got := FindNode(c.command); got != c.want {
+			t.Errorf("FindNode(%q) = %q, want %q", c.command, got, c.want)
+		}
+	}
+	pathNode := exe(path, "node")
+	if got := FindNode([]string{"python3"}); got != pathNode {
+		t.Errorf("FindNode with node and nodejs on PATH = %q, want %q", got, pathNode)
 	}
 }
