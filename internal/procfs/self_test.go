@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gm2-init/gm2-init/internal/procfs/procfstest"
 )
 
 func TestParseBootTime(t *testing.T) {
@@ -77,5 +79,24 @@ func TestClockTicks(t *testing.T) {
 	}
 	if ClockTicks() != want {
 		t.Errorf("ClockTicks() = %d, getconf CLK_TCK = %d", ClockTicks(), want)
+	}
+}
+
+// TestReadSelfFake: gm2-init's own CPU time is user plus system time, its
+// RSS is pages times the page size, its fds are counted.
+func TestReadSelfFake(t *testing.T) {
+	root := t.TempDir()
+	procfstest.Write(t, root, procfstest.Proc{Pid: 42, Comm: "gm2 (init)", UTime: 250, STime: 50, Threads: 3, RSSPages: 7})
+	for _, fd := range []string{"0", "1", "2"} {
+		if err := os.WriteFile(filepath.Join(root, "42", "fd", fd), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("42", filepath.Join(root, "self")); err != nil {
+		t.Fatal(err)
+	}
+	u := ReadSelf(root)
+	if u.StatErr != nil || u.FDErr != nil || u.CPUSeconds != TicksToSeconds(300) || u.ResidentBytes != 7*pageSize() || u.OpenFDs != 3 {
+		t.Errorf("ReadSelf = %+v; want %v s, %d bytes, 3 fds", u, TicksToSeconds(300), 7*pageSize())
 	}
 }

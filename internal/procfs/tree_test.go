@@ -454,3 +454,44 @@ func BenchmarkRSSvsPSS(b *testing.B) {
 		}
 	})
 }
+
+// TestTreeStatsThreadEndedMidWalk: a thread listed in task/ that has ended
+// before its children file is read (here a dangling task entry) is
+// skipped; the children of the threads after it still count.
+func TestTreeStatsThreadEndedMidWalk(t *testing.T) {
+	live := []int{10, 11, 12, 13, 14, 15}
+	kids := map[int][]int{}
+	procs := []fakeProcess{}
+	for i, tid := range live {
+		kids[tid] = []int{100 + i}
+		procs = append(procs, fakeProcess{pid: 100 + i, ppid: 10, rssPages: 1})
+	}
+	procs = append(procs, fakeProcess{pid: 10, ppid: 1, tids: live, children: kids})
+	root := writeFakeTree(t, procs...)
+	// Ended threads, many of them so that getdents lists some before the
+	// live ones whatever its order: task/ entries that lead nowhere.
+	for tid := 16; tid < 26; tid++ {
+		if err := os.Symlink("gone", filepath.Join(root, "10", "task", strconv.Itoa(tid))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := TreeStats(root, 10)
+	if err != nil || s.Processes != 1+len(live) || s.Partial {
+		t.Errorf("TreeStats = %+v, %v; want %d processes, not partial", s, err, 1+len(live))
+	}
+}
+
+// TestExeNameDeleted: a program replaced on disk since it started (an
+// upgrade in place) is still named by its file name.
+func TestExeNameDeleted(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/local/bin/node (deleted)", filepath.Join(root, "42", "exe")); err != nil {
+		t.Fatal(err)
+	}
+	if n := ExeName(root, 42); n != "node" {
+		t.Errorf("ExeName = %q, want node", n)
+	}
+}
