@@ -340,8 +340,32 @@ func TestCheckFakeTrees(t *testing.T) {
 			},
 			rows:   []tcpRow{gm2Row, {"127.0.0.1:8000", 1003}},
 			server: Gunicorn, ready: true, ok: false, wrong: true, ownPortPid: 11,
-			wrongPid: []WrongListenPid{{Pid: 11, ListenPid: "10"}},
-			msgHas:   []string{"process 11 of worker 10 listens on 127.0.0.1:8000", "LISTEN_PID=10", "drop --bind", "execs gunicorn"},
+			wrongPid:  []WrongListenPid{{Pid: 11, ListenPid: "10"}},
+			msgHas:    []string{"process 11 of worker 10 listens on 127.0.0.1:8000", "LISTEN_PID=10", "drop --bind", "execs gunicorn"},
+			msgHasNot: []string{"also listens"}, // said once, as the wrapper's fault
+		},
+		{
+			name: "a node launcher whose gunicorn listens itself: the listener names the server",
+			procs: map[int]fakeProc{
+				10: {children: []int{11}, fds: map[int]uint64{3: 1001}, cmdline: []string{"node", "start.js"}, env: []string{"LISTEN_PID=10"}},
+				11: {fds: map[int]uint64{3: 1001, 5: 1008}, cmdline: []string{"/usr/bin/python3", "/usr/bin/gunicorn", "app:app"}, env: []string{"LISTEN_PID=10"}},
+			},
+			rows:   []tcpRow{gm2Row, {"127.0.0.1:8000", 1008}},
+			server: Gunicorn, ready: true, ok: false, wrong: true, ownPortPid: 11,
+			wrongPid:  []WrongListenPid{{Pid: 11, ListenPid: "10"}},
+			msgHas:    []string{"drop --bind"},
+			msgHasNot: []string{"node:"},
+		},
+		{
+			name: "puma on the activated socket and on its default port too",
+			procs: map[int]fakeProc{10: {
+				fds:     map[int]uint64{3: 1001, 6: 1007},
+				cmdline: []string{"puma 6.4.0 (tcp://0.0.0.0:9292) [app]"},
+				env:     []string{"LISTEN_PID=10", "LISTEN_FDS=1"},
+			}},
+			rows:   []tcpRow{gm2Row, {"0.0.0.0:9292", 1007}},
+			server: Puma, ready: true, ok: false, wrong: true, ownPortPid: 10,
+			msgHas: []string{"puma's default port", "--bind-to-activated-sockets=only"},
 		},
 		{
 			name: "uvicorn without --fd 3 (a rewritten title is not needed: python3 -m uvicorn)",
@@ -376,6 +400,27 @@ func TestCheckFakeTrees(t *testing.T) {
 			rows:   []tcpRow{gm2Row, {"127.0.0.1:9100", 1004}},
 			server: Uvicorn, ready: true, ok: false, wrong: false, ownPortPid: 10,
 			msgHas: []string{"admin or metrics port"},
+		},
+		{
+			name: "uvicorn --fd=3 with a metrics port of its own: fine",
+			procs: map[int]fakeProc{10: {
+				fds:     map[int]uint64{3: 1001, 6: 1004},
+				cmdline: []string{"uvicorn", "--fd=3", "app:app"},
+				env:     []string{"LISTEN_PID=10"},
+			}},
+			rows:   []tcpRow{gm2Row, {"127.0.0.1:9100", 1004}},
+			server: Uvicorn, ready: true, ok: false, wrong: false, ownPortPid: 10,
+			msgHas: []string{"admin or metrics port"},
+		},
+		{
+			name: "uvicorn given its fd by UVICORN_FD, no port of its own: fine",
+			procs: map[int]fakeProc{10: {
+				fds:     map[int]uint64{3: 1001},
+				cmdline: []string{"uvicorn", "app:app"},
+				env:     []string{"LISTEN_PID=10", "UVICORN_FD=3"},
+			}},
+			rows:   []tcpRow{gm2Row},
+			server: Uvicorn, ready: true, ok: true,
 		},
 		{
 			name: "gunicorn with setproctitle, healthy",
@@ -479,5 +524,36 @@ func TestServerOf(t *testing.T) {
 		if got := serverOf(root, 10); got != tt.want {
 			t.Errorf("serverOf(%q, exe %q) = %q, want %q", tt.cmdline, tt.exe, got, tt.want)
 		}
+	}
+}
+
+// TestCheckSomeMissing: a worker that holds one passed socket and not the
+// other is told which one it dropped, not that it holds none.
+func TestCheckSomeMissing(t *testing.T) {
+	l1 := Listener{Name: "tcp-8080", Addr: "0.0.0.0:8080", Inode: 1001}
+	l2 := Listener{Name: "tcp-8443", Addr: "0.0.0.0:8443", Inode: 1009}
+	root := writeFakeProc(t, 10, map[int]fakeProc{10: {fds: map[int]uint64{3: 1001}, cmdline: []string{"/app/server"}}}, nil)
+	r := Check(root, 10, []Listener{l1, l2})
+	msg := r.Message()
+	if !r.Ready() || !r.Wrong() || !strings.Contains(msg, "closed or never took the passed sockets tcp-8443 0.0.0.0:8443") || strings.Contains(msg, "holds none") {
+		t.Errorf("ready %v wrong %v message %q; want ready, wrong, tcp-8443 named as dropped", r.Ready(), r.Wrong(), msg)
+	}
+}
+
+// TestCheckWorkerUnreadable: when the worker's own descriptors cannot be
+// read, what its children hold is no evidence: unchecked, ready, nothing
+// to say.
+func TestCheckWorkerUnreadable(t *testing.T) {
+	l := Listener{Name: "tcp-8080", Addr: "0.0.0.0:8080", Inode: 1001}
+	root := writeFakeProc(t, 10, map[int]fakeProc{
+		10: {children: []int{11}, cmdline: []string{"/app/server"}},
+		11: {fds: map[int]uint64{4: 2000}, cmdline: []string{"/app/helper"}},
+	}, nil)
+	if err := os.RemoveAll(filepath.Join(root, "10", "fd")); err != nil {
+		t.Fatal(err)
+	}
+	r := Check(root, 10, []Listener{l})
+	if r.Checked || !r.Ready() || !r.OK() || r.Message() != "" || r.Err() == nil {
+		t.Errorf("report %+v, message %q; want unchecked, ready, OK, with the read error", r, r.Message())
 	}
 }
