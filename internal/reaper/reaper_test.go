@@ -3,11 +3,13 @@ package reaper
 import (
 	"os"
 	"os/signal"
+	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gm2-init/gm2-init/internal/procfs"
 	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
@@ -73,6 +75,9 @@ func TestExitStrings(t *testing.T) {
 		{unix.WaitStatus(7 << 8), 7, "exit status 7"},
 		{unix.WaitStatus(15), 143, "killed by SIGTERM"},
 		{unix.WaitStatus(11 | 0x80), 139, "killed by SIGSEGV (core dumped)"},
+		// Neither exited nor killed (stopped by SIGSTOP; wait4 without
+		// WUNTRACED never reports it): a failure, shown raw.
+		{unix.WaitStatus(0x137f), 1, "status 4991"},
 	} {
 		e := Exit{Pid: 1, Status: tc.ws}
 		if e.Code() != tc.code || e.String() != tc.desc {
@@ -104,6 +109,72 @@ func TestRunSafetyNetReapsWithoutSignal(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("pid %d not reaped by the safety net within 20 s", pid)
+		}
+	}
+}
+
+// TestDrainSkipsStoppedChildren: a child stopped by SIGSTOP has not exited;
+// Drain reports it only once it is killed.
+func TestDrainSkipsStoppedChildren(t *testing.T) {
+	pid := start(t, "kill -STOP $$")
+	defer unix.Kill(pid, unix.SIGKILL)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, err := procfs.StatOf("/proc", pid); err == nil && st.State == 'T' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not stop within 20 s", pid)
+		}
+		runtime.Gosched()
+	}
+	exits, _ := Drain(nil)
+	for _, e := range exits {
+		if e.Pid == pid {
+			t.Fatalf("stopped pid %d reported as %s", pid, e)
+		}
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		exits, _ := Drain(nil)
+		for _, e := range exits {
+			if e.Pid == pid {
+				if e.Code() != 137 {
+					t.Errorf("pid %d: %s, want killed by SIGKILL", pid, e)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not reaped within 20 s of its kill", pid)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestRunSendsNoEmptyBatch: a SIGCHLD with nothing to reap (signals
+// coalesce: the exits were reaped at the previous one) sends nothing.
+func TestRunSendsNoEmptyBatch(t *testing.T) {
+	sigchld := make(chan os.Signal) // unbuffered: the second send waits until Run has handled the first
+	stop := make(chan struct{})
+	out := make(chan []Exit, 16)
+	done := make(chan struct{})
+	go func() { Run(stop, sigchld, time.Hour, out); close(done) }()
+	for i := 0; i < 2; i++ {
+		select {
+		case sigchld <- unix.SIGCHLD:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Run did not take the signal within 20 s")
+		}
+	}
+	close(stop)
+	<-done
+	close(out)
+	for batch := range out {
+		if len(batch) == 0 {
+			t.Error("Run sent an empty batch")
 		}
 	}
 }
