@@ -56,3 +56,61 @@ func timerfds(t *testing.T) int {
 	}
 	return n
 }
+
+// TestTickerPeriod: ticks come one interval apart, not sooner (the third
+// tick needs three expirations) and not much later.
+func TestTickerPeriod(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	start := time.Now()
+	tk := New(interval)
+	defer tk.Stop()
+	deadline := time.After(10 * time.Second)
+	for i := 0; i < 3; i++ {
+		select {
+		case <-tk.C:
+		case <-deadline:
+			t.Fatalf("tick %d of a %v ticker did not come within 10 s", i+1, interval)
+		}
+	}
+	if el := time.Since(start); el < 3*interval {
+		t.Errorf("3 ticks of a %v ticker after %v", interval, el)
+	}
+}
+
+// TestTickerStopsWithTicksUnread: ticks keep expiring while nobody reads
+// C (one waits in C, the others are dropped); Stop must still end the
+// ticker rather than wait for a reader.
+func TestTickerStopsWithTicksUnread(t *testing.T) {
+	tk := New(time.Millisecond)
+	clock := New(time.Millisecond)
+	defer func() {
+		go func() { // ours may block on an unread C if the ticker is broken
+			for range clock.C {
+			}
+		}()
+		clock.Stop()
+	}()
+	deadline := time.After(10 * time.Second)
+	// Wait for a tick to sit unread in C, then for three more periods.
+	for len(tk.C) == 0 {
+		select {
+		case <-clock.C:
+		case <-deadline:
+			t.Fatal("no tick within 10 s")
+		}
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case <-clock.C:
+		case <-deadline:
+			t.Fatal("the clock ticker stalled")
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { tk.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waited for a reader of C")
+	}
+}
