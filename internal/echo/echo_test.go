@@ -56,6 +56,8 @@ func TestLine(t *testing.T) {
 		"line\u2028separator":   `line\u2028separator`,
 		`already "quoted\n"`:    `already "quoted\n"`,
 		"del\x7f and c1 \u0085": `del\x7f and c1 \u0085`,
+		"nbsp\u00a0space":       `nbsp\u00a0space`,    // invisible in a log: escaped
+		"kept \ufffd\n":         "kept \ufffd" + `\n`, // a real U+FFFD is no invalid byte
 	} {
 		if got := Line(in); got != want {
 			t.Errorf("Line(%q) = %q, want %q", in, got, want)
