@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,7 +288,12 @@ func TestServeMessages(t *testing.T) {
 func TestServeNack(t *testing.T) {
 	t.Parallel()
 	f, _ := listenerFile(t)
-	p, _, _ := serveFake(t, Handler{Query: func(Query) Reply { return Reply{File: f, ID: 1} }})
+	events := make(chan string, 16)
+	p, _, _ := serveFake(t, Handler{
+		Query:    func(Query) Reply { return Reply{File: f, ID: 1} },
+		Held:     func(id int) { events <- "held " + strconv.Itoa(id) },
+		Released: func(id int) { events <- "released " + strconv.Itoa(id) },
+	})
 	p.send(lineQuery, -1)
 	first, _, fd := p.line()
 	if fd < 0 {
@@ -307,6 +313,18 @@ func TestServeNack(t *testing.T) {
 	m, raw, fd := p.line()
 	if fd >= 0 || m["errno"] != -float64(unix.EMFILE) || m["ack"] != 1.0 {
 		t.Fatalf("after %d resends: %s, want errno EMFILE for ack 1 without descriptor", maxResends, raw)
+	}
+	// The worker never got the socket: it no longer holds it. Serve made
+	// both events before it wrote the reply just read.
+	for _, want := range []string{"held 1", "released 1"} {
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("event %q, want %q", got, want)
+			}
+		default:
+			t.Fatalf("no event, want %q", want)
+		}
 	}
 	// Nothing left in flight: another NACK changes nothing, a query works.
 	p.send(`{"cmd":"NODE_HANDLE_NACK"}`, -1)
@@ -440,5 +458,116 @@ func TestServeHolds(t *testing.T) {
 	case got := <-events:
 		t.Fatalf("extra event %q", got)
 	default:
+	}
+}
+
+// queryKey returns the key of the socket a NODE_HANDLE line passes.
+func queryKey(t *testing.T, m map[string]any, raw string) string {
+	t.Helper()
+	inner, _ := m["msg"].(map[string]any)
+	key, _ := inner["key"].(string)
+	if m["cmd"] != "NODE_HANDLE" || key == "" {
+		t.Fatalf("%s: want a NODE_HANDLE with a key", raw)
+	}
+	return key
+}
+
+// TestServeNackAfterAck: a NACK is about the socket still in flight, never
+// one the worker acknowledged already.
+func TestServeNackAfterAck(t *testing.T) {
+	t.Parallel()
+	f, _ := listenerFile(t)
+	id := 0
+	p, _, _ := serveFake(t, Handler{Query: func(Query) Reply { id++; return Reply{File: f, ID: id} }})
+	p.send(lineQuery, -1)
+	p.line()
+	p.send(`{"cmd":"NODE_HANDLE_ACK"}`, -1)
+	p.send(strings.Replace(lineQuery, `"seq":1`, `"seq":2`, 1), -1)
+	m, raw, _ := p.line()
+	second := queryKey(t, m, raw)
+	p.send(`{"cmd":"NODE_HANDLE_NACK"}`, -1)
+	m, raw, fd := p.line()
+	if got := queryKey(t, m, raw); got != second || fd < 0 {
+		t.Fatalf("resent %s (descriptor %d), want the second socket, key %s", raw, fd, second)
+	}
+}
+
+// TestServeInFlightBound: past maxInFlight unacknowledged sockets the
+// oldest is forgotten: a NACK then resends the next one.
+func TestServeInFlightBound(t *testing.T) {
+	t.Parallel()
+	f, _ := listenerFile(t)
+	id := 0
+	p, _, _ := serveFake(t, Handler{Query: func(Query) Reply { id++; return Reply{File: f, ID: id} }})
+	var keys []string
+	for i := 1; i <= maxInFlight+1; i++ {
+		p.send(strings.Replace(lineQuery, `"seq":1`, `"seq":`+strconv.Itoa(i), 1), -1)
+		m, raw, fd := p.line()
+		keys = append(keys, queryKey(t, m, raw))
+		unix.Close(fd)
+	}
+	p.send(`{"cmd":"NODE_HANDLE_NACK"}`, -1)
+	m, raw, fd := p.line()
+	unix.Close(fd)
+	if got := queryKey(t, m, raw); got != keys[1] {
+		t.Fatalf("resent key %s, want %s (the oldest, %s, forgotten)", got, keys[1], keys[0])
+	}
+}
+
+// TestServeLineOfMaxLength: a line of exactly maxLine bytes is read.
+func TestServeLineOfMaxLength(t *testing.T) {
+	t.Parallel()
+	p, _, _ := serveFake(t, Handler{})
+	q := strings.Replace(lineQuery, `"seq":1`, `"seq":5,"pad":"`, 1)
+	q = strings.Replace(q, `"pad":"`, `"pad":"`+strings.Repeat("x", maxLine-len(q)-1)+`"`, 1)
+	if len(q) != maxLine {
+		t.Fatalf("built a line of %d bytes", len(q))
+	}
+	go func() {
+		unix.Write(p.fd, []byte(q+"\n"))
+	}()
+	if m, raw, _ := p.line(); m["ack"] != 5.0 {
+		t.Fatalf("reply %s: want the answer to seq 5", raw)
+	}
+}
+
+// TestServeEndsAtReset: a worker that exits with replies unread resets
+// the channel (ECONNRESET): an end like EOF, not an error.
+func TestServeEndsAtReset(t *testing.T) {
+	t.Parallel()
+	parent, child, err := NewChannel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	done := make(chan error, 1)
+	go func() { done <- Serve(context.Background(), parent, Handler{}) }()
+	cfd := int(child.Fd())
+	if _, err := unix.Write(cfd, []byte(lineQuery+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait, bounded, for the reply to sit unread in the worker's end.
+	deadline := time.Now().Add(waitLimit)
+	for {
+		n, err := unix.IoctlGetInt(cfd, unix.SIOCINQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reply within the wait limit")
+		}
+		runtime.Gosched()
+	}
+	child.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve at a reset = %v, want nil", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Serve did not end at the reset")
 	}
 }
