@@ -1,7 +1,10 @@
 package reaper
 
 import (
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"testing"
@@ -176,5 +179,64 @@ func TestRunSendsNoEmptyBatch(t *testing.T) {
 		if len(batch) == 0 {
 			t.Error("Run sent an empty batch")
 		}
+	}
+}
+
+// pid1Env makes the test binary, started by TestSignalAllAsPID1 as PID 1
+// of a new PID namespace, run the check itself; its exit status says how
+// it went.
+const pid1Env = "GM2_REAPER_TEST_PID1"
+
+// TestSignalAllAsPID1: as PID 1, SignalAll sends kill(-1), which reaches
+// every other process of the namespace, and says whether it reached one.
+func TestSignalAllAsPID1(t *testing.T) {
+	if os.Getenv(pid1Env) == "1" {
+		switch {
+		case !IsPID1():
+			os.Exit(3)
+		case SignalAll(unix.SIGKILL):
+			os.Exit(4) // nobody else to signal: kill(-1) fails
+		}
+		// A shell with a child of its own: kill(-1) reaches the
+		// grandchild too, not only the children of PID 1.
+		pid := start(t, "sleep 30 & wait")
+		deadline := time.Now().Add(10 * time.Second)
+		for len(procfs.Children("/proc", pid)) == 0 {
+			if time.Now().After(deadline) {
+				os.Exit(8)
+			}
+			runtime.Gosched()
+		}
+		if !SignalAll(unix.SIGKILL) {
+			os.Exit(5)
+		}
+		for { // every process of the namespace dies: reap them all, bounded
+			var ws unix.WaitStatus
+			p, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			switch {
+			case errors.Is(err, unix.ECHILD):
+				os.Exit(0)
+			case p == pid && (!ws.Signaled() || ws.Signal() != unix.SIGKILL):
+				os.Exit(6)
+			case p == 0 && time.Now().After(deadline):
+				os.Exit(7)
+			case p == 0:
+				runtime.Gosched()
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// --mount-proc: the namespace's own /proc, so that even a SignalAll
+	// that took the non-PID-1 path (Children of pid 1) stays inside it.
+	cmd := exec.CommandContext(ctx, "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", os.Args[0], "-test.run=^TestSignalAllAsPID1$", "-test.count=1")
+	cmd.Env = append(os.Environ(), pid1Env+"=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() >= 3 && ee.ExitCode() <= 8:
+		t.Fatalf("as PID 1: exit status %d (3 not PID 1, 4 kill(-1) reported alone, 5 not reported, 6 the child not killed, 7 a process survived, 8 no grandchild)\n%s", ee.ExitCode(), out)
+	case err != nil:
+		testtool.Missing(t, "cannot run as PID 1 of a new PID namespace (unshare --pid --mount-proc): %v\n%s", err, out)
 	}
 }
