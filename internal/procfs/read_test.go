@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // dirent encodes one linux_dirent64 record, padded to 8 bytes as the kernel
@@ -143,5 +145,20 @@ func TestReadFile(t *testing.T) {
 	}
 	if got, err := readFile(empty, nil, 10); err != nil || len(got) != 0 {
 		t.Errorf("readFile(empty) = %q, %v", got, err)
+	}
+}
+
+// TestIsGone: a process that ended between the open and the read of one
+// of its files makes the read fail with ESRCH: gone, as ENOENT, not an
+// error that marks a tree partial.
+func TestIsGone(t *testing.T) {
+	for err, want := range map[error]bool{
+		&fs.PathError{Op: "read", Path: "/proc/1/stat", Err: unix.ESRCH}:  true,
+		&fs.PathError{Op: "open", Path: "/proc/1/stat", Err: unix.ENOENT}: true,
+		&fs.PathError{Op: "open", Path: "/proc/1/fd", Err: unix.EACCES}:   false,
+	} {
+		if got := isGone(err); got != want {
+			t.Errorf("isGone(%v) = %v, want %v", err, got, want)
+		}
 	}
 }
