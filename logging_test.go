@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/gm2-init/gm2-init/internal/appspec"
 	"github.com/gm2-init/gm2-init/internal/config"
+	"github.com/gm2-init/gm2-init/internal/logsink/logsinktest"
 )
 
 // logConfig is a configuration with these --log-level and --log-format.
@@ -29,37 +29,10 @@ func TestExitStatuses(t *testing.T) {
 	}
 }
 
-// stalledStderr records each Write as one line; while its gate is held,
-// Write blocks, as write(2) to a pipe nobody reads does.
-type stalledStderr struct {
-	gate  sync.Mutex
-	mu    sync.Mutex
-	lines []string
-	calls chan struct{} // one per Write that began
-}
-
-func newStalledStderr() *stalledStderr { return &stalledStderr{calls: make(chan struct{}, 4096)} }
-
-func (w *stalledStderr) Write(p []byte) (int, error) {
-	w.calls <- struct{}{}
-	w.gate.Lock()
-	defer w.gate.Unlock()
-	w.mu.Lock()
-	w.lines = append(w.lines, string(p))
-	w.mu.Unlock()
-	return len(p), nil
-}
-
-func (w *stalledStderr) written() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.lines)
-}
-
-func waitCall(t *testing.T, w *stalledStderr) {
+func waitCall(t *testing.T, w *logsinktest.StalledWriter) {
 	t.Helper()
 	select {
-	case <-w.calls:
+	case <-w.Calls:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no write began within 10 s")
 	}
@@ -69,8 +42,8 @@ func waitCall(t *testing.T, w *stalledStderr) {
 // (the README's figure), and the lines dropped after it are counted in a
 // warning of their own, written also at --log-level error.
 func TestLogDropNote(t *testing.T) {
-	w := newStalledStderr()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	log, sink := newLoggerTo(logConfig(zerolog.ErrorLevel, "json"), w, false)
 	pad := strings.Repeat("x", 1000)
 	const sent = 400 // about 400 KB: more than the queue holds
@@ -85,14 +58,14 @@ func TestLogDropNote(t *testing.T) {
 	select {
 	case <-logged:
 	case <-time.After(10 * time.Second):
-		w.gate.Unlock()
+		w.Gate.Unlock()
 		t.Fatal("logging blocked behind a stderr that takes no writes")
 	}
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	if !sink.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
-	lines := w.written()
+	lines := w.Written()
 	var queued, kept, dropped, notes int
 	for _, l := range lines[1:] {
 		var m struct {
@@ -130,12 +103,12 @@ var millisecondTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}
 // or console lines with no colour codes when stderr is no terminal; both
 // at --log-level's level and above.
 func TestLogFormats(t *testing.T) {
-	w := newStalledStderr()
+	w := logsinktest.NewStalledWriter()
 	log, sink := newLoggerTo(logConfig(zerolog.InfoLevel, "json"), w, false)
 	log.Debug().Msg("not at info")
 	log.Info().Str("k", "v").Msg("hello")
 	sink.Close(10 * time.Second)
-	lines := w.written()
+	lines := w.Written()
 	if len(lines) != 1 {
 		t.Fatalf("json at info: %q, want the info line alone", lines)
 	}
@@ -148,12 +121,12 @@ func TestLogFormats(t *testing.T) {
 	}
 
 	for _, terminal := range []bool{false, true} {
-		w = newStalledStderr()
+		w = logsinktest.NewStalledWriter()
 		log, sink = newLoggerTo(logConfig(zerolog.WarnLevel, "console"), w, terminal)
 		log.Info().Msg("not at warn")
 		log.Warn().Str("k", "v").Msg("careful")
 		sink.Close(10 * time.Second)
-		lines = w.written()
+		lines = w.Written()
 		if len(lines) != 1 {
 			t.Fatalf("console at warn: %q, want the warning alone", lines)
 		}
@@ -176,16 +149,16 @@ func TestErrorLine(t *testing.T) {
 // fail writes its line and returns the status; a stderr that takes no
 // writes holds it up for appspec.LogFlush at most.
 func TestFail(t *testing.T) {
-	w := newStalledStderr()
+	w := logsinktest.NewStalledWriter()
 	if got := failTo(w, exitUsage, "nope"); got != exitUsage {
 		t.Errorf("status %d", got)
 	}
-	if got := w.written(); !slices.Equal(got, []string{"gm2-init: nope\n"}) {
+	if got := w.Written(); !slices.Equal(got, []string{"gm2-init: nope\n"}) {
 		t.Errorf("written %q, want the line, written before fail returned", got)
 	}
-	w = newStalledStderr()
-	w.gate.Lock()
-	defer w.gate.Unlock()
+	w = logsinktest.NewStalledWriter()
+	w.Gate.Lock()
+	defer w.Gate.Unlock()
 	returned := make(chan int, 1)
 	go func() { returned <- failTo(w, exitRuntime, "stuck") }()
 	select {
@@ -201,8 +174,8 @@ func TestFail(t *testing.T) {
 // Once the logger exists, the error is the log's last line, after the
 // lines queued before it, and written once.
 func TestFailLoggedIsTheLastLine(t *testing.T) {
-	w := newStalledStderr()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	log, sink := newLoggerTo(logConfig(zerolog.InfoLevel, "json"), w, false)
 	log.Info().Msg("one")
 	waitCall(t, w)
@@ -210,11 +183,11 @@ func TestFailLoggedIsTheLastLine(t *testing.T) {
 	if got := failLogged(sink, exitRuntime, "port in use"); got != exitRuntime {
 		t.Errorf("status %d", got)
 	}
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	if !sink.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
-	lines := w.written()
+	lines := w.Written()
 	if len(lines) != 3 || !strings.Contains(lines[1], `"two"`) || lines[2] != "gm2-init: port in use\n" {
 		t.Errorf("written %q, want two log lines, then the error once", lines)
 	}

@@ -7,44 +7,18 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/logsink/logsinktest"
 )
-
-// gatedWriter records each Write as one line; while its gate is held,
-// Write blocks, as write(2) to a pipe nobody reads does.
-type gatedWriter struct {
-	gate  sync.Mutex
-	mu    sync.Mutex
-	lines []string
-	calls chan struct{} // one per Write that began
-}
-
-func newGatedWriter() *gatedWriter { return &gatedWriter{calls: make(chan struct{}, 1024)} }
-
-func (w *gatedWriter) Write(p []byte) (int, error) {
-	w.calls <- struct{}{}
-	w.gate.Lock()
-	defer w.gate.Unlock()
-	w.mu.Lock()
-	w.lines = append(w.lines, string(p))
-	w.mu.Unlock()
-	return len(p), nil
-}
-
-func (w *gatedWriter) written() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.lines)
-}
 
 func note(n int) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
 
 func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
-	w := newGatedWriter()
+	w := logsinktest.NewStalledWriter()
 	s := New(w, 1<<20, note)
 	var want []string
 	for i := range 100 {
@@ -55,7 +29,7 @@ func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
@@ -64,12 +38,12 @@ func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 // keeps what fits, the rest is counted, and once the writer takes writes
 // again the count comes between what was queued and what came after.
 func TestBlockedWriterDropsAndCounts(t *testing.T) {
-	w := newGatedWriter()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	s := New(w, 30, note) // "first\n" (6 bytes) is being written: 3 lines of 7 bytes fit
 	s.Write([]byte("first\n"))
 	select { // the writer took "first" and is blocked in its Write
-	case <-w.calls:
+	case <-w.Calls:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the writer never wrote")
 	}
@@ -85,13 +59,13 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Write blocked behind a writer that takes no writes")
 	}
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	// Wait for the batch and the note (4 more writes), then add one line.
 	for range 4 {
 		select {
-		case <-w.calls:
+		case <-w.Calls:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("written so far: %q", w.written())
+			t.Fatalf("written so far: %q", w.Written())
 		}
 	}
 	s.Write([]byte("after\n"))
@@ -99,7 +73,7 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 		t.Fatal("Close did not write out the queue")
 	}
 	want := []string{"first\n", "line 0\n", "line 1\n", "line 2\n", "dropped 7\n", "after\n"}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
@@ -107,12 +81,12 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 // Close gives up after its timeout when the writer takes no writes, and a
 // Write after Close is dropped without a count.
 func TestCloseBounded(t *testing.T) {
-	w := newGatedWriter()
-	w.gate.Lock()
-	defer w.gate.Unlock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
+	defer w.Gate.Unlock()
 	s := New(w, 1<<10, note)
 	s.Write([]byte("stuck\n"))
-	<-w.calls // the writer holds it, blocked
+	<-w.Calls // the writer holds it, blocked
 	if s.Close(50 * time.Millisecond) {
 		t.Fatal("Close reported everything written to a writer that takes no writes")
 	}
@@ -185,22 +159,22 @@ func TestStalledPipe(t *testing.T) {
 // stands in their place. The last line comes after everything, and a line
 // written after Close is dropped.
 func TestDropsUntilTakenAndLastLine(t *testing.T) {
-	w := newGatedWriter()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	s := New(w, 20, note)
 	s.Write([]byte("first\n"))
-	<-w.calls                        // the writer holds "first" (6 bytes), blocked
+	<-w.Calls                        // the writer holds "first" (6 bytes), blocked
 	s.Write([]byte("a long line\n")) // 12: 18 in all
 	s.Write([]byte("too long\n"))    // 9: dropped
 	s.Write([]byte("x\n"))           // 2 would fit: dropped all the same
 	s.SetLast([]byte("the end\n"))
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
 	s.Write([]byte("late\n"))
 	want := []string{"first\n", "a long line\n", "dropped 2\n", "the end\n"}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
@@ -208,20 +182,20 @@ func TestDropsUntilTakenAndLastLine(t *testing.T) {
 // The bound is inclusive: lines that bring the bytes held to max exactly
 // are kept; one byte more is dropped and counted.
 func TestBoundIsInclusive(t *testing.T) {
-	w := newGatedWriter()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	s := New(w, 21, note)
 	s.Write([]byte("first\n"))
-	<-w.calls                         // the writer holds "first" (6 bytes), blocked
+	<-w.Calls                         // the writer holds "first" (6 bytes), blocked
 	s.Write([]byte("to the byte!\n")) // 13: 19 in all
 	s.Write([]byte("x\n"))            // 2: 21 of 21, kept
 	s.Write([]byte("\n"))             // 22, one byte over: dropped
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
 	want := []string{"first\n", "to the byte!\n", "x\n", "dropped 1\n"}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
@@ -230,11 +204,11 @@ func TestBoundIsInclusive(t *testing.T) {
 // line as soon as Write returns (zerolog pools them), so a sink that kept
 // the caller's slice would write the later line's bytes for the earlier.
 func TestWriteAndSetLastCopy(t *testing.T) {
-	w := newGatedWriter()
-	w.gate.Lock()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
 	s := New(w, 1<<10, note)
 	s.Write([]byte("first\n"))
-	<-w.calls // the writer is blocked: what follows stays queued
+	<-w.Calls // the writer is blocked: what follows stays queued
 	buf := []byte("line a\n")
 	s.Write(buf)
 	copy(buf, "line b\n")
@@ -242,12 +216,12 @@ func TestWriteAndSetLastCopy(t *testing.T) {
 	last := []byte("the end\n")
 	s.SetLast(last)
 	copy(last, "garbage\n")
-	w.gate.Unlock()
+	w.Gate.Unlock()
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close did not write out the queue")
 	}
 	want := []string{"first\n", "line a\n", "line b\n", "the end\n"}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
@@ -277,13 +251,13 @@ func waitParked(t *testing.T, s *Sink) {
 // Close; and a Close that comes while it waits ends it, the last line
 // written.
 func TestIdleWriterWakes(t *testing.T) {
-	w := newGatedWriter()
+	w := logsinktest.NewStalledWriter()
 	s := New(w, 1<<10, note)
 	for i := range 3 {
 		waitParked(t, s)
 		s.Write(fmt.Appendf(nil, "line %d\n", i))
 		select {
-		case <-w.calls:
+		case <-w.Calls:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("line %d queued to an idle writer was not written", i)
 		}
@@ -294,7 +268,7 @@ func TestIdleWriterWakes(t *testing.T) {
 		t.Fatal("Close did not end an idle writer")
 	}
 	want := []string{"line 0\n", "line 1\n", "line 2\n", "the end\n"}
-	if got := w.written(); !slices.Equal(got, want) {
+	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
 }
