@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -366,26 +367,31 @@ func TestPreloadReadinessIsNotPortChecked(t *testing.T) {
 // after it was ready included (a second server started later): until then
 // the old worker keeps serving.
 func TestZeroConfigReplacementWaitsForEverySharedSocket(t *testing.T) {
-	a := testApp("node", 1)
-	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
-	h := newHarness(t, Options{Apps: []App{a}})
-	old := h.pid(0)
-	h.shared(old, 1)
-	h.wantState(0, status.Ready)
-	h.shared(old, 2) // a second server, once serving
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
-	h.shared(cand, 2)
-	h.advance(5 * time.Second) // past --min-uptime: the preload decides
-	if h.pid(0) != old || h.worker(cand).state != status.Starting {
-		t.Fatalf("replacement %d took over listening on 1 of the 2 shared sockets", cand)
-	}
-	h.shared(cand, 1)
-	if h.pid(0) != cand {
-		t.Fatalf("replacement %d listening on both shared sockets did not take over (current %d)", cand, h.pid(0))
-	}
-	if sigs := h.signals(old); len(sigs) != 1 || sigs[0] != sigTERM {
-		t.Errorf("old worker %d got %v, want [SIGTERM]", old, sigs)
+	// Whichever order the replacement opens them in.
+	for _, order := range [][2]int{{2, 1}, {1, 2}} {
+		t.Run(fmt.Sprintf("opens %d then %d", order[0], order[1]), func(t *testing.T) {
+			a := testApp("node", 1)
+			a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
+			h := newHarness(t, Options{Apps: []App{a}})
+			old := h.pid(0)
+			h.shared(old, 1)
+			h.wantState(0, status.Ready)
+			h.shared(old, 2) // a second server, once serving
+			h.signal(sigHUP)
+			cand := h.candidatePid(0)
+			h.shared(cand, order[0])
+			h.advance(5 * time.Second) // past --min-uptime: the preload decides
+			if h.pid(0) != old || h.worker(cand).state != status.Starting {
+				t.Fatalf("replacement %d took over listening on 1 of the 2 shared sockets", cand)
+			}
+			h.shared(cand, order[1])
+			if h.pid(0) != cand {
+				t.Fatalf("replacement %d listening on both shared sockets did not take over (current %d)", cand, h.pid(0))
+			}
+			if sigs := h.signals(old); len(sigs) != 1 || sigs[0] != sigTERM {
+				t.Errorf("old worker %d got %v, want [SIGTERM]", old, sigs)
+			}
+		})
 	}
 }
 
@@ -480,28 +486,5 @@ func TestForkModeNodeWorkerReadyAtMinUptime(t *testing.T) {
 	h.wantState(0, status.Ready)
 	if by := h.slot(0).current.readyBy; by != "min-uptime" {
 		t.Errorf("ready by %q", by)
-	}
-}
-
-// A socket the serving worker starts listening on after it was ready (a
-// second server) is waited for too, whichever order its replacement opens
-// them in.
-func TestZeroConfigReplacementWaitsForASocketOpenedLater(t *testing.T) {
-	a := testApp("node", 1)
-	a.PreloadEnv = []string{"NODE_OPTIONS=--require x"}
-	h := newHarness(t, Options{Apps: []App{a}})
-	old := h.pid(0)
-	h.shared(old, 1)
-	h.wantState(0, status.Ready)
-	h.shared(old, 2) // a second server, once serving
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
-	h.shared(cand, 1)
-	if h.pid(0) != old {
-		t.Fatalf("replacement %d took over listening on 1 of the 2 shared sockets", cand)
-	}
-	h.shared(cand, 2)
-	if h.pid(0) != cand {
-		t.Fatalf("replacement %d listening on both did not take over", cand)
 	}
 }
