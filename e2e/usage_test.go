@@ -22,7 +22,10 @@ func within(got, want, frac, abs float64) bool {
 // 10 % of what /proc says.
 func TestWorkerUsageThroughShell(t *testing.T) {
 	t.Parallel()
-	in := startInit(t, []string{"TW_ALLOC_MB=40"},
+	// Each worker allocates 40 MiB and uses 300 ms of CPU before it is
+	// ready: figures that a usage reader reporting nothing cannot match
+	// (the CPU in /proc is in clock ticks, scaled: 0.2 s at least).
+	in := startInit(t, []string{"TW_ALLOC_MB=40", "TW_BURN=300ms"},
 		baseArgs("-i", "2", "--wait-ready", "--", "sh", "-c", `"$0"; :`, bins.worker)...)
 	health := in.HealthAddr()
 	in.WaitReady(2, 20*time.Second)
@@ -64,7 +67,7 @@ func TestWorkerUsageThroughShell(t *testing.T) {
 		}
 		trees[sl.Instance] = host
 		u := procoracle.ReadOrFail(t, host)
-		if *w.Processes != 2 || len(u.PIDs) != 2 || !within(*w.RSS, float64(u.RSSBytes), 0.10, 0) || *w.RSS < 40<<20 ||
+		if *w.Processes != 2 || len(u.PIDs) != 2 || !within(*w.RSS, float64(u.RSSBytes), 0.10, 0) || *w.RSS < 40<<20 || *w.CPU < 0.2 ||
 			!within(float64(*w.Threads), float64(u.Threads), 0.10, 1) || !within(float64(*w.FDs), float64(u.FDs), 0.10, 1) ||
 			!within(*w.CPU, u.CPUSeconds(), 0.10, 0.05) {
 			t.Errorf("slot %d: /status %d processes, %.0f B, %d threads, %d fds, %.2f s; /proc %+v",

@@ -30,6 +30,7 @@
 //	                       gm2-init created); combine with TW_IGNORE_TERM
 //	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
 //	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
+//	TW_BURN=DUR            at start, spin until the worker has used DUR of CPU time
 //	TW_GROW_MB=N           then allocate and touch N MiB more every second, for as long as it
 //	                       runs (a leak); with TW_GROW_SLOT=N only the worker of that slot does,
 //	                       with TW_GROW_ONCE=FILE only the first worker that creates FILE
@@ -250,6 +251,9 @@ func serve() {
 			held[i] = 1
 		}
 	}
+	if d, err := time.ParseDuration(os.Getenv("TW_BURN")); err == nil {
+		burn(d)
+	}
 	if n, _ := strconv.Atoi(os.Getenv("TW_GROW_MB")); n > 0 {
 		if slot, ok := os.LookupEnv("TW_GROW_SLOT"); (!ok || slot == os.Getenv("GM2_INSTANCE")) && firstToClaim(os.Getenv("TW_GROW_ONCE")) {
 			go leak(n)
@@ -324,5 +328,23 @@ func sdNotify(msg string) {
 	defer c.Close()
 	if _, err := c.Write([]byte(msg)); err != nil {
 		fail(err)
+	}
+}
+
+// burn spins until the process has used d of CPU time, user and system, as
+// its own rusage counts it: a known figure for the usage /status reports.
+func burn(d time.Duration) {
+	spins := 0
+	for {
+		var ru unix.Rusage
+		if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil || time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d {
+			break
+		}
+		for range 1 << 20 {
+			spins++
+		}
+	}
+	if spins < 0 {
+		fmt.Println(spins) // never: keeps the loop from being optimised away
 	}
 }
