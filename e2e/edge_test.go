@@ -80,7 +80,7 @@ func TestScaleDownDuringReloadFinishesThePass(t *testing.T) {
 	}
 	// Later reloads still run.
 	os.Remove(flag)
-	if l, _ := in.reload(0); l.Int("replaced") < 1 {
+	if l, _ := in.reload(0); l.Int("replaced") != 1 || l.Str("result") != "ok" {
 		t.Errorf("next reload: %v", l)
 	}
 }
