@@ -964,8 +964,15 @@ func TestReadmeZeroConfigCommand(t *testing.T) {
 	in := startInitNS(t, ns, "", dir, nil, []string{"sh", "-c", script, bins.worker, bin})
 	l, _ := in.WaitLog(nodeTimeout, 0, "worker count", nil)
 	n := l.Int("instances")
-	if n < 1 {
-		t.Fatalf("worker count %v", l)
+	// -i max is one worker per usable CPU: the CPUs gm2-init counted, and
+	// without a cgroup limit those of the affinity mask it shares with
+	// the test.
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 || n != l.Int("cpus") || n > set.Count() || (strings.HasPrefix(l.Str("source"), "affinity mask") && n != set.Count()) {
+		t.Fatalf("worker count %v: -i max with %d CPUs in the affinity mask, want a worker per usable CPU", l, set.Count())
 	}
 	in.WaitReady(n, nodeTimeout)
 	z := &zc{t: t, in: in, ns: joinNetns(t, in.Pid), port: 3000, addr: "127.0.0.1:3000"}
