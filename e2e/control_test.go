@@ -249,7 +249,17 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		t.Errorf("reload api in b's namespace: %d %q", code, errs)
 	}
 
-	// Every command the README shows, exactly as written.
+	// Every command the README shows, exactly as written; a reload or
+	// scale reaches the supervisor as the README says (every app: none
+	// named; +1: one more than the stand-in's one instance).
+	passed := map[string]struct{ got, out string }{
+		"gm2-init reload api":        {`{"reload":["api"]}`, "reloaded api\n"},
+		"gm2-init reload api worker": {`{"reload":["api","worker"]}`, "reloaded api, worker\n"},
+		"gm2-init reload":            {`{"reload":null}`, "reloaded api, worker\n"},
+		"gm2-init reload all":        {`{"reload":null}`, "reloaded api, worker\n"},
+		"gm2-init scale api 3":       {`{"n":3,"scale":"api"}`, "api: 3 instances (was 1)\n"},
+		"gm2-init scale api +1":      {`{"n":2,"scale":"api"}`, "api: 2 instances (was 1)\n"},
+	}
 	for _, line := range readmeCommands(t, "## Control commands inside the container") {
 		args := strings.Fields(line)
 		if args[0] != "gm2-init" {
@@ -262,7 +272,14 @@ func TestControlReachesItsOwnNamespace(t *testing.T) {
 		switch args[1] {
 		case "status", "ls", "list", "help":
 		default:
-			a.next(t) // what the server passed on
+			want, ok := passed[strings.Join(args, " ")]
+			if !ok {
+				t.Fatalf("README's %q: update this test with what the supervisor gets from it", line)
+			}
+			got, _ := json.Marshal(a.next(t))
+			if string(got) != want.got || out != want.out {
+				t.Errorf("README's %q: the supervisor got %s and the client printed %q; want %s and %q", line, got, out, want.got, want.out)
+			}
 		}
 	}
 
