@@ -391,8 +391,22 @@ func TestReadinessToOwnSupervisor(t *testing.T) {
 		t.Errorf("got %q from %d; want RELOADING=1 and MONOTONIC_USEC between %d and now, from gm2-init", reloading.text, reloading.pid, t0)
 	}
 	ready, _ = r.until("READY=1")
-	if ready.text != "READY=1\nSTATUS=2/2 workers ready" {
-		t.Errorf("after the reload: %q", ready.text)
+	if ready.text != "READY=1\nSTATUS=2/2 workers ready" || ready.pid != in.Pid {
+		t.Errorf("after the reload: %q from pid %d", ready.text, ready.pid)
+	}
+	// READY=1 ends the reload: the supervisor's loop, which answers
+	// /status, has finished it by then (not only begun it).
+	code, body, err := httpGet(health, "/status")
+	var st struct {
+		Reload struct {
+			Generation int    `json:"generation"`
+			InProgress bool   `json:"in_progress"`
+			LastResult string `json:"last_result"`
+		} `json:"reload"`
+	}
+	if err != nil || code != 200 || json.Unmarshal([]byte(body), &st) != nil ||
+		st.Reload.Generation != 1 || st.Reload.InProgress || st.Reload.LastResult != "ok" {
+		t.Errorf("/status when READY=1 came after the reload: %d %v %s; want reload generation 1 finished ok", code, err, body)
 	}
 	in.WaitLog(10*time.Second, 0, "reload finished", nil)
 
