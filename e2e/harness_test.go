@@ -93,6 +93,54 @@ func namespaceCmd(t *testing.T) []string {
 // logLine is one JSON line of gm2-init's log.
 type logLine = logline.Line
 
+// timeOf is the time gm2-init wrote on l: to the millisecond, cut down.
+func timeOf(t *testing.T, l logLine) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339, l.Str("time"))
+	if err != nil {
+		t.Fatalf("time of %v: %v", l, err)
+	}
+	return ts
+}
+
+// pidGap is how long after a log line about worker pid a later one came.
+type pidGap struct {
+	pid int
+	gap time.Duration
+}
+
+// gapsAfter returns, for each log line with message second that keep
+// accepts (nil: every one), the time since the last line with message
+// first about the same worker. A second line with no first line before it
+// fails the test.
+func gapsAfter(t *testing.T, in *Init, first, second string, keep func(logLine) bool) []pidGap {
+	t.Helper()
+	at := map[int]time.Time{}
+	var gaps []pidGap
+	for _, l := range in.Lines() {
+		pid := l.Int("pid")
+		switch {
+		case l.Msg() == first:
+			at[pid] = timeOf(t, l)
+		case l.Msg() == second && (keep == nil || keep(l)):
+			from, ok := at[pid]
+			if !ok {
+				t.Errorf("%q about worker %d with no %q before it", second, pid, first)
+				continue
+			}
+			gaps = append(gaps, pidGap{pid, timeOf(t, l).Sub(from)})
+		}
+	}
+	return gaps
+}
+
+// onTime tells whether a timer of d that gm2-init set when it logged one
+// line fired gap later, when it logged the next: not before (1 ms for the
+// times' cut), and not much later: under 6 × d (a timer late by a second
+// on a loaded machine under -race is on time; one that waited 10 × d is
+// not).
+func onTime(gap, d time.Duration) bool { return gap >= d-time.Millisecond && gap <= 6*d }
+
 // Init is a running gm2-init.
 type Init struct {
 	t      *testing.T
