@@ -17,6 +17,18 @@ import (
 
 func note(n int) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
 
+// closeWants closes s, waiting at most 10 s for its queue, and fails unless
+// w was given exactly want, one Write each.
+func closeWants(t *testing.T, s *Sink, w *logsinktest.StalledWriter, want ...string) {
+	t.Helper()
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close did not write out the queue")
+	}
+	if got := w.Written(); !slices.Equal(got, want) {
+		t.Errorf("written %q, want %q", got, want)
+	}
+}
+
 func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 	w := logsinktest.NewStalledWriter()
 	s := New(w, 1<<20, note)
@@ -26,12 +38,7 @@ func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 		want = append(want, line)
 		s.Write([]byte(line))
 	}
-	if !s.Close(10 * time.Second) {
-		t.Fatal("Close did not write out the queue")
-	}
-	if got := w.Written(); !slices.Equal(got, want) {
-		t.Errorf("written %q, want %q", got, want)
-	}
+	closeWants(t, s, w, want...)
 }
 
 // A writer that takes no writes: Write still returns at once, the queue
@@ -69,13 +76,7 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 		}
 	}
 	s.Write([]byte("after\n"))
-	if !s.Close(10 * time.Second) {
-		t.Fatal("Close did not write out the queue")
-	}
-	want := []string{"first\n", "line 0\n", "line 1\n", "line 2\n", "dropped 7\n", "after\n"}
-	if got := w.Written(); !slices.Equal(got, want) {
-		t.Errorf("written %q, want %q", got, want)
-	}
+	closeWants(t, s, w, "first\n", "line 0\n", "line 1\n", "line 2\n", "dropped 7\n", "after\n")
 }
 
 // Close gives up after its timeout when the writer takes no writes, and a
@@ -191,13 +192,7 @@ func TestBoundIsInclusive(t *testing.T) {
 	s.Write([]byte("x\n"))            // 2: 21 of 21, kept
 	s.Write([]byte("\n"))             // 22, one byte over: dropped
 	w.Gate.Unlock()
-	if !s.Close(10 * time.Second) {
-		t.Fatal("Close did not write out the queue")
-	}
-	want := []string{"first\n", "to the byte!\n", "x\n", "dropped 1\n"}
-	if got := w.Written(); !slices.Equal(got, want) {
-		t.Errorf("written %q, want %q", got, want)
-	}
+	closeWants(t, s, w, "first\n", "to the byte!\n", "x\n", "dropped 1\n")
 }
 
 // Write and SetLast keep a copy: the logger reuses its buffer for the next
@@ -217,13 +212,7 @@ func TestWriteAndSetLastCopy(t *testing.T) {
 	s.SetLast(last)
 	copy(last, "garbage\n")
 	w.Gate.Unlock()
-	if !s.Close(10 * time.Second) {
-		t.Fatal("Close did not write out the queue")
-	}
-	want := []string{"first\n", "line a\n", "line b\n", "the end\n"}
-	if got := w.Written(); !slices.Equal(got, want) {
-		t.Errorf("written %q, want %q", got, want)
-	}
+	closeWants(t, s, w, "first\n", "line a\n", "line b\n", "the end\n")
 }
 
 // waitParked waits (at most 10 s) until s's writer has nothing to write
