@@ -428,17 +428,25 @@ func TestRegistryUDPBesideListenTCP(t *testing.T) {
 	}
 }
 
-// TestRegistryHolders: Serving counts Hold and Release, never below 0: a
-// Release too many (a worker gone after its server closed) does not hide
-// the next Hold.
-func TestRegistryHolders(t *testing.T) {
-	t.Parallel()
+// oneShared returns a registry (closed when the test ends) holding one
+// TCP socket on a free loopback port.
+func oneShared(t *testing.T) (*Registry, *Shared) {
+	t.Helper()
 	r := NewRegistry(0, nil)
 	t.Cleanup(r.Close)
 	sh, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", freeTCP(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, sh
+}
+
+// TestRegistryHolders: Serving counts Hold and Release, never below 0: a
+// Release too many (a worker gone after its server closed) does not hide
+// the next Hold.
+func TestRegistryHolders(t *testing.T) {
+	t.Parallel()
+	r, sh := oneShared(t)
 	for i, step := range []struct {
 		hold    bool
 		serving bool
@@ -459,12 +467,7 @@ func TestRegistryHolders(t *testing.T) {
 // TestShareData: the first non-empty offer is kept and given to everyone.
 func TestShareData(t *testing.T) {
 	t.Parallel()
-	r := NewRegistry(0, nil)
-	t.Cleanup(r.Close)
-	sh, _, err := r.Get("app", tcpSpec(fmt.Sprintf("127.0.0.1:%d", freeTCP(t))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, sh := oneShared(t)
 	if d := r.ShareData(sh, nil); d != nil {
 		t.Fatalf("no offer yet: %q", d)
 	}
