@@ -309,6 +309,19 @@ func (h *harness) event(fn func()) {
 	h.exits = map[int]bool{}
 }
 
+// reloadCommand sends `gm2-init reload` (every app) as one event and
+// returns the channel its answer comes on.
+func (h *harness) reloadCommand() chan error {
+	h.t.Helper()
+	done := make(chan error, 1)
+	h.event(func() {
+		if err := h.s.requestReload(h.s.apps, done); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	return done
+}
+
 // worker returns the live worker with pid.
 func (h *harness) worker(pid int) *worker {
 	h.t.Helper()

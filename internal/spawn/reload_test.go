@@ -439,12 +439,7 @@ func TestReloadCommandAnsweredWhenThePassEndsAtOnce(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{a}})
 	h.startAll()
 	h.sys.failStarts = 10
-	done := make(chan error, 1)
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, done); err != nil {
-			t.Fatal(err)
-		}
-	})
+	done := h.reloadCommand()
 	err, ok := sentBefore(done)
 	if !ok {
 		t.Fatalf("no answer although the pass ended:\n%s", h.logs.String())
@@ -463,19 +458,10 @@ func TestReloadCommandAnsweredAtShutdown(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
 	h.startAll()
 	h.signal(sigHUP) // a pass under way: its candidate is not ready
-	first, second := make(chan error, 1), make(chan error, 1)
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, first); err != nil {
-			t.Fatal(err)
-		}
-	})
 	// first waits for the next pass (the current one may predate its
 	// request); so does second.
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, second); err != nil {
-			t.Fatal(err)
-		}
-	})
+	first := h.reloadCommand()
+	second := h.reloadCommand()
 	if _, ok := sentBefore(first); ok {
 		t.Fatal("answered before any pass ended")
 	}
@@ -500,8 +486,7 @@ func TestReloadOfAStartingWorker(t *testing.T) {
 	a.ReloadBatch = 2
 	h := newHarness(t, Options{Apps: []App{a}})
 	h.ready(h.pid(1))
-	done := make(chan error, 1)
-	h.event(func() { h.s.requestReload(h.s.apps, done) })
+	done := h.reloadCommand()
 	old, cand := h.pid(0), h.candidatePid(0)
 	h.ready(old) // the worker from before the pass
 	if got := h.slot(0).replacing; got != replaceReload {
@@ -565,8 +550,7 @@ func TestReloadSurvivesAFailedRestartOfTheOldWorker(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
 	h.startAll()
 	h.advance(time.Minute)
-	done := make(chan error, 1)
-	h.event(func() { h.s.requestReload(h.s.apps, done) })
+	done := h.reloadCommand()
 	h.exit(1, h.candidatePid(0))
 	h.advance(100 * time.Millisecond)
 	h.exit(1, h.candidatePid(0)) // the retry is due in 200 ms
@@ -669,12 +653,7 @@ func TestReloadCommandWaitsForTheNextPass(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
 	h.startAll()
 	h.signal(sigHUP)
-	done := make(chan error, 1)
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, done); err != nil {
-			t.Fatal(err)
-		}
-	})
+	done := h.reloadCommand()
 	old := h.pid(0)
 	h.ready(h.candidatePid(0))
 	h.exit(0, old) // the first pass ends ok
@@ -735,12 +714,7 @@ func TestReloadOfTwoAppsIsOneLifecycleReload(t *testing.T) {
 func TestScaleDownOfTheSlotAPassWaitsFor(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{reloadApp(2)}})
 	h.startAll()
-	done := make(chan error, 1)
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, done); err != nil {
-			t.Fatal(err)
-		}
-	})
+	done := h.reloadCommand()
 	old := h.pid(0)
 	h.ready(h.candidatePid(0))
 	h.exit(0, old)
@@ -788,12 +762,7 @@ func TestOneShotTaskEndingDuringAReplacementRetry(t *testing.T) {
 	h := newHarness(t, Options{Apps: []App{a}})
 	h.startAll()
 	old := h.pid(0)
-	done := make(chan error, 1)
-	h.event(func() {
-		if err := h.s.requestReload(h.s.apps, done); err != nil {
-			t.Fatal(err)
-		}
-	})
+	done := h.reloadCommand()
 	h.exit(1, h.candidatePid(0)) // the retry is due in 100 ms
 	h.exit(0, old)               // the task ends: stopped for good
 	h.wantState(0, status.Stopped)
