@@ -283,17 +283,26 @@ func TestServeMessages(t *testing.T) {
 	}
 }
 
+// serveHolding serves a fake worker every query of which is answered with
+// one listening socket, registered as id; what Serve says of its holders
+// comes on events as "held ID" and "released ID".
+func serveHolding(t *testing.T, id int) (*peer, context.CancelFunc, chan string) {
+	t.Helper()
+	f, _ := listenerFile(t)
+	events := make(chan string, 16)
+	p, cancel, _ := serveFake(t, Handler{
+		Query:    func(Query) Reply { return Reply{File: f, ID: id} },
+		Held:     func(id int) { events <- "held " + strconv.Itoa(id) },
+		Released: func(id int) { events <- "released " + strconv.Itoa(id) },
+	})
+	return p, cancel, events
+}
+
 // TestServeNack: a socket the worker could not receive is sent again, and
 // after the resends the worker's listen() gets EMFILE instead of hanging.
 func TestServeNack(t *testing.T) {
 	t.Parallel()
-	f, _ := listenerFile(t)
-	events := make(chan string, 16)
-	p, _, _ := serveFake(t, Handler{
-		Query:    func(Query) Reply { return Reply{File: f, ID: 1} },
-		Held:     func(id int) { events <- "held " + strconv.Itoa(id) },
-		Released: func(id int) { events <- "released " + strconv.Itoa(id) },
-	})
+	p, _, events := serveHolding(t, 1)
 	p.send(lineQuery, -1)
 	first, _, fd := p.line()
 	if fd < 0 {
@@ -417,13 +426,7 @@ func TestEnv(t *testing.T) {
 // serves.
 func TestServeHolds(t *testing.T) {
 	t.Parallel()
-	f, _ := listenerFile(t)
-	events := make(chan string, 16)
-	p, cancel, _ := serveFake(t, Handler{
-		Query:    func(Query) Reply { return Reply{File: f, ID: 7} },
-		Held:     func(id int) { events <- "held " + strconv.Itoa(id) },
-		Released: func(id int) { events <- "released " + strconv.Itoa(id) },
-	})
+	p, cancel, events := serveHolding(t, 7)
 	next := func(want string) {
 		t.Helper()
 		select {
