@@ -44,12 +44,8 @@ func TestReloadStopsAWorkerThatLeftItsGroup(t *testing.T) {
 	// The worker's child, out of its group too and ignoring SIGTERM, is
 	// gone as well (not left behind as an orphan of gm2-init's): gm2-init's
 	// only child is the new worker.
-	deadline := time.Now().Add(10 * time.Second)
-	for st := procState(oldTree[0]); st != "" && st != "Z"; st = procState(oldTree[0]) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the old worker's escaped child %d still runs (%s) 10 s after the reload; gm2-init's children: %v", oldTree[0], st, in.Children())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !exitedWithin(oldTree[0], 10*time.Second) {
+		t.Fatalf("the old worker's escaped child %d still runs (%s) 10 s after the reload; gm2-init's children: %v", oldTree[0], procState(oldTree[0]), in.Children())
 	}
 	in.waitChildren(1, 10*time.Second)
 }
@@ -176,11 +172,7 @@ func TestStalledLogReaderStartError(t *testing.T) {
 func waitGoneUnread(t *testing.T, in *Init, d time.Duration) {
 	t.Helper()
 	defer in.ReadLog()
-	deadline := time.Now().Add(d)
-	for st := procState(in.Pid); st != "" && st != "Z"; st = procState(in.Pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("gm2-init still running after %v with stderr unread", d)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !exitedWithin(in.Pid, d) {
+		t.Fatalf("gm2-init still running after %v with stderr unread", d)
 	}
 }

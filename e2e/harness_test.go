@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -573,6 +574,28 @@ func responseOf(resp *http.Response, err error) (int, string, error) {
 }
 
 // procState returns the state letter of a host pid ("" if gone).
+// exitedWithin waits at most d for pid, any process of this PID namespace,
+// to exit, on a pidfd that becomes readable when it does (a zombie has
+// exited; a pid already gone counts too), and tells whether it did.
+func exitedWithin(pid int, d time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH)
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(d); ; {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
+	}
+}
+
 func procState(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
