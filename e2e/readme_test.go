@@ -322,7 +322,6 @@ var readmeInventory = []readmeCommand{
 	{text: "bench/run --quick --only scale --md -", tests: []string{"TestReadmeBenchCommand"}},
 	{text: "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'", tests: []string{"TestReadmeDesignNotesCommands"}, note: "in a copy of the tree (it writes ./gm2-init)"},
 	{text: "go list -deps", tests: []string{"TestReadmeDesignNotesCommands"}},
-	{text: "go tool nm -size -sort size", note: "a measuring tool named with its flags; it needs a binary as operand"},
 	{text: "gm2-init --wait-ready true", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -short ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},
 	{text: "go test -cover ./internal/spawn", tests: []string{"TestReadmeDesignNotesCommands"}},

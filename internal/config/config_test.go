@@ -169,8 +169,8 @@ var testValues = map[string]struct {
 }
 
 // The documented variable of every option, that envconfig really reads it
-// (a variable envconfig spells differently, GM2_KILLTIMEOUT without
-// split_words, would be silently ignored), and that the flag, in every
+// (a variable envconfig spells differently from the option's env(), say
+// GM2_KILLTIMEOUT, would be silently ignored), and that the flag, in every
 // spelling, wins over it.
 func TestEveryOption(t *testing.T) {
 	documented := []string{
@@ -1030,7 +1030,7 @@ func TestHealthCheckAddr(t *testing.T) {
 }
 
 func TestFieldName(t *testing.T) {
-	for long, want := range map[string]string{"cpus": "Cpus", "kill-timeout": "KillTimeout", "max-memory-restart": "MaxMemoryRestart"} {
+	for long, want := range map[string]string{"cpus": "CPUS", "kill-timeout": "KILL_TIMEOUT", "max-memory-restart": "MAX_MEMORY_RESTART"} {
 		if got := fieldName(long); got != want {
 			t.Errorf("fieldName(%q) = %q", long, got)
 		}

@@ -14,15 +14,17 @@ import (
 )
 
 // readEnv reads every option's variable with envconfig, into a struct built
-// from the options table: one string field per option, named after the long
-// flag (kill-timeout → KillTimeout) and tagged split_words, which envconfig
-// turns into GM2_KILL_TIMEOUT. The result maps each option to its value and
-// whether the variable is set.
+// from the options table: one string field per option, named after the
+// variable's suffix (kill-timeout → KILL_TIMEOUT), which envconfig prefixes
+// and upper-cases into GM2_KILL_TIMEOUT. The result maps each option to its
+// value and whether the variable is set.
 //
-// No field carries an `envconfig:"name"` tag: envconfig would then also
-// read the unprefixed name, i.e. the app's own PORT or LOG_LEVEL, which
-// every worker inherits. Defaults are applied by parse, not by a `default`
-// tag, so that a message can tell a default from a variable.
+// The field's name is the variable, so no field needs split_words (which
+// envconfig releases after v1.2.0 read with a regular expression, see the
+// README's design notes) or an `envconfig:"name"` tag: with that tag
+// envconfig would also read the unprefixed name, i.e. the app's own PORT or
+// LOG_LEVEL, which every worker inherits. Defaults are applied by parse, not
+// by a `default` tag, so that a message can tell a default from a variable.
 func readEnv() (map[*option]string, error) {
 	var fields []reflect.StructField
 	var opts []*option
@@ -33,7 +35,6 @@ func readEnv() (map[*option]string, error) {
 		fields = append(fields, reflect.StructField{
 			Name: fieldName(o.long),
 			Type: reflect.TypeFor[string](),
-			Tag:  `split_words:"true"`,
 		})
 		opts = append(opts, o)
 	}
@@ -50,17 +51,11 @@ func readEnv() (map[*option]string, error) {
 	return out, nil
 }
 
-// fieldName is the Go field name envconfig sees for a long flag name:
-// kill-timeout → KillTimeout, cpus → Cpus (not CPUs, which split_words
-// would spell C_P_US).
+// fieldName is the Go field name envconfig sees for a long flag name: the
+// variable without its prefix (kill-timeout → KILL_TIMEOUT), an exported
+// identifier since every long name starts with a letter.
 func fieldName(long string) string {
-	var b strings.Builder
-	for _, w := range strings.Split(long, "-") {
-		if w != "" {
-			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
-		}
-	}
-	return b.String()
+	return strings.ToUpper(strings.ReplaceAll(long, "-", "_"))
 }
 
 // unknownVars warns about GM2_* variables that no option reads: most

@@ -332,7 +332,7 @@ func (o *option) env() string {
 	if o.scope == actionScope {
 		return ""
 	}
-	return Prefix + "_" + strings.ToUpper(strings.ReplaceAll(o.long, "-", "_"))
+	return Prefix + "_" + fieldName(o.long)
 }
 
 // jsonField is the option's field in --dry-run's output.
