@@ -674,7 +674,7 @@ func TestReadmeNoInheritedDescriptor(t *testing.T) {
 // network is used and nothing is written to the real module cache.
 func TestReadmeGoInstall(t *testing.T) {
 	t.Parallel()
-	line := readmeLine(t, "CGO_ENABLED=0 go install -trimpath -ldflags='-s -w' github.com/gm2-init/gm2-init@latest")
+	line := readmeLine(t, "CGO_ENABLED=0 go install -trimpath -ldflags='-s -w' -gcflags=all=-l github.com/gm2-init/gm2-init@latest")
 	goBin := testtool.Require(t, "go", "the Go toolchain")
 	const module, version = "github.com/gm2-init/gm2-init", "v0.0.1"
 	if b, err := os.ReadFile(filepath.Join("..", "go.mod")); err != nil || !strings.HasPrefix(string(b), "module "+module+"\n") {
@@ -791,7 +791,7 @@ func TestReadmeDesignNotesCommands(t *testing.T) {
 	t.Run("build", func(t *testing.T) {
 		t.Parallel()
 		dir := copyTree(t)
-		run(t, dir, readmeLine(t, "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"))
+		run(t, dir, readmeLine(t, "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -gcflags=all=-l"))
 		bin := filepath.Join(dir, "gm2-init")
 		checkStaticStripped(t, bin)
 		if st, err := os.Stat(bin); err != nil || st.Size() > maxBinaryBytes {

@@ -8,12 +8,14 @@ import (
 	"testing"
 )
 
-// maxBinaryBytes is the size budget of the stripped static binary
-// (CGO_ENABLED=0, -trimpath -ldflags='-s -w'), the form Dockerfile.example
-// and the README install. gm2-init is copied into every image: a change
-// that passes the budget must say why in the README's design notes and
-// raise it there and here together.
-const maxBinaryBytes = 4_440_000
+// maxBinaryBytes is the size budget of the stripped static binary built
+// without inlining (CGO_ENABLED=0, -trimpath -ldflags='-s -w'
+// -gcflags=all=-l), the form Dockerfile.example and the README install:
+// under round 1's 4,210,850 bytes, as issue 13 asks. gm2-init is copied
+// into every image, and most of it is resident in every container: a
+// change that passes the budget must say why in the README's design notes
+// and raise it there and here together.
+const maxBinaryBytes = 4_210_000
 
 // forbiddenDeps must never be linked in: net/http alone brings crypto/tls,
 // crypto/x509, the FIPS 140 module and HTTP/2, about 3 MB, for what the
@@ -48,7 +50,7 @@ func TestBinarySizeBudget(t *testing.T) {
 		}
 	}
 	bin := filepath.Join(t.TempDir(), "gm2-init")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "..")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-gcflags=all=-l", "-o", bin, "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null 2>&1 || { echo "demo: Go 1.26+ is needed (https://go.dev/dl/)" >&2; exit 1; }
 mkdir -p .demo
 echo "==> building gm2-init and examples/goapp into .demo/" >&2
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o .demo/gm2-init .
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -gcflags=all=-l -o .demo/gm2-init .
 CGO_ENABLED=0 go build -trimpath -o .demo/goapp ./examples/goapp
 port="${PORT:-8080}"
 echo "==> gm2-init -i max --listen :$port --wait-ready -- goapp   (health on ${GM2_HEALTH_ADDR:-:9000})" >&2

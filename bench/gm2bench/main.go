@@ -65,6 +65,12 @@ type Params struct {
 	HealthRounds   int `json:"health_rounds"`
 	HealthKubelets int `json:"health_kubelets"`
 	HealthProbes   int `json:"health_probes_per_kubelet"`
+	// Benchmark 10: rounds of both builds, probes and cold scrapes in each,
+	// and the workers (small process trees) scraped.
+	InlineRounds  int `json:"inline_rounds"`
+	InlineProbes  int `json:"inline_probes"`
+	InlineCold    int `json:"inline_cold_scrapes"`
+	InlineWorkers int `json:"inline_workers"`
 }
 
 func params(quick bool) Params {
@@ -80,6 +86,7 @@ func params(quick bool) Params {
 		ScrapeRounds: 3, ScrapeWorkers: 64, ScrapeCold: 20, ScrapeBurst: 1000, ScrapeReads: 200,
 		PSSSizesMB:   []int{16, 128, 512},
 		HealthRounds: 5, HealthKubelets: 10, HealthProbes: 50,
+		InlineRounds: 6, InlineProbes: 2000, InlineCold: 5, InlineWorkers: 16,
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
@@ -92,6 +99,7 @@ func params(quick bool) Params {
 		p.ScrapeRounds, p.ScrapeCold, p.ScrapeReads = 1, 5, 50
 		p.PSSSizesMB = []int{16, 256}
 		p.HealthRounds, p.HealthProbes = 1, 20
+		p.InlineRounds, p.InlineProbes, p.InlineCold = 2, 500, 3
 	}
 	return p
 }
@@ -101,6 +109,7 @@ type Env struct {
 	Root, Tools, Out, Logs, Tmp string
 
 	GM2, Ideal, Trivial, Reap string
+	GM2Inlined                string // the same source, default inlining (benchmark 10)
 	MinReaper                 string
 	Tini, DumbInit, Wrk       string
 	Node, PM2Runtime, PM2     string
@@ -123,6 +132,7 @@ type Results struct {
 	Reload    *ReloadResult      `json:"reload,omitempty"`
 	Scrape    *ScrapeResult      `json:"scrape,omitempty"`
 	Health    *HealthBurstResult `json:"healthburst,omitempty"`
+	Inline    *InlineResult      `json:"inline,omitempty"`
 	Errors    []string           `json:"errors,omitempty"`
 }
 
@@ -134,7 +144,7 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	tools := flag.String("tools", "bench/.tools", "directory with the built binaries and pm2")
 	quick := flag.Bool("quick", false, "short run (a few minutes)")
-	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,preload,reap,scale,reload,scrape,healthburst")
+	only := flag.String("only", "", "comma-separated subset: footprint,datapath,start,preload,reap,scale,reload,scrape,healthburst,inline")
 	out := flag.String("out", "", "results directory (default bench/results/DATE[-quick])")
 	md := flag.String("md", "", "where to write the report (default ROOT/BENCHMARKS.md; \"-\" = only in the results directory)")
 	from := flag.String("report", "", "measure nothing: render the report again from DIR/summary.json")
@@ -172,6 +182,7 @@ func main() {
 	defer os.RemoveAll(e.Tmp)
 
 	e.GM2 = filepath.Join(e.Tools, "gm2-init")
+	e.GM2Inlined = filepath.Join(e.Tools, "gm2-init-inlined")
 	e.Ideal = filepath.Join(e.Tools, "ideal")
 	e.Trivial = filepath.Join(e.Tools, "trivial")
 	e.Reap = filepath.Join(e.Tools, "reap")
@@ -185,7 +196,7 @@ func main() {
 	e.Wrk = lookPath("wrk")
 	e.Node = lookPath("node")
 	e.Unshare = lookPath("unshare")
-	for _, f := range []string{e.GM2, e.Ideal, e.Trivial, e.Reap, e.MinReaper, e.PM2Runtime, e.PM2, e.Hello, e.Cluster} {
+	for _, f := range []string{e.GM2, e.GM2Inlined, e.Ideal, e.Trivial, e.Reap, e.MinReaper, e.PM2Runtime, e.PM2, e.Hello, e.Cluster} {
 		if _, err := os.Stat(f); err != nil {
 			fatal(fmt.Errorf("%s missing: run bench/run, which builds and installs everything", f))
 		}
@@ -233,6 +244,7 @@ func main() {
 	step("reload", func() (err error) { res.Reload, err = benchReload(e); return })
 	step("scrape", func() (err error) { res.Scrape, err = benchScrape(e); return })
 	step("healthburst", func() (err error) { res.Health, err = benchHealthBurst(e); return })
+	step("inline", func() (err error) { res.Inline, err = benchInline(e); return })
 	res.Meta.Finished = time.Now().UTC().Format(time.RFC3339)
 	res.Meta.Duration = time.Since(started).Round(time.Second).String()
 	res.Meta.LoadAvgEnd = loadAvg()
@@ -347,7 +359,7 @@ func collectMeta(e *Env, started time.Time) Meta {
 	if fi, err := os.Stat(e.GM2); err == nil {
 		m.GM2Size = fi.Size()
 	}
-	m.BuildFlags = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"
+	m.BuildFlags = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -gcflags=all=-l"
 	ver := func(argv ...string) string {
 		out, _, _ := runTool(20*time.Second, nil, argv...)
 		return strings.TrimSpace(strings.SplitN(strings.TrimSpace(out), "\n", 2)[0])

@@ -93,6 +93,9 @@ func renderReport(e *Env, r *Results) string {
 	if s := r.Health; s != nil {
 		ts = append(ts, healthBurstSection(&sections, s, r)...)
 	}
+	if s := r.Inline; s != nil {
+		ts = append(ts, inlineSection(&sections, s)...)
+	}
 	w("## Targets\n\n| target (issues 8, 12, 14, 19) | measured | |\n|---|---|---|\n")
 	for _, t := range ts {
 		mark := "**missed**"
