@@ -200,7 +200,7 @@ func startInitWith(t *testing.T, bin, dir string, env, wrapper []string, args ..
 // wrapper itself ends by exec'ing gm2-init.
 func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []string, args ...string) *Init {
 	t.Helper()
-	return startInitFull(t, ns, bin, dir, env, wrapper, false, args...)
+	return startInitFull(t, ns, bin, dir, env, wrapper, startHow{}, args...)
 }
 
 // startInitStalledLog is startInit with gm2-init's stderr (its log, which
@@ -210,10 +210,75 @@ func startInitNS(t *testing.T, ns []string, bin, dir string, env, wrapper []stri
 // page of filler comes first (one line, not JSON).
 func startInitStalledLog(t *testing.T, env []string, args ...string) *Init {
 	t.Helper()
-	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, true, args...)
+	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, startHow{stalledLog: true}, args...)
 }
 
-func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []string, stalled bool, args ...string) *Init {
+// startInitOnTerminal is startInit with tty, the terminal end of a
+// pseudo-terminal (openPty), as gm2-init's stdin and as the controlling
+// terminal of a new session that unshare leads, gm2-init in its process
+// group: `docker run -it`, where the terminal's foreground process group is
+// gm2-init's own until gm2-init hands it to a worker.
+func startInitOnTerminal(t *testing.T, tty *os.File, env []string, args ...string) *Init {
+	t.Helper()
+	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, startHow{tty: tty}, args...)
+}
+
+// openPty opens a pseudo-terminal: master is the end a terminal emulator
+// (docker's client) holds, tty the terminal a program is given. Both are
+// closed when the test ends, after the gm2-init of a startInitOnTerminal
+// called later is gone: a terminal hung up under gm2-init is a SIGHUP.
+func openPty(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return master, tty
+}
+
+// foregroundGroup returns the terminal's foreground process group
+// (tcgetpgrp, asked through master: the test is in none of its sessions),
+// as a host pid.
+func foregroundGroup(t *testing.T, master *os.File) int {
+	t.Helper()
+	pgid, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPGRP)
+	if err != nil {
+		t.Fatalf("tcgetpgrp: %v", err)
+	}
+	return pgid
+}
+
+// groupOf returns the process group of the host pid pid.
+func groupOf(t *testing.T, pid int) int {
+	t.Helper()
+	pgid, err := unix.Getpgid(pid)
+	if err != nil {
+		t.Fatalf("getpgid(%d): %v", pid, err)
+	}
+	return pgid
+}
+
+// startHow is how startInitFull starts gm2-init, beyond its command.
+type startHow struct {
+	stalledLog bool     // see startInitStalledLog
+	tty        *os.File // see startInitOnTerminal
+}
+
+func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []string, how startHow, args ...string) *Init {
 	t.Helper()
 	argv := append(slices.Clone(ns), wrapper...)
 	if bin != "" {
@@ -224,12 +289,17 @@ func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []st
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if how.tty != nil {
+		cmd.Stdin = how.tty
+		// Ctty is a descriptor of the child: its stdin.
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	}
 	in := &Init{t: t, cmd: cmd}
 	in.cond = sync.NewCond(&in.mu)
 	cmd.Stdout = &in.stdout
 	in.ReadLog = func() {}
 	var stderr io.Reader
-	if stalled {
+	if how.stalledLog {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
