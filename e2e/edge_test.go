@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,5 +157,98 @@ func TestInteractiveProgramGetsTheTerminal(t *testing.T) {
 	}
 	if err != nil || !strings.Contains(string(out), "got hello") {
 		t.Fatalf("%v; output:\n%s", err, out)
+	}
+}
+
+// TestSeveralWorkersLeaveTheTerminalToGm2Init: on a terminal (docker run
+// -it) with two workers, no worker gets it: only one group can be in the
+// foreground, so one worker would read what is typed and take Ctrl-C alone.
+// The terminal stays with gm2-init's own group, the workers run on in the
+// background (not stopped), and Ctrl-C stops them all gracefully. Whether a
+// worker gets the terminal is decided once, at the start: scaled down to
+// one worker, gm2-init does not hand it to the next worker it starts (a
+// reload's), or Ctrl-C would stop reaching gm2-init.
+func TestSeveralWorkersLeaveTheTerminalToGm2Init(t *testing.T) {
+	t.Parallel()
+	master, tty := openPty(t)
+	in := startInitOnTerminal(t, tty, nil, baseArgs("-i", "2", "--wait-ready", "--", bins.worker)...)
+	in.WaitReady(2, 20*time.Second)
+	own := groupOf(t, in.Pid)
+	checkTerminal := func(when string, workers []int) {
+		t.Helper()
+		fg := foregroundGroup(t, master)
+		if fg != own {
+			t.Errorf("%s: the terminal's foreground group is %d, want gm2-init's own, %d (workers %v)", when, fg, own, workers)
+		}
+		for _, w := range workers {
+			if g := groupOf(t, w); g == fg {
+				t.Errorf("%s: worker %d (group %d) is in the terminal's foreground", when, w, g)
+			}
+			if st := procState(w); st == "T" || st == "t" || st == "" {
+				t.Errorf("%s: worker %d is in state %q, want it running", when, w, st)
+			}
+		}
+	}
+	checkTerminal("two workers", in.waitChildren(2, 10*time.Second))
+
+	in.Signal(syscall.SIGTTOU)
+	_, pos := in.WaitLog(10*time.Second, 0, "scaled down (SIGTTOU)", nil)
+	in.waitChildren(1, 15*time.Second)
+	in.reload(pos)
+	checkTerminal("scaled down to one worker, then reloaded", in.waitChildren(1, 15*time.Second))
+
+	// Ctrl-C typed on the terminal: SIGINT to its foreground group, which
+	// unshare shares with gm2-init (unshare --fork blocks SIGINT and waits
+	// for its child).
+	if _, err := master.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	in.WaitLog(10*time.Second, pos, "shutdown requested", func(l logLine) bool { return l.Str("signal") == "SIGINT" })
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
+	}
+}
+
+// TestScaleUpLeavesTheTerminalWithTheFirstWorker: a single worker on a
+// terminal gets it, as under tini (TestInteractiveProgramGetsTheTerminal);
+// scaled up to two, the worker added does not take it from the first,
+// which keeps it: a program is not moved out of the foreground while it
+// runs (one reading the terminal would be stopped by SIGTTIN).
+func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
+	t.Parallel()
+	master, tty := openPty(t)
+	in := startInitOnTerminal(t, tty, nil, baseArgs("-i", "1", "--wait-ready", "--", bins.worker)...)
+	in.WaitReady(1, 20*time.Second)
+	first := in.waitChildren(1, 10*time.Second)[0]
+	if fg, g := foregroundGroup(t, master), groupOf(t, first); fg != g {
+		t.Fatalf("the single worker %d (group %d) does not have the terminal: its foreground group is %d", first, g, fg)
+	}
+
+	in.Signal(syscall.SIGTTIN)
+	in.WaitLog(10*time.Second, 0, "scaled up (SIGTTIN)", nil)
+	in.WaitReady(2, 20*time.Second)
+	workers := in.waitChildren(2, 10*time.Second)
+	if !slices.Contains(workers, first) {
+		t.Fatalf("the first worker %d is gone after the scale-up: workers %v", first, workers)
+	}
+	second := workers[0]
+	if second == first {
+		second = workers[1]
+	}
+	fg := foregroundGroup(t, master)
+	if g := groupOf(t, second); g == fg {
+		t.Errorf("the worker added by the scale-up, %d (group %d), took the terminal from the first", second, g)
+	}
+	if g := groupOf(t, first); g != fg {
+		t.Errorf("after the scale-up the terminal's foreground group is %d, want the first worker's, %d", fg, g)
+	}
+	for _, w := range workers {
+		if st := procState(w); st == "T" || st == "t" || st == "" {
+			t.Errorf("worker %d is in state %q, want it running", w, st)
+		}
+	}
+	in.Signal(syscall.SIGTERM)
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after a clean shutdown, want 0", code)
 	}
 }
