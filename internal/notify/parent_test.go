@@ -39,29 +39,41 @@ func newRawReceiver(t *testing.T, addr string) *rawReceiver {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
 		t.Fatal(err)
 	}
-	tv := unix.NsecToTimeval(int64(waitTimeout))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return &rawReceiver{fd: fd, path: addr}
 }
 
-// next returns the next payload and its sender's pid (bounded by
-// SO_RCVTIMEO).
+// next returns the next payload and its sender's pid, waiting at most
+// waitTimeout in all. The wait is a poll that a signal may cut short with
+// EINTR, as it would a blocking recvmsg on a socket with SO_RCVTIMEO
+// (never restarted, SA_RESTART or not: signal(7)); the Go runtime sends its
+// threads such signals (SIGURG, to preempt a goroutine), more often on a
+// loaded machine, so EINTR only means waiting on.
 func (r *rawReceiver) next(t *testing.T) (string, int) {
 	t.Helper()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	n, oobn, _, _, err := unix.Recvmsg(r.fd, buf, oob, 0)
-	if err != nil {
-		t.Fatalf("recvmsg: %v", err)
+	for deadline := time.Now().Add(waitTimeout); ; {
+		n, oobn, _, _, err := unix.Recvmsg(r.fd, buf, oob, unix.MSG_DONTWAIT)
+		if err == nil {
+			pid, err := senderPid(oob[:oobn])
+			if err != nil {
+				t.Fatalf("credentials: %v", err)
+			}
+			return string(buf[:n]), pid
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("recvmsg: %v", err)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("no datagram within %v", waitTimeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+			t.Fatalf("poll: %v", err)
+		}
 	}
-	pid, err := senderPid(oob[:oobn])
-	if err != nil {
-		t.Fatalf("credentials: %v", err)
-	}
-	return string(buf[:n]), pid
 }
 
 // pending returns what is queued now, without waiting.
@@ -340,17 +352,26 @@ func TestWatchdog(t *testing.T) {
 			t.Fatalf("got %q from %d", got, pid)
 		}
 	}
+	// nextCheck waits for the loop's next check to end.
+	nextCheck := func() {
+		t.Helper()
+		select {
+		case <-checks:
+		case <-time.After(waitTimeout):
+			t.Fatalf("no watchdog check ended within %v", waitTimeout)
+		}
+	}
 	stuck.Lock()
 	// A check under way may still pass; the one after it cannot, and by
 	// the time it ends the earlier ping has been sent.
 	for len(checks) > 0 {
 		<-checks
 	}
-	<-checks
-	<-checks
+	nextCheck()
+	nextCheck()
 	r.pending(t)
-	<-checks
-	<-checks
+	nextCheck()
+	nextCheck()
 	if got := r.pending(t); len(got) != 0 {
 		t.Errorf("pings while stuck: %q", got)
 	}
