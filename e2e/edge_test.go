@@ -197,9 +197,8 @@ func TestSeveralWorkersLeaveTheTerminalToGm2Init(t *testing.T) {
 	in.reload(pos)
 	checkTerminal("scaled down to one worker, then reloaded", in.waitChildren(1, 15*time.Second))
 
-	// Ctrl-C typed on the terminal: SIGINT to its foreground group, which
-	// unshare shares with gm2-init (unshare --fork blocks SIGINT and waits
-	// for its child).
+	// Ctrl-C typed on the terminal: SIGINT to its foreground group,
+	// gm2-init's own.
 	if _, err := master.Write([]byte{3}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +212,10 @@ func TestSeveralWorkersLeaveTheTerminalToGm2Init(t *testing.T) {
 // terminal gets it, as under tini (TestInteractiveProgramGetsTheTerminal);
 // scaled up to two, the worker added does not take it from the first,
 // which keeps it: a program is not moved out of the foreground while it
-// runs (one reading the terminal would be stopped by SIGTTIN).
+// runs (one reading the terminal would be stopped by SIGTTIN). When that
+// worker dies, its restart (one of two) does not get the terminal, so
+// gm2-init takes it back: left to the dead worker's group, Ctrl-C would
+// reach nobody.
 func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
 	t.Parallel()
 	master, tty := openPty(t)
@@ -225,7 +227,7 @@ func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
 	}
 
 	in.Signal(syscall.SIGTTIN)
-	in.WaitLog(10*time.Second, 0, "scaled up (SIGTTIN)", nil)
+	_, pos := in.WaitLog(10*time.Second, 0, "scaled up (SIGTTIN)", nil)
 	in.WaitReady(2, 20*time.Second)
 	workers := in.waitChildren(2, 10*time.Second)
 	if !slices.Contains(workers, first) {
@@ -247,8 +249,20 @@ func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
 			t.Errorf("worker %d is in state %q, want it running", w, st)
 		}
 	}
-	in.Signal(syscall.SIGTERM)
+
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, pos = in.WaitLog(10*time.Second, pos, "worker exited", nil)
+	_, pos = in.WaitLog(20*time.Second, pos, "worker ready", nil) // its restart
+	if fg, own := foregroundGroup(t, master), groupOf(t, in.Pid); fg != own {
+		t.Errorf("after the worker that had the terminal died and was restarted, its foreground group is %d, want gm2-init's own, %d", fg, own)
+	}
+	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	in.WaitLog(10*time.Second, pos, "shutdown requested", func(l logLine) bool { return l.Str("signal") == "SIGINT" })
 	if code := in.Wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit status %d after a clean shutdown, want 0", code)
+		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
 	}
 }

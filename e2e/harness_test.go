@@ -215,12 +215,14 @@ func startInitStalledLog(t *testing.T, env []string, args ...string) *Init {
 
 // startInitOnTerminal is startInit with tty, the terminal end of a
 // pseudo-terminal (openPty), as gm2-init's stdin and as the controlling
-// terminal of a new session that unshare leads, gm2-init in its process
-// group: `docker run -it`, where the terminal's foreground process group is
+// terminal of the session gm2-init leads (`setsid -c` inside the PID
+// namespace, which then execs gm2-init): `docker run -it`, where PID 1
+// leads the session and the terminal's foreground process group is
 // gm2-init's own until gm2-init hands it to a worker.
 func startInitOnTerminal(t *testing.T, tty *os.File, env []string, args ...string) *Init {
 	t.Helper()
-	return startInitFull(t, namespaceCmd(t), bins.init, "", env, nil, startHow{tty: tty}, args...)
+	testtool.Require(t, "setsid", "Debian package util-linux")
+	return startInitFull(t, namespaceCmd(t), bins.init, "", env, []string{"setsid", "-c"}, startHow{tty: tty}, args...)
 }
 
 // openPty opens a pseudo-terminal: master is the end a terminal emulator
@@ -291,8 +293,9 @@ func startInitFull(t *testing.T, ns []string, bin, dir string, env, wrapper []st
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if how.tty != nil {
 		cmd.Stdin = how.tty
-		// Ctty is a descriptor of the child: its stdin.
-		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		// A session of its own, without a terminal: the one inside the
+		// namespace takes tty as its own (startInitOnTerminal).
+		cmd.SysProcAttr.Setsid = true
 	}
 	in := &Init{t: t, cmd: cmd}
 	in.cond = sync.NewCond(&in.mu)

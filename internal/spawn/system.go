@@ -255,6 +255,9 @@ type osProc struct {
 	// members are the descendants seen by Signal, with their start times
 	// (a pid reused by another process has another start time).
 	members map[int]memberOf
+	// foreground: it was given the terminal (StartSpec.Foreground), which
+	// Release takes back.
+	foreground bool
 }
 
 func (p *osProc) Pid() int { return p.pid }
@@ -328,7 +331,7 @@ func (o *osSystem) Start(spec *StartSpec) (Proc, error) {
 		}
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
-	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]memberOf{}}
+	p := &osProc{pid: proc.Pid, proc: proc, closers: mine, members: map[int]memberOf{}, foreground: sys.Foreground}
 	// The start time names this process for as long as gm2-init may
 	// signal by its pid, after it was reaped too (see reused). A worker
 	// already reaped here leaves 0, which no live process has.
@@ -442,6 +445,10 @@ func (o *osSystem) Release(pr Proc) {
 	if p.stopChannel != nil {
 		p.stopChannel()
 		p.stopChannel = nil
+	}
+	if p.foreground {
+		p.foreground = false
+		takeTerminalBack(p.pid)
 	}
 	p.proc.Release()
 }
