@@ -246,10 +246,6 @@ func newNotifyReceiver(t *testing.T) *notifyReceiver {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	tv := unix.NsecToTimeval(int64(20 * time.Second))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
 	return &notifyReceiver{t: t, fd: fd, path: path}
 }
 
@@ -261,7 +257,7 @@ type datagram struct {
 // next waits (up to 20 s) for the next datagram.
 func (r *notifyReceiver) next() datagram {
 	r.t.Helper()
-	d, err := r.recv(0)
+	d, err := r.recv(20 * time.Second)
 	if err != nil {
 		r.t.Fatalf("notify receiver: %v", err)
 	}
@@ -273,8 +269,8 @@ func (r *notifyReceiver) pending() []datagram {
 	r.t.Helper()
 	var out []datagram
 	for {
-		d, err := r.recv(unix.MSG_DONTWAIT)
-		if errors.Is(err, unix.EAGAIN) {
+		d, err := r.recv(0)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return out
 		}
 		if err != nil {
@@ -284,15 +280,12 @@ func (r *notifyReceiver) pending() []datagram {
 	}
 }
 
-func (r *notifyReceiver) recv(flags int) (datagram, error) {
+// recv returns the next datagram, waiting at most wait for it (0: what has
+// arrived; os.ErrDeadlineExceeded when none has).
+func (r *notifyReceiver) recv(wait time.Duration) (datagram, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	n, oobn, _, _, err := unix.Recvmsg(r.fd, buf, oob, flags)
-	for errors.Is(err, unix.EINTR) {
-		// A socket with SO_RCVTIMEO is not restarted after a signal
-		// (the Go runtime's preemption sends some): try again.
-		n, oobn, _, _, err = unix.Recvmsg(r.fd, buf, oob, flags)
-	}
+	n, oobn, err := testtool.Recvmsg(r.fd, buf, oob, 0, wait)
 	if err != nil {
 		return datagram{}, err
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 // waitLimit bounds every wait: Serve answers at once on a socketpair.
@@ -43,9 +45,6 @@ func serveFake(t *testing.T, h Handler) (*peer, context.CancelFunc, *os.File) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &peer{t: t, fd: int(child.Fd()), errc: make(chan error, 1)}
 	if err := unix.SetNonblock(p.fd, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptTimeval(p.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: int64(waitLimit / time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.errc <- Serve(ctx, parent, h) }()
@@ -96,7 +95,7 @@ func (p *peer) line() (map[string]any, string, int) {
 		}
 		b := make([]byte, 4096)
 		oob := make([]byte, unix.CmsgSpace(4*4))
-		n, oobn, _, _, err := unix.Recvmsg(p.fd, b, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, err := testtool.Recvmsg(p.fd, b, oob, unix.MSG_CMSG_CLOEXEC, waitLimit)
 		if err != nil {
 			p.t.Fatalf("read from Serve: %v", err)
 		}

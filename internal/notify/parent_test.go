@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gm2-init/gm2-init/internal/testtool"
 )
 
 func monotonicUsec() int64 {
@@ -44,36 +46,20 @@ func newRawReceiver(t *testing.T, addr string) *rawReceiver {
 }
 
 // next returns the next payload and its sender's pid, waiting at most
-// waitTimeout in all. The wait is a poll that a signal may cut short with
-// EINTR, as it would a blocking recvmsg on a socket with SO_RCVTIMEO
-// (never restarted, SA_RESTART or not: signal(7)); the Go runtime sends its
-// threads such signals (SIGURG, to preempt a goroutine), more often on a
-// loaded machine, so EINTR only means waiting on.
+// waitTimeout (testtool.Recvmsg: a wait no signal cuts short).
 func (r *rawReceiver) next(t *testing.T) (string, int) {
 	t.Helper()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	for deadline := time.Now().Add(waitTimeout); ; {
-		n, oobn, _, _, err := unix.Recvmsg(r.fd, buf, oob, unix.MSG_DONTWAIT)
-		if err == nil {
-			pid, err := senderPid(oob[:oobn])
-			if err != nil {
-				t.Fatalf("credentials: %v", err)
-			}
-			return string(buf[:n]), pid
-		}
-		if !errors.Is(err, unix.EAGAIN) {
-			t.Fatalf("recvmsg: %v", err)
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			t.Fatalf("no datagram within %v", waitTimeout)
-		}
-		fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
-			t.Fatalf("poll: %v", err)
-		}
+	n, oobn, err := testtool.Recvmsg(r.fd, buf, oob, 0, waitTimeout)
+	if err != nil {
+		t.Fatalf("recvmsg: %v", err)
 	}
+	pid, err := senderPid(oob[:oobn])
+	if err != nil {
+		t.Fatalf("credentials: %v", err)
+	}
+	return string(buf[:n]), pid
 }
 
 // pending returns what is queued now, without waiting.

@@ -6,6 +6,9 @@
 // tool missing in CI is a broken install step, and a suite that quietly
 // skipped would let CI go green without having tested anything.
 //
+// It also holds what the tests of several packages need from a socket
+// (Recvmsg: a bounded wait that a signal does not cut short).
+//
 // Only tests import this package; it is compiled into no binary.
 package testtool
 
