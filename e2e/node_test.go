@@ -402,17 +402,43 @@ func TestNodeUDP(t *testing.T) {
 func TestNodeStopSignalINT(t *testing.T) {
 	needNode(t)
 	t.Parallel()
-	in, _, _ := runHTTPApp(t, httpApp{
-		flags: []string{"--stop-signal", "INT"},
-		cmd:   []string{"node", repoPath(t, "examples/node/http-server.js")},
-	})
-	stopClean(t, in)
-	checkCleanExits(t, in, 2)
-	for _, l := range in.Lines() {
-		if l.Msg() == "stopping worker" && l.Str("signal") != "SIGINT" {
-			t.Errorf("worker %d stopped with %s, want SIGINT", l.Int("pid"), l.Str("signal"))
+	checkStoppedWithINT := func(t *testing.T, in *Init) {
+		t.Helper()
+		for _, l := range in.Lines() {
+			if l.Msg() == "stopping worker" && l.Str("signal") != "SIGINT" {
+				t.Errorf("worker %d stopped with %s, want SIGINT", l.Int("pid"), l.Str("signal"))
+			}
 		}
 	}
+	t.Run("preload", func(t *testing.T) {
+		t.Parallel()
+		in, _, _ := runHTTPApp(t, httpApp{
+			flags: []string{"--stop-signal", "INT"},
+			cmd:   []string{"node", repoPath(t, "examples/node/http-server.js")},
+		})
+		stopClean(t, in)
+		checkCleanExits(t, in, 2)
+		checkStoppedWithINT(t, in)
+	})
+	// The preload runs an app's SIGINT handler on SIGTERM too, so the
+	// run above cannot tell which signal arrived. Without the preload
+	// (the app listens on fd 3 itself) a SIGTERM kills node: only a real
+	// SIGINT ends it with status 0.
+	t.Run("preload off", func(t *testing.T) {
+		t.Parallel()
+		port := freePort(t)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		in := startInit(t, []string{"PORT=" + strconv.Itoa(port), "INFO_FD=3"},
+			"--health-addr", "off", "-i", "2", "--min-uptime", "200ms", "--node-preload", "off", "--stop-signal", "INT",
+			"--listen", addr, "--", "node", repoPath(t, "e2e/testdata/node/info.js"))
+		in.WaitReady(2, nodeTimeout)
+		if seen := distinctPids(t, addr, 2); len(seen) != 2 {
+			t.Fatalf("answers from pids %v, want 2 workers", seen)
+		}
+		stopClean(t, in)
+		checkCleanExits(t, in, 2)
+		checkStoppedWithINT(t, in)
+	})
 }
 
 // TestNodeProcessFileOptionsKept: NODE_OPTIONS set in a process file's env
