@@ -152,6 +152,24 @@ func checkCleanExits(t *testing.T, in *Init, want int) {
 	}
 }
 
+// checkStoppedWith fails unless gm2-init stopped want workers, each with
+// signal sig ("SIGTERM").
+func checkStoppedWith(t *testing.T, in *Init, sig string, want int) {
+	t.Helper()
+	n := 0
+	for _, l := range in.Lines() {
+		if l.Msg() == "stopping worker" {
+			n++
+			if l.Str("signal") != sig {
+				t.Errorf("worker %d stopped with %s, want %s", l.Int("pid"), l.Str("signal"), sig)
+			}
+		}
+	}
+	if n != want {
+		t.Errorf("%d workers stopped, want %d", n, want)
+	}
+}
+
 // askPid makes one request (new connection) and returns the pid in the body:
 // http-server.js answers its pid, info.js a JSON object with it.
 func askPid(t *testing.T, addr string) int {
@@ -270,6 +288,8 @@ func TestNodeListenPort(t *testing.T) {
 	in, _, _ := runHTTPApp(t, httpApp{cmd: []string{"node", repoPath(t, "examples/node/http-server.js")}})
 	stopClean(t, in)
 	checkCleanExits(t, in, 2)
+	// Status 0 alone would also come from a SIGINT sent directly.
+	checkStoppedWith(t, in, "SIGTERM", 2)
 }
 
 // TestNodeNpmStart: the same app through `npm start`: npm's own node process
@@ -402,14 +422,6 @@ func TestNodeUDP(t *testing.T) {
 func TestNodeStopSignalINT(t *testing.T) {
 	needNode(t)
 	t.Parallel()
-	checkStoppedWithINT := func(t *testing.T, in *Init) {
-		t.Helper()
-		for _, l := range in.Lines() {
-			if l.Msg() == "stopping worker" && l.Str("signal") != "SIGINT" {
-				t.Errorf("worker %d stopped with %s, want SIGINT", l.Int("pid"), l.Str("signal"))
-			}
-		}
-	}
 	t.Run("preload", func(t *testing.T) {
 		t.Parallel()
 		in, _, _ := runHTTPApp(t, httpApp{
@@ -418,7 +430,7 @@ func TestNodeStopSignalINT(t *testing.T) {
 		})
 		stopClean(t, in)
 		checkCleanExits(t, in, 2)
-		checkStoppedWithINT(t, in)
+		checkStoppedWith(t, in, "SIGINT", 2)
 	})
 	// The preload runs an app's SIGINT handler on SIGTERM too, so the
 	// run above cannot tell which signal arrived. Without the preload
@@ -437,7 +449,7 @@ func TestNodeStopSignalINT(t *testing.T) {
 		}
 		stopClean(t, in)
 		checkCleanExits(t, in, 2)
-		checkStoppedWithINT(t, in)
+		checkStoppedWith(t, in, "SIGINT", 2)
 	})
 }
 
