@@ -689,15 +689,35 @@ func startInitArgv(t *testing.T, env, argv []string) *Init {
 // --min-uptime to reach the preload (here a 1.5 s --require in the user's
 // NODE_OPTIONS, as an APM agent does) must still become ready only when its
 // server listens: during a reload the old worker is stopped at that moment.
+// A copy of the slow module on node's command line runs after the preload has
+// announced itself and before the app listens: a worker made ready by that
+// announcement is ready before it could listen.
 func TestNodeSlowStartReadiness(t *testing.T) {
 	needNode(t)
 	t.Parallel()
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	in := startInit(t, []string{"PORT=" + strconv.Itoa(port), "NODE_OPTIONS=--require " + repoPath(t, "e2e/testdata/node/slow-require.js")},
-		"--health-addr", "off", "-i", "1", "--listen", addr, "--", "node", repoPath(t, "examples/node/http-server.js"))
+	slow := repoPath(t, "e2e/testdata/node/slow-require.js")
+	// A copy of it for the command line: node runs a module file once.
+	src, err := os.ReadFile(slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowAgain := filepath.Join(t.TempDir(), "slow-require-again.js")
+	if err := os.WriteFile(slowAgain, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const slowMS = 1500
+	in := startInit(t, []string{"PORT=" + strconv.Itoa(port), "NODE_OPTIONS=--require " + slow, "SLOW_REQUIRE_MS=" + strconv.Itoa(slowMS)},
+		"--health-addr", "off", "-i", "1", "--listen", addr, "--", "node", "--require", slowAgain, repoPath(t, "examples/node/http-server.js"))
 	in.WaitReady(1, nodeTimeout)
 	checkReadyByPreload(t, in)
+	// The app's listen() comes after both slow modules: 2 × 1.5 s after
+	// the worker started, at the earliest (10 ms for two clocks).
+	l, _ := in.WaitLog(time.Second, 0, "worker ready", nil)
+	if after, err := time.ParseDuration(l.Str("after")); err != nil || after < 2*slowMS*time.Millisecond-10*time.Millisecond {
+		t.Errorf("worker ready %q after its start, before its server could listen (not before %v)", l.Str("after"), 2*slowMS*time.Millisecond)
+	}
 	askPid(t, addr)
 	stopClean(t, in)
 }
