@@ -572,8 +572,8 @@ func TestNodePreloadOff(t *testing.T) {
 
 // TestNodeOtherPortSharedOnDemand: an app that also listens on a port that
 // is not in --listen (an admin port on 127.0.0.1) gets it shared on demand:
-// gm2-init binds the address the app asked for, logs it once, and
-// server.address() reports it.
+// gm2-init binds the address the app asked for once, logs it once, hands
+// the same socket to both workers, and server.address() reports it.
 func TestNodeOtherPortSharedOnDemand(t *testing.T) {
 	needNode(t)
 	t.Parallel()
@@ -581,17 +581,25 @@ func TestNodeOtherPortSharedOnDemand(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	adminAddr := "127.0.0.1:" + strconv.Itoa(admin)
 	in := startInit(t, []string{"PORT=" + strconv.Itoa(port), "ADMIN_PORT=" + strconv.Itoa(admin)},
-		append(noClockReadiness, "--health-addr", "off", "-i", "1", "--listen", addr, "--", "node", repoPath(t, "e2e/testdata/node/info.js"))...)
-	in.WaitReady(1, nodeTimeout)
+		append(noClockReadiness, "--health-addr", "off", "-i", "2", "--listen", addr, "--", "node", repoPath(t, "e2e/testdata/node/info.js"))...)
+	in.WaitReady(2, nodeTimeout)
 	checkReadyByPreload(t, in)
-	main := getNodeInfo(t, addr)
 	// info.js calls listen(ADMIN_PORT) before listen(PORT), and the preload
-	// reports readiness only after the ticks that follow: the admin server
-	// listens by now.
-	other := getNodeInfo(t, adminAddr)
-	if other.Pid != main.Pid {
-		t.Errorf("admin port answered by %d, main port by %d", other.Pid, main.Pid)
+	// reports readiness only after the ticks that follow: the admin servers
+	// listen by now. Both workers answer on both ports.
+	workers := workerPids(in)
+	for _, a := range []string{addr, adminAddr} {
+		seen := distinctPids(t, a, 2)
+		for pid := range seen {
+			if _, ok := workers[pid]; !ok {
+				t.Errorf("%s answered by pid %d, not a worker (%v)", a, pid, workers)
+			}
+		}
+		if len(seen) != 2 {
+			t.Errorf("%s answered by %v, want both workers", a, seen)
+		}
 	}
+	other := getNodeInfo(t, adminAddr)
 	var a struct {
 		Address string
 		Port    int
@@ -606,10 +614,10 @@ func TestNodeOtherPortSharedOnDemand(t *testing.T) {
 		}
 	}
 	if len(shared) != 1 || shared[0] != adminAddr {
-		t.Errorf("ports shared on demand %q, want %s alone (the --listen port is passed as fd 3)", shared, adminAddr)
+		t.Errorf("ports shared on demand %q, want %s alone, once (the --listen port is passed as fd 3)", shared, adminAddr)
 	}
 	stopClean(t, in)
-	checkCleanExits(t, in, 1)
+	checkCleanExits(t, in, 2)
 }
 
 // TestNodeAppWithoutListener: a Node program that serves nothing (a batch
