@@ -633,7 +633,12 @@ func TestNodeAppWithoutListener(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node alone: %v", err)
 	}
+	// With the preload, gm2-init's channel makes it a cluster worker.
 	patched := strings.Replace(string(alone), `"preload_patched":false`, `"preload_patched":true`, 1)
+	patched = strings.Replace(patched, `"ipc_channel":false`, `"ipc_channel":true`, 1)
+	if !strings.Contains(string(alone), `"ipc_channel":false`) {
+		t.Fatalf("node alone: %s, want no IPC channel", alone)
+	}
 	for mode, ref := range map[string]string{"auto": patched, "on": patched, "off": string(alone)} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()

@@ -7,4 +7,6 @@ process.stdout.write(JSON.stringify({
   exec_argv: process.execArgv,
   preload_patched: net.Server.prototype.listen[Symbol.for('gm2-init.preload')] === true,
   sigterm_listeners: process.listenerCount('SIGTERM'),
+  // An IPC channel to a parent (gm2-init's, for its cluster workers).
+  ipc_channel: process.channel !== undefined,
 }) + '\n');
