@@ -214,6 +214,14 @@ type nodeInfo struct {
 	ExecArgv       []string        `json:"exec_argv"`
 }
 
+// options returns NODE_OPTIONS as the worker saw it, "<none>" when unset.
+func (ni nodeInfo) options() string {
+	if ni.NodeOptions == nil {
+		return "<none>"
+	}
+	return *ni.NodeOptions
+}
+
 func getNodeInfo(t *testing.T, addr string) nodeInfo {
 	t.Helper()
 	code, body, err := httpGet(addr, "/")
@@ -478,7 +486,7 @@ func TestNodeProcessFileOptionsKept(t *testing.T) {
 	ni := getNodeInfo(t, addr)
 	l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil)
 	if want := "--max-old-space-size=64 --require " + l.Str("file"); l.Str("file") == "" || ni.NodeOptions == nil || *ni.NodeOptions != want {
-		t.Errorf("NODE_OPTIONS in the worker: %v, want %q (env_production's, then the preload)", ni.NodeOptions, want)
+		t.Errorf("NODE_OPTIONS in the worker: %q, want %q (env_production's, then the preload)", ni.options(), want)
 	}
 	if ni.HeapLimit <= 0 || ni.HeapLimit > 256<<20 {
 		t.Errorf("heap_size_limit %d: env_production's --max-old-space-size=64 was lost", ni.HeapLimit)
@@ -500,11 +508,7 @@ func TestNodeUserOptionsKept(t *testing.T) {
 	ni := getNodeInfo(t, addr)
 	l, _ := in.WaitLog(nodeTimeout, 0, "node preload", nil)
 	if want := user + " --require " + l.Str("file"); l.Str("file") == "" || ni.NodeOptions == nil || *ni.NodeOptions != want {
-		got := "<none>"
-		if ni.NodeOptions != nil {
-			got = *ni.NodeOptions
-		}
-		t.Errorf("NODE_OPTIONS in the worker: %q, want %q (the user's, then the preload)", got, want)
+		t.Errorf("NODE_OPTIONS in the worker: %q, want %q (the user's, then the preload)", ni.options(), want)
 	}
 	// The default limit on this machine is gigabytes; 64 MB of old space
 	// gives a total heap limit well below 256 MB.
@@ -555,7 +559,7 @@ func TestNodePreloadOff(t *testing.T) {
 			}
 			ni := getNodeInfo(t, addr)
 			if ni.NodeOptions == nil || *ni.NodeOptions != user {
-				t.Errorf("NODE_OPTIONS %v, want exactly %q", ni.NodeOptions, user)
+				t.Errorf("NODE_OPTIONS %q, want exactly %q", ni.options(), user)
 			}
 			if ni.PreloadPatched || ni.PreloadFD != nil {
 				t.Errorf("the worker got the preload although it is off: %+v", ni)
