@@ -313,6 +313,27 @@ func (r *notifyReceiver) until(prefix string) (datagram, []datagram) {
 	}
 }
 
+// readyWithin returns the datagrams that arrive in the next d, or up to
+// the first READY=1 if one arrives sooner: for a check that no READY=1
+// comes while the test holds a worker back, when no later message can
+// show that everything sent before it has arrived.
+func (r *notifyReceiver) readyWithin(d time.Duration) []datagram {
+	r.t.Helper()
+	out := r.pending()
+	for deadline := time.Now().Add(d); !hasReady(out); {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+			r.t.Fatalf("notify receiver: poll: %v", err)
+		}
+		out = append(out, r.pending()...)
+	}
+	return out
+}
+
 func hasReady(ds []datagram) bool {
 	for _, d := range ds {
 		if strings.Contains(d.text, "READY=1") {
@@ -688,7 +709,11 @@ CMD ["/testworker"]
 	if wi.ListenFDs != "1" || wi.ListenPid != wi.Pid || wi.FDNames != "tcp-"+strconv.Itoa(port) {
 		t.Errorf("worker in the container: %+v; want LISTEN_FDS=1, its own LISTEN_PID, tcp-%d", wi, port)
 	}
-	if early := r.pending(); hasReady(early) {
+	// podman relays READY=1 alone (no STATUS=), so nothing that comes
+	// after a READY=1 sent too early can show that it would have arrived
+	// by now: the gate stays shut for 2 s (far more than conmon takes to
+	// relay a datagram), and no READY=1 may come meanwhile.
+	if early := r.readyWithin(2 * time.Second); hasReady(early) {
 		t.Fatalf("podman relayed READY=1 while slot 1 was not ready: %+v", early)
 	}
 	gate, err := os.OpenFile(filepath.Join(gateDir, "gate"), os.O_RDWR, 0)
