@@ -53,6 +53,7 @@ func TestMain(m *testing.M) {
 	// privileges with setpriv).
 	if err := os.Chmod(dir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	for _, b := range []struct{ out, pkg string }{{bins.init, ".."}, {bins.worker, "./testworker"}, {bins.goapp, "../examples/goapp"}} {
@@ -71,6 +72,7 @@ func TestMain(m *testing.M) {
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			os.RemoveAll(dir)
 			os.Exit(1)
 		}
 	}
