@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -265,4 +266,84 @@ func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
 	if code := in.Wait(15 * time.Second); code != 0 {
 		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
 	}
+}
+
+// TestReloadKeepsTheTerminalWithTheNewWorker: a single worker's
+// replacement (a reload) gets the terminal as the worker before it did,
+// and keeps it once the old worker is gone: gm2-init takes the terminal
+// back from a group that is gone, never from a live one.
+func TestReloadKeepsTheTerminalWithTheNewWorker(t *testing.T) {
+	t.Parallel()
+	master, tty := openPty(t)
+	in := startInitOnTerminal(t, tty, nil, baseArgs("-i", "1", "--wait-ready", "--", bins.worker)...)
+	in.WaitReady(1, 20*time.Second)
+	old := in.waitChildren(1, 10*time.Second)[0]
+	in.reload(0)
+	in.WaitLog(15*time.Second, 0, "worker exited", nil)
+	syncLoop(t, in)
+	now := in.waitChildren(1, 10*time.Second)[0]
+	if now == old {
+		t.Fatalf("worker %d still runs after the reload", old)
+	}
+	if fg, g := foregroundGroup(t, master), groupOf(t, now); fg != g {
+		t.Errorf("after the reload the terminal's foreground group is %d, want the new worker's, %d", fg, g)
+	}
+	if st := procState(now); st == "T" || st == "t" || st == "" {
+		t.Errorf("the new worker %d is in state %q, want it running", now, st)
+	}
+}
+
+// TestTerminalComesBackFromAWorkersJob: a worker given the terminal may
+// give it on to a process group of its own, as an interactive shell gives
+// it to a job. After a scale-up (the worker restarted in the first one's
+// place does not get the terminal), once the job and then the worker are
+// gone, gm2-init takes the terminal back from the job's empty group.
+func TestTerminalComesBackFromAWorkersJob(t *testing.T) {
+	t.Parallel()
+	master, tty := openPty(t)
+	in := startInitOnTerminal(t, tty, []string{"TW_TERMINAL_JOB=1"}, baseArgs("-i", "1", "--wait-ready", "--", bins.worker)...)
+	in.WaitReady(1, 20*time.Second)
+	first := in.waitChildren(1, 10*time.Second)[0]
+	jobs := childrenOf(first)
+	if len(jobs) != 1 {
+		t.Fatalf("worker %d has children %v, want its one job", first, jobs)
+	}
+	job := jobs[0]
+	jobGroup := groupOf(t, job)
+	if fg := foregroundGroup(t, master); fg != jobGroup || jobGroup == groupOf(t, first) {
+		t.Fatalf("the terminal's foreground group is %d; want the job's own group, %d", fg, jobGroup)
+	}
+
+	in.Signal(syscall.SIGTTIN)
+	_, pos := in.WaitLog(10*time.Second, 0, "scaled up (SIGTTIN)", nil)
+	in.WaitReady(2, 20*time.Second)
+	if err := syscall.Kill(job, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The worker reaps its job, as a shell does: then its group is empty.
+	deadline := time.Now().Add(10 * time.Second)
+	for !errors.Is(syscall.Kill(-jobGroup, 0), syscall.ESRCH) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job's group %d still has a process 10 s after its SIGKILL", jobGroup)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, pos = in.WaitLog(10*time.Second, pos, "worker exited", nil)
+	in.WaitLog(20*time.Second, pos, "worker ready", nil) // its restart
+	if fg, own := foregroundGroup(t, master), groupOf(t, in.Pid); fg != own {
+		t.Errorf("after the worker and its job are gone, the terminal's foreground group is %d, want gm2-init's own, %d", fg, own)
+	}
+}
+
+// syncLoop returns once gm2-init's supervisor loop has handled every event
+// before it: a SIGTTOU at the one-worker minimum changes nothing and is
+// answered by a log line from the loop.
+func syncLoop(t *testing.T, in *Init) {
+	t.Helper()
+	from := len(in.Lines())
+	in.Signal(syscall.SIGTTOU)
+	in.WaitLog(10*time.Second, from, anyMessage, func(l logLine) bool { return strings.HasPrefix(l.Msg(), "SIGTTOU ignored") })
 }

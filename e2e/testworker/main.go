@@ -29,6 +29,9 @@
 //	                       and move the worker into that group too (both leave the group
 //	                       gm2-init created); combine with TW_IGNORE_TERM
 //	TW_STUBBORN=N          at start, leave N double-forked `sleep` daemons that ignore SIGTERM
+//	TW_TERMINAL_JOB=1      at start, if the worker holds the terminal on its stdin, run
+//	                       `sleep 1000` in a process group of its own and give it the
+//	                       terminal, as a shell gives it to a job
 //	TW_ALLOC_MB=N          at start, allocate N MiB and touch every page (resident memory)
 //	TW_BURN=DUR            at start, spin until the worker has used DUR of CPU time
 //	TW_GROW_MB=N           then allocate and touch N MiB more every second, for as long as it
@@ -168,6 +171,22 @@ func escape() {
 	}
 }
 
+// terminalJob is TW_TERMINAL_JOB: a job of an interactive shell, which
+// holds the terminal in a process group of its own while the worker runs.
+func terminalJob() {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	if err != nil || fg != unix.Getpgrp() {
+		return
+	}
+	cmd := exec.Command("sleep", "1000")
+	cmd.Stdin = os.Stdin
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		fail(fmt.Errorf("terminal job: %w", err))
+	}
+	go cmd.Wait() // reaped by the worker, as a shell reaps its jobs
+}
+
 // held keeps TW_ALLOC_MB's memory reachable for the worker's whole life.
 var held []byte
 
@@ -229,6 +248,9 @@ func serve() {
 	}
 	if os.Getenv("TW_ESCAPE") == "1" {
 		escape()
+	}
+	if os.Getenv("TW_TERMINAL_JOB") == "1" {
+		terminalJob()
 	}
 	if n := os.Getenv("TW_STUBBORN"); n != "" {
 		// SIG_IGN survives exec: the shell and its sleeps ignore SIGTERM.
