@@ -23,8 +23,9 @@ const maxBinaryBytes = 4_210_000
 // library (250 kB) is the oracle of procfile's fuzz test, never a part of
 // gm2-init: process files are read by procfile's own YAML reader.
 // regexp and text/template (with their tables, 344 kB) come with
-// envconfig after v1.2.0, whose package initialiser builds both: go.mod
-// pins v1.2.0 (README, design notes).
+// envconfig after v1.2.0 (split_words reads names with a regular
+// expression; Usage imports text/template): go.mod pins v1.2.0 (README,
+// design notes).
 var forbiddenDeps = []string{"net/http", "crypto/tls", "crypto/x509", "crypto/rand", "crypto/internal/fips140", "go.yaml.in/yaml", "regexp", "text/template"}
 
 // forbiddenSymbols must not be linked either. net's name resolver (its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,11 +151,18 @@ func inlineSection(b *strings.Builder, s *InlineResult) []target {
 	w("this measures the work it does itself: the start, the CPU time of a `/readyz` probe and of a cold\n")
 	w("`/metrics` scrape (every worker tree read from /proc), and its memory. Shipped ÷ inlined is computed\n")
 	w("round by round.\n\n")
-	w("| | shipped (`-l`) | inlined (default) | shipped ÷ inlined |\n|---|---|---|---|\n")
-	w("| binary | %s | %s | %.3f |\n", bytesStr(s.Sizes["shipped"]), bytesStr(s.Sizes["inlined"]), float64(s.Sizes["shipped"])/float64(s.Sizes["inlined"]))
+	w("| | shipped (`-l`) | inlined (default) | shipped ÷ inlined | geometric mean | rounds shipped higher |\n|---|---|---|---|---|---|\n")
+	w("| binary | %s | %s | %.3f | | |\n", bytesStr(s.Sizes["shipped"]), bytesStr(s.Sizes["inlined"]), float64(s.Sizes["shipped"])/float64(s.Sizes["inlined"]))
 	row := func(what string, prec int, metric func(InlineRun) float64) {
 		of := func(build string) Summary { return summarize(collectInline(s.Runs, build, metric)) }
-		w("| %s | %s | %s | %s |\n", what, cell(of("shipped"), prec), cell(of("inlined"), prec), ratioCell(summarize(inlineRatios(s.Runs, metric))))
+		rs := inlineRatios(s.Runs, metric)
+		higher := 0
+		for _, r := range rs {
+			if r > 1 {
+				higher++
+			}
+		}
+		w("| %s | %s | %s | %s | %.3f | %d of %d |\n", what, cell(of("shipped"), prec), cell(of("inlined"), prec), ratioCell(summarize(rs)), geomean(rs), higher, len(rs))
 	}
 	row("start → every worker ready (ms)", 0, func(x InlineRun) float64 { return x.StartMs })
 	row("CPU per `/readyz` probe (µs)", 1, func(x InlineRun) float64 { return x.ProbeCPUUs })
@@ -164,6 +172,19 @@ func inlineSection(b *strings.Builder, s *InlineResult) []target {
 	row("RSS after the probes and scrapes (kB)", 0, func(x InlineRun) float64 { return float64(x.RSSAfterKB) })
 	w("\n")
 	return nil
+}
+
+// geomean is the geometric mean of ratios: unlike their median, it weighs
+// every round.
+func geomean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var sum float64
+	for _, x := range xs {
+		sum += math.Log(x)
+	}
+	return math.Exp(sum / float64(len(xs)))
 }
 
 func collectInline(runs []InlineRun, build string, metric func(InlineRun) float64) []float64 {

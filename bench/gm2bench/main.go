@@ -86,7 +86,7 @@ func params(quick bool) Params {
 		ScrapeRounds: 3, ScrapeWorkers: 64, ScrapeCold: 20, ScrapeBurst: 1000, ScrapeReads: 200,
 		PSSSizesMB:   []int{16, 128, 512},
 		HealthRounds: 5, HealthKubelets: 10, HealthProbes: 50,
-		InlineRounds: 6, InlineProbes: 2000, InlineCold: 5, InlineWorkers: 16,
+		InlineRounds: 10, InlineProbes: 2000, InlineCold: 5, InlineWorkers: 16,
 	}
 	if quick {
 		p.IdleRounds, p.IdleWindow = 1, 15
@@ -221,6 +221,7 @@ func main() {
 
 	res := &Results{Params: e.P}
 	res.Meta = collectMeta(e, started)
+	res.Meta.Only = *only
 	logf("results in %s", e.Out)
 	step := func(name string, f func() error) {
 		if !run(name) {
@@ -339,6 +340,8 @@ type Meta struct {
 	GM2Size     int64             `json:"gm2_init_bytes"`
 	BuildFlags  string            `json:"gm2_init_build"`
 	GitRevision string            `json:"git_revision"`
+	// Only is -only: the benchmarks this run was limited to ("" for all).
+	Only string `json:"only,omitempty"`
 }
 
 func collectMeta(e *Env, started time.Time) Meta {

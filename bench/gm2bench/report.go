@@ -116,7 +116,9 @@ func renderReport(e *Env, r *Results) string {
 	w("\n")
 	b.WriteString(sections.String())
 
-	if a, err := os.ReadFile(filepath.Join(e.Root, "bench", "analysis.md")); err == nil {
+	// The notes on the full run's missed targets, which a run of some
+	// benchmarks (-only) does not measure.
+	if a, err := os.ReadFile(filepath.Join(e.Root, "bench", "analysis.md")); err == nil && m.Only == "" {
 		w("%s\n", strings.TrimSpace(string(a)))
 		w("\n")
 	}
