@@ -123,7 +123,7 @@ func renderReport(e *Env, r *Results) string {
 		w("\n")
 	}
 	w("## Reproduce\n\n")
-	w("```\nbench/run --quick   # a few minutes\nbench/run           # the full run (about 20 minutes)\n```\n\n")
+	w("```\nbench/run --quick   # a few minutes\nbench/run           # the full run (about 30 minutes)\n```\n\n")
 	w("`bench/run` installs what it needs (Debian: tini, dumb-init, wrk, gcc; npm: pm2 pinned, into `bench/.tools`),\n")
 	w("builds gm2-init static and stripped, the ideal launcher and the test programs (`bench/c`), then runs\n")
 	w("`bench/gm2bench`, which writes this file and `bench/results/<date>/` (summary.json and the wrk outputs are\n")
