@@ -198,15 +198,7 @@ func TestSeveralWorkersLeaveTheTerminalToGm2Init(t *testing.T) {
 	in.reload(pos)
 	checkTerminal("scaled down to one worker, then reloaded", in.waitChildren(1, 15*time.Second))
 
-	// Ctrl-C typed on the terminal: SIGINT to its foreground group,
-	// gm2-init's own.
-	if _, err := master.Write([]byte{3}); err != nil {
-		t.Fatal(err)
-	}
-	in.WaitLog(10*time.Second, pos, "shutdown requested", func(l logLine) bool { return l.Str("signal") == "SIGINT" })
-	if code := in.Wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
-	}
+	ctrlCStops(t, in, master, pos)
 }
 
 // TestScaleUpLeavesTheTerminalWithTheFirstWorker: a single worker on a
@@ -259,13 +251,7 @@ func TestScaleUpLeavesTheTerminalWithTheFirstWorker(t *testing.T) {
 	if fg, own := foregroundGroup(t, master), groupOf(t, in.Pid); fg != own {
 		t.Errorf("after the worker that had the terminal died and was restarted, its foreground group is %d, want gm2-init's own, %d", fg, own)
 	}
-	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
-		t.Fatal(err)
-	}
-	in.WaitLog(10*time.Second, pos, "shutdown requested", func(l logLine) bool { return l.Str("signal") == "SIGINT" })
-	if code := in.Wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
-	}
+	ctrlCStops(t, in, master, pos)
 }
 
 // TestReloadKeepsTheTerminalWithTheNewWorker: a single worker's
@@ -332,9 +318,25 @@ func TestTerminalComesBackFromAWorkersJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, pos = in.WaitLog(10*time.Second, pos, "worker exited", nil)
-	in.WaitLog(20*time.Second, pos, "worker ready", nil) // its restart
+	_, pos = in.WaitLog(20*time.Second, pos, "worker ready", nil) // its restart
 	if fg, own := foregroundGroup(t, master), groupOf(t, in.Pid); fg != own {
 		t.Errorf("after the worker and its job are gone, the terminal's foreground group is %d, want gm2-init's own, %d", fg, own)
+	}
+	ctrlCStops(t, in, master, pos)
+}
+
+// ctrlCStops types Ctrl-C on the terminal whose master end is master: the
+// kernel sends SIGINT to its foreground group, which must be gm2-init's
+// own; gm2-init must log the request (after log index from) and stop
+// gracefully, exit status 0.
+func ctrlCStops(t *testing.T, in *Init, master *os.File, from int) {
+	t.Helper()
+	if _, err := master.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	in.WaitLog(10*time.Second, from, "shutdown requested", func(l logLine) bool { return l.Str("signal") == "SIGINT" })
+	if code := in.Wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after Ctrl-C, want 0 (a graceful shutdown)", code)
 	}
 }
 

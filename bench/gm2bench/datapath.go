@@ -150,14 +150,23 @@ func cpuSplit() (servers, load string, threads int) {
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
+// paired is one variant's measurement in one round, which ratios pairs
+// with another variant's of the same round.
+type paired interface {
+	pair() (round int, variant string)
+}
+
+func (r DataRun) pair() (int, string) { return r.Round, r.Variant }
+
 // ratios returns, round by round, metric(variant)/metric(base).
-func ratios(runs []DataRun, variant, base string, metric func(DataRun) float64) []float64 {
-	byRound := map[int]map[string]DataRun{}
+func ratios[R paired](runs []R, variant, base string, metric func(R) float64) []float64 {
+	byRound := map[int]map[string]R{}
 	for _, r := range runs {
-		if byRound[r.Round] == nil {
-			byRound[r.Round] = map[string]DataRun{}
+		round, v := r.pair()
+		if byRound[round] == nil {
+			byRound[round] = map[string]R{}
 		}
-		byRound[r.Round][r.Variant] = r
+		byRound[round][v] = r
 	}
 	var out []float64
 	for _, m := range byRound {
@@ -170,10 +179,11 @@ func ratios(runs []DataRun, variant, base string, metric func(DataRun) float64) 
 	return out
 }
 
-func values(runs []DataRun, variant string, metric func(DataRun) float64) []float64 {
+// values returns metric of every round of variant.
+func values[R paired](runs []R, variant string, metric func(R) float64) []float64 {
 	var out []float64
 	for _, r := range runs {
-		if r.Variant == variant {
+		if _, v := r.pair(); v == variant {
 			out = append(out, metric(r))
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,21 +72,13 @@ func benchInline(e *Env) (*InlineResult, error) {
 func (e *Env) inlineOnce(name, bin string, round int) (InlineRun, error) {
 	run := InlineRun{Build: name, Round: round}
 	n := e.P.InlineWorkers
-	addr := "127.0.0.1:" + strconv.Itoa(freePort())
-	health := "127.0.0.1:" + strconv.Itoa(freePort())
 	// Each worker a small tree (sh, trivial below it), as in benchmark 8 (scrape).
-	argv := []string{bin, "-i", strconv.Itoa(n), "--listen", addr, "--health-addr", health, "--",
-		"sh", "-c", `"$0"; :`, e.Trivial}
 	t0 := time.Now()
-	p, err := start("gm2-init/"+name, argv, nil, e.Root, filepath.Join(e.Logs, fmt.Sprintf("inline-%s-r%d.log", name, round)))
+	p, health, err := e.startTrees("gm2-init/"+name, bin, n, fmt.Sprintf("inline-%s-r%d.log", name, round))
 	if err != nil {
 		return run, err
 	}
 	defer p.Stop(syscall.SIGTERM, 30*time.Second)
-	ready := func(s string) bool { return strings.Contains(s, `"message":"worker ready"`) }
-	if _, err := p.WaitLines(0, ready, n, 2*time.Minute); err != nil {
-		return run, err
-	}
 	run.StartMs = float64(time.Since(t0)) / 1e6
 	time.Sleep(time.Second) // the start's garbage collected and returned
 	run.RSSIdleKB = memOf(p.Pid).RSS
@@ -124,25 +114,7 @@ func (e *Env) inlineOnce(name, bin string, round int) (InlineRun, error) {
 	return run, nil
 }
 
-// inlineRatios is shipped ÷ inlined of metric, round by round.
-func inlineRatios(runs []InlineRun, metric func(InlineRun) float64) []float64 {
-	byRound := map[int]map[string]float64{}
-	for _, x := range runs {
-		if byRound[x.Round] == nil {
-			byRound[x.Round] = map[string]float64{}
-		}
-		byRound[x.Round][x.Build] = metric(x)
-	}
-	var out []float64
-	for _, m := range byRound {
-		s, okS := m["shipped"]
-		i, okI := m["inlined"]
-		if okS && okI && i > 0 {
-			out = append(out, s/i)
-		}
-	}
-	return out
-}
+func (r InlineRun) pair() (int, string) { return r.Round, r.Build }
 
 func inlineSection(b *strings.Builder, s *InlineResult) []target {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
@@ -154,8 +126,8 @@ func inlineSection(b *strings.Builder, s *InlineResult) []target {
 	w("| | shipped (`-l`) | inlined (default) | shipped ÷ inlined | geometric mean | rounds shipped higher |\n|---|---|---|---|---|---|\n")
 	w("| binary | %s | %s | %.3f | | |\n", bytesStr(s.Sizes["shipped"]), bytesStr(s.Sizes["inlined"]), float64(s.Sizes["shipped"])/float64(s.Sizes["inlined"]))
 	row := func(what string, prec int, metric func(InlineRun) float64) {
-		of := func(build string) Summary { return summarize(collectInline(s.Runs, build, metric)) }
-		rs := inlineRatios(s.Runs, metric)
+		of := func(build string) Summary { return summarize(values(s.Runs, build, metric)) }
+		rs := ratios(s.Runs, "shipped", "inlined", metric)
 		higher := 0
 		for _, r := range rs {
 			if r > 1 {
@@ -185,14 +157,4 @@ func geomean(xs []float64) float64 {
 		sum += math.Log(x)
 	}
 	return math.Exp(sum / float64(len(xs)))
-}
-
-func collectInline(runs []InlineRun, build string, metric func(InlineRun) float64) []float64 {
-	var out []float64
-	for _, x := range runs {
-		if x.Build == build {
-			out = append(out, metric(x))
-		}
-	}
-	return out
 }

@@ -81,21 +81,34 @@ func benchScrape(e *Env) (*ScrapeResult, error) {
 	return res, nil
 }
 
-func (e *Env) scrapeOnce(n, round int) (ScrapeRun, error) {
-	run := ScrapeRun{Round: round, Workers: n}
+// startTrees starts the gm2-init bin with n workers, each a small process
+// tree (sh, trivial below it), on a port and a health address of their own,
+// and returns once every worker is ready (its log line), with the health
+// address.
+func (e *Env) startTrees(name, bin string, n int, logName string) (*Proc, string, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort())
 	health := "127.0.0.1:" + strconv.Itoa(freePort())
-	argv := []string{e.GM2, "-i", strconv.Itoa(n), "--listen", addr, "--health-addr", health, "--",
+	argv := []string{bin, "-i", strconv.Itoa(n), "--listen", addr, "--health-addr", health, "--",
 		"sh", "-c", `"$0"; :`, e.Trivial}
-	p, err := start("gm2-init", argv, nil, e.Root, filepath.Join(e.Logs, fmt.Sprintf("scrape-n%d-r%d.log", n, round)))
+	p, err := start(name, argv, nil, e.Root, filepath.Join(e.Logs, logName))
+	if err != nil {
+		return nil, "", err
+	}
+	ready := func(s string) bool { return strings.Contains(s, `"message":"worker ready"`) }
+	if _, err := p.WaitLines(0, ready, n, 2*time.Minute); err != nil {
+		p.Stop(syscall.SIGTERM, 30*time.Second)
+		return nil, "", err
+	}
+	return p, health, nil
+}
+
+func (e *Env) scrapeOnce(n, round int) (ScrapeRun, error) {
+	run := ScrapeRun{Round: round, Workers: n}
+	p, health, err := e.startTrees("gm2-init", e.GM2, n, fmt.Sprintf("scrape-n%d-r%d.log", n, round))
 	if err != nil {
 		return run, err
 	}
 	defer p.Stop(syscall.SIGTERM, 30*time.Second)
-	ready := func(s string) bool { return strings.Contains(s, `"message":"worker ready"`) }
-	if _, err := p.WaitLines(0, ready, n, 2*time.Minute); err != nil {
-		return run, err
-	}
 	time.Sleep(time.Second)
 	run.MemBefore = memOf(p.Pid)
 	base := "http://" + health
