@@ -175,12 +175,6 @@ func main() {
 			fatal(err)
 		}
 	}
-	// Short: PM2's unix sockets live under PM2_HOME (sun_path ≤ 107 bytes).
-	if e.Tmp, err = os.MkdirTemp("", "gm2b"); err != nil {
-		fatal(err)
-	}
-	defer os.RemoveAll(e.Tmp)
-
 	e.GM2 = filepath.Join(e.Tools, "gm2-init")
 	e.GM2Inlined = filepath.Join(e.Tools, "gm2-init-inlined")
 	e.Ideal = filepath.Join(e.Tools, "ideal")
@@ -201,6 +195,12 @@ func main() {
 			fatal(fmt.Errorf("%s missing: run bench/run, which builds and installs everything", f))
 		}
 	}
+	// Short: PM2's unix sockets live under PM2_HOME (sun_path ≤ 107 bytes).
+	// Made after the checks above, whose fatal exits would leave it.
+	if e.Tmp, err = os.MkdirTemp("", "gm2b"); err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(e.Tmp)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -208,6 +208,7 @@ func main() {
 		s := <-sigs
 		logf("%v: stopping every process started", s)
 		stopAll()
+		os.RemoveAll(e.Tmp)
 		os.Exit(130)
 	}()
 
@@ -260,6 +261,7 @@ func main() {
 	writeReport(e, res, *md)
 	logf("done in %s; raw results in %s", res.Meta.Duration, e.Out)
 	if len(res.Errors) > 0 {
+		os.RemoveAll(e.Tmp) // os.Exit runs no deferred call
 		os.Exit(1)
 	}
 }
