@@ -45,15 +45,7 @@ func TestLinesInOrderEachItsOwnWrite(t *testing.T) {
 // keeps what fits, the rest is counted, and once the writer takes writes
 // again the count comes between what was queued and what came after.
 func TestBlockedWriterDropsAndCounts(t *testing.T) {
-	w := logsinktest.NewStalledWriter()
-	w.Gate.Lock()
-	s := New(w, 30, note) // "first\n" (6 bytes) is being written: 3 lines of 7 bytes fit
-	s.Write([]byte("first\n"))
-	select { // the writer took "first" and is blocked in its Write
-	case <-w.Calls:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the writer never wrote")
-	}
+	w, s := holding(t, 30, "first\n") // "first\n" (6 bytes) is being written: 3 lines of 7 bytes fit
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -82,12 +74,8 @@ func TestBlockedWriterDropsAndCounts(t *testing.T) {
 // Close gives up after its timeout when the writer takes no writes, and a
 // Write after Close is dropped without a count.
 func TestCloseBounded(t *testing.T) {
-	w := logsinktest.NewStalledWriter()
-	w.Gate.Lock()
+	w, s := holding(t, 1<<10, "stuck\n") // the writer holds it, blocked
 	defer w.Gate.Unlock()
-	s := New(w, 1<<10, note)
-	s.Write([]byte("stuck\n"))
-	<-w.Calls // the writer holds it, blocked
 	if s.Close(50 * time.Millisecond) {
 		t.Fatal("Close reported everything written to a writer that takes no writes")
 	}
@@ -160,14 +148,10 @@ func TestStalledPipe(t *testing.T) {
 // stands in their place. The last line comes after everything, and a line
 // written after Close is dropped.
 func TestDropsUntilTakenAndLastLine(t *testing.T) {
-	w := logsinktest.NewStalledWriter()
-	w.Gate.Lock()
-	s := New(w, 20, note)
-	s.Write([]byte("first\n"))
-	<-w.Calls                        // the writer holds "first" (6 bytes), blocked
-	s.Write([]byte("a long line\n")) // 12: 18 in all
-	s.Write([]byte("too long\n"))    // 9: dropped
-	s.Write([]byte("x\n"))           // 2 would fit: dropped all the same
+	w, s := holding(t, 20, "first\n") // the writer holds "first" (6 bytes), blocked
+	s.Write([]byte("a long line\n"))  // 12: 18 in all
+	s.Write([]byte("too long\n"))     // 9: dropped
+	s.Write([]byte("x\n"))            // 2 would fit: dropped all the same
 	s.SetLast([]byte("the end\n"))
 	w.Gate.Unlock()
 	if !s.Close(10 * time.Second) {
@@ -183,11 +167,7 @@ func TestDropsUntilTakenAndLastLine(t *testing.T) {
 // The bound is inclusive: lines that bring the bytes held to max exactly
 // are kept; one byte more is dropped and counted.
 func TestBoundIsInclusive(t *testing.T) {
-	w := logsinktest.NewStalledWriter()
-	w.Gate.Lock()
-	s := New(w, 21, note)
-	s.Write([]byte("first\n"))
-	<-w.Calls                         // the writer holds "first" (6 bytes), blocked
+	w, s := holding(t, 21, "first\n") // the writer holds "first" (6 bytes), blocked
 	s.Write([]byte("to the byte!\n")) // 13: 19 in all
 	s.Write([]byte("x\n"))            // 2: 21 of 21, kept
 	s.Write([]byte("\n"))             // 22, one byte over: dropped
@@ -199,11 +179,7 @@ func TestBoundIsInclusive(t *testing.T) {
 // line as soon as Write returns (zerolog pools them), so a sink that kept
 // the caller's slice would write the later line's bytes for the earlier.
 func TestWriteAndSetLastCopy(t *testing.T) {
-	w := logsinktest.NewStalledWriter()
-	w.Gate.Lock()
-	s := New(w, 1<<10, note)
-	s.Write([]byte("first\n"))
-	<-w.Calls // the writer is blocked: what follows stays queued
+	w, s := holding(t, 1<<10, "first\n") // the writer is blocked: what follows stays queued
 	buf := []byte("line a\n")
 	s.Write(buf)
 	copy(buf, "line b\n")
@@ -260,4 +236,21 @@ func TestIdleWriterWakes(t *testing.T) {
 	if got := w.Written(); !slices.Equal(got, want) {
 		t.Errorf("written %q, want %q", got, want)
 	}
+}
+
+// holding returns a sink of max bytes over a stalled writer (its gate
+// locked) that has taken line and is blocked in its Write: what is written
+// next is queued.
+func holding(t *testing.T, max int, line string) (*logsinktest.StalledWriter, *Sink) {
+	t.Helper()
+	w := logsinktest.NewStalledWriter()
+	w.Gate.Lock()
+	s := New(w, max, note)
+	s.Write([]byte(line))
+	select {
+	case <-w.Calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer never wrote")
+	}
+	return w, s
 }

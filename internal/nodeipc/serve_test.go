@@ -371,14 +371,7 @@ func TestServeEnds(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- Serve(context.Background(), parent, Handler{}) }()
 		child.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("Serve at EOF = %v, want nil", err)
-			}
-		case <-time.After(waitLimit):
-			t.Fatal("Serve did not end at EOF")
-		}
+		serveEndsClean(t, done, "EOF")
 	})
 	t.Run("cancel", func(t *testing.T) {
 		p, cancel, parent := serveFake(t, Handler{})
@@ -564,12 +557,19 @@ func TestServeEndsAtReset(t *testing.T) {
 		runtime.Gosched()
 	}
 	child.Close()
+	serveEndsClean(t, done, "a reset")
+}
+
+// serveEndsClean waits (within waitLimit) for the Serve whose result done
+// carries to end at what, with no error.
+func serveEndsClean(t *testing.T, done <-chan error, what string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("Serve at a reset = %v, want nil", err)
+			t.Fatalf("Serve at %s = %v, want nil", what, err)
 		}
 	case <-time.After(waitLimit):
-		t.Fatal("Serve did not end at the reset")
+		t.Fatalf("Serve did not end at %s", what)
 	}
 }

@@ -20,6 +20,17 @@ func reloadApp(n int) App {
 	return a
 }
 
+// replacing starts a (slot 0 must exist) and sends SIGHUP: it returns
+// slot 0's worker from before the reload and the candidate replacing it.
+func replacing(t *testing.T, a App) (h *harness, old, cand int) {
+	t.Helper()
+	h = newHarness(t, Options{Apps: []App{a}})
+	h.startAll()
+	old = h.pid(0)
+	h.signal(sigHUP)
+	return h, old, h.candidatePid(0)
+}
+
 func (h *harness) lastReload() map[string]any {
 	h.t.Helper()
 	l := h.lines("reload finished")
@@ -109,11 +120,7 @@ func TestHUPStormRunsExactlyOneMorePass(t *testing.T) {
 }
 
 func TestCandidateCrashIsRetriedAndTheOldKeepsServing(t *testing.T) {
-	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
+	h, old, cand := replacing(t, reloadApp(1))
 	h.exit(1, cand)
 	if h.slot(0).current.pid != old || len(h.signals(old)) != 0 {
 		t.Fatal("the old worker was touched after its replacement crashed")
@@ -157,11 +164,7 @@ func TestReloadAbandonedWhenTheNewVersionNeverStarts(t *testing.T) {
 // The old worker crashes while its replacement starts: the replacement
 // takes over when ready; no restart is scheduled meanwhile.
 func TestOldWorkerCrashesDuringItsReplacement(t *testing.T) {
-	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
+	h, old, cand := replacing(t, reloadApp(1))
 	h.exit(1, old)
 	if sl := h.slot(0); sl.current != nil || sl.candidate == nil || sl.restart != nil {
 		t.Fatalf("slot after the old crashed: current %v candidate %v restart %v", sl.current, sl.candidate, sl.restart)
@@ -266,11 +269,7 @@ func TestShutdownWhileACandidateStarts(t *testing.T) {
 func TestSilentReplacementDoesNotReplaceAReadyWorker(t *testing.T) {
 	a := reloadApp(1)
 	a.MaxRestarts = 0
-	h := newHarness(t, Options{Apps: []App{a}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
+	h, old, cand := replacing(t, a)
 	h.advance(10 * time.Second) // --listen-timeout
 	if h.pid(0) != old || len(h.signals(old)) != 0 {
 		t.Fatal("the old worker was replaced by a silent one")
@@ -362,7 +361,7 @@ func forkReloading(t *testing.T) (*harness, int) {
 	h.startAll()
 	old := h.pid(0)
 	h.signal(sigHUP)
-	return h, old
+	return h, old // no candidate: a fork-mode slot stops first
 }
 
 // A fork-mode app binds its own ports: its reload stops the worker, then
@@ -411,11 +410,7 @@ func TestReplacementHoldingNoSocketFails(t *testing.T) {
 	a := reloadApp(1)
 	a.MaxRestarts = 0
 	a.Listeners = []*sockets.Listener{testListener("http", sockets.TCP, "0.0.0.0:8080")}
-	h := newHarness(t, Options{Apps: []App{a}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
+	h, old, cand := replacing(t, a)
 	h.sys.procs[cand].ports = PortCheck{Checked: true, HoldsNone: true, Wrong: true, Message: "closed the passed socket"}
 	h.ready(cand)
 	if h.pid(0) != old || len(h.signals(old)) != 0 {

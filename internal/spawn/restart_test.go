@@ -313,11 +313,7 @@ func TestNaturalEndExitStatus(t *testing.T) {
 		{"the old worker failed during its replacement", func(t *testing.T) *harness {
 			a := reloadApp(1)
 			a.Restart = appspec.OnFailure
-			h := newHarness(t, Options{Apps: []App{a}})
-			h.startAll()
-			old := h.pid(0)
-			h.signal(sigHUP)
-			cand := h.candidatePid(0)
+			h, old, cand := replacing(t, a)
 			h.exit(3, old)
 			h.ready(cand)
 			h.exit(0, cand)

@@ -284,11 +284,7 @@ func TestSnapshotMinReadyCappedAtTheInstances(t *testing.T) {
 // serving worker, and then the old worker draining; only ready workers
 // count as ready (/readyz): never the one draining.
 func TestSnapshotDuringAReplacement(t *testing.T) {
-	h := newHarness(t, Options{Apps: []App{reloadApp(1)}})
-	h.startAll()
-	old := h.pid(0)
-	h.signal(sigHUP)
-	cand := h.candidatePid(0)
+	h, old, cand := replacing(t, reloadApp(1))
 	want := func(when string, states map[int]status.State) {
 		t.Helper()
 		snap := h.snapshot()
